@@ -1,0 +1,13 @@
+# Every library comes from Debian's packages (tools/setup installs them).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
+pkg_check_modules(CZMQ REQUIRED IMPORTED_TARGET libczmq)
+pkg_check_modules(PROTOBUFC REQUIRED IMPORTED_TARGET libprotobuf-c)
+pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)
+pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
+pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+find_library(CIVETWEB_LIB civetweb REQUIRED)
+find_path(CIVETWEB_INCLUDE civetweb.h REQUIRED)
+find_program(PROTOC_C protoc-c REQUIRED)
+find_package(Threads REQUIRED)

@@ -1,0 +1,46 @@
+/* cc_redis: one Redis connection (hiredis) with reconnect and Lua scripts.
+ *
+ * A command that fails on a broken connection reconnects with backoff (up to
+ * the reconnect budget) and is sent once more. Scripts are registered by name
+ * and run with EVALSHA; after a Redis restart (NOSCRIPT) the script is loaded
+ * again and run. Not thread-safe: one per thread. */
+#ifndef CC_REDIS_H
+#define CC_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+
+#include "cc/cc_metrics.h"
+
+typedef struct _cc_redis_t cc_redis_t;
+
+/* url: redis://[:password@]host[:port][/db]. NULL for a malformed url.
+ * Does not connect yet. */
+cc_redis_t *cc_redis_new(const char *url, int reconnect_ms, cc_metrics_t *metrics);
+void cc_redis_destroy(cc_redis_t **self_p);
+
+/* Connects (AUTH and SELECT as the url says). Returns 0 or CC_ECONN. */
+int cc_redis_connect(cc_redis_t *self);
+bool cc_redis_healthy(cc_redis_t *self);
+int cc_redis_ping(cc_redis_t *self);
+/* For health probes: one PING or one reconnect attempt, no backoff. */
+int cc_redis_check(cc_redis_t *self);
+
+/* Runs a command given as an argv vector. Returns the reply (caller
+ * freeReplyObject()s) or NULL when Redis could not be reached (logged, see
+ * cc_redis_error). An error reply is returned as REDIS_REPLY_ERROR. */
+redisReply *cc_redis_cmd(cc_redis_t *self, int argc, const char **argv);
+/* printf-style variant: cc_redis_cmdf(r, "HSET %s %s %d", key, field, n). */
+redisReply *cc_redis_cmdf(cc_redis_t *self, const char *fmt, ...);
+
+/* Registers a Lua script under name (the text is copied). */
+void cc_redis_script(cc_redis_t *self, const char *name, const char *lua);
+/* Runs a registered script: keys then args. Same returns as cc_redis_cmd. */
+redisReply *cc_redis_eval(cc_redis_t *self, const char *name, int nkeys,
+                          const char **keys, int nargs, const char **args);
+
+const char *cc_redis_error(cc_redis_t *self);
+
+void cc_redis_test(void);
+
+#endif

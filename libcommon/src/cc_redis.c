@@ -1,0 +1,309 @@
+/* cc_redis: hiredis connection with reconnect and EVALSHA scripts. */
+#include "cc/cc_redis.h"
+#include "cc/cc_errno.h"
+#include "cc/cc_log.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_SCRIPTS 64
+
+typedef struct {
+    char *name;
+    char *lua;
+    char sha[41];       /* empty until loaded on the current server */
+} script_t;
+
+struct _cc_redis_t {
+    char host[256];
+    int port, db;
+    char password[256];
+    int reconnect_ms;
+    redisContext *ctx;
+    script_t scripts[MAX_SCRIPTS];
+    int nscripts;
+    char error[256];
+    _Atomic bool healthy;
+    cc_metric_t *m_reconnects;
+};
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parses redis://[:password@]host[:port][/db]. Returns 0 or CC_EINVAL. */
+static int
+s_parse_url(cc_redis_t *self, const char *url)
+{
+    const char *p = url;
+    if (strncmp(p, "redis://", 8) != 0) return CC_EINVAL;
+    p += 8;
+    const char *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t) (at - p));
+        const char *pw = colon ? colon + 1 : p;
+        if ((size_t) (at - pw) >= sizeof self->password) return CC_EINVAL;
+        snprintf(self->password, sizeof self->password, "%.*s", (int) (at - pw), pw);
+        p = at + 1;
+    }
+    size_t hl = strcspn(p, ":/");
+    if (hl == 0 || hl >= sizeof self->host) return CC_EINVAL;
+    snprintf(self->host, sizeof self->host, "%.*s", (int) hl, p);
+    p += hl;
+    self->port = 6379;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port < 1 || port > 65535) return CC_EINVAL;
+        self->port = (int) port;
+        p = end;
+    }
+    if (*p == '/' && p[1]) {
+        char *end;
+        long db = strtol(p + 1, &end, 10);
+        if (*end || db < 0 || db > 15) return CC_EINVAL;
+        self->db = (int) db;
+    } else if (*p && strcmp(p, "/") != 0) {
+        return CC_EINVAL;
+    }
+    return 0;
+}
+
+cc_redis_t *
+cc_redis_new(const char *url, int reconnect_ms, cc_metrics_t *metrics)
+{
+    cc_redis_t *self = calloc(1, sizeof *self);
+    if (!self) abort();
+    if (s_parse_url(self, url)) {
+        CC_ERROR("redis url malformed", "url_length=%zu", strlen(url));
+        free(self);
+        return NULL;
+    }
+    self->reconnect_ms = reconnect_ms;
+    if (metrics)
+        self->m_reconnects = cc_metrics_counter(metrics, "cc_redis_reconnects_total", NULL, "Redis connections made again");
+    return self;
+}
+
+void
+cc_redis_destroy(cc_redis_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    cc_redis_t *self = *self_p;
+    if (self->ctx) redisFree(self->ctx);
+    for (int i = 0; i < self->nscripts; i++) {
+        free(self->scripts[i].name);
+        free(self->scripts[i].lua);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+/* Sends a command on the raw context, no retry. */
+static redisReply *
+s_raw(cc_redis_t *self, int argc, const char **argv)
+{
+    if (!self->ctx) return NULL;
+    redisReply *r = redisCommandArgv(self->ctx, argc, argv, NULL);
+    if (!r) {
+        snprintf(self->error, sizeof self->error, "redis I/O: %s", self->ctx->errstr);
+        atomic_store(&self->healthy, false);
+    }
+    return r;
+}
+
+static int
+s_connect_once(cc_redis_t *self)
+{
+    if (self->ctx) redisFree(self->ctx);
+    struct timeval tv = { 1, 0 };
+    self->ctx = redisConnectWithTimeout(self->host, self->port, tv);
+    for (int i = 0; i < self->nscripts; i++) self->scripts[i].sha[0] = '\0';
+    if (!self->ctx || self->ctx->err) {
+        snprintf(self->error, sizeof self->error, "redisConnect %s:%d: %s", self->host, self->port,
+                 self->ctx ? self->ctx->errstr : "out of memory");
+        if (self->ctx) redisFree(self->ctx);
+        self->ctx = NULL;
+        atomic_store(&self->healthy, false);
+        return CC_ECONN;
+    }
+    redisSetTimeout(self->ctx, (struct timeval) { 5, 0 });
+    redisEnableKeepAlive(self->ctx);
+    char db[16];
+    snprintf(db, sizeof db, "%d", self->db);
+    const char *auth[] = { "AUTH", self->password };
+    const char *sel[] = { "SELECT", db };
+    const char **cmds[] = { self->password[0] ? auth : NULL, self->db ? sel : NULL };
+    for (int i = 0; i < 2; i++) {
+        if (!cmds[i]) continue;
+        redisReply *r = s_raw(self, 2, cmds[i]);
+        bool bad = !r || r->type == REDIS_REPLY_ERROR;
+        if (r && bad) snprintf(self->error, sizeof self->error, "%s: %s", cmds[i][0], r->str);
+        if (r) freeReplyObject(r);
+        if (bad) {
+            redisFree(self->ctx);
+            self->ctx = NULL;
+            return CC_ECONN;
+        }
+    }
+    atomic_store(&self->healthy, true);
+    return 0;
+}
+
+int
+cc_redis_connect(cc_redis_t *self)
+{
+    int64_t deadline = s_mono_ms() + self->reconnect_ms;
+    int backoff = 50, attempt = 0;
+    for (;;) {
+        attempt++;
+        if (s_connect_once(self) == 0) {
+            if (attempt > 1) CC_INFO("redis connected", "attempts=%d", attempt);
+            return 0;
+        }
+        if (s_mono_ms() + backoff > deadline) {
+            CC_ERROR("redis unreachable", "attempts=%d error=\"%s\"", attempt, self->error);
+            return CC_ECONN;
+        }
+        struct timespec ts = { 0, backoff * 1000000L };
+        nanosleep(&ts, NULL);
+        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    }
+}
+
+bool cc_redis_healthy(cc_redis_t *self) { return atomic_load(&self->healthy); }
+const char *cc_redis_error(cc_redis_t *self) { return self->error; }
+
+redisReply *
+cc_redis_cmd(cc_redis_t *self, int argc, const char **argv)
+{
+    redisReply *r = s_raw(self, argc, argv);
+    if (r) return r;
+    CC_WARN("redis connection lost; reconnecting", "error=\"%s\"", self->error);
+    if (cc_redis_connect(self)) return NULL;
+    if (self->m_reconnects) cc_metric_add(self->m_reconnects, 1);
+    return s_raw(self, argc, argv);
+}
+
+redisReply *
+cc_redis_cmdf(cc_redis_t *self, const char *fmt, ...)
+{
+    /* Split the formatted command into words: callers pass no spaces inside
+     * arguments (use cc_redis_cmd for arbitrary values). */
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    const char *argv[64];
+    int argc = 0;
+    for (char *save, *w = strtok_r(buf, " ", &save); w && argc < 64; w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
+    return cc_redis_cmd(self, argc, argv);
+}
+
+void
+cc_redis_script(cc_redis_t *self, const char *name, const char *lua)
+{
+    for (int i = 0; i < self->nscripts; i++)
+        if (strcmp(self->scripts[i].name, name) == 0) return;
+    assert(self->nscripts < MAX_SCRIPTS);
+    script_t *s = &self->scripts[self->nscripts++];
+    s->name = strdup(name);
+    s->lua = strdup(lua);
+    if (!s->name || !s->lua) abort();
+}
+
+static redisReply *
+s_load(cc_redis_t *self, script_t *s)
+{
+    const char *argv[] = { "SCRIPT", "LOAD", s->lua };
+    redisReply *r = cc_redis_cmd(self, 3, argv);
+    if (r && r->type == REDIS_REPLY_STRING && r->len == 40) {
+        memcpy(s->sha, r->str, 41);
+        freeReplyObject(r);
+        return NULL;
+    }
+    if (r && r->type == REDIS_REPLY_ERROR) CC_ERROR("redis SCRIPT LOAD failed", "script=%s error=\"%s\"", s->name, r->str);
+    return r;   /* the error reply, or NULL */
+}
+
+redisReply *
+cc_redis_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys, int nargs, const char **args)
+{
+    script_t *s = NULL;
+    for (int i = 0; i < self->nscripts; i++)
+        if (strcmp(self->scripts[i].name, name) == 0) s = &self->scripts[i];
+    assert(s && "script not registered");
+    const char *argv[3 + 64];
+    assert(nkeys + nargs <= 64);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!s->sha[0]) {
+            redisReply *err = s_load(self, s);
+            if (!s->sha[0]) return err;
+        }
+        argv[0] = "EVALSHA";
+        argv[1] = s->sha;
+        argv[2] = nk;
+        memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
+        memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
+        redisReply *r = cc_redis_cmd(self, 3 + nkeys + nargs, argv);
+        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            /* Redis restarted or flushed its scripts: load and run again. */
+            freeReplyObject(r);
+            s->sha[0] = '\0';
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+int
+cc_redis_check(cc_redis_t *self)
+{
+    const char *ping[] = { "PING" };
+    redisReply *r = s_raw(self, 1, ping);
+    if (r) {
+        freeReplyObject(r);
+        return 0;
+    }
+    return s_connect_once(self);
+}
+
+int
+cc_redis_ping(cc_redis_t *self)
+{
+    redisReply *r = cc_redis_cmdf(self, "PING");
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : CC_EREDIS;
+    if (r) freeReplyObject(r);
+    return rc;
+}
+
+void
+cc_redis_test(void)
+{
+    cc_redis_t *r = cc_redis_new("redis://:pw@127.0.0.5:6380/3", 100, NULL);
+    assert(r && strcmp(r->host, "127.0.0.5") == 0 && r->port == 6380 && r->db == 3);
+    assert(strcmp(r->password, "pw") == 0);
+    cc_redis_destroy(&r);
+    assert(!r);
+    assert(!cc_redis_new("http://x", 100, NULL));
+    assert(!cc_redis_new("redis://h:99999", 100, NULL));
+    assert(!cc_redis_new("redis://h:1/99", 100, NULL));
+    r = cc_redis_new("redis://127.0.0.1:1", 100, NULL);
+    assert(cc_redis_connect(r) == CC_ECONN && !cc_redis_healthy(r));
+    assert(cc_redis_cmdf(r, "PING") == NULL);
+    cc_redis_destroy(&r);
+}

@@ -1,0 +1,61 @@
+/* cc_harness: private servers and processes for one test.
+ *
+ * Starts PostgreSQL, Redis, the bus forwarder and service binaries on free
+ * loopback ports under a fresh temporary folder, and stops every one of them
+ * when the harness is destroyed, when the test fails (assert, crash, SIGTERM
+ * from ctest's timeout: handlers kill them), or when the test process is
+ * killed outright (each child has a parent-death signal). Settings that
+ * services read (DATABASE_URL, REDIS_URL, CC_BUS_PUB, ...) are put in the
+ * environment, so spawned services find the private servers.
+ *
+ * Failures to start a server abort the test with a message: a harness that
+ * cannot set up is a failed test, not a skipped one. */
+#ifndef CC_HARNESS_H
+#define CC_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct _cc_harness_t cc_harness_t;
+
+cc_harness_t *cc_harness_new(const char *test_name);
+void cc_harness_destroy(cc_harness_t **self_p);
+const char *cc_harness_dir(cc_harness_t *self);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int cc_harness_free_port(void);
+
+/* Starts a private PostgreSQL; returns its DATABASE_URL (also exported). */
+const char *cc_harness_start_pg(cc_harness_t *self);
+void cc_harness_stop_pg(cc_harness_t *self);
+/* Stops and starts it again on the same port and data. */
+void cc_harness_restart_pg(cc_harness_t *self);
+
+/* Starts a private Redis; returns its REDIS_URL (also exported). */
+const char *cc_harness_start_redis(cc_harness_t *self);
+void cc_harness_stop_redis(cc_harness_t *self);
+void cc_harness_restart_redis(cc_harness_t *self);
+
+/* Starts the forwarder binary on free ports; exports CC_BUS_PUB/CC_BUS_SUB
+ * and FORWARDER_ADMIN_PORT. Returns its pid. */
+pid_t cc_harness_start_forwarder(cc_harness_t *self, bool nodrop, int hwm);
+
+/* Spawns a built binary ("forwarder" or a path) with extra argv; its output
+ * goes to <dir>/<name>.log. Returns its pid. */
+pid_t cc_harness_spawn(cc_harness_t *self, const char *name, const char *const *args);
+/* Sends sig and waits up to timeout_ms. Returns the exit status as
+ * waitpid() gives it, or -1 after SIGKILL on timeout. */
+int cc_harness_stop(cc_harness_t *self, pid_t pid, int sig, int timeout_ms);
+
+/* GETs http://127.0.0.1:port/path. Returns the status (0 if unreachable)
+ * and the body in *body_p (caller frees; may be NULL). */
+int cc_harness_http_get(int port, const char *path, char **body_p);
+/* Waits until GET path answers 200. Returns true, or false on timeout. */
+bool cc_harness_wait_http(int port, const char *path, int timeout_ms);
+
+/* Full path of a built binary by service name (or the name if it has '/'). */
+const char *cc_harness_bin(const char *name, char *buf, size_t cap);
+/* Reads a whole file (caller frees), NULL when absent. */
+char *cc_harness_read_file(const char *path);
+
+#endif
