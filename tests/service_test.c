@@ -32,11 +32,11 @@ s_run(cc_harness_t *h, const char *bin, const char *const *args, const char *con
         saved[n] = old ? strdup(old) : NULL;
         setenv(e[0], e[1], 1);
     }
+    /* A log of its own: the long-running services keep theirs. */
     char log[512];
-    const char *base = strrchr(bin, '/') ? strrchr(bin, '/') + 1 : bin;
-    snprintf(log, sizeof log, "%s/%s.log", cc_harness_dir(h), base);
+    snprintf(log, sizeof log, "%s/oneshot.log", cc_harness_dir(h));
     unlink(log);
-    pid_t pid = cc_harness_spawn(h, bin, args);
+    pid_t pid = cc_harness_spawn_as(h, "oneshot", bin, args);
     int status = cc_harness_stop(h, pid, 0, 10000);   /* signal 0: just wait */
     n = 0;
     for (const char *const *e = env; e && *e && n < 16; e += 2, n++) {   /* put back what was there */
@@ -154,7 +154,8 @@ healthz_reports_each_dependency_and_follows_outages(cc_harness_t *h, pid_t *forw
     cc_harness_restart_redis(h);
     s_wait_health(200, "\"redis\":\"ok\"");
 
-    cc_harness_stop(h, *forwarder, SIGTERM, 5000);
+    int fstatus = cc_harness_stop(h, *forwarder, SIGTERM, 5000);
+    CHECK(WIFEXITED(fstatus) && WEXITSTATUS(fstatus) == 0, "forwarder stops cleanly on SIGTERM (status %d)", fstatus);
     s_wait_health(503, "\"bus\":\"down\"");
     *forwarder = cc_harness_spawn(h, "forwarder", NULL);   /* same ports, from the environment */
     s_wait_health(200, "\"bus\":\"ok\"");

@@ -240,12 +240,11 @@ cc_cfg_mask(const char *value, unsigned flags, char *buf, size_t cap)
     if (!value) value = "";
     const char *scheme = strstr(value, "://");
     const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    if (at) {
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t) (at - scheme - 3)) : NULL;
+    if (at && colon) {
         /* scheme://user:password@host -> scheme://user:****@host */
-        const char *colon = memchr(scheme + 3, ':', (size_t) (at - scheme - 3));
-        const char *cut = colon ? colon + 1 : scheme + 3;
-        snprintf(buf, cap, "%.*s****%s", (int) (cut - value), value, at);
-    } else if ((flags & CC_CFG_SECRET) && *value) {
+        snprintf(buf, cap, "%.*s****%s", (int) (colon + 1 - value), value, at);
+    } else if ((flags & CC_CFG_SECRET) && *value && !scheme) {
         snprintf(buf, cap, "****");
     } else {
         snprintf(buf, cap, "%s", value);
@@ -319,6 +318,9 @@ cc_cfg_test(void)
     assert(strcmp(cc_cfg_mask(cc_cfg_str(cfg, "T_URL"), CC_CFG_SECRET, buf, sizeof buf),
                   "postgresql://cc:****@127.0.0.1:5432/cc") == 0);
     assert(strcmp(cc_cfg_mask("s3cret", CC_CFG_SECRET, buf, sizeof buf), "****") == 0);
+    /* A user without a password is not a secret; a URL without one neither. */
+    assert(strcmp(cc_cfg_mask("postgresql://cc@h:1/db", CC_CFG_SECRET, buf, sizeof buf), "postgresql://cc@h:1/db") == 0);
+    assert(strcmp(cc_cfg_mask("redis://h:1/0", CC_CFG_SECRET, buf, sizeof buf), "redis://h:1/0") == 0);
 
     /* The environment overrides the file; a bad value names key and value. */
     setenv("T_PORT", "99999", 1);

@@ -256,8 +256,8 @@ cc_redis_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys, 
         argv[0] = "EVALSHA";
         argv[1] = s->sha;
         argv[2] = nk;
-        memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
-        memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
+        if (nkeys) memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
+        if (nargs) memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
         redisReply *r = cc_redis_cmd(self, 3 + nkeys + nargs, argv);
         if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
             /* Redis restarted or flushed its scripts: load and run again. */

@@ -412,10 +412,16 @@ cc_harness_bin(const char *name, char *buf, size_t cap)
 pid_t
 cc_harness_spawn(cc_harness_t *self, const char *name, const char *const *args)
 {
+    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+    return cc_harness_spawn_as(self, base, name, args);
+}
+
+pid_t
+cc_harness_spawn_as(cc_harness_t *self, const char *label, const char *name, const char *const *args)
+{
     char bin[512], log[512];
     cc_harness_bin(name, bin, sizeof bin);
-    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
-    snprintf(log, sizeof log, "%s/%s.log", self->dir, base);
+    snprintf(log, sizeof log, "%s/%s.log", self->dir, label);
     char *argv[32];
     int argc = 0;
     argv[argc++] = bin;

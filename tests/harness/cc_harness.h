@@ -43,6 +43,8 @@ pid_t cc_harness_start_forwarder(cc_harness_t *self, bool nodrop, int hwm);
 /* Spawns a built binary ("forwarder" or a path) with extra argv; its output
  * goes to <dir>/<name>.log. Returns its pid. */
 pid_t cc_harness_spawn(cc_harness_t *self, const char *name, const char *const *args);
+/* Same, with the output in <dir>/<label>.log. */
+pid_t cc_harness_spawn_as(cc_harness_t *self, const char *label, const char *name, const char *const *args);
 /* Sends sig and waits up to timeout_ms. Returns the exit status as
  * waitpid() gives it, or -1 after SIGKILL on timeout. */
 int cc_harness_stop(cc_harness_t *self, pid_t pid, int sig, int timeout_ms);

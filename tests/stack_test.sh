@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# stack_test: tools/stack as a new user runs it, on free ports and a private
+# state folder: up brings everything up healthy, a second up is a no-op,
+# status reports health, down leaves no process of ours running.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+free_port=$1
+export CC_BUILD_DIR=$2
+export CC_VAR_DIR=$(mktemp -d /tmp/cc-stack-test-XXXXXX)
+chmod 755 "$CC_VAR_DIR"
+ports=($("$free_port" 5))
+pg=${ports[0]} redis=${ports[1]} pub=${ports[2]} sub=${ports[3]} admin=${ports[4]}
+export DATABASE_URL=postgresql://callcenter@127.0.0.1:$pg/callcenter
+export REDIS_URL=redis://127.0.0.1:$redis/0
+export CC_BUS_PUB=tcp://127.0.0.1:$pub CC_BUS_SUB=tcp://127.0.0.1:$sub FORWARDER_ADMIN_PORT=$admin
+cleanup() { "$root/tools/stack" down >/dev/null 2>&1 || true; rm -rf "$CC_VAR_DIR"; }
+trap cleanup EXIT
+fail() { echo "stack_test: FAILED: $*" >&2; exit 1; }
+
+out=$("$root/tools/stack" up 2>&1) || fail "up: $out"
+echo "$out"
+grep -q "forwarder: started" <<<"$out" || fail "forwarder not started"
+grep -q "platform     1 applied" <<<"$out" || fail "migrations not applied"
+
+status=$("$root/tools/stack" status) || fail "status not healthy: $status"
+echo "$status"
+grep -q '"status":"ok"' <<<"$status" || fail "forwarder health"
+psql -h 127.0.0.1 -p "$pg" -U callcenter -d callcenter -tAc \
+  "SELECT count(*) FROM pg_namespace WHERE nspname IN ('telephony','acd','commerce','desk')" | grep -qx 4 \
+  || fail "schemas missing"
+
+again=$("$root/tools/stack" up 2>&1) || fail "second up: $again"
+grep -q "already running" <<<"$again" || fail "second up was not a no-op: $again"
+
+pids=$(cat "$CC_VAR_DIR"/run/*.pid; head -1 "$CC_VAR_DIR"/pg/postmaster.pid)
+"$root/tools/stack" down
+for pid in $pids; do
+  if kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+    fail "pid $pid still running after down"
+  fi
+done
+if "$root/tools/stack" status >/dev/null 2>&1; then fail "status says healthy after down"; fi
+echo "stack_test: 1 passed, 0 failed"
