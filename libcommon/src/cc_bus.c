@@ -2,6 +2,7 @@
 #include "cc/cc_bus.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -97,14 +98,6 @@ s_seqmap_get(seqmap_t *m, uint64_t pid, const char *type, bool *created)
     return m->mru = &m->slots[i];
 }
 
-static int64_t
-s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static zsock_t *
 s_socket(int type, const char *endpoint, const cc_bus_opts_t *opts)
 {
@@ -131,7 +124,7 @@ cc_bus_new(const cc_bus_opts_t *opts)
     self->service = strdup(opts->service ? opts->service : "unknown");
     self->instance = strdup(opts->instance ? opts->instance : self->service);
     if (getrandom(&self->publisher_id, sizeof self->publisher_id, 0) != sizeof self->publisher_id)
-        self->publisher_id = (uint64_t) s_now_us() ^ ((uint64_t) getpid() << 32);
+        self->publisher_id = (uint64_t) cc_wall_us() ^ ((uint64_t) getpid() << 32);
     if (opts->pub_endpoint && !(self->pub = s_socket(ZMQ_PUB, opts->pub_endpoint, opts))) goto err;
     if (opts->sub_endpoint && !(self->sub = s_socket(ZMQ_SUB, opts->sub_endpoint, opts))) goto err;
     if (opts->metrics) {
@@ -181,7 +174,7 @@ cc_bus_publish(cc_bus_t *self, const char *type, const char *trace_id,
     env.instance = self->instance;
     env.publisher_id = self->publisher_id;
     env.sequence = seq->last + 1;
-    env.time_us = s_now_us();
+    env.time_us = cc_wall_us();
     env.trace_id = (char *) (trace_id ? trace_id : "");
     env.payload.data = (uint8_t *) payload;
     env.payload.len = len;

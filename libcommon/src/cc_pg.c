@@ -2,6 +2,7 @@
 #include "cc/cc_pg.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -35,21 +36,6 @@ struct _cc_pg_t {
     _Atomic bool healthy;
     cc_metric_t *m_reconnects, *m_errors;
 };
-
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 cc_pg_t *
 cc_pg_new(const char *url, int reconnect_ms, cc_metrics_t *metrics)
@@ -124,24 +110,18 @@ s_connect_once(cc_pg_t *self)
     return 0;
 }
 
+static int s_connect_attempt(void *self) { return s_connect_once(self); }
+
 int
 cc_pg_connect(cc_pg_t *self)
 {
-    int64_t deadline = s_mono_ms() + self->reconnect_ms;
-    int backoff = 50, attempt = 0;
-    for (;;) {
-        attempt++;
-        if (s_connect_once(self) == 0) {
-            if (attempt > 1) CC_INFO("postgres connected", "attempts=%d", attempt);
-            return 0;
-        }
-        if (s_mono_ms() + backoff > deadline) {
-            CC_ERROR("postgres unreachable", "attempts=%d error=\"%s\"", attempt, self->error);
-            return CC_ECONN;
-        }
-        s_sleep_ms(backoff);
-        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    int attempts;
+    if (cc_retry(self->reconnect_ms, s_connect_attempt, self, &attempts)) {
+        CC_ERROR("postgres unreachable", "attempts=%d error=\"%s\"", attempts, self->error);
+        return CC_ECONN;
     }
+    if (attempts > 1) CC_INFO("postgres connected", "attempts=%d", attempts);
+    return 0;
 }
 
 bool cc_pg_healthy(cc_pg_t *self) { return atomic_load(&self->healthy); }
@@ -305,22 +285,6 @@ s_cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-static char *
-s_read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, out);
-    fclose(f);
-    fclose(out);
-    return buf;
-}
-
 static void
 s_checksum(const char *text, char out[17])
 {
@@ -343,7 +307,7 @@ s_apply(cc_pg_t *self, const char *owner, const char *dir, const char *file)
     snprintf(path, sizeof path, "%s/%s", dir, file);
     memcpy(version, file, 4);
     version[4] = '\0';
-    char *sql = s_read_all(path);
+    char *sql = cc_read_file(path);
     if (!sql) {
         CC_ERROR("migration unreadable", "path=%s error=\"%s\"", path, strerror(errno));
         return CC_EIO;
@@ -428,9 +392,9 @@ cc_pg_test(void)
 {
     /* Without a server: connecting fails within the budget, and says why. */
     cc_pg_t *pg = cc_pg_new("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", 200, NULL);
-    int64_t t0 = s_mono_ms();
+    int64_t t0 = cc_mono_ms();
     assert(cc_pg_connect(pg) == CC_ECONN);
-    assert(s_mono_ms() - t0 < 2000);
+    assert(cc_mono_ms() - t0 < 2000);
     assert(strstr(cc_pg_error(pg), "PQconnectdb failed"));
     assert(!cc_pg_healthy(pg));
     assert(cc_pg_run(pg, "SELECT 1", NULL) == CC_ECONN);

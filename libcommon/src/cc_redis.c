@@ -2,6 +2,7 @@
 #include "cc/cc_redis.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -31,14 +32,6 @@ struct _cc_redis_t {
     _Atomic bool healthy;
     cc_metric_t *m_reconnects;
 };
-
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Parses redis://[:password@]host[:port][/db]. Returns 0 or CC_EINVAL. */
 static int
@@ -159,25 +152,18 @@ s_connect_once(cc_redis_t *self)
     return 0;
 }
 
+static int s_connect_attempt(void *self) { return s_connect_once(self); }
+
 int
 cc_redis_connect(cc_redis_t *self)
 {
-    int64_t deadline = s_mono_ms() + self->reconnect_ms;
-    int backoff = 50, attempt = 0;
-    for (;;) {
-        attempt++;
-        if (s_connect_once(self) == 0) {
-            if (attempt > 1) CC_INFO("redis connected", "attempts=%d", attempt);
-            return 0;
-        }
-        if (s_mono_ms() + backoff > deadline) {
-            CC_ERROR("redis unreachable", "attempts=%d error=\"%s\"", attempt, self->error);
-            return CC_ECONN;
-        }
-        struct timespec ts = { 0, backoff * 1000000L };
-        nanosleep(&ts, NULL);
-        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    int attempts;
+    if (cc_retry(self->reconnect_ms, s_connect_attempt, self, &attempts)) {
+        CC_ERROR("redis unreachable", "attempts=%d error=\"%s\"", attempts, self->error);
+        return CC_ECONN;
     }
+    if (attempts > 1) CC_INFO("redis connected", "attempts=%d", attempts);
+    return 0;
 }
 
 bool cc_redis_healthy(cc_redis_t *self) { return atomic_load(&self->healthy); }

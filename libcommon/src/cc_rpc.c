@@ -3,6 +3,7 @@
 #include "cc/cc_rpc.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -16,14 +17,6 @@
 
 #define REPLY_GRACE_US (5 * 1000000LL)   /* keep a reply this long past the deadline */
 #define PURGE_EVERY_MS 1000
-
-static int64_t
-s_wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Packs a protobuf message into a new buffer (caller frees). */
 static uint8_t *
@@ -176,8 +169,8 @@ cc_rpc_reply(cc_rpc_call_t *call, Cc__Status status, const char *error,
     assert(e && e->state == ENTRY_RUNNING);
     e->reply = s_pack(&reply.base, &e->reply_len);
     e->state = ENTRY_DONE;
-    int64_t deadline = call->req->deadline_us ? call->req->deadline_us : s_wall_us();
-    e->expires_us = (deadline > s_wall_us() ? deadline : s_wall_us()) + REPLY_GRACE_US;
+    int64_t deadline = call->req->deadline_us ? call->req->deadline_us : cc_wall_us();
+    e->expires_us = (deadline > cc_wall_us() ? deadline : cc_wall_us()) + REPLY_GRACE_US;
     s_send_reply(self, e->peer, e->reply, e->reply_len);
     s_call_free(call);
 }
@@ -194,7 +187,7 @@ cc_rpc_reply_msg(cc_rpc_call_t *call, const void *msg)
 static void
 s_purge(cc_rpc_server_t *self)
 {
-    int64_t now = s_wall_us();
+    int64_t now = cc_wall_us();
     self->last_purge_us = now;
     zlistx_t *keys = zhashx_keys(self->entries);
     for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
@@ -244,7 +237,7 @@ s_handle_one(cc_rpc_server_t *self)
         cc__request__free_unpacked(req, NULL);
         return true;
     }
-    if (req->deadline_us && req->deadline_us < s_wall_us()) {
+    if (req->deadline_us && req->deadline_us < cc_wall_us()) {
         if (self->m_expired) cc_metric_add(self->m_expired, 1);
         CC_WARN("rpc request past its deadline dropped", "method=%s request_id=%s", req->method, req->request_id);
         cc__request__free_unpacked(req, NULL);
@@ -317,7 +310,7 @@ cc_rpc_server_poll(cc_rpc_server_t *self, int timeout_ms)
     zmq_pollitem_t item = { zsock_resolve(self->router), 0, ZMQ_POLLIN, 0 };
     for (;;) {
         while (s_handle_one(self)) handled++;
-        if (s_wall_us() - self->last_purge_us > PURGE_EVERY_MS * 1000LL) s_purge(self);
+        if (cc_wall_us() - self->last_purge_us > PURGE_EVERY_MS * 1000LL) s_purge(self);
         long wait = (long) (deadline - zclock_mono());
         if (wait <= 0 || handled) return handled;
         if (zmq_poll(&item, 1, wait) < 0) return handled;
@@ -371,7 +364,7 @@ cc_rpc_client_new(const cc_rpc_client_opts_t *opts)
     free(eps);
     self->source = strdup(opts->source ? opts->source : "client");
     uint32_t r;
-    if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint32_t) s_wall_us();
+    if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint32_t) cc_wall_us();
     snprintf(self->boot, sizeof self->boot, "%08x", r);
     self->retry_ms = opts->retry_ms > 0 ? opts->retry_ms : 250;
     self->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
@@ -495,7 +488,7 @@ s_pending_timer(uv_timer_t *t)
 {
     pending_t *p = (pending_t *) t;
     cc_rpc_client_t *self = p->client;
-    if (s_wall_us() >= p->deadline_us) {
+    if (cc_wall_us() >= p->deadline_us) {
         if (self->m_timeouts) cc_metric_add(self->m_timeouts, 1);
         CC_WARN("rpc request timed out", "method=%s request_id=%s attempts=%d", p->method, p->request_id, p->attempts);
         s_finish_status(p, CC__STATUS__STATUS_TIMEOUT, "deadline passed");
@@ -513,7 +506,7 @@ s_pending_timer(uv_timer_t *t)
 static void
 s_arm(pending_t *p)
 {
-    int64_t left_ms = (p->deadline_us - s_wall_us() + 999) / 1000;
+    int64_t left_ms = (p->deadline_us - cc_wall_us() + 999) / 1000;
     if (left_ms < 0) left_ms = 0;
     int64_t wait = p->attempts < p->client->max_attempts && p->client->retry_ms < left_ms
                  ? p->client->retry_ms : left_ms;
@@ -558,7 +551,7 @@ cc_rpc_call(cc_rpc_client_t *self, const char *method, const char *trace_id,
     if (!p->request_id || !p->method || !p->trace_id || !p->payload) abort();
     if (len) memcpy(p->payload, payload, len);
     p->len = len;
-    p->deadline_us = s_wall_us() + (int64_t) timeout_ms * 1000;
+    p->deadline_us = cc_wall_us() + (int64_t) timeout_ms * 1000;
     p->attempts = 1;
     p->fn = fn;
     p->arg = arg;
@@ -576,10 +569,10 @@ cc_rpc_call_sync(cc_rpc_client_t *self, const char *method, const void *payload,
     assert(!self->loop);
     char id[128];
     s_new_id(self, id, sizeof id);
-    int64_t deadline_us = s_wall_us() + (int64_t) timeout_ms * 1000;
+    int64_t deadline_us = cc_wall_us() + (int64_t) timeout_ms * 1000;
     int attempts = 1;
     s_send_request(self, id, method, NULL, payload, len, deadline_us, attempts);
-    int64_t next_retry = s_wall_us() + self->retry_ms * 1000LL;
+    int64_t next_retry = cc_wall_us() + self->retry_ms * 1000LL;
     zmq_pollitem_t item = { zsock_resolve(self->dealer), 0, ZMQ_POLLIN, 0 };
     for (;;) {
         bool got;
@@ -591,7 +584,7 @@ cc_rpc_call_sync(cc_rpc_client_t *self, const char *method, const void *payload,
             }
             if (reply) cc__reply__free_unpacked(reply, NULL);   /* stale */
         }
-        int64_t now = s_wall_us();
+        int64_t now = cc_wall_us();
         if (now >= deadline_us) {
             if (self->m_timeouts) cc_metric_add(self->m_timeouts, 1);
             return CC_ETIMEDOUT;

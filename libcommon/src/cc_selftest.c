@@ -8,11 +8,13 @@
 #include "cc/cc_pg.h"
 #include "cc/cc_redis.h"
 #include "cc/cc_rpc.h"
+#include "cc/cc_util.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const struct { const char *name; void (*fn)(void); } s_tests[] = {
+    { "cc_util", cc_util_test },
     { "cc_log", cc_log_test },
     { "cc_cfg", cc_cfg_test },
     { "cc_metrics", cc_metrics_test },

@@ -3,6 +3,7 @@
 #include "cc/cc_service.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <assert.h>
 #include <getopt.h>
@@ -63,14 +64,6 @@ struct _cc_service_t {
     bool stopping;
 };
 
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 s_usage(const cc_service_def_t *def, cc_cfg_t *cfg, FILE *out)
 {
@@ -88,7 +81,7 @@ static bool s_check_bus(void *arg)
 {
     cc_service_t *self = arg;
     int64_t last = atomic_load(&self->last_heartbeat_ms);
-    return last && s_mono_ms() - last < 3 * self->heartbeat_ms + 500;
+    return last && cc_mono_ms() - last < 3 * self->heartbeat_ms + 500;
 }
 static bool s_check_pg(void *arg) { return cc_pg_healthy(((cc_service_t *) arg)->pg); }
 static bool s_check_redis(void *arg) { return cc_redis_healthy(((cc_service_t *) arg)->redis); }
@@ -131,7 +124,7 @@ s_on_event(void *arg, const Cc__Envelope *env)
 {
     cc_service_t *self = arg;
     if (strcmp(env->type, self->heartbeat_topic) == 0)
-        atomic_store(&self->last_heartbeat_ms, s_mono_ms());
+        atomic_store(&self->last_heartbeat_ms, cc_mono_ms());
 }
 
 /* Keeps the health of every dependency current and publishes the heartbeat. */

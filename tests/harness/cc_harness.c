@@ -1,6 +1,7 @@
 /* cc_harness: private PostgreSQL, Redis, forwarder and services per test. */
 #define _GNU_SOURCE
 #include "cc_harness.h"
+#include "cc/cc_util.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -58,21 +59,6 @@ s_fail(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
     abort();   /* the SIGABRT handler stops what was started */
-}
-
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
 }
 
 static void
@@ -299,14 +285,14 @@ s_pg_launch(cc_harness_t *self)
     char conninfo[256];
     snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=callcenter dbname=callcenter connect_timeout=2",
              self->pg_port);
-    int64_t deadline = s_mono_ms() + 60000;
+    int64_t deadline = cc_mono_ms() + 60000;
     while (PQping(conninfo) != PQPING_OK) {
         if (waitpid(self->pg_pid, NULL, WNOHANG) == self->pg_pid) {
             s_untrack(self->pg_pid);
             s_fail("postgres exited at start: see %s", log);
         }
-        if (s_mono_ms() > deadline) s_fail("postgres not ready after 60 s: see %s", log);
-        s_sleep_ms(20);
+        if (cc_mono_ms() > deadline) s_fail("postgres not ready after 60 s: see %s", log);
+        cc_sleep_ms(20);
     }
 }
 
@@ -355,7 +341,7 @@ s_redis_launch(cc_harness_t *self)
                            "--appendonly", "no", "--dir", self->dir, "--daemonize", "no", NULL };
     self->redis_pid = s_spawn(argv, log, false, NULL);
     s_track(self->redis_pid);
-    int64_t deadline = s_mono_ms() + 30000;
+    int64_t deadline = cc_mono_ms() + 30000;
     for (;;) {
         struct timeval tv = { 1, 0 };
         redisContext *c = redisConnectWithTimeout("127.0.0.1", self->redis_port, tv);
@@ -368,8 +354,8 @@ s_redis_launch(cc_harness_t *self)
             s_untrack(self->redis_pid);
             s_fail("redis-server exited at start: see %s", log);
         }
-        if (s_mono_ms() > deadline) s_fail("redis not ready after 30 s: see %s", log);
-        s_sleep_ms(20);
+        if (cc_mono_ms() > deadline) s_fail("redis not ready after 30 s: see %s", log);
+        cc_sleep_ms(20);
     }
 }
 
@@ -438,21 +424,21 @@ cc_harness_stop(cc_harness_t *self, pid_t pid, int sig, int timeout_ms)
     (void) self;
     kill(pid, sig);
     int status;
-    int64_t deadline = s_mono_ms() + timeout_ms;
+    int64_t deadline = cc_mono_ms() + timeout_ms;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid || (r < 0 && errno == ECHILD)) {
             s_untrack(pid);
             return r == pid ? status : -1;
         }
-        if (s_mono_ms() > deadline) {
+        if (cc_mono_ms() > deadline) {
             fprintf(stderr, "harness: pid %d ignored signal %d for %d ms; killing\n", (int) pid, sig, timeout_ms);
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             s_untrack(pid);
             return -1;
         }
-        s_sleep_ms(10);
+        cc_sleep_ms(10);
     }
 }
 
@@ -504,10 +490,10 @@ cc_harness_http_get(int port, const char *path, char **body_p)
 bool
 cc_harness_wait_http(int port, const char *path, int timeout_ms)
 {
-    int64_t deadline = s_mono_ms() + timeout_ms;
-    while (s_mono_ms() < deadline) {
+    int64_t deadline = cc_mono_ms() + timeout_ms;
+    while (cc_mono_ms() < deadline) {
         if (cc_harness_http_get(port, path, NULL) == 200) return true;
-        s_sleep_ms(50);
+        cc_sleep_ms(50);
     }
     return false;
 }
@@ -515,15 +501,5 @@ cc_harness_wait_http(int port, const char *path, int timeout_ms)
 char *
 cc_harness_read_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, out);
-    fclose(f);
-    fclose(out);
-    return buf;
+    return cc_read_file(path);
 }
