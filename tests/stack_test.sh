@@ -8,8 +8,10 @@ free_port=$1
 export CC_BUILD_DIR=$2
 export CC_VAR_DIR=$(mktemp -d /tmp/cc-stack-test-XXXXXX)
 chmod 755 "$CC_VAR_DIR"
-ports=($("$free_port" 5))
+ports=($("$free_port" 7))
 pg=${ports[0]} redis=${ports[1]} pub=${ports[2]} sub=${ports[3]} admin=${ports[4]}
+# Every service's ports move too, so a user's running stack is never touched.
+export ACD_ADMIN_PORT=${ports[5]} ACD_RPC=tcp://127.0.0.1:${ports[6]}
 export DATABASE_URL=postgresql://callcenter@127.0.0.1:$pg/callcenter
 export REDIS_URL=redis://127.0.0.1:$redis/0
 export CC_BUS_PUB=tcp://127.0.0.1:$pub CC_BUS_SUB=tcp://127.0.0.1:$sub FORWARDER_ADMIN_PORT=$admin
@@ -20,6 +22,8 @@ fail() { echo "stack_test: FAILED: $*" >&2; exit 1; }
 out=$("$root/tools/stack" up 2>&1) || fail "up: $out"
 echo "$out"
 grep -q "forwarder: started" <<<"$out" || fail "forwarder not started"
+grep -q "acd: started" <<<"$out" || fail "acd not started"
+grep -q "demo: loaded acd.sql" <<<"$out" || fail "demo floor not loaded"
 grep -q "platform     1 applied" <<<"$out" || fail "migrations not applied"
 
 status=$("$root/tools/stack" status) || fail "status not healthy: $status"
@@ -28,6 +32,11 @@ grep -q '"status":"ok"' <<<"$status" || fail "forwarder health"
 psql -h 127.0.0.1 -p "$pg" -U callcenter -d callcenter -tAc \
   "SELECT count(*) FROM pg_namespace WHERE nspname IN ('telephony','acd','commerce','desk')" | grep -qx 4 \
   || fail "schemas missing"
+
+# The demo floor works: an agent logs in and takes a call.
+"$root/tools/acd" login 1001 || fail "acd login"
+"$root/tools/acd" enqueue demo-call-1 sales || fail "enqueue"
+"$root/tools/acd" status | grep -E '^1001 +reserved .*demo-call-1' || fail "the call was not offered to 1001"
 
 again=$("$root/tools/stack" up 2>&1) || fail "second up: $again"
 grep -q "already running" <<<"$again" || fail "second up was not a no-op: $again"

@@ -1,0 +1,582 @@
+/* acd_server: turns bus requests into acd.lua operations and their actions
+ * into events and offers to the gateway. */
+#include "acd_server.h"
+#include "acd_router.h"
+#include "cc/cc_log.h"
+#include "cc/cc_rpc.h"
+#include "cc/cc_util.h"
+#include "agent.pb-c.h"
+#include "queue.pb-c.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ID_MAX 128
+
+static const cc_cfg_key_t s_keys[] = {
+    { "ACD_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
+    { "ACD_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint the acd request server binds" },
+    { "ACD_GATEWAY_RPC", CC_CFG_STR, 0, 255, NULL, 0, "Gateway request endpoint for ringing agents; empty: offers are events only" },
+    { "ACD_TICK_MS", CC_CFG_INT, 10, 10000, NULL, 0, "How often offer timeouts, wrap-ups and sticky holds are checked" },
+    CC_CFG_END
+};
+
+const cc_service_def_t acd_service_def = {
+    .name = "acd",
+    .summary = "Automatic call distribution: queues, skills, routing, live agent state.",
+    .keys = s_keys,
+    .admin_port_key = "ACD_ADMIN_PORT",
+    .needs = CC_NEED_BUS | CC_NEED_PG | CC_NEED_REDIS,
+};
+
+struct _acd_server_t {
+    cc_service_t *svc;
+    cc_bus_t *bus;
+    acd_router_t *router;
+    cc_rpc_server_t *rpc;
+    cc_rpc_client_t *gateway;
+    uv_timer_t *tick;
+    bool stopping;
+    cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
+};
+
+/* What one operation produced, for the reply. */
+typedef struct {
+    acd_server_t *server;
+    uint32_t position;
+} op_ctx_t;
+
+static int64_t s_now_ms(void) { return cc_wall_us() / 1000; }
+
+/* ------------------------------------------------------------- actions */
+
+static Cc__AgentState
+s_state(const char *name)
+{
+    static const struct { const char *name; Cc__AgentState state; } map[] = {
+        { "logged_out", CC__AGENT_STATE__AGENT_LOGGED_OUT }, { "ready", CC__AGENT_STATE__AGENT_READY },
+        { "not_ready", CC__AGENT_STATE__AGENT_NOT_READY }, { "reserved", CC__AGENT_STATE__AGENT_RESERVED },
+        { "on_call", CC__AGENT_STATE__AGENT_ON_CALL }, { "wrap_up", CC__AGENT_STATE__AGENT_WRAP_UP },
+    };
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+        if (strcmp(map[i].name, name) == 0) return map[i].state;
+    return CC__AGENT_STATE__AGENT_LOGGED_OUT;
+}
+
+static void s_run(acd_server_t *self, const char *op, int argc, const char *const *args,
+                  op_ctx_t *ctx, const char **error_p, Cc__Status *status_p);
+
+static void
+s_on_offer_reply(void *arg, const Cc__Reply *reply)
+{
+    /* arg: "call\0agent" allocated by s_offer */
+    char *ids = arg;
+    acd_server_t *self = *(acd_server_t **) ids;
+    const char *call = ids + sizeof(acd_server_t *);
+    const char *agent = call + strlen(call) + 1;
+    if (reply->status != CC__STATUS__STATUS_OK && !self->stopping) {
+        CC_WARN("gateway could not ring the agent; offer withdrawn", "call_id=%s agent_id=%s error=\"%s\"",
+                call, agent, reply->error);
+        const char *args[] = { call, agent, "unreachable" };
+        op_ctx_t ctx = { self, 0 };
+        const char *err;
+        Cc__Status st;
+        s_run(self, "rejected", 3, args, &ctx, &err, &st);
+    }
+    free(ids);
+}
+
+static void
+s_offer(acd_server_t *self, const char *const *v)
+{
+    /* v: offer call agent queue wait ext customer caller flags */
+    Cc__QueueOffered ev = CC__QUEUE_OFFERED__INIT;
+    ev.call_id = (char *) v[1];
+    ev.agent_id = (char *) v[2];
+    ev.queue = (char *) v[3];
+    ev.wait_ms = atoll(v[4]);
+    cc_bus_publish_msg(self->bus, "queue.offered", v[1], &ev);
+    cc_metric_add(self->m_offers, 1);
+    if (!self->gateway) return;
+    Cc__AgentOffer offer = CC__AGENT_OFFER__INIT;
+    offer.call_id = (char *) v[1];
+    offer.agent_id = (char *) v[2];
+    offer.queue = (char *) v[3];
+    offer.wait_ms = atoll(v[4]);
+    offer.extension = (char *) v[5];
+    offer.customer_id = (char *) v[6];
+    offer.caller = (char *) v[7];
+    char *flags[16];
+    char flagbuf[256];
+    snprintf(flagbuf, sizeof flagbuf, "%s", v[8]);
+    size_t nflags = 0;
+    for (char *save, *f = strtok_r(flagbuf, ",", &save); f && nflags < 16; f = strtok_r(NULL, ",", &save))
+        flags[nflags++] = f;
+    offer.blacklist_flags = flags;
+    offer.n_blacklist_flags = nflags;
+    size_t len = protobuf_c_message_get_packed_size(&offer.base);
+    uint8_t *buf = malloc(len ? len : 1);
+    protobuf_c_message_pack(&offer.base, buf);
+    size_t cl = strlen(v[1]), al = strlen(v[2]);
+    char *ids = malloc(sizeof(acd_server_t *) + cl + al + 2);
+    if (!buf || !ids) abort();
+    *(acd_server_t **) ids = self;
+    memcpy(ids + sizeof(acd_server_t *), v[1], cl + 1);
+    memcpy(ids + sizeof(acd_server_t *) + cl + 1, v[2], al + 1);
+    cc_rpc_call(self->gateway, "gateway.offer", v[1], buf, len, 5000, s_on_offer_reply, ids);
+    free(buf);
+}
+
+static void
+s_on_action(void *arg, int argc, const char *const *v)
+{
+    op_ctx_t *ctx = arg;
+    acd_server_t *self = ctx->server;
+    const char *kind = v[0];
+    if (strcmp(kind, "offer") == 0 && argc >= 9) {
+        s_offer(self, v);
+    } else if (strcmp(kind, "agent") == 0 && argc >= 7) {
+        Cc__AgentStateChanged ev = CC__AGENT_STATE_CHANGED__INIT;
+        ev.agent_id = (char *) v[1];
+        ev.state = s_state(v[2]);
+        ev.previous = s_state(v[3]);
+        ev.time_in_previous_ms = atoll(v[4]);
+        ev.reason = (char *) v[5];
+        ev.call_id = (char *) v[6];
+        cc_bus_publish_msg(self->bus, "agent.state", v[6], &ev);
+    } else if (strcmp(kind, "entered") == 0 && argc >= 5) {
+        Cc__QueueEntered ev = CC__QUEUE_ENTERED__INIT;
+        ev.call_id = (char *) v[1];
+        ev.queue = (char *) v[2];
+        ev.priority = atoi(v[3]);
+        ev.position = (uint32_t) atoi(v[4]);
+        ctx->position = ev.position;
+        cc_bus_publish_msg(self->bus, "queue.entered", v[1], &ev);
+        cc_metric_add(self->m_entered, 1);
+    } else if (strcmp(kind, "answered") == 0 && argc >= 5) {
+        Cc__QueueAnswered ev = CC__QUEUE_ANSWERED__INIT;
+        ev.call_id = (char *) v[1];
+        ev.agent_id = (char *) v[2];
+        ev.queue = (char *) v[3];
+        ev.wait_ms = atoll(v[4]);
+        cc_bus_publish_msg(self->bus, "queue.answered", v[1], &ev);
+        cc_metric_add(self->m_answered, 1);
+    } else if (strcmp(kind, "abandoned") == 0 && argc >= 5) {
+        Cc__QueueAbandoned ev = CC__QUEUE_ABANDONED__INIT;
+        ev.call_id = (char *) v[1];
+        ev.queue = (char *) v[2];
+        ev.wait_ms = atoll(v[3]);
+        ev.position = (uint32_t) atoi(v[4]);
+        cc_bus_publish_msg(self->bus, "queue.abandoned", v[1], &ev);
+        cc_metric_add(self->m_abandoned, 1);
+    } else if (strcmp(kind, "requeued") == 0 && argc >= 4) {
+        Cc__QueueRequeued ev = CC__QUEUE_REQUEUED__INIT;
+        ev.call_id = (char *) v[1];
+        ev.agent_id = (char *) v[2];
+        ev.queue = (char *) v[3];
+        cc_bus_publish_msg(self->bus, "queue.requeued", v[1], &ev);
+        cc_metric_add(self->m_requeued, 1);
+    }
+}
+
+static void
+s_run(acd_server_t *self, const char *op, int argc, const char *const *args, op_ctx_t *ctx,
+      const char **error_p, Cc__Status *status_p)
+{
+    *status_p = acd_router_run(self->router, s_now_ms(), op, argc, args, s_on_action, ctx, error_p);
+    if (*status_p == CC__STATUS__STATUS_UNAVAILABLE || *status_p == CC__STATUS__STATUS_INTERNAL)
+        cc_metric_add(self->m_errors, 1);
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* An id from the wire: 1..128 printable characters without spaces or commas
+ * (commas separate lists inside acd.lua). */
+static bool
+s_id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > ID_MAX) return false;
+    for (; *s; s++)
+        if (!isgraph((unsigned char) *s) || *s == ',' || *s == ':') return false;
+    return true;
+}
+
+static void
+s_reply_status(cc_rpc_call_t *call, Cc__Status st, const char *error)
+{
+    cc_rpc_reply(call, st, st == CC__STATUS__STATUS_OK ? NULL : error, NULL, 0);
+}
+
+#define DECODE(type, fn, var)                                                       \
+    type *var = fn##__unpack(NULL, req->payload.len, req->payload.data);            \
+    if (!var) {                                                                     \
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "malformed " #type, NULL, 0); \
+        return;                                                                     \
+    }
+
+/* Joins skills as "name:level,..." into buf. Returns false when a name is bad. */
+static bool
+s_join_skills(Cc__AgentSkill **skills, size_t n, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!s_id_ok(skills[i]->name) || skills[i]->level > 100) return false;
+        at += (size_t) snprintf(buf + at, cap - at, "%s%s:%u", i ? "," : "", skills[i]->name, skills[i]->level);
+        if (at >= cap) return false;
+    }
+    return true;
+}
+
+static bool
+s_join_ids(char **ids, size_t n, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!s_id_ok(ids[i])) return false;
+        at += (size_t) snprintf(buf + at, cap - at, "%s%s", i ? "," : "", ids[i]);
+        if (at >= cap) return false;
+    }
+    return true;
+}
+
+static void
+s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    DECODE(Cc__AgentLogin, cc__agent_login, m);
+    char skills[1024], queues[1024], ext[ID_MAX + 1];
+    Cc__Status st = CC__STATUS__STATUS_OK;
+    const char *err = NULL;
+    if (!s_id_ok(m->agent_id) || !s_join_skills(m->skills, m->n_skills, skills, sizeof skills)
+        || !s_join_ids(m->queues, m->n_queues, queues, sizeof queues)
+        || (m->extension[0] && !s_id_ok(m->extension))) {
+        st = CC__STATUS__STATUS_BAD_REQUEST;
+        err = "invalid agent id, extension, skill or queue name";
+        goto out;
+    }
+    snprintf(ext, sizeof ext, "%s", m->extension);
+    if (!m->n_skills && !m->n_queues) {
+        /* The agent's definition in acd.agents. */
+        PGresult *res = NULL;
+        const char *p[] = { m->agent_id };
+        if (cc_pg_exec(cc_service_pg(self->svc), "acd_agent", 1, p, &res)) {
+            st = CC__STATUS__STATUS_UNAVAILABLE;
+            err = "database unavailable";
+            goto out;
+        }
+        if (PQntuples(res) != 1) {
+            PQclear(res);
+            st = CC__STATUS__STATUS_NOT_FOUND;
+            err = "unknown agent and no skills or queues given";
+            goto out;
+        }
+        if (!ext[0]) snprintf(ext, sizeof ext, "%s", PQgetvalue(res, 0, 0));
+        snprintf(skills, sizeof skills, "%s", PQgetvalue(res, 0, 1));
+        snprintf(queues, sizeof queues, "%s", PQgetvalue(res, 0, 2));
+        PQclear(res);
+    }
+    const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
+    op_ctx_t ctx = { self, 0 };
+    s_run(self, "login", 4, args, &ctx, &err, &st);
+out:
+    s_reply_status(call, st, err);
+    cc__agent_login__free_unpacked(m, NULL);
+}
+
+static void
+s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    DECODE(Cc__AgentSetState, cc__agent_set_state, m);
+    const char *state = m->state == CC__AGENT_STATE__AGENT_READY ? "ready"
+                      : m->state == CC__AGENT_STATE__AGENT_NOT_READY ? "not_ready"
+                      : m->state == CC__AGENT_STATE__AGENT_LOGGED_OUT ? "logged_out" : NULL;
+    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
+    const char *err = "state must be ready, not_ready or logged_out";
+    if (!s_id_ok(m->agent_id) || strlen(m->reason) > 64) {
+        err = "invalid agent id or reason";
+    } else if (state) {
+        const char *args[] = { m->agent_id, state, m->reason };
+        op_ctx_t ctx = { self, 0 };
+        if (m->by[0]) CC_INFO("agent state set", "agent_id=%s state=%s by=%s", m->agent_id, state, m->by);
+        s_run(self, "set_state", 3, args, &ctx, &err, &st);
+    }
+    s_reply_status(call, st, err);
+    cc__agent_set_state__free_unpacked(m, NULL);
+}
+
+static void
+s_agent_logout(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    DECODE(Cc__AgentLogout, cc__agent_logout, m);
+    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
+    const char *err = "invalid agent id";
+    if (s_id_ok(m->agent_id)) {
+        const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout" };
+        op_ctx_t ctx = { self, 0 };
+        s_run(self, "set_state", 3, args, &ctx, &err, &st);
+    }
+    s_reply_status(call, st, err);
+    cc__agent_logout__free_unpacked(m, NULL);
+}
+
+static void
+s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    DECODE(Cc__Enqueue, cc__enqueue, m);
+    char skills[1024], flags[512], prio[8];
+    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
+    const char *err = "invalid call id, queue, skills, flags or priority";
+    op_ctx_t ctx = { self, 0 };
+    if (s_id_ok(m->call_id) && s_id_ok(m->queue) && s_join_ids(m->skills, m->n_skills, skills, sizeof skills)
+        && s_join_ids(m->blacklist_flags, m->n_blacklist_flags, flags, sizeof flags)
+        && m->priority >= 0 && m->priority <= 9
+        && (!m->customer_id[0] || s_id_ok(m->customer_id)) && (!m->last_agent_id[0] || s_id_ok(m->last_agent_id))
+        && (!m->caller[0] || s_id_ok(m->caller))) {
+        snprintf(prio, sizeof prio, "%d", m->priority);
+        const char *args[] = { m->call_id, m->queue, prio, skills, m->customer_id, m->last_agent_id, m->caller, flags };
+        s_run(self, "enqueue", 8, args, &ctx, &err, &st);
+    }
+    if (st == CC__STATUS__STATUS_OK) {
+        Cc__Enqueued out = CC__ENQUEUED__INIT;
+        out.call_id = m->call_id;
+        out.position = ctx.position;
+        cc_rpc_reply_msg(call, &out);
+    } else {
+        s_reply_status(call, st, err);
+    }
+    cc__enqueue__free_unpacked(m, NULL);
+}
+
+/* acd.answered, acd.rejected, acd.ended share one shape. */
+static void
+s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    DECODE(Cc__CallRef, cc__call_ref, m);
+    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
+    const char *err = "invalid call or agent id";
+    bool need_agent = strcmp(op, "ended") != 0;
+    if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && strlen(m->reason) <= 64) {
+        const char *args[] = { m->call_id, m->agent_id, m->reason };
+        op_ctx_t ctx = { self, 0 };
+        s_run(self, op, 3, args, &ctx, &err, &st);
+    }
+    s_reply_status(call, st, err);
+    cc__call_ref__free_unpacked(m, NULL);
+}
+
+static void s_answered(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "answered", call, req); }
+static void s_rejected(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "rejected", call, req); }
+static void s_ended(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "ended", call, req); }
+
+/* Reads queue and agent state straight from Redis for operators. */
+static void
+s_status(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    cc_redis_t *r = cc_service_redis(self->svc);
+    Cc__AcdStatus out = CC__ACD_STATUS__INIT;
+    redisReply *queues = cc_redis_cmdf(r, "SMEMBERS acd:queues");
+    redisReply *agents = cc_redis_cmdf(r, "SMEMBERS acd:agents");
+    if (!queues || !agents || queues->type != REDIS_REPLY_ARRAY || agents->type != REDIS_REPLY_ARRAY) {
+        if (queues) freeReplyObject(queues);
+        if (agents) freeReplyObject(agents);
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "redis unavailable", NULL, 0);
+        return;
+    }
+    int64_t now = s_now_ms();
+    size_t nq = queues->elements, na = agents->elements;
+    Cc__QueueStatus *qs = calloc(nq + 1, sizeof *qs), **qp = calloc(nq + 1, sizeof *qp);
+    Cc__AgentStatus *as = calloc(na + 1, sizeof *as), **ap = calloc(na + 1, sizeof *ap);
+    redisReply **keep = calloc(na + 1, sizeof *keep);
+    if (!qs || !qp || !as || !ap || !keep) abort();
+    for (size_t i = 0; i < nq; i++) {
+        const char *q = queues->element[i]->str;
+        cc__queue_status__init(&qs[i]);
+        qs[i].queue = (char *) q;
+        redisReply *w = cc_redis_cmdf(r, "ZCARD acd:queue:%s:wait", q);
+        redisReply *rd = cc_redis_cmdf(r, "ZCARD acd:queue:%s:ready", q);
+        redisReply *head = cc_redis_cmdf(r, "ZRANGE acd:queue:%s:wait 0 -1 WITHSCORES", q);
+        if (w && w->type == REDIS_REPLY_INTEGER) qs[i].waiting = (uint32_t) w->integer;
+        if (rd && rd->type == REDIS_REPLY_INTEGER) qs[i].ready = (uint32_t) rd->integer;
+        /* A rank is (9 - priority) * 1e13 + arrival ms: the oldest arrival waits longest. */
+        for (size_t j = 1; head && head->type == REDIS_REPLY_ARRAY && j < head->elements; j += 2) {
+            int64_t enq = (int64_t) (strtod(head->element[j]->str, NULL)) % 10000000000000LL;
+            if (now - enq > qs[i].longest_wait_ms) qs[i].longest_wait_ms = now - enq;
+        }
+        if (w) freeReplyObject(w);
+        if (rd) freeReplyObject(rd);
+        if (head) freeReplyObject(head);
+        qp[i] = &qs[i];
+    }
+    for (size_t i = 0; i < na; i++) {
+        const char *id = agents->element[i]->str;
+        cc__agent_status__init(&as[i]);
+        as[i].agent_id = (char *) id;
+        keep[i] = cc_redis_cmdf(r, "HMGET acd:agent:%s state since reason call queues ext", id);
+        redisReply *h = keep[i];
+        if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 6) {
+            char **f[] = { &as[i].state, NULL, &as[i].reason, &as[i].call_id, &as[i].queues, &as[i].extension };
+            for (int k = 0; k < 6; k++)
+                if (f[k] && h->element[k]->type == REDIS_REPLY_STRING) *f[k] = h->element[k]->str;
+            if (h->element[1]->type == REDIS_REPLY_STRING) as[i].since_ms = atoll(h->element[1]->str);
+        }
+        ap[i] = &as[i];
+    }
+    out.queues = qp;
+    out.n_queues = nq;
+    out.agents = ap;
+    out.n_agents = na;
+    cc_rpc_reply_msg(call, &out);
+    for (size_t i = 0; i < na; i++) if (keep[i]) freeReplyObject(keep[i]);
+    free(keep);
+    free(qs);
+    free(qp);
+    free(as);
+    free(ap);
+    freeReplyObject(queues);
+    freeReplyObject(agents);
+}
+
+static int s_load_queues(acd_server_t *self);
+
+static void
+s_reload(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    int n = s_load_queues(self);
+    char text[32];
+    snprintf(text, sizeof text, "%d", n);
+    if (n < 0) cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "could not load queues", NULL, 0);
+    else cc_rpc_reply(call, CC__STATUS__STATUS_OK, NULL, text, strlen(text));
+}
+
+static const cc_rpc_method_t s_methods[] = {
+    { "agent.login", s_agent_login, "AgentLogin -> ok: logs an agent in, ready (skills and queues from acd.agents when not given)" },
+    { "agent.logout", s_agent_logout, "AgentLogout -> ok: logs an agent out (not while reserved or on a call)" },
+    { "agent.set_state", s_agent_set_state, "AgentSetState -> ok: ready, not_ready(reason) or logged_out" },
+    { "acd.enqueue", s_enqueue, "Enqueue -> Enqueued: puts a call in a queue and routes it" },
+    { "acd.answered", s_answered, "CallRef -> ok: the agent answered the offer" },
+    { "acd.rejected", s_rejected, "CallRef -> ok: the agent declined; the call keeps its place" },
+    { "acd.ended", s_ended, "CallRef -> ok: the call ended (an abandon while waiting)" },
+    { "acd.status", s_status, "-> AcdStatus: queues and agents" },
+    { "acd.reload", s_reload, "-> number of queues loaded from acd.queues" },
+    CC_RPC_METHODS_END
+};
+
+/* ---------------------------------------------------------------- set-up */
+
+/* Copies acd.queues into Redis. Returns the number of queues or -1. */
+static int
+s_load_queues(acd_server_t *self)
+{
+    PGresult *res = NULL;
+    if (cc_pg_exec(cc_service_pg(self->svc), "acd_queues", 0, NULL, &res)) return -1;
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        const char *args[8];
+        for (int c = 0; c < 8; c++) args[c] = PQgetvalue(res, i, c);
+        const char *err;
+        op_ctx_t ctx = { self, 0 };
+        Cc__Status st;
+        s_run(self, "queue", 8, args, &ctx, &err, &st);
+        if (st != CC__STATUS__STATUS_OK) {
+            PQclear(res);
+            return -1;
+        }
+    }
+    PQclear(res);
+    CC_INFO("queues loaded", "count=%d", n);
+    return n;
+}
+
+static void
+s_on_tick(uv_timer_t *t)
+{
+    acd_server_t *self = t->data;
+    op_ctx_t ctx = { self, 0 };
+    const char *err;
+    Cc__Status st;
+    s_run(self, "tick", 0, NULL, &ctx, &err, &st);
+}
+
+static void
+s_on_reload(void *arg)
+{
+    s_load_queues(arg);
+}
+
+static void s_free_handle(uv_handle_t *h) { free(h); }
+
+acd_server_t *
+acd_server_new(cc_service_t *svc)
+{
+    acd_server_t *self = calloc(1, sizeof *self);
+    if (!self) abort();
+    self->svc = svc;
+    self->bus = cc_service_bus(svc);
+    cc_cfg_t *cfg = cc_service_cfg(svc);
+    cc_metrics_t *m = cc_service_metrics(svc);
+    self->m_offers = cc_metrics_counter(m, "acd_offers_total", NULL, "Calls offered to agents");
+    self->m_entered = cc_metrics_counter(m, "acd_calls_entered_total", NULL, "Calls that entered a queue");
+    self->m_abandoned = cc_metrics_counter(m, "acd_calls_abandoned_total", NULL, "Calls ended while waiting or ringing");
+    self->m_answered = cc_metrics_counter(m, "acd_calls_answered_total", NULL, "Offers answered by agents");
+    self->m_requeued = cc_metrics_counter(m, "acd_offers_withdrawn_total", NULL, "Offers not answered or rejected");
+    self->m_errors = cc_metrics_counter(m, "acd_errors_total", NULL, "Operations that failed on Redis");
+    cc_pg_statement(cc_service_pg(svc), "acd_queues",
+                    "SELECT name, strategy, offer_timeout_ms, wrap_up_ms, widen, max_len, sticky_ms, skills"
+                    " FROM acd.queues ORDER BY name");
+    cc_pg_statement(cc_service_pg(svc), "acd_agent",
+                    "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
+    self->router = acd_router_new(cc_service_redis(svc));
+    if (s_load_queues(self) < 0) {
+        CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",
+                 cc_pg_error(cc_service_pg(svc)));
+        goto err;
+    }
+    self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "ACD_RPC"), s_methods, self, m);
+    if (!self->rpc) goto err;
+    cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
+    const char *gw = cc_cfg_str(cfg, "ACD_GATEWAY_RPC");
+    if (*gw) {
+        cc_rpc_client_opts_t o = { .endpoint = gw, .source = cc_service_instance(svc),
+                                   .retry_ms = (int) cc_cfg_int(cfg, "CC_RPC_RETRY_MS"),
+                                   .max_attempts = (int) cc_cfg_int(cfg, "CC_RPC_MAX_ATTEMPTS"), .metrics = m };
+        self->gateway = cc_rpc_client_new(&o);
+        if (!self->gateway) goto err;
+        cc_rpc_client_attach(self->gateway, cc_service_loop(svc));
+    }
+    self->tick = malloc(sizeof *self->tick);
+    if (!self->tick) abort();
+    uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->tick);
+    self->tick->data = self;
+    uint64_t every = (uint64_t) cc_cfg_int(cfg, "ACD_TICK_MS");
+    uv_timer_start(self->tick, s_on_tick, every, every);
+    cc_service_on_reload(svc, s_on_reload, self);
+    CC_INFO("acd ready", "rpc=%s gateway=%s", cc_cfg_str(cfg, "ACD_RPC"), *gw ? gw : "(none)");
+    return self;
+err:
+    acd_server_destroy(&self);
+    return NULL;
+}
+
+void
+acd_server_destroy(acd_server_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    acd_server_t *self = *self_p;
+    self->stopping = true;   /* offers still ringing expire by the tick of another instance */
+    if (self->tick) uv_close((uv_handle_t *) self->tick, s_free_handle);
+    cc_rpc_client_destroy(&self->gateway);
+    cc_rpc_server_destroy(&self->rpc);
+    acd_router_destroy(&self->router);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,73 @@
+/* acd_fixture: private servers, acd instances and request helpers for the
+ * acd tests, plus an atomic snapshot of the live state in Redis. */
+#ifndef ACD_FIXTURE_H
+#define ACD_FIXTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cc_harness.h"
+#include "cc/cc_redis.h"
+#include "cc/cc_rpc.h"
+
+#define FX_MAX_INSTANCES 4
+
+typedef struct {
+    cc_harness_t *h;
+    int n;
+    pid_t pid[FX_MAX_INSTANCES];
+    char rpc[FX_MAX_INSTANCES][64];
+    int admin[FX_MAX_INSTANCES];
+    cc_rpc_client_t *client[FX_MAX_INSTANCES];
+    cc_redis_t *redis;
+} fx_t;
+
+/* Starts PostgreSQL, Redis and the forwarder, applies acd's migrations, runs
+ * queues_sql (INSERTs into acd.queues / acd.agents) and starts n instances. */
+void fx_start(fx_t *fx, const char *name, int n, const char *queues_sql);
+void fx_stop(fx_t *fx);
+/* Starts (again) instance i. */
+void fx_start_instance(fx_t *fx, int i);
+
+/* Sends a request to instance i. Returns the reply status, or -1 when no
+ * reply came (the outcome is unknown). error_out (may be NULL) gets the
+ * error text. */
+int fx_login(fx_t *fx, int i, const char *agent, const char *skills, const char *queues);
+int fx_state(fx_t *fx, int i, const char *agent, const char *state, const char *reason);
+int fx_enqueue(fx_t *fx, int i, const char *call, const char *queue, int prio, const char *last_agent,
+               unsigned *position);
+int fx_call_op(fx_t *fx, int i, const char *method, const char *call, const char *agent);
+int fx_request(fx_t *fx, int i, const char *method, const void *payload, size_t len, char *error, size_t cap);
+
+/* Live state read in one atomic script. */
+typedef struct {
+    char id[64], state[16], call[64], queues[128], skills[128];
+    int64_t since, calls, last_offer;
+    bool in_ready[8];          /* per queue index of the snapshot */
+} fx_agent_t;
+typedef struct {
+    char id[64], queue[32], state[16], agent[64], skills[128];
+    double rank;
+    int prio;
+    int64_t enq;
+    int waiting_in;            /* how many wait sets hold it */
+} fx_call_t;
+typedef struct {
+    int nq;
+    char queues[8][32];
+    int na, nc;
+    fx_agent_t agents[256];
+    fx_call_t calls[2048];
+    int ready_entries;         /* total members of all ready sets */
+    int ready_unknown;         /* ready-set members that are not agents in state ready */
+} fx_snap_t;
+
+void fx_snapshot(fx_t *fx, fx_snap_t *s);
+fx_agent_t *fx_snap_agent(fx_snap_t *s, const char *id);
+fx_call_t *fx_snap_call(fx_snap_t *s, const char *id);
+int fx_snap_queue(fx_snap_t *s, const char *q);
+/* Whether the agent's skills meet "name:level,..." requirements. */
+bool fx_qualifies(const char *agent_skills, const char *required);
+
+#endif
