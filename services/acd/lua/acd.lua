@@ -15,7 +15,8 @@
 --                              sticky_until, customer, caller, flags
 --   acd:offers                 zset call -> offer deadline
 --   acd:wrapups                zset agent -> wrap-up end
---   acd:sticky                 zset call -> end of its sticky hold
+--   acd:due                    zset call -> when its routing options change next
+--                              (a sticky hold ends, a widen rule starts)
 --   acd:seq                    counter for round robin
 --
 -- Returns a list of actions, each a list of strings, for the caller to
@@ -136,7 +137,7 @@ local function reserve(call, c, agent, a)
   local q = c.queue
   local conf = qconf(q) or {}
   redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-  redis.call('ZREM', 'acd:sticky', call)
+  redis.call('ZREM', 'acd:due', call)
   local seq = redis.call('INCR', 'acd:seq')
   redis.call('HSET', 'acd:agent:' .. agent, 'last_offer', seq)
   set_state(agent, a, 'reserved', '', call)
@@ -206,7 +207,20 @@ end
 local function finish_call(call)
   redis.call('DEL', 'acd:call:' .. call)
   redis.call('ZREM', 'acd:offers', call)
-  redis.call('ZREM', 'acd:sticky', call)
+  redis.call('ZREM', 'acd:due', call)
+end
+
+-- When a waiting call's routing options change next: its sticky hold ends
+-- or a widen rule of its queue starts. Scheduled in acd:due for the tick.
+local function schedule(call, c, conf)
+  local enq, next_at = tonumber(c.enq), nil
+  local sticky = tonumber(c.sticky_until or 0)
+  if sticky > now then next_at = sticky end
+  for _, rule in ipairs(split(conf.widen or '', ',')) do
+    local after = tonumber(string.match(rule, '^(%d+):'))
+    if after and enq + after > now and (not next_at or enq + after < next_at) then next_at = enq + after end
+  end
+  if next_at then redis.call('ZADD', 'acd:due', next_at, call) else redis.call('ZREM', 'acd:due', call) end
 end
 
 -- Puts an offered call back at its place (its rank keeps its arrival time)
@@ -217,6 +231,7 @@ local function withdraw_offer(call, c, reason)
   redis.call('ZREM', 'acd:offers', call)
   redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '')
   redis.call('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
+  schedule(call, c, qconf(c.queue) or {})
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'not_ready', reason, '') end
   emit({ 'requeued', call, agent, c.queue })
 end
@@ -289,7 +304,6 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   local sticky_until = 0
   if last_agent and last_agent ~= '' and tonumber(conf.sticky_ms or 0) > 0 then
     sticky_until = now + tonumber(conf.sticky_ms)
-    redis.call('ZADD', 'acd:sticky', sticky_until, call)
   end
   redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', now, 'rank', rank,
              'skills', required, 'state', 'waiting', 'agent', '', 'last_agent', last_agent or '',
@@ -299,6 +313,8 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   local position = redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) + 1
   emit({ 'entered', call, q, tostring(prio), tostring(position) })
   route_call(call)
+  local c = hgetall('acd:call:' .. call)
+  if c.state == 'waiting' then schedule(call, c, conf) end
   return out
 end
 
@@ -372,7 +388,7 @@ function ops.ended(call)
 end
 
 -- tick: everything due by now: offers not answered in time, wrap-ups over,
--- sticky holds expired.
+-- sticky holds ended and skills widened.
 function ops.tick()
   for _, call in ipairs(redis.call('ZRANGEBYSCORE', 'acd:offers', '-inf', now, 'LIMIT', 0, 100)) do
     local c = hgetall('acd:call:' .. call)
@@ -391,9 +407,11 @@ function ops.tick()
       route_agent(agent)
     end
   end
-  for _, call in ipairs(redis.call('ZRANGEBYSCORE', 'acd:sticky', '-inf', now, 'LIMIT', 0, 100)) do
-    redis.call('ZREM', 'acd:sticky', call)
+  for _, call in ipairs(redis.call('ZRANGEBYSCORE', 'acd:due', '-inf', now, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', 'acd:due', call)
     route_call(call)
+    local c = hgetall('acd:call:' .. call)
+    if c and c.state == 'waiting' then schedule(call, c, qconf(c.queue) or {}) end
   end
   return out
 end

@@ -1,0 +1,303 @@
+/* acd_rules_test: each routing rule, one scenario each, checked on the
+ * state in Redis and on the events published on the bus.
+ *
+ * offer_timeout_puts_agent_not_ready_and_call_back_at_head
+ * wrap_up_then_ready_takes_the_next_call
+ * higher_priority_is_served_first
+ * oldest_call_wins_across_queues
+ * sticky_call_waits_for_its_last_agent_then_anyone
+ * skills_widen_as_the_wait_grows
+ * full_queue_refuses_and_not_ready_waits_for_the_call_to_end
+ * bad_requests_get_clear_errors_and_change_nothing */
+#include "acd_fixture.h"
+#include "cc_check.h"
+#include "cc/cc_bus.h"
+#include "cc/cc_log.h"
+#include "cc/cc_util.h"
+#include "agent.pb-c.h"
+#include "queue.pb-c.h"
+
+#include <string.h>
+
+static fx_t s_fx;
+static cc_bus_t *s_events;
+
+static const char *s_sql =
+    "INSERT INTO acd.queues (name, strategy, skills, widen, offer_timeout_ms, wrap_up_ms, max_len, sticky_ms) VALUES"
+    " ('r1', 'longest_idle', '', '', 1000, 0, 0, 0),"
+    " ('r2', 'longest_idle', '', '', 60000, 600, 0, 0),"
+    " ('r3', 'longest_idle', '', '', 60000, 0, 0, 0),"
+    " ('r4', 'longest_idle', '', '', 60000, 0, 0, 0),"
+    " ('r5', 'longest_idle', '', '', 60000, 0, 0, 1500),"
+    " ('r6', 'longest_idle', 'sales:5', '800:0', 60000, 0, 0, 0),"
+    " ('r7', 'longest_idle', '', '', 60000, 0, 2, 0);";
+
+static fx_snap_t s_snap;
+
+static fx_agent_t *
+s_agent(const char *id)
+{
+    fx_snapshot(&s_fx, &s_snap);
+    fx_agent_t *a = fx_snap_agent(&s_snap, id);
+    CHECK(a, "agent %s", id);
+    return a;
+}
+
+static fx_call_t *
+s_call(const char *id)
+{
+    fx_snapshot(&s_fx, &s_snap);
+    return fx_snap_call(&s_snap, id);
+}
+
+/* Waits up to timeout_ms for an event of type about call (or agent). Returns
+ * the envelope (caller frees) or fails the test. */
+static Cc__Envelope *
+s_event(const char *type, const char *trace, int timeout_ms)
+{
+    int64_t end = cc_mono_ms() + timeout_ms;
+    Cc__Envelope *env;
+    while (cc_mono_ms() < end) {
+        if (cc_bus_recv(s_events, &env, 100) != 0) continue;
+        if (strcmp(env->type, type) == 0 && (!trace || strcmp(env->trace_id, trace) == 0)) return env;
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    CHECK(0, "no %s event for %s within %d ms", type, trace ? trace : "-", timeout_ms);
+    return NULL;
+}
+
+/* Waits until agent id is in state (tick-driven changes). */
+static fx_agent_t *
+s_wait_state(const char *id, const char *state, int timeout_ms)
+{
+    int64_t end = cc_mono_ms() + timeout_ms;
+    for (;;) {
+        fx_agent_t *a = s_agent(id);
+        if (strcmp(a->state, state) == 0) return a;
+        CHECK(cc_mono_ms() < end, "agent %s stayed %s, not %s", id, a->state, state);
+        cc_sleep_ms(20);
+    }
+}
+
+static void
+offer_timeout_puts_agent_not_ready_and_call_back_at_head(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t1a", "", "r1") == 0, "login");
+    CHECK(fx_enqueue(&s_fx, 0, "t1-c1", "r1", 0, NULL, NULL) == 0, "enqueue");
+    unsigned pos = 0;
+    CHECK(fx_enqueue(&s_fx, 1, "t1-c2", "r1", 0, NULL, &pos) == 0 && pos == 1, "second waits at position %u", pos);
+    Cc__Envelope *env = s_event("queue.offered", "t1-c1", 2000);
+    Cc__QueueOffered *off = cc__queue_offered__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(off && strcmp(off->agent_id, "t1a") == 0 && strcmp(off->queue, "r1") == 0, "offered to t1a");
+    cc__queue_offered__free_unpacked(off, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    /* Nobody answers for the queue's 1000 ms. */
+    s_wait_state("t1a", "not_ready", 3000);
+    env = s_event("agent.state", "", 2000);
+    Cc__AgentStateChanged *st = cc__agent_state_changed__unpack(NULL, env->payload.len, env->payload.data);
+    while (st && !(strcmp(st->agent_id, "t1a") == 0 && st->state == CC__AGENT_STATE__AGENT_NOT_READY)) {
+        cc__agent_state_changed__free_unpacked(st, NULL);
+        cc__envelope__free_unpacked(env, NULL);
+        env = s_event("agent.state", "", 2000);
+        st = cc__agent_state_changed__unpack(NULL, env->payload.len, env->payload.data);
+    }
+    CHECK(strcmp(st->reason, "no_answer") == 0 && st->previous == CC__AGENT_STATE__AGENT_RESERVED, "reason %s", st->reason);
+    CHECK(st->time_in_previous_ms >= 1000 && st->time_in_previous_ms < 3000, "rang %lld ms", (long long) st->time_in_previous_ms);
+    cc__agent_state_changed__free_unpacked(st, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    fx_call_t *c1 = s_call("t1-c1");
+    CHECK(c1 && strcmp(c1->state, "waiting") == 0, "c1 back waiting");
+    /* Back at the head: the next agent gets c1, not c2. */
+    CHECK(fx_login(&s_fx, 1, "t1b", "", "r1") == 0, "login b");
+    c1 = s_call("t1-c1");
+    CHECK(strcmp(c1->state, "offered") == 0 && strcmp(c1->agent, "t1b") == 0, "c1 offered to t1b first (%s %s)", c1->state, c1->agent);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t1-c1", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.ended", "t1-c2", NULL) == 0, "end");
+    fx_state(&s_fx, 0, "t1a", "logged_out", "");
+    fx_state(&s_fx, 0, "t1b", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+wrap_up_then_ready_takes_the_next_call(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t2a", "", "r2") == 0, "login");
+    CHECK(fx_enqueue(&s_fx, 0, "t2-c1", "r2", 0, NULL, NULL) == 0, "enqueue");
+    CHECK(fx_call_op(&s_fx, 1, "acd.answered", "t2-c1", "t2a") == 0, "answer");
+    CHECK(strcmp(s_agent("t2a")->state, "on_call") == 0, "on call");
+    CHECK(fx_enqueue(&s_fx, 0, "t2-c2", "r2", 0, NULL, NULL) == 0, "enqueue 2");
+    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "t2-c1", NULL) == 0, "hang up");
+    CHECK(strcmp(s_agent("t2a")->state, "wrap_up") == 0, "wrap-up after the call");
+    CHECK(s_call("t2-c1") == NULL, "ended call removed");
+    CHECK(strcmp(s_call("t2-c2")->state, "waiting") == 0, "c2 waits during wrap-up");
+    s_wait_state("t2a", "reserved", 3000);
+    CHECK(strcmp(s_call("t2-c2")->agent, "t2a") == 0, "after wrap-up t2a gets c2");
+    fx_call_op(&s_fx, 0, "acd.ended", "t2-c2", NULL);
+    fx_state(&s_fx, 0, "t2a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+higher_priority_is_served_first(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t3-low", "r3", 0, NULL, NULL) == 0, "low");
+    cc_sleep_ms(5);
+    unsigned pos = 0;
+    CHECK(fx_enqueue(&s_fx, 0, "t3-vip", "r3", 9, NULL, &pos) == 0, "vip");
+    CHECK(pos == 1, "the VIP call enters ahead of the waiting one (position %u)", pos);
+    CHECK(fx_login(&s_fx, 0, "t3a", "", "r3") == 0, "login");
+    CHECK(strcmp(s_call("t3-vip")->state, "offered") == 0 && strcmp(s_call("t3-low")->state, "waiting") == 0, "vip first");
+    fx_call_op(&s_fx, 0, "acd.ended", "t3-vip", NULL);
+    CHECK(strcmp(s_call("t3-low")->agent, "t3a") == 0, "then the low one");
+    fx_call_op(&s_fx, 0, "acd.ended", "t3-low", NULL);
+    fx_state(&s_fx, 0, "t3a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+oldest_call_wins_across_queues(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t4-old", "r4", 0, NULL, NULL) == 0, "old in r4");
+    cc_sleep_ms(10);
+    CHECK(fx_enqueue(&s_fx, 0, "t4-new", "r3", 0, NULL, NULL) == 0, "new in r3");
+    CHECK(fx_login(&s_fx, 1, "t4a", "", "r3,r4") == 0, "login to r3 then r4");
+    CHECK(strcmp(s_call("t4-old")->agent, "t4a") == 0, "the older call of r4 wins over r3's, listed first");
+    fx_call_op(&s_fx, 0, "acd.ended", "t4-old", NULL);
+    fx_call_op(&s_fx, 0, "acd.ended", "t4-new", NULL);
+    fx_state(&s_fx, 0, "t4a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+sticky_call_waits_for_its_last_agent_then_anyone(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t5last", "", "r5") == 0 && fx_login(&s_fx, 0, "t5other", "", "r5") == 0, "logins");
+    CHECK(fx_state(&s_fx, 0, "t5last", "not_ready", "lunch") == 0, "last agent away");
+    CHECK(fx_enqueue(&s_fx, 0, "t5-c1", "r5", 0, "t5last", NULL) == 0, "returning customer");
+    CHECK(strcmp(s_call("t5-c1")->state, "waiting") == 0, "held for t5last although t5other is ready");
+    CHECK(fx_state(&s_fx, 0, "t5last", "ready", "") == 0, "last agent back");
+    CHECK(strcmp(s_call("t5-c1")->agent, "t5last") == 0, "goes to the agent who served them");
+    fx_call_op(&s_fx, 0, "acd.ended", "t5-c1", NULL);
+    /* Last agent does not come back in time: normal routing after the hold. */
+    CHECK(fx_state(&s_fx, 0, "t5last", "not_ready", "lunch") == 0, "away again");
+    CHECK(fx_enqueue(&s_fx, 0, "t5-c2", "r5", 0, "t5last", NULL) == 0, "returning again");
+    CHECK(strcmp(s_call("t5-c2")->state, "waiting") == 0, "held");
+    s_wait_state("t5other", "reserved", 3000);
+    CHECK(strcmp(s_call("t5-c2")->agent, "t5other") == 0, "after 1.5 s anyone may take it");
+    fx_call_op(&s_fx, 0, "acd.ended", "t5-c2", NULL);
+    fx_state(&s_fx, 0, "t5last", "logged_out", "");
+    fx_state(&s_fx, 0, "t5other", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+skills_widen_as_the_wait_grows(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t6junior", "sales:2", "r6") == 0, "login");
+    CHECK(fx_enqueue(&s_fx, 0, "t6-c1", "r6", 0, NULL, NULL) == 0, "needs sales:5");
+    CHECK(strcmp(s_call("t6-c1")->state, "waiting") == 0, "a sales:2 agent does not get it at once");
+    s_wait_state("t6junior", "reserved", 3000);
+    CHECK(strcmp(s_call("t6-c1")->agent, "t6junior") == 0, "after 800 ms any sales level will do");
+    fx_call_op(&s_fx, 0, "acd.ended", "t6-c1", NULL);
+    fx_state(&s_fx, 0, "t6junior", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+full_queue_refuses_and_not_ready_waits_for_the_call_to_end(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t7-c1", "r7", 0, NULL, NULL) == 0 && fx_enqueue(&s_fx, 0, "t7-c2", "r7", 0, NULL, NULL) == 0, "two");
+    char err[256];
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = "t7-c3";
+    m.queue = "r7";
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+          && strstr(err, "full"), "third refused: %s", err);
+    CHECK(fx_login(&s_fx, 0, "t7a", "", "r7") == 0, "login");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t7-c1", "t7a") == 0, "answer");
+    CHECK(fx_state(&s_fx, 0, "t7a", "logged_out", "") == CC__STATUS__STATUS_CONFLICT, "no logout during a call");
+    CHECK(fx_state(&s_fx, 0, "t7a", "not_ready", "training") == 0, "not_ready is accepted for after the call");
+    CHECK(strcmp(s_agent("t7a")->state, "on_call") == 0, "still on the call");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t7-c1", NULL) == 0, "end");
+    fx_agent_t *a = s_agent("t7a");
+    CHECK(strcmp(a->state, "not_ready") == 0, "not_ready after the call, not given t7-c2 (%s)", a->state);
+    CHECK(strcmp(s_call("t7-c2")->state, "waiting") == 0, "c2 still waits");
+    fx_call_op(&s_fx, 0, "acd.ended", "t7-c2", NULL);
+    fx_state(&s_fx, 0, "t7a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+bad_requests_get_clear_errors_and_change_nothing(void)
+{
+    TEST_BEGIN(__func__);
+    char err[256];
+    fx_snap_t before;
+    fx_snapshot(&s_fx, &before);
+    CHECK(fx_request(&s_fx, 0, "acd.enqueue", "\xff\xfe garbage", 10, err, sizeof err) == CC__STATUS__STATUS_BAD_REQUEST,
+          "garbage payload");
+    CHECK(strstr(err, "malformed"), "%s", err);
+    CHECK(fx_enqueue(&s_fx, 0, "has space", "r3", 0, NULL, NULL) == CC__STATUS__STATUS_BAD_REQUEST, "id with a space");
+    CHECK(fx_enqueue(&s_fx, 0, "x,y", "r3", 0, NULL, NULL) == CC__STATUS__STATUS_BAD_REQUEST, "id with a comma");
+    char big[300];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CHECK(fx_enqueue(&s_fx, 0, big, "r3", 0, NULL, NULL) == CC__STATUS__STATUS_BAD_REQUEST, "over-long id");
+    CHECK(fx_enqueue(&s_fx, 0, "t8-c1", "nosuch", 0, NULL, NULL) == CC__STATUS__STATUS_NOT_FOUND, "unknown queue");
+    CHECK(fx_enqueue(&s_fx, 0, "t8-c1", "r3", 99, NULL, NULL) == CC__STATUS__STATUS_BAD_REQUEST, "priority 99");
+    CHECK(fx_enqueue(&s_fx, 0, "t8-c1", "r3", -1, NULL, NULL) == CC__STATUS__STATUS_BAD_REQUEST, "priority -1");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "nosuch", "x") == CC__STATUS__STATUS_NOT_FOUND, "answer unknown call");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "nosuch", NULL) == CC__STATUS__STATUS_NOT_FOUND, "end unknown call");
+    CHECK(fx_state(&s_fx, 0, "nobody", "ready", "") == CC__STATUS__STATUS_NOT_FOUND, "unknown agent");
+    CHECK(fx_login(&s_fx, 0, "t8a", "", "nosuch") == CC__STATUS__STATUS_NOT_FOUND, "login to an unknown queue");
+    CHECK(fx_login(&s_fx, 0, "t8a", "sales:500", "r3") == CC__STATUS__STATUS_BAD_REQUEST, "absurd skill level");
+    CHECK(fx_login(&s_fx, 0, "unknown-agent", "", "") == CC__STATUS__STATUS_NOT_FOUND, "login without definition");
+    Cc__AgentSetState m = CC__AGENT_SET_STATE__INIT;
+    m.agent_id = "t8a";
+    m.state = CC__AGENT_STATE__AGENT_ON_CALL;
+    uint8_t buf[64];
+    size_t len = cc__agent_set_state__pack(&m, buf);
+    CHECK(fx_request(&s_fx, 0, "agent.set_state", buf, len, err, sizeof err) == CC__STATUS__STATUS_BAD_REQUEST,
+          "on_call cannot be requested");
+    fx_snap_t after;
+    fx_snapshot(&s_fx, &after);
+    CHECK(after.nc == before.nc && after.na == before.na, "nothing stored (calls %d->%d, agents %d->%d)",
+          before.nc, after.nc, before.na, after.na);
+    /* And the service still serves. */
+    CHECK(fx_enqueue(&s_fx, 0, "t8-ok", "r3", 0, NULL, NULL) == 0, "still serving");
+    fx_call_op(&s_fx, 0, "acd.ended", "t8-ok", NULL);
+    TEST_PASS(__func__);
+}
+
+int
+main(void)
+{
+    cc_log_init("acd_rules_test", "acd_rules_test");
+    fx_start(&s_fx, "acd-rules", 2, s_sql);
+    cc_bus_opts_t o = { .service = "test", .instance = "rules", .sub_endpoint = getenv("CC_BUS_SUB") };
+    s_events = cc_bus_new(&o);
+    cc_bus_subscribe(s_events, "queue.");
+    cc_bus_subscribe(s_events, "agent.");
+    cc_sleep_ms(300);
+    offer_timeout_puts_agent_not_ready_and_call_back_at_head();
+    wrap_up_then_ready_takes_the_next_call();
+    higher_priority_is_served_first();
+    oldest_call_wins_across_queues();
+    sticky_call_waits_for_its_last_agent_then_anyone();
+    skills_widen_as_the_wait_grows();
+    full_queue_refuses_and_not_ready_waits_for_the_call_to_end();
+    bad_requests_get_clear_errors_and_change_nothing();
+    cc_bus_destroy(&s_events);
+    fx_stop(&s_fx);
+    cc_log_shutdown();
+    printf("acd_rules_test: 8 passed, 0 failed\n");
+    return 0;
+}
