@@ -27,8 +27,12 @@ typedef struct sigwatch {
     struct sigwatch *next;
 } sigwatch_t;
 
+#define MAX_TURN_HOOKS 8
+
 struct _cc_loop_t {
     uv_loop_t uv;
+    struct { cc_turn_fn *fn; void *arg; } turn[MAX_TURN_HOOKS];
+    int nturn;
     uv_prepare_t prepare;
     uv_idle_t idle;      /* active while a socket still had input after a batch */
     watch_t *watches;
@@ -72,6 +76,7 @@ static void
 s_on_prepare(uv_prepare_t *prepare)
 {
     cc_loop_t *self = prepare->data;
+    for (int i = 0; i < self->nturn; i++) self->turn[i].fn(self->turn[i].arg);
     for (watch_t *w = self->watches; w; w = w->next)
         if (!w->removed && (zsock_events(w->sock) & ZMQ_POLLIN)) {
             uv_idle_start(&self->idle, s_on_idle);
@@ -163,6 +168,15 @@ cc_loop_remove_zsock(cc_loop_t *self, void *zsock)
             return;
         }
     }
+}
+
+void
+cc_loop_on_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg)
+{
+    assert(self->nturn < MAX_TURN_HOOKS);
+    self->turn[self->nturn].fn = fn;
+    self->turn[self->nturn].arg = arg;
+    self->nturn++;
 }
 
 static void

@@ -29,6 +29,7 @@ struct _cc_redis_t {
     script_t scripts[MAX_SCRIPTS];
     int nscripts;
     char error[256];
+    int pending;        /* pipelined calls not read yet */
     _Atomic bool healthy;
     cc_metric_t *m_reconnects;
 };
@@ -105,6 +106,7 @@ cc_redis_destroy(cc_redis_t **self_p)
 static redisReply *
 s_raw(cc_redis_t *self, int argc, const char **argv)
 {
+    assert(self->pending == 0 && "a plain command while pipelined replies are unread");
     if (!self->ctx) return NULL;
     redisReply *r = redisCommandArgv(self->ctx, argc, argv, NULL);
     if (!r) {
@@ -256,9 +258,67 @@ cc_redis_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys, 
     return NULL;
 }
 
+static script_t *
+s_script(cc_redis_t *self, const char *name)
+{
+    for (int i = 0; i < self->nscripts; i++)
+        if (strcmp(self->scripts[i].name, name) == 0) return &self->scripts[i];
+    assert(0 && "script not registered");
+    return NULL;
+}
+
+int
+cc_redis_pipeline_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys, int nargs, const char **args)
+{
+    script_t *s = s_script(self, name);
+    if (!s->sha[0] || !self->ctx) {
+        assert(self->pending == 0 && "load scripts before pipelining");
+        if (!self->ctx && cc_redis_connect(self)) return CC_ECONN;
+        redisReply *err = s_load(self, s);
+        if (err) freeReplyObject(err);
+        if (!s->sha[0]) return CC_ECONN;
+    }
+    const char *argv[3 + 64];
+    size_t lens[3 + 64];
+    assert(nkeys + nargs <= 64);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argv[1] = s->sha;
+    argv[2] = nk;
+    if (nkeys) memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
+    if (nargs) memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
+    for (int i = 0; i < 3 + nkeys + nargs; i++) lens[i] = strlen(argv[i]);
+    if (redisAppendCommandArgv(self->ctx, 3 + nkeys + nargs, argv, lens) != REDIS_OK) return CC_ECONN;
+    self->pending++;
+    return 0;
+}
+
+redisReply *
+cc_redis_pipeline_reply(cc_redis_t *self)
+{
+    if (self->pending == 0 || !self->ctx) return NULL;
+    void *reply = NULL;
+    if (redisGetReply(self->ctx, &reply) != REDIS_OK) {
+        snprintf(self->error, sizeof self->error, "redis I/O: %s", self->ctx->errstr);
+        atomic_store(&self->healthy, false);
+        CC_WARN("redis connection lost in a pipeline", "pending=%d error=\"%s\"", self->pending, self->error);
+        self->pending = 0;
+        redisFree(self->ctx);
+        self->ctx = NULL;
+        for (int i = 0; i < self->nscripts; i++) self->scripts[i].sha[0] = '\0';
+        return NULL;
+    }
+    self->pending--;
+    return reply;
+}
+
+int cc_redis_pipeline_pending(cc_redis_t *self) { return self->pending; }
+
 int
 cc_redis_check(cc_redis_t *self)
 {
+    if (self->pending) return 0;   /* busy: the pipeline's outcome will tell */
     const char *ping[] = { "PING" };
     redisReply *r = s_raw(self, 1, ping);
     if (r) {

@@ -42,9 +42,12 @@ struct _acd_server_t {
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
 };
 
-/* What one operation produced, for the reply. */
+/* One operation in flight: who waits for its outcome. */
 typedef struct {
     acd_server_t *server;
+    cc_rpc_call_t *call;       /* NULL for the service's own operations */
+    bool enqueue;              /* reply with Enqueued */
+    char call_id[ID_MAX + 1];
     uint32_t position;
 } op_ctx_t;
 
@@ -65,8 +68,7 @@ s_state(const char *name)
     return CC__AGENT_STATE__AGENT_LOGGED_OUT;
 }
 
-static void s_run(acd_server_t *self, const char *op, int argc, const char *const *args,
-                  op_ctx_t *ctx, const char **error_p, Cc__Status *status_p);
+static Cc__Status s_run(acd_server_t *self, const char *op, int argc, const char *const *args);
 
 static void
 s_on_offer_reply(void *arg, const Cc__Reply *reply)
@@ -80,10 +82,7 @@ s_on_offer_reply(void *arg, const Cc__Reply *reply)
         CC_WARN("gateway could not ring the agent; offer withdrawn", "call_id=%s agent_id=%s error=\"%s\"",
                 call, agent, reply->error);
         const char *args[] = { call, agent, "unreachable" };
-        op_ctx_t ctx = { self, 0 };
-        const char *err;
-        Cc__Status st;
-        s_run(self, "rejected", 3, args, &ctx, &err, &st);
+        s_run(self, "rejected", 3, args);
     }
     free(ids);
 }
@@ -182,12 +181,52 @@ s_on_action(void *arg, int argc, const char *const *v)
 }
 
 static void
-s_run(acd_server_t *self, const char *op, int argc, const char *const *args, op_ctx_t *ctx,
-      const char **error_p, Cc__Status *status_p)
+s_count_error(acd_server_t *self, Cc__Status st)
 {
-    *status_p = acd_router_run(self->router, s_now_ms(), op, argc, args, s_on_action, ctx, error_p);
-    if (*status_p == CC__STATUS__STATUS_UNAVAILABLE || *status_p == CC__STATUS__STATUS_INTERNAL)
-        cc_metric_add(self->m_errors, 1);
+    if (st == CC__STATUS__STATUS_UNAVAILABLE || st == CC__STATUS__STATUS_INTERNAL) cc_metric_add(self->m_errors, 1);
+}
+
+/* Runs one of the service's own operations now (tick, queue loading). */
+static Cc__Status
+s_run(acd_server_t *self, const char *op, int argc, const char *const *args)
+{
+    op_ctx_t ctx = { .server = self };
+    const char *err;
+    Cc__Status st = acd_router_run(self->router, s_now_ms(), op, argc, args, s_on_action, &ctx, &err);
+    s_count_error(self, st);
+    return st;
+}
+
+static void
+s_on_done(void *arg, Cc__Status st, const char *error)
+{
+    op_ctx_t *ctx = arg;
+    s_count_error(ctx->server, st);
+    if (st == CC__STATUS__STATUS_OK && ctx->enqueue) {
+        Cc__Enqueued out = CC__ENQUEUED__INIT;
+        out.call_id = ctx->call_id;
+        out.position = ctx->position;
+        cc_rpc_reply_msg(ctx->call, &out);
+    } else {
+        cc_rpc_reply(ctx->call, st, st == CC__STATUS__STATUS_OK ? NULL : error, NULL, 0);
+    }
+    free(ctx);
+}
+
+/* Queues a request's operation; the reply goes out when the loop turn's
+ * operations are flushed to Redis together. */
+static void
+s_submit(acd_server_t *self, cc_rpc_call_t *call, const char *op, int argc, const char *const *args,
+         bool enqueue)
+{
+    op_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) abort();
+    ctx->server = self;
+    ctx->call = call;
+    ctx->enqueue = enqueue;
+    if (enqueue) snprintf(ctx->call_id, sizeof ctx->call_id, "%s", args[0]);
+    acd_router_submit(self->router, s_now_ms(), op, argc, args, s_on_action, s_on_done, ctx);
+    if (acd_router_pending(self->router) >= 256) acd_router_flush(self->router);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -252,6 +291,7 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     char skills[1024], queues[1024], ext[ID_MAX + 1];
     Cc__Status st = CC__STATUS__STATUS_OK;
     const char *err = NULL;
+    (void) st;
     if (!s_id_ok(m->agent_id) || !s_join_skills(m->skills, m->n_skills, skills, sizeof skills)
         || !s_join_ids(m->queues, m->n_queues, queues, sizeof queues)
         || (m->extension[0] && !s_id_ok(m->extension))) {
@@ -281,8 +321,9 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         PQclear(res);
     }
     const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
-    op_ctx_t ctx = { self, 0 };
-    s_run(self, "login", 4, args, &ctx, &err, &st);
+    s_submit(self, call, "login", 4, args, false);
+    cc__agent_login__free_unpacked(m, NULL);
+    return;
 out:
     s_reply_status(call, st, err);
     cc__agent_login__free_unpacked(m, NULL);
@@ -296,17 +337,15 @@ s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     const char *state = m->state == CC__AGENT_STATE__AGENT_READY ? "ready"
                       : m->state == CC__AGENT_STATE__AGENT_NOT_READY ? "not_ready"
                       : m->state == CC__AGENT_STATE__AGENT_LOGGED_OUT ? "logged_out" : NULL;
-    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
-    const char *err = "state must be ready, not_ready or logged_out";
     if (!s_id_ok(m->agent_id) || strlen(m->reason) > 64) {
-        err = "invalid agent id or reason";
-    } else if (state) {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id or reason");
+    } else if (!state) {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "state must be ready, not_ready or logged_out");
+    } else {
         const char *args[] = { m->agent_id, state, m->reason };
-        op_ctx_t ctx = { self, 0 };
         if (m->by[0]) CC_INFO("agent state set", "agent_id=%s state=%s by=%s", m->agent_id, state, m->by);
-        s_run(self, "set_state", 3, args, &ctx, &err, &st);
+        s_submit(self, call, "set_state", 3, args, false);
     }
-    s_reply_status(call, st, err);
     cc__agent_set_state__free_unpacked(m, NULL);
 }
 
@@ -315,14 +354,12 @@ s_agent_logout(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     acd_server_t *self = arg;
     DECODE(Cc__AgentLogout, cc__agent_logout, m);
-    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
-    const char *err = "invalid agent id";
     if (s_id_ok(m->agent_id)) {
         const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout" };
-        op_ctx_t ctx = { self, 0 };
-        s_run(self, "set_state", 3, args, &ctx, &err, &st);
+        s_submit(self, call, "set_state", 3, args, false);
+    } else {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id");
     }
-    s_reply_status(call, st, err);
     cc__agent_logout__free_unpacked(m, NULL);
 }
 
@@ -332,9 +369,6 @@ s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     acd_server_t *self = arg;
     DECODE(Cc__Enqueue, cc__enqueue, m);
     char skills[1024], flags[512], prio[8];
-    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
-    const char *err = "invalid call id, queue, skills, flags or priority";
-    op_ctx_t ctx = { self, 0 };
     if (s_id_ok(m->call_id) && s_id_ok(m->queue) && s_join_ids(m->skills, m->n_skills, skills, sizeof skills)
         && s_join_ids(m->blacklist_flags, m->n_blacklist_flags, flags, sizeof flags)
         && m->priority >= 0 && m->priority <= 9
@@ -342,15 +376,9 @@ s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         && (!m->caller[0] || s_id_ok(m->caller))) {
         snprintf(prio, sizeof prio, "%d", m->priority);
         const char *args[] = { m->call_id, m->queue, prio, skills, m->customer_id, m->last_agent_id, m->caller, flags };
-        s_run(self, "enqueue", 8, args, &ctx, &err, &st);
-    }
-    if (st == CC__STATUS__STATUS_OK) {
-        Cc__Enqueued out = CC__ENQUEUED__INIT;
-        out.call_id = m->call_id;
-        out.position = ctx.position;
-        cc_rpc_reply_msg(call, &out);
+        s_submit(self, call, "enqueue", 8, args, true);
     } else {
-        s_reply_status(call, st, err);
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id, queue, skills, flags or priority");
     }
     cc__enqueue__free_unpacked(m, NULL);
 }
@@ -360,15 +388,13 @@ static void
 s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Request *req)
 {
     DECODE(Cc__CallRef, cc__call_ref, m);
-    Cc__Status st = CC__STATUS__STATUS_BAD_REQUEST;
-    const char *err = "invalid call or agent id";
     bool need_agent = strcmp(op, "ended") != 0;
     if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && strlen(m->reason) <= 64) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
-        op_ctx_t ctx = { self, 0 };
-        s_run(self, op, 3, args, &ctx, &err, &st);
+        s_submit(self, call, op, 3, args, false);
+    } else {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id");
     }
-    s_reply_status(call, st, err);
     cc__call_ref__free_unpacked(m, NULL);
 }
 
@@ -382,6 +408,7 @@ s_status(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     acd_server_t *self = arg;
     cc_redis_t *r = cc_service_redis(self->svc);
+    acd_router_flush(self->router);   /* plain commands need the pipeline empty */
     Cc__AcdStatus out = CC__ACD_STATUS__INIT;
     redisReply *queues = cc_redis_cmdf(r, "SMEMBERS acd:queues");
     redisReply *agents = cc_redis_cmdf(r, "SMEMBERS acd:agents");
@@ -483,11 +510,7 @@ s_load_queues(acd_server_t *self)
     for (int i = 0; i < n; i++) {
         const char *args[8];
         for (int c = 0; c < 8; c++) args[c] = PQgetvalue(res, i, c);
-        const char *err;
-        op_ctx_t ctx = { self, 0 };
-        Cc__Status st;
-        s_run(self, "queue", 8, args, &ctx, &err, &st);
-        if (st != CC__STATUS__STATUS_OK) {
+        if (s_run(self, "queue", 8, args) != CC__STATUS__STATUS_OK) {
             PQclear(res);
             return -1;
         }
@@ -501,10 +524,7 @@ static void
 s_on_tick(uv_timer_t *t)
 {
     acd_server_t *self = t->data;
-    op_ctx_t ctx = { self, 0 };
-    const char *err;
-    Cc__Status st;
-    s_run(self, "tick", 0, NULL, &ctx, &err, &st);
+    s_run(self, "tick", 0, NULL);
 }
 
 static void
@@ -514,6 +534,15 @@ s_on_reload(void *arg)
 }
 
 static void s_free_handle(uv_handle_t *h) { free(h); }
+
+/* End of a loop turn: the operations the turn's requests queued go to
+ * Redis together, and their replies out. */
+static void
+s_on_turn_end(void *arg)
+{
+    acd_server_t *self = arg;
+    acd_router_flush(self->router);
+}
 
 acd_server_t *
 acd_server_new(cc_service_t *svc)
@@ -559,6 +588,7 @@ acd_server_new(cc_service_t *svc)
     self->tick->data = self;
     uint64_t every = (uint64_t) cc_cfg_int(cfg, "ACD_TICK_MS");
     uv_timer_start(self->tick, s_on_tick, every, every);
+    cc_loop_on_turn_end(cc_service_loop(svc), s_on_turn_end, self);
     cc_service_on_reload(svc, s_on_reload, self);
     CC_INFO("acd ready", "rpc=%s gateway=%s", cc_cfg_str(cfg, "ACD_RPC"), *gw ? gw : "(none)");
     return self;
@@ -573,6 +603,7 @@ acd_server_destroy(acd_server_t **self_p)
     if (!self_p || !*self_p) return;
     acd_server_t *self = *self_p;
     self->stopping = true;   /* offers still ringing expire by the tick of another instance */
+    if (self->router) acd_router_flush(self->router);   /* answer what was asked */
     if (self->tick) uv_close((uv_handle_t *) self->tick, s_free_handle);
     cc_rpc_client_destroy(&self->gateway);
     cc_rpc_server_destroy(&self->rpc);

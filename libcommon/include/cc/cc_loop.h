@@ -27,6 +27,12 @@ uv_loop_t *cc_loop_uv(cc_loop_t *self);
 int cc_loop_add_zsock(cc_loop_t *self, void *zsock, cc_zsock_fn *fn, void *arg);
 void cc_loop_remove_zsock(cc_loop_t *self, void *zsock);
 
+/* Calls fn at the end of every turn of the loop, before it checks the
+ * sockets and sleeps: the place to flush work batched during the turn (its
+ * sends cannot hide a socket's input, which is checked after). */
+typedef void (cc_turn_fn)(void *arg);
+void cc_loop_on_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg);
+
 /* Calls fn on the loop when signum arrives (libuv's self-pipe: the handler
  * only records it). */
 int cc_loop_on_signal(cc_loop_t *self, int signum, cc_signal_fn *fn, void *arg);

@@ -39,6 +39,18 @@ void cc_redis_script(cc_redis_t *self, const char *name, const char *lua);
 redisReply *cc_redis_eval(cc_redis_t *self, const char *name, int nkeys,
                           const char **keys, int nargs, const char **args);
 
+/* Pipelining: queues a registered script call without waiting (loading the
+ * script first when needed). Returns 0, or CC_ECONN when Redis cannot be
+ * reached. Replies come back in order from cc_redis_pipeline_reply(). */
+int cc_redis_pipeline_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys,
+                           int nargs, const char **args);
+/* The next reply of the pipeline (caller frees), or NULL when the connection
+ * broke (every queued call is then lost: the caller fails them). A NOSCRIPT
+ * error reply is returned as is; cc_redis_eval() then runs that call. */
+redisReply *cc_redis_pipeline_reply(cc_redis_t *self);
+/* Calls queued and not yet read. */
+int cc_redis_pipeline_pending(cc_redis_t *self);
+
 const char *cc_redis_error(cc_redis_t *self);
 
 void cc_redis_test(void);

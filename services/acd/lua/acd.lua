@@ -96,7 +96,21 @@ local function agent_qualifies(agent, skills)
   return true
 end
 
-local function qconf(q) return hgetall('acd:queue:' .. q) end
+-- Queue settings, read once per script run.
+local conf_cache = {}
+local function qconf(q)
+  local conf = conf_cache[q]
+  if conf == nil then
+    conf = hgetall('acd:queue:' .. q) or false
+    conf_cache[q] = conf
+  end
+  return conf or nil
+end
+
+-- Whether a call's routing options change with time (sticky hold, widen).
+local function timed(c, conf)
+  return tonumber(c.sticky_until or 0) > 0 or (conf.widen or '') ~= ''
+end
 
 -- Rank of a ready agent in queue q (lower is offered first).
 local function ready_rank(q, conf, agent, a)
@@ -137,7 +151,7 @@ local function reserve(call, c, agent, a)
   local q = c.queue
   local conf = qconf(q) or {}
   redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-  redis.call('ZREM', 'acd:due', call)
+  if timed(c, conf) then redis.call('ZREM', 'acd:due', call) end
   local seq = redis.call('INCR', 'acd:seq')
   redis.call('HSET', 'acd:agent:' .. agent, 'last_offer', seq)
   set_state(agent, a, 'reserved', '', call)
@@ -204,10 +218,10 @@ local function load_agent(agent)
   return a
 end
 
-local function finish_call(call)
+local function finish_call(call, c)
   redis.call('DEL', 'acd:call:' .. call)
-  redis.call('ZREM', 'acd:offers', call)
-  redis.call('ZREM', 'acd:due', call)
+  if c.state == 'offered' then redis.call('ZREM', 'acd:offers', call) end
+  if timed(c, qconf(c.queue) or {}) then redis.call('ZREM', 'acd:due', call) end
 end
 
 -- When a waiting call's routing options change next: its sticky hold ends
@@ -313,8 +327,10 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   local position = redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) + 1
   emit({ 'entered', call, q, tostring(prio), tostring(position) })
   route_call(call)
-  local c = hgetall('acd:call:' .. call)
-  if c.state == 'waiting' then schedule(call, c, conf) end
+  if sticky_until > 0 or (conf.widen or '') ~= '' then
+    local c = hgetall('acd:call:' .. call)
+    if c.state == 'waiting' then schedule(call, c, conf) end
+  end
   return out
 end
 
@@ -360,7 +376,7 @@ function ops.ended(call)
     local a = load_agent(c.agent)
     if a and a.state == 'reserved' and a.call == call then
       set_state(c.agent, a, 'ready', '', '')
-      finish_call(call)
+      finish_call(call, c)
       route_agent(c.agent)
       return out
     end
@@ -377,13 +393,13 @@ function ops.ended(call)
         redis.call('ZADD', 'acd:wrapups', now + wrap, c.agent)
       else
         set_state(c.agent, a, 'ready', '', '')
-        finish_call(call)
+        finish_call(call, c)
         route_agent(c.agent)
         return out
       end
     end
   end
-  finish_call(call)
+  finish_call(call, c)
   return out
 end
 

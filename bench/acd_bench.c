@@ -1,0 +1,264 @@
+/* acd_bench: routing decisions per second and enqueue-to-offer latency,
+ * with 1,000 agents in 100 queues over 5 skills, against the bound Redis
+ * itself sets for a script of the same shape (redis-benchmark, EVALSHA,
+ * 50 clients, no pipelining), measured on the same Redis in the same run.
+ *
+ * The load keeps W calls in flight: each call is enqueued (the routing
+ * decision: a ready agent with the skills is reserved in the same atomic
+ * step), then ended, which frees the agent; then the next call comes.
+ * Latency is from sending the enqueue to its reply, when the offer is made.
+ * Prints "acd.<figure> <value> <unit>" lines. */
+#include "cc_harness.h"
+#include "cc/cc_log.h"
+#include "cc/cc_pg.h"
+#include "cc/cc_redis.h"
+#include "cc/cc_rpc.h"
+#include "cc/cc_util.h"
+#include "agent.pb-c.h"
+#include "queue.pb-c.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef ACD_SOURCE_DIR
+#error "ACD_SOURCE_DIR must be defined"
+#endif
+
+#define AGENTS 1000
+#define QUEUES 100
+#define SKILLS 5
+
+static int s_window = 64;
+static int s_seconds = 5;
+
+typedef struct {
+    cc_loop_t *loop;
+    cc_rpc_client_t *client[4];
+    int nclients;
+    int64_t deadline;
+    uint64_t next_call;
+    uint64_t decisions, failures;
+    double *lat;
+    size_t nlat, cap;
+    int inflight;
+} load_t;
+
+typedef struct { load_t *load; int64_t sent_us; char call[32]; int client; } call_t;
+
+static void s_next(load_t *l, int client);
+
+static void
+s_on_ended(void *arg, const Cc__Reply *reply)
+{
+    call_t *c = arg;
+    load_t *l = c->load;
+    if (reply->status != CC__STATUS__STATUS_OK) l->failures++;
+    l->inflight--;
+    int client = c->client;
+    free(c);
+    s_next(l, client);
+}
+
+static void
+s_on_enqueued(void *arg, const Cc__Reply *reply)
+{
+    call_t *c = arg;
+    load_t *l = c->load;
+    if (reply->status == CC__STATUS__STATUS_OK) {
+        l->decisions++;
+        if (l->nlat == l->cap) {
+            l->cap = l->cap ? l->cap * 2 : 65536;
+            l->lat = realloc(l->lat, l->cap * sizeof *l->lat);
+        }
+        l->lat[l->nlat++] = (double) (cc_wall_us() - c->sent_us) / 1000.0;
+    } else {
+        l->failures++;
+    }
+    Cc__CallRef m = CC__CALL_REF__INIT;
+    m.call_id = c->call;
+    uint8_t buf[64];
+    size_t len = cc__call_ref__pack(&m, buf);
+    cc_rpc_call(l->client[c->client], "acd.ended", NULL, buf, len, 5000, s_on_ended, c);
+}
+
+static void
+s_next(load_t *l, int client)
+{
+    if (cc_mono_ms() >= l->deadline) {
+        if (l->inflight == 0) cc_loop_stop(l->loop);
+        return;
+    }
+    call_t *c = calloc(1, sizeof *c);
+    c->load = l;
+    c->client = client;
+    uint64_t n = l->next_call++;
+    snprintf(c->call, sizeof c->call, "b%llu", (unsigned long long) n);
+    char queue[16], skill[16], *skills[] = { skill };
+    snprintf(queue, sizeof queue, "q%03llu", (unsigned long long) (n % QUEUES));
+    snprintf(skill, sizeof skill, "s%llu:1", (unsigned long long) (n % SKILLS));
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = c->call;
+    m.queue = queue;
+    m.skills = skills;
+    m.n_skills = 0;   /* the queue's own skill requirement applies */
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    c->sent_us = cc_wall_us();
+    l->inflight++;
+    cc_rpc_call(l->client[client], "acd.enqueue", c->call, buf, len, 5000, s_on_enqueued, c);
+}
+
+static int
+s_cmp(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+/* redis-benchmark's EVALSHA rate for a reservation-shaped script. */
+static double
+s_redis_bound(int port)
+{
+    static const char *lua =
+        "local a = redis.call('ZRANGE', KEYS[1], 0, 0)[1] "
+        "redis.call('ZREM', KEYS[1], a) "
+        "local h = redis.call('HGETALL', 'bench:agent:' .. a) "
+        "redis.call('HSET', 'bench:agent:' .. a, 'state', 'reserved', 'call', ARGV[1]) "
+        "redis.call('HSET', 'bench:call:' .. ARGV[1], 'state', 'offered', 'agent', a) "
+        "redis.call('ZADD', KEYS[1], ARGV[2], a) "
+        "return a";
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
+    if (!r || cc_redis_connect(r)) return 0;
+    for (int i = 0; i < 50; i++) {
+        redisReply *x = cc_redis_cmdf(r, "ZADD bench:ready %d a%d", i, i);
+        freeReplyObject(x);
+        x = cc_redis_cmdf(r, "HSET bench:agent:a%d state ready skills s1:3", i);
+        freeReplyObject(x);
+    }
+    const char *argv[] = { "SCRIPT", "LOAD", lua };
+    redisReply *sha = cc_redis_cmd(r, 3, argv);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "redis-benchmark -p %d -c 50 -n 200000 -P 1 -q EVALSHA %s 1 bench:ready c1 1",
+             port, sha->str);
+    freeReplyObject(sha);
+    cc_redis_destroy(&r);
+    FILE *p = popen(cmd, "r");
+    double rate = 0;
+    char line[1024];
+    while (p && fgets(line, sizeof line, p)) {
+        char *rps = strstr(line, "requests per second");
+        if (!rps) continue;
+        /* "EVALSHA ...: 38000.00 requests per second, p50=..." */
+        char *colon = strrchr(line, ':');
+        for (char *q = rps; q > line; q--) if (*q == ':') { colon = q; break; }
+        rate = strtod(colon + 1, NULL);
+    }
+    if (p) pclose(p);
+    return rate;
+}
+
+int
+main(void)
+{
+    if (getenv("BENCH_WINDOW")) s_window = atoi(getenv("BENCH_WINDOW"));
+    if (getenv("BENCH_SECONDS")) s_seconds = atoi(getenv("BENCH_SECONDS"));
+    int instances = getenv("BENCH_ACD_INSTANCES") ? atoi(getenv("BENCH_ACD_INSTANCES")) : 1;
+    if (instances < 1 || instances > 4) instances = 1;
+    cc_log_init("bench", "bench");
+    cc_log_set_level(CC_LOG_WARN);
+    cc_harness_t *h = cc_harness_new("acd-bench");
+    setenv("CC_LOG_LEVEL", "warn", 1);
+    cc_harness_start_pg(h);
+    const char *redis_url = cc_harness_start_redis(h);
+    int redis_port = atoi(strrchr(redis_url, ':') + 1);
+    cc_harness_start_forwarder(h, false, 100000);
+
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    if (cc_pg_connect(pg) || cc_pg_migrate(pg, "acd", ACD_SOURCE_DIR "/sql", NULL)) return 1;
+    char sql[256];
+    for (int q = 0; q < QUEUES; q++) {
+        snprintf(sql, sizeof sql, "INSERT INTO acd.queues (name, skills, wrap_up_ms, offer_timeout_ms)"
+                                  " VALUES ('q%03d', 's%d:1', 0, 300000)", q, q % SKILLS);
+        cc_pg_run(pg, sql, NULL);
+    }
+    cc_pg_destroy(&pg);
+
+    char rpc[4][64];
+    for (int i = 0; i < instances; i++) {
+        char admin[16], name[16];
+        snprintf(rpc[i], sizeof rpc[i], "tcp://127.0.0.1:%d", cc_harness_free_port());
+        int port = cc_harness_free_port();
+        snprintf(admin, sizeof admin, "%d", port);
+        snprintf(name, sizeof name, "acd-%d", i);
+        setenv("ACD_RPC", rpc[i], 1);
+        setenv("ACD_ADMIN_PORT", admin, 1);
+        setenv("ACD_GATEWAY_RPC", "", 1);
+        cc_harness_spawn_as(h, name, "acd", NULL);
+        if (!cc_harness_wait_http(port, "/healthz", 20000)) { fprintf(stderr, "acd not healthy\n"); return 1; }
+    }
+
+    /* 1,000 agents, each in 3 queues, with every skill at levels 1..5. */
+    load_t l = { 0 };
+    l.loop = cc_loop_new();
+    l.nclients = instances;
+    for (int i = 0; i < instances; i++) {
+        cc_rpc_client_opts_t o = { .endpoint = rpc[i], .source = "bench", .retry_ms = 2000, .max_attempts = 2 };
+        l.client[i] = cc_rpc_client_new(&o);
+    }
+    for (int a = 0; a < AGENTS; a++) {
+        char id[16], qs[3][8], sk[SKILLS][8];
+        Cc__AgentSkill skills[SKILLS], *skp[SKILLS];
+        char *queues[3];
+        snprintf(id, sizeof id, "ag%04d", a);
+        for (int k = 0; k < 3; k++) { snprintf(qs[k], sizeof qs[k], "q%03d", (a + k * 37) % QUEUES); queues[k] = qs[k]; }
+        for (int k = 0; k < SKILLS; k++) {
+            cc__agent_skill__init(&skills[k]);
+            snprintf(sk[k], sizeof sk[k], "s%d", k);
+            skills[k].name = sk[k];
+            skills[k].level = (uint32_t) (1 + (a + k) % 5);
+            skp[k] = &skills[k];
+        }
+        Cc__AgentLogin m = CC__AGENT_LOGIN__INIT;
+        m.agent_id = id;
+        m.extension = id;
+        m.skills = skp;
+        m.n_skills = SKILLS;
+        m.queues = queues;
+        m.n_queues = 3;
+        uint8_t buf[512];
+        size_t len = cc__agent_login__pack(&m, buf);
+        Cc__Reply *reply = NULL;
+        if (cc_rpc_call_sync(l.client[0], "agent.login", buf, len, 5000, &reply) || reply->status) {
+            fprintf(stderr, "login %s failed\n", id);
+            return 1;
+        }
+        cc__reply__free_unpacked(reply, NULL);
+    }
+    for (int i = 0; i < instances; i++) cc_rpc_client_attach(l.client[i], l.loop);
+
+    l.deadline = cc_mono_ms() + s_seconds * 1000;
+    int64_t t0 = cc_mono_ms();
+    for (int i = 0; i < s_window; i++) s_next(&l, i % instances);
+    cc_loop_run(l.loop);
+    double secs = (cc_mono_ms() - t0) / 1000.0;
+    double bound = s_redis_bound(redis_port);
+
+    qsort(l.lat, l.nlat, sizeof *l.lat, s_cmp);
+    double rate = l.decisions / secs;
+    printf("acd.decisions_per_s %.0f decisions/s\n", rate);
+    printf("acd.offer_p50_ms %.3f ms\n", l.nlat ? l.lat[l.nlat / 2] : 0);
+    printf("acd.offer_p99_ms %.3f ms\n", l.nlat ? l.lat[(size_t) (l.nlat * 0.99)] : 0);
+    printf("acd.redis_evalsha_per_s %.0f requests/s\n", bound);
+    printf("acd.ratio %.2f ratio\n", bound > 0 ? rate / bound : 0);
+    printf("acd.failures %llu requests\n", (unsigned long long) l.failures);
+    printf("acd.instances %d processes\n", instances);
+    printf("acd.window %d calls\n", s_window);
+    for (int i = 0; i < instances; i++) cc_rpc_client_destroy(&l.client[i]);
+    cc_loop_destroy(&l.loop);
+    free(l.lat);
+    cc_harness_destroy(&h);
+    cc_log_shutdown();
+    return 0;
+}
