@@ -2,13 +2,14 @@
 #include "acd_router.h"
 #include "cc/cc_log.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 extern const char acd_lua[];   /* acd.lua, embedded by the build */
 
-#define MAX_ARGS 16
+#define MAX_ARGS 24
 
 typedef struct {
     acd_action_fn *fn;
@@ -56,7 +57,9 @@ static Cc__Status
 s_status(const char *code)
 {
     if (strcmp(code, "not_found") == 0) return CC__STATUS__STATUS_NOT_FOUND;
-    if (strcmp(code, "conflict") == 0 || strcmp(code, "full") == 0) return CC__STATUS__STATUS_CONFLICT;
+    if (strcmp(code, "conflict") == 0 || strcmp(code, "full") == 0 || strcmp(code, "empty") == 0
+        || strcmp(code, "closed") == 0)
+        return CC__STATUS__STATUS_CONFLICT;
     return CC__STATUS__STATUS_BAD_REQUEST;
 }
 
@@ -98,7 +101,7 @@ void
 acd_router_submit(acd_router_t *self, int64_t now_ms, const char *op_name, int argc,
                   const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg)
 {
-    if (argc > MAX_ARGS) argc = MAX_ARGS;
+    assert(argc <= MAX_ARGS && "too many script arguments");
     if (self->nops == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 64;
         self->ops = realloc(self->ops, (size_t) self->cap * sizeof *self->ops);

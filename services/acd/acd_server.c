@@ -19,7 +19,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "ACD_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
     { "ACD_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint the acd request server binds" },
     { "ACD_GATEWAY_RPC", CC_CFG_STR, 0, 255, NULL, 0, "Gateway request endpoint for ringing agents; empty: offers are events only" },
-    { "ACD_TICK_MS", CC_CFG_INT, 10, 10000, NULL, 0, "How often offer timeouts, wrap-ups and sticky holds are checked" },
+    { "ACD_TICK_MS", CC_CFG_INT, 10, 10000, NULL, 0, "How often offer timeouts, wrap-ups, holds, overflows and maximum waits are checked" },
+    { "ACD_RELOAD_MS", CC_CFG_INT, 1000, 3600000, NULL, 0, "How often queue settings and business hours are read again from PostgreSQL" },
     CC_CFG_END
 };
 
@@ -38,8 +39,10 @@ struct _acd_server_t {
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *gateway;
     uv_timer_t *tick;
+    uv_timer_t *reload;
     bool stopping;
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
+    cc_metric_t *m_overflowed, *m_left, *m_callbacks;
 };
 
 /* One operation in flight: who waits for its outcome. */
@@ -49,6 +52,7 @@ typedef struct {
     bool enqueue;              /* reply with Enqueued */
     char call_id[ID_MAX + 1];
     uint32_t position;
+    uint32_t estimated_wait_s;
 } op_ctx_t;
 
 static int64_t s_now_ms(void) { return cc_wall_us() / 1000; }
@@ -107,6 +111,8 @@ s_offer(acd_server_t *self, const char *const *v)
     offer.extension = (char *) v[5];
     offer.customer_id = (char *) v[6];
     offer.caller = (char *) v[7];
+    offer.kind = (char *) v[9];
+    offer.callback_number = (char *) v[10];
     char *flags[16];
     char flagbuf[256];
     snprintf(flagbuf, sizeof flagbuf, "%s", v[8]);
@@ -134,7 +140,7 @@ s_on_action(void *arg, int argc, const char *const *v)
     op_ctx_t *ctx = arg;
     acd_server_t *self = ctx->server;
     const char *kind = v[0];
-    if (strcmp(kind, "offer") == 0 && argc >= 9) {
+    if (strcmp(kind, "offer") == 0 && argc >= 11) {
         s_offer(self, v);
     } else if (strcmp(kind, "agent") == 0 && argc >= 7) {
         Cc__AgentStateChanged ev = CC__AGENT_STATE_CHANGED__INIT;
@@ -151,7 +157,6 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.queue = (char *) v[2];
         ev.priority = atoi(v[3]);
         ev.position = (uint32_t) atoi(v[4]);
-        ctx->position = ev.position;
         cc_bus_publish_msg(self->bus, "queue.entered", v[1], &ev);
         cc_metric_add(self->m_entered, 1);
     } else if (strcmp(kind, "answered") == 0 && argc >= 5) {
@@ -170,11 +175,39 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.position = (uint32_t) atoi(v[4]);
         cc_bus_publish_msg(self->bus, "queue.abandoned", v[1], &ev);
         cc_metric_add(self->m_abandoned, 1);
-    } else if (strcmp(kind, "requeued") == 0 && argc >= 4) {
+    } else if (strcmp(kind, "position") == 0 && argc >= 4) {
+        ctx->position = (uint32_t) atoi(v[2]);
+        ctx->estimated_wait_s = (uint32_t) (atoll(v[3]) / 1000);
+    } else if (strcmp(kind, "overflowed") == 0 && argc >= 5) {
+        Cc__QueueOverflowed ev = CC__QUEUE_OVERFLOWED__INIT;
+        ev.call_id = (char *) v[1];
+        ev.queue = (char *) v[2];
+        ev.to_queue = (char *) v[3];
+        ev.wait_ms = atoll(v[4]);
+        cc_bus_publish_msg(self->bus, "queue.overflowed", v[1], &ev);
+        cc_metric_add(self->m_overflowed, 1);
+    } else if (strcmp(kind, "left") == 0 && argc >= 5) {
+        Cc__QueueLeft ev = CC__QUEUE_LEFT__INIT;
+        ev.call_id = (char *) v[1];
+        ev.queue = (char *) v[2];
+        ev.wait_ms = atoll(v[3]);
+        ev.reason = (char *) v[4];
+        cc_bus_publish_msg(self->bus, "queue.left", v[1], &ev);
+        cc_metric_add(self->m_left, 1);
+    } else if (strcmp(kind, "callback") == 0 && argc >= 5) {
+        Cc__CallbackRequested ev = CC__CALLBACK_REQUESTED__INIT;
+        ev.call_id = (char *) v[1];
+        ev.queue = (char *) v[2];
+        ev.number = (char *) v[3];
+        ev.position = (uint32_t) atoi(v[4]);
+        cc_bus_publish_msg(self->bus, "callback.requested", v[1], &ev);
+        cc_metric_add(self->m_callbacks, 1);
+    } else if (strcmp(kind, "requeued") == 0 && argc >= 5) {
         Cc__QueueRequeued ev = CC__QUEUE_REQUEUED__INIT;
         ev.call_id = (char *) v[1];
         ev.agent_id = (char *) v[2];
         ev.queue = (char *) v[3];
+        ev.reason = (char *) v[4];
         cc_bus_publish_msg(self->bus, "queue.requeued", v[1], &ev);
         cc_metric_add(self->m_requeued, 1);
     }
@@ -206,6 +239,7 @@ s_on_done(void *arg, Cc__Status st, const char *error)
         Cc__Enqueued out = CC__ENQUEUED__INIT;
         out.call_id = ctx->call_id;
         out.position = ctx->position;
+        out.estimated_wait_s = ctx->estimated_wait_s;
         cc_rpc_reply_msg(ctx->call, &out);
     } else {
         cc_rpc_reply(ctx->call, st, st == CC__STATUS__STATUS_OK ? NULL : error, NULL, 0);
@@ -388,7 +422,7 @@ static void
 s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Request *req)
 {
     DECODE(Cc__CallRef, cc__call_ref, m);
-    bool need_agent = strcmp(op, "ended") != 0;
+    bool need_agent = strcmp(op, "ended") != 0 && strcmp(op, "cancel") != 0;
     if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && strlen(m->reason) <= 64) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
         s_submit(self, call, op, 3, args, false);
@@ -399,6 +433,22 @@ s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Req
 }
 
 static void s_answered(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "answered", call, req); }
+static void s_callback_failed(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "callback_failed", call, req); }
+static void s_cancel(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "cancel", call, req); }
+
+static void
+s_callback(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    DECODE(Cc__CallbackRequest, cc__callback_request, m);
+    if (s_id_ok(m->call_id) && s_id_ok(m->number) && strlen(m->number) <= 32) {
+        const char *args[] = { m->call_id, m->number };
+        s_submit(self, call, "callback", 2, args, false);
+    } else {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id or number");
+    }
+    cc__callback_request__free_unpacked(m, NULL);
+}
 static void s_rejected(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "rejected", call, req); }
 static void s_ended(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "ended", call, req); }
 
@@ -493,6 +543,9 @@ static const cc_rpc_method_t s_methods[] = {
     { "acd.answered", s_answered, "CallRef -> ok: the agent answered the offer" },
     { "acd.rejected", s_rejected, "CallRef -> ok: the agent declined; the call keeps its place" },
     { "acd.ended", s_ended, "CallRef -> ok: the call ended (an abandon while waiting)" },
+    { "acd.callback", s_callback, "CallbackRequest -> ok: the waiting caller is called back, keeping their place" },
+    { "acd.callback_failed", s_callback_failed, "CallRef -> ok: the customer did not answer a callback; retried later" },
+    { "acd.cancel", s_cancel, "CallRef -> ok: removes a waiting call or callback" },
     { "acd.status", s_status, "-> AcdStatus: queues and agents" },
     { "acd.reload", s_reload, "-> number of queues loaded from acd.queues" },
     CC_RPC_METHODS_END
@@ -508,15 +561,15 @@ s_load_queues(acd_server_t *self)
     if (cc_pg_exec(cc_service_pg(self->svc), "acd_queues", 0, NULL, &res)) return -1;
     int n = PQntuples(res);
     for (int i = 0; i < n; i++) {
-        const char *args[8];
-        for (int c = 0; c < 8; c++) args[c] = PQgetvalue(res, i, c);
-        if (s_run(self, "queue", 8, args) != CC__STATUS__STATUS_OK) {
+        const char *args[19];
+        for (int c = 0; c < 19; c++) args[c] = PQgetvalue(res, i, c);
+        if (s_run(self, "queue", 19, args) != CC__STATUS__STATUS_OK) {
             PQclear(res);
             return -1;
         }
     }
     PQclear(res);
-    CC_INFO("queues loaded", "count=%d", n);
+    CC_DEBUG("queues loaded", "count=%d", n);
     return n;
 }
 
@@ -531,6 +584,14 @@ static void
 s_on_reload(void *arg)
 {
     s_load_queues(arg);
+}
+
+/* Settings edited in PostgreSQL and the calendar's open/closed verdicts
+ * reach Redis without a restart. */
+static void
+s_on_reload_timer(uv_timer_t *t)
+{
+    if (s_load_queues(t->data) < 0) CC_WARN("queue settings not refreshed", "%s", "");
 }
 
 static void s_free_handle(uv_handle_t *h) { free(h); }
@@ -559,8 +620,15 @@ acd_server_new(cc_service_t *svc)
     self->m_answered = cc_metrics_counter(m, "acd_calls_answered_total", NULL, "Offers answered by agents");
     self->m_requeued = cc_metrics_counter(m, "acd_offers_withdrawn_total", NULL, "Offers not answered or rejected");
     self->m_errors = cc_metrics_counter(m, "acd_errors_total", NULL, "Operations that failed on Redis");
+    self->m_overflowed = cc_metrics_counter(m, "acd_calls_overflowed_total", NULL, "Calls moved to an overflow queue");
+    self->m_left = cc_metrics_counter(m, "acd_calls_left_total", NULL, "Calls that left a queue without an agent");
+    self->m_callbacks = cc_metrics_counter(m, "acd_callbacks_requested_total", NULL, "Callbacks requested");
     cc_pg_statement(cc_service_pg(svc), "acd_queues",
-                    "SELECT name, strategy, offer_timeout_ms, wrap_up_ms, widen, max_len, sticky_ms, skills"
+                    "SELECT name, strategy, offer_timeout_ms, wrap_up_ms, widen, max_len, sticky_ms, skills,"
+                    " overflow_queue, overflow_after_ms, max_wait_ms, max_wait_action,"
+                    " CASE WHEN join_empty THEN '1' ELSE '0' END, CASE WHEN leave_when_empty THEN '1' ELSE '0' END,"
+                    " closed_action, callback_max_attempts, callback_retry_ms, callback_expire_ms,"
+                    " CASE WHEN acd.is_open(name, now()) THEN '1' ELSE '0' END"
                     " FROM acd.queues ORDER BY name");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
@@ -589,6 +657,12 @@ acd_server_new(cc_service_t *svc)
     uint64_t every = (uint64_t) cc_cfg_int(cfg, "ACD_TICK_MS");
     uv_timer_start(self->tick, s_on_tick, every, every);
     cc_loop_on_turn_end(cc_service_loop(svc), s_on_turn_end, self);
+    self->reload = malloc(sizeof *self->reload);
+    if (!self->reload) abort();
+    uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->reload);
+    self->reload->data = self;
+    uint64_t reload_ms = (uint64_t) cc_cfg_int(cfg, "ACD_RELOAD_MS");
+    uv_timer_start(self->reload, s_on_reload_timer, reload_ms, reload_ms);
     cc_service_on_reload(svc, s_on_reload, self);
     CC_INFO("acd ready", "rpc=%s gateway=%s", cc_cfg_str(cfg, "ACD_RPC"), *gw ? gw : "(none)");
     return self;
@@ -605,6 +679,7 @@ acd_server_destroy(acd_server_t **self_p)
     self->stopping = true;   /* offers still ringing expire by the tick of another instance */
     if (self->router) acd_router_flush(self->router);   /* answer what was asked */
     if (self->tick) uv_close((uv_handle_t *) self->tick, s_free_handle);
+    if (self->reload) uv_close((uv_handle_t *) self->reload, s_free_handle);
     cc_rpc_client_destroy(&self->gateway);
     cc_rpc_server_destroy(&self->rpc);
     acd_router_destroy(&self->router);

@@ -6,28 +6,39 @@
 --
 -- Keys
 --   acd:queues                 set of queue names
---   acd:queue:<q>              hash: strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms
+--   acd:queue:<q>              hash: strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms,
+--                              skills, overflow, overflow_ms, max_wait_ms, max_wait_action,
+--                              join_empty, leave_empty, closed_action, aht_ms (average
+--                              handle time, for the estimated wait)
+--   acd:queue:<q>:members      set of logged-in agents of the queue
 --   acd:queue:<q>:wait         zset call -> rank (priority first, then arrival)
 --   acd:queue:<q>:ready        zset agent -> rank by the queue's strategy
 --   acd:agent:<a>              hash: state, since, reason, call, ext, queues, calls, last_offer
 --   acd:agent:<a>:skills       hash: skill -> level
---   acd:call:<c>               hash: queue, prio, enq, rank, skills, state, agent, last_agent,
---                              sticky_until, customer, caller, flags
+--   acd:call:<c>               hash: queue, prio, enq (arrival), qenq (entered this queue),
+--                              rank, skills, state, agent, last_agent, sticky_until,
+--                              customer, caller, flags, kind (call | callback), number,
+--                              attempts, answered
 --   acd:offers                 zset call -> offer deadline
 --   acd:wrapups                zset agent -> wrap-up end
 --   acd:due                    zset call -> when its routing options change next
---                              (a sticky hold ends, a widen rule starts)
+--                              (a sticky hold ends, a widen rule starts, overflow,
+--                              the maximum wait, a callback's expiry)
 --   acd:seq                    counter for round robin
 --
 -- Returns a list of actions, each a list of strings, for the caller to
 -- publish as events and carry out (ring the agent):
 --   {"entered", call, queue, prio, position}
---   {"offer", call, agent, queue, wait_ms, ext, customer, caller, flags}
+--   {"offer", call, agent, queue, wait_ms, ext, customer, caller, flags, kind, number}
 --   {"answered", call, agent, queue, wait_ms}
 --   {"abandoned", call, queue, wait_ms, position}
---   {"requeued", call, agent, queue}
+--   {"requeued", call, agent, queue, reason}
+--   {"overflowed", call, from_queue, to_queue, wait_ms}
+--   {"left", call, queue, wait_ms, reason}  (timeout | empty | callback_failed | callback_expired)
+--   {"callback", call, queue, number, position}
 --   {"agent", agent, state, previous, ms_in_previous, reason, call}
---   {"error", code, text}            (code: bad_request | not_found | conflict | full)
+--   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed)
+--   {"position", call, position, estimated_wait_ms}
 --   {"ok", detail...}
 
 local op = ARGV[1]
@@ -109,7 +120,8 @@ end
 
 -- Whether a call's routing options change with time (sticky hold, widen).
 local function timed(c, conf)
-  return tonumber(c.sticky_until or 0) > 0 or (conf.widen or '') ~= ''
+  return tonumber(c.sticky_until or 0) > 0 or (conf.widen or '') ~= '' or c.kind == 'callback'
+      or tonumber(conf.overflow_ms or 0) > 0 or tonumber(conf.max_wait_ms or 0) > 0
 end
 
 -- Rank of a ready agent in queue q (lower is offered first).
@@ -158,7 +170,7 @@ local function reserve(call, c, agent, a)
   redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now)
   redis.call('ZADD', 'acd:offers', now + (tonumber(conf.offer_ms) or 15000), call)
   emit({ 'offer', call, agent, q, tostring(now - tonumber(c.enq)), a.ext or '', c.customer or '',
-         c.caller or '', c.flags or '' })
+         c.caller or '', c.flags or '', c.kind or 'call', c.number or '' })
 end
 
 -- Offers waiting call to the best ready agent of its queue, if any.
@@ -168,8 +180,8 @@ local function route_call(call)
   local q = c.queue
   local conf = qconf(q)
   if not conf then return end
-  local wait = now - tonumber(c.enq)
-  local skills = effective_skills(c, conf, wait)
+  if tonumber(c.hold_until or 0) > now then return end   -- a callback waiting to retry
+  local skills = effective_skills(c, conf, now - tonumber(c.qenq or c.enq))
   if c.last_agent ~= '' and tonumber(c.sticky_until or 0) > now then
     -- Held for the agent who served this customer last.
     local agent = c.last_agent
@@ -202,8 +214,9 @@ local function route_agent(agent)
         local call, rank = calls[i], tonumber(calls[i + 1])
         if best_rank and rank >= best_rank then break end
         local c = hgetall('acd:call:' .. call)
-        local held = c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now
-        if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.enq))) then
+        local held = (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
+                     or tonumber(c.hold_until or 0) > now
+        if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
           best, best_rank, best_c = call, rank, c
           break
         end
@@ -227,14 +240,56 @@ end
 -- When a waiting call's routing options change next: its sticky hold ends
 -- or a widen rule of its queue starts. Scheduled in acd:due for the tick.
 local function schedule(call, c, conf)
-  local enq, next_at = tonumber(c.enq), nil
-  local sticky = tonumber(c.sticky_until or 0)
-  if sticky > now then next_at = sticky end
+  local qenq, next_at = tonumber(c.qenq or c.enq), nil
+  local function consider(t) if t and t > now and (not next_at or t < next_at) then next_at = t end end
+  consider(tonumber(c.sticky_until or 0))
+  consider(tonumber(c.hold_until or 0))
   for _, rule in ipairs(split(conf.widen or '', ',')) do
     local after = tonumber(string.match(rule, '^(%d+):'))
-    if after and enq + after > now and (not next_at or enq + after < next_at) then next_at = enq + after end
+    if after then consider(qenq + after) end
+  end
+  if c.kind == 'callback' then
+    consider(tonumber(c.expires or 0))
+  else
+    if tonumber(conf.overflow_ms or 0) > 0 and (conf.overflow or '') ~= '' then consider(qenq + tonumber(conf.overflow_ms)) end
+    if tonumber(conf.max_wait_ms or 0) > 0 then consider(qenq + tonumber(conf.max_wait_ms)) end
   end
   if next_at then redis.call('ZADD', 'acd:due', next_at, call) else redis.call('ZREM', 'acd:due', call) end
+end
+
+-- A waiting call leaves its queue without an agent (max wait, empty queue,
+-- failed or expired callback).
+local function leave(call, c, reason)
+  redis.call('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
+  redis.call('ZREM', 'acd:due', call)
+  redis.call('DEL', 'acd:call:' .. call)
+  emit({ 'left', call, c.queue, tostring(now - tonumber(c.enq)), reason })
+end
+
+-- Moves a waiting call to queue to; it keeps its rank (its priority and
+-- arrival), so it is not sent to the back of the new line.
+local function overflow(call, c, to)
+  local from = c.queue
+  if not qconf(to) then return false end
+  redis.call('ZREM', 'acd:queue:' .. from .. ':wait', call)
+  c.queue, c.qenq = to, tostring(now)
+  local required = qconf(to).skills or ''
+  redis.call('HSET', 'acd:call:' .. call, 'queue', to, 'qenq', now, 'skills', required)
+  c.skills = required
+  redis.call('ZADD', 'acd:queue:' .. to .. ':wait', tonumber(c.rank), call)
+  emit({ 'overflowed', call, from, to, tostring(now - tonumber(c.enq)) })
+  return true
+end
+
+-- Position and estimated wait of a waiting call: calls ahead, divided among
+-- the queue's logged-in agents, times the queue's average handle time.
+local function position(call, c)
+  local q = c.queue
+  local pos = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
+  local agents = math.max(1, redis.call('SCARD', 'acd:queue:' .. q .. ':members'))
+  local aht = tonumber((qconf(q) or {}).aht_ms or 0)
+  if aht <= 0 then aht = 180000 end
+  return pos, math.floor((pos - 1) / agents + 1) * aht
 end
 
 -- Puts an offered call back at its place (its rank keeps its arrival time)
@@ -247,7 +302,7 @@ local function withdraw_offer(call, c, reason)
   redis.call('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
   schedule(call, c, qconf(c.queue) or {})
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'not_ready', reason, '') end
-  emit({ 'requeued', call, agent, c.queue })
+  emit({ 'requeued', call, agent, c.queue, reason })
 end
 
 local ops = {}
@@ -265,6 +320,7 @@ function ops.login(agent, ext, queues, skills)
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
   redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0)
   redis.call('SADD', 'acd:agents', agent)
+  for _, q in ipairs(split(queues, ',')) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
   set_state(agent, a, 'ready', 'login', '')
   route_agent(agent)
@@ -297,15 +353,38 @@ function ops.set_state(agent, state, reason)
   if not rule then return fail('conflict', 'agent ' .. agent .. ' is ' .. a.state .. ', cannot go ' .. state) end
   set_state(agent, a, state, reason, '')
   if state == 'ready' then route_agent(agent) end
-  if state == 'logged_out' then redis.call('SREM', 'acd:agents', agent) end
+  if state == 'logged_out' then
+    redis.call('SREM', 'acd:agents', agent)
+    for _, q in ipairs(split(a.queues, ',')) do
+      redis.call('SREM', 'acd:queue:' .. q .. ':members', agent)
+      local conf = qconf(q)
+      if conf and conf.leave_empty == '1' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
+        -- Nobody left to answer: the callers are told at once, not kept waiting.
+        for _, call in ipairs(redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
+          leave(call, hgetall('acd:call:' .. call), 'empty')
+        end
+      end
+    end
+  end
   return out
 end
 
 -- enqueue call queue prio skills customer last_agent caller flags
+-- A queue outside its business hours (its "open" flag, kept current by the
+-- acd from the calendar in PostgreSQL) applies its closed_action.
 function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   if not call or call == '' then return fail('bad_request', 'call id missing') end
   local conf = qconf(q)
   if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
+  if conf.open == '0' then
+    local to = string.match(conf.closed_action or '', '^overflow:(.+)$')
+    if not to or not qconf(to) or qconf(to).open == '0' then return fail('closed', 'queue ' .. q .. ' is closed') end
+    emit({ 'overflowed', call, q, to, '0' })
+    q, conf = to, qconf(to)
+  end
+  if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
+    return fail('empty', 'queue ' .. q .. ' has no agent logged in')
+  end
   if redis.call('EXISTS', 'acd:call:' .. call) == 1 then return fail('conflict', 'call ' .. call .. ' is already queued') end
   local max_len = tonumber(conf.max_len) or 0
   if max_len > 0 and redis.call('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
@@ -319,17 +398,21 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   if last_agent and last_agent ~= '' and tonumber(conf.sticky_ms or 0) > 0 then
     sticky_until = now + tonumber(conf.sticky_ms)
   end
-  redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', now, 'rank', rank,
+  redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', now, 'qenq', now, 'rank', rank,
              'skills', required, 'state', 'waiting', 'agent', '', 'last_agent', last_agent or '',
              'sticky_until', sticky_until, 'customer', customer or '', 'caller', caller or '',
-             'flags', flags or '')
+             'flags', flags or '', 'kind', 'call', 'attempts', 0)
   redis.call('ZADD', 'acd:queue:' .. q .. ':wait', rank, call)
-  local position = redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) + 1
-  emit({ 'entered', call, q, tostring(prio), tostring(position) })
+  local c = hgetall('acd:call:' .. call)
+  local pos, ewt = position(call, c)
+  emit({ 'entered', call, q, tostring(prio), tostring(pos) })
   route_call(call)
-  if sticky_until > 0 or (conf.widen or '') ~= '' then
-    local c = hgetall('acd:call:' .. call)
-    if c.state == 'waiting' then schedule(call, c, conf) end
+  c = hgetall('acd:call:' .. call)
+  if c.state == 'waiting' then
+    if timed(c, conf) then schedule(call, c, conf) end
+    emit({ 'position', call, tostring(pos), tostring(ewt) })
+  else
+    emit({ 'position', call, '0', '0' })
   end
   return out
 end
@@ -366,7 +449,10 @@ function ops.ended(call)
   if not c then return fail('not_found', 'no call ' .. tostring(call)) end
   local q = c.queue
   local conf = qconf(q) or {}
-  if c.state == 'waiting' then
+  if c.state == 'waiting' and c.kind == 'callback' then
+    -- The caller hangs up after asking for a callback: not an abandon.
+    return { { 'ok', 'callback kept' } }
+  elseif c.state == 'waiting' then
     local position = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
     redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
     emit({ 'abandoned', call, q, tostring(now - tonumber(c.enq)), tostring(position) })
@@ -381,6 +467,11 @@ function ops.ended(call)
       return out
     end
   elseif c.state == 'answered' then
+    -- The queue's average handle time, for estimated waits.
+    local held = now - tonumber(c.answered or now)
+    local aht = tonumber(conf.aht_ms or 0)
+    aht = aht > 0 and math.floor(aht * 0.9 + held * 0.1) or held
+    redis.call('HSET', 'acd:queue:' .. q, 'aht_ms', aht)
     local a = load_agent(c.agent)
     if a and a.state == 'on_call' and a.call == call then
       local wrap = tonumber(conf.wrap_ms) or 0
@@ -425,20 +516,115 @@ function ops.tick()
   end
   for _, call in ipairs(redis.call('ZRANGEBYSCORE', 'acd:due', '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', 'acd:due', call)
-    route_call(call)
     local c = hgetall('acd:call:' .. call)
-    if c and c.state == 'waiting' then schedule(call, c, qconf(c.queue) or {}) end
+    if c and c.state == 'waiting' then
+      local conf = qconf(c.queue) or {}
+      local in_queue = now - tonumber(c.qenq or c.enq)
+      local max_wait = tonumber(conf.max_wait_ms or 0)
+      if c.kind == 'callback' and tonumber(c.expires or 0) <= now then
+        leave(call, c, 'callback_expired')
+        c = nil
+      elseif c.kind ~= 'callback' and max_wait > 0 and in_queue >= max_wait then
+        if conf.max_wait_action == 'overflow' and (conf.overflow or '') ~= '' and overflow(call, c, conf.overflow) then
+          route_call(call)
+        else
+          leave(call, c, 'timeout')
+          c = nil
+        end
+      elseif c.kind ~= 'callback' and (conf.overflow or '') ~= '' and tonumber(conf.overflow_ms or 0) > 0
+             and in_queue >= tonumber(conf.overflow_ms) then
+        if overflow(call, c, conf.overflow) then route_call(call) end
+      else
+        route_call(call)
+      end
+      if c then
+        c = hgetall('acd:call:' .. call)
+        if c and c.state == 'waiting' then schedule(call, c, qconf(c.queue) or {}) end
+      end
+    end
   end
   return out
 end
 
--- queue name strategy offer_ms wrap_ms widen max_len sticky_ms skills:
+-- queue name strategy offer_ms wrap_ms widen max_len sticky_ms skills overflow
+--       overflow_ms max_wait_ms max_wait_action join_empty leave_empty closed_action
+--       cb_attempts cb_retry_ms cb_expire_ms open
 -- defines or updates a queue (from the acd.queues table).
-function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills)
+function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
+                   overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
+                   cb_attempts, cb_retry_ms, cb_expire_ms, open)
   redis.call('SADD', 'acd:queues', q)
   redis.call('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
-             'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills)
+             'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills,
+             'overflow', overflow_q or '', 'overflow_ms', overflow_ms or 0, 'max_wait_ms', max_wait_ms or 0,
+             'max_wait_action', max_wait_action or 'leave', 'join_empty', join_empty or '1',
+             'leave_empty', leave_empty or '0', 'closed_action', closed_action or 'reject',
+             'cb_attempts', cb_attempts or 3, 'cb_retry_ms', cb_retry_ms or 300000,
+             'cb_expire_ms', cb_expire_ms or 14400000, 'open', open == '0' and '0' or '1')
   return { { 'ok', q } }
+end
+
+-- open q flag: the calendar's verdict for queue q ("1" open, "0" closed).
+function ops.open(q, flag)
+  if not qconf(q) then return fail('not_found', 'no queue ' .. tostring(q)) end
+  redis.call('HSET', 'acd:queue:' .. q, 'open', flag == '0' and '0' or '1')
+  return { { 'ok', q } }
+end
+
+-- cancel call: an operator removes a waiting call or callback.
+function ops.cancel(call)
+  local c = hgetall('acd:call:' .. call)
+  if not c then return fail('not_found', 'no call ' .. tostring(call)) end
+  if c.state ~= 'waiting' then return fail('conflict', 'call ' .. call .. ' is ' .. c.state) end
+  leave(call, c, 'cancelled')
+  return out
+end
+
+-- callback call number: the caller asked to be called back and hangs up;
+-- the call keeps its place in line as a callback (until the queue's
+-- cb_expire_ms). When it reaches an agent the offer says "callback" and the
+-- gateway calls the number.
+function ops.callback(call, number)
+  local c = hgetall('acd:call:' .. call)
+  if not c then return fail('not_found', 'no call ' .. tostring(call)) end
+  if c.state ~= 'waiting' then return fail('conflict', 'call ' .. call .. ' is not waiting') end
+  if not number or not string.match(number, '^%+?%d+$') then return fail('bad_request', 'invalid number') end
+  local expires = now + (tonumber((qconf(c.queue) or {}).cb_expire_ms) or 14400000)
+  redis.call('HSET', 'acd:call:' .. call, 'kind', 'callback', 'number', number, 'expires', expires)
+  c.kind, c.number, c.expires = 'callback', number, tostring(expires)
+  local pos = position(call, c)
+  emit({ 'callback', call, c.queue, number, tostring(pos) })
+  schedule(call, c, qconf(c.queue) or {})
+  return out
+end
+
+-- callback_failed call agent: the customer did not answer the callback. The
+-- agent is free again; the callback keeps its place and is tried again after
+-- the queue's cb_retry_ms, until cb_attempts tries.
+function ops.callback_failed(call, agent)
+  local c = hgetall('acd:call:' .. call)
+  if not c or c.state ~= 'offered' or c.agent ~= agent or c.kind ~= 'callback' then
+    return fail('conflict', 'no such callback offer')
+  end
+  local a = load_agent(agent)
+  redis.call('ZREM', 'acd:offers', call)
+  local attempts = tonumber(c.attempts or 0) + 1
+  if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'ready', '', '') end
+  local conf = qconf(c.queue) or {}
+  if attempts >= (tonumber(conf.cb_attempts) or 3) then
+    redis.call('DEL', 'acd:call:' .. call)
+    redis.call('ZREM', 'acd:due', call)
+    emit({ 'left', call, c.queue, tostring(now - tonumber(c.enq)), 'callback_failed' })
+  else
+    local hold = now + (tonumber(conf.cb_retry_ms) or 300000)
+    redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'attempts', attempts, 'hold_until', hold)
+    redis.call('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
+    c.hold_until = tostring(hold)
+    schedule(call, c, qconf(c.queue) or {})
+    emit({ 'requeued', call, agent, c.queue, 'callback_no_answer' })
+  end
+  route_agent(agent)
+  return out
 end
 
 local fn = ops[op]

@@ -215,6 +215,7 @@ fx_snapshot(fx_t *fx, fx_snap_t *s)
     redisReply *q = r->element[0], *ready = r->element[1], *waits = r->element[2];
     redisReply *agents = r->element[3], *calls = r->element[4];
     s->nq = (int) q->elements;
+    CHECK(s->nq <= 32, "snapshot holds 32 queues, Redis has %d", s->nq);
     for (int i = 0; i < s->nq; i++) snprintf(s->queues[i], sizeof s->queues[i], "%s", s_str(q->element[i]));
     s->na = (int) agents->elements;
     for (int i = 0; i < s->na; i++) {

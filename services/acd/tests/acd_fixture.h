@@ -44,7 +44,7 @@ int fx_request(fx_t *fx, int i, const char *method, const void *payload, size_t 
 typedef struct {
     char id[64], state[16], call[64], queues[128], skills[128];
     int64_t since, calls, last_offer;
-    bool in_ready[8];          /* per queue index of the snapshot */
+    bool in_ready[32];         /* per queue index of the snapshot */
 } fx_agent_t;
 typedef struct {
     char id[64], queue[32], state[16], agent[64], skills[128];
@@ -55,7 +55,7 @@ typedef struct {
 } fx_call_t;
 typedef struct {
     int nq;
-    char queues[8][32];
+    char queues[32][32];
     int na, nc;
     fx_agent_t agents[256];
     fx_call_t calls[2048];

@@ -8,7 +8,12 @@
  * sticky_call_waits_for_its_last_agent_then_anyone
  * skills_widen_as_the_wait_grows
  * full_queue_refuses_and_not_ready_waits_for_the_call_to_end
- * bad_requests_get_clear_errors_and_change_nothing */
+ * bad_requests_get_clear_errors_and_change_nothing
+ * overflow_after_a_while_keeps_the_callers_place
+ * max_wait_leaves_the_queue_with_an_event
+ * empty_queue_rules_refuse_and_release_callers
+ * closed_queue_rejects_or_overflows
+ * callback_keeps_its_place_and_is_retried */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
@@ -30,7 +35,19 @@ static const char *s_sql =
     " ('r4', 'longest_idle', '', '', 60000, 0, 0, 0),"
     " ('r5', 'longest_idle', '', '', 60000, 0, 0, 1500),"
     " ('r6', 'longest_idle', 'sales:5', '800:0', 60000, 0, 0, 0),"
-    " ('r7', 'longest_idle', '', '', 60000, 0, 2, 0);";
+    " ('r7', 'longest_idle', '', '', 60000, 0, 2, 0);"
+    "INSERT INTO acd.queues (name, overflow_queue, overflow_after_ms, max_wait_ms, max_wait_action, join_empty,"
+    "  leave_when_empty, closed_action, callback_retry_ms, callback_max_attempts, wrap_up_ms) VALUES"
+    " ('r9', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r8', 'r9', 500, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r10', '', 0, 500, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r11', '', 0, 0, 'leave', false, false, 'reject', 300000, 3, 0),"
+    " ('r12', '', 0, 0, 'leave', true, true, 'reject', 300000, 3, 0),"
+    " ('r13', '', 0, 0, 'leave', true, false, 'overflow:r9', 300000, 3, 0),"
+    " ('r14', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r15', '', 0, 0, 'leave', true, false, 'reject', 1000, 2, 0);"
+    "INSERT INTO acd.holidays (queue, day, name) VALUES"
+    " ('r13', (now() AT TIME ZONE 'UTC')::date, 'test day'), ('r14', (now() AT TIME ZONE 'UTC')::date, 'test day');";
 
 static fx_snap_t s_snap;
 
@@ -277,6 +294,132 @@ bad_requests_get_clear_errors_and_change_nothing(void)
     TEST_PASS(__func__);
 }
 
+/* Reads an event of type about call and returns its decoded payload. */
+#define EVENT(type_name, fn, type, call, ms) \
+    ({ Cc__Envelope *e_ = s_event(type_name, call, ms); \
+       type *m_ = fn##__unpack(NULL, e_->payload.len, e_->payload.data); \
+       cc__envelope__free_unpacked(e_, NULL); CHECK(m_, "decode " type_name); m_; })
+
+static void
+overflow_after_a_while_keeps_the_callers_place(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t9-first", "r9", 0, NULL, NULL) == 0, "a call already in r9");
+    cc_sleep_ms(20);
+    CHECK(fx_enqueue(&s_fx, 0, "t9-c1", "r8", 0, NULL, NULL) == 0, "enqueue in r8 (nobody there)");
+    Cc__QueueOverflowed *o = EVENT("queue.overflowed", cc__queue_overflowed, Cc__QueueOverflowed, "t9-c1", 3000);
+    CHECK(strcmp(o->queue, "r8") == 0 && strcmp(o->to_queue, "r9") == 0 && o->wait_ms >= 500, "r8 -> r9 after %lld ms",
+          (long long) o->wait_ms);
+    cc__queue_overflowed__free_unpacked(o, NULL);
+    fx_call_t *c = s_call("t9-c1");
+    CHECK(c && strcmp(c->queue, "r9") == 0 && strcmp(c->state, "waiting") == 0, "now waiting in r9");
+    /* It arrived after t9-first: it stays behind it, not at the back. */
+    CHECK(fx_enqueue(&s_fx, 0, "t9-later", "r9", 0, NULL, NULL) == 0, "a later call");
+    CHECK(fx_login(&s_fx, 0, "t9a", "", "r9") == 0, "agent");
+    CHECK(strcmp(s_call("t9-first")->agent, "t9a") == 0, "first served first");
+    fx_call_op(&s_fx, 0, "acd.ended", "t9-first", NULL);
+    CHECK(strcmp(s_call("t9-c1")->agent, "t9a") == 0, "the overflowed call keeps its arrival rank");
+    fx_call_op(&s_fx, 0, "acd.ended", "t9-c1", NULL);
+    fx_call_op(&s_fx, 0, "acd.ended", "t9-later", NULL);
+    fx_state(&s_fx, 0, "t9a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+static void
+max_wait_leaves_the_queue_with_an_event(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t10-c1", "r10", 0, NULL, NULL) == 0, "enqueue");
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t10-c1", 3000);
+    CHECK(strcmp(l->reason, "timeout") == 0 && l->wait_ms >= 500, "left after %lld ms: %s", (long long) l->wait_ms, l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    CHECK(s_call("t10-c1") == NULL, "gone from Redis");
+    TEST_PASS(__func__);
+}
+
+static void
+empty_queue_rules_refuse_and_release_callers(void)
+{
+    TEST_BEGIN(__func__);
+    char err[256];
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = "t11-c1";
+    m.queue = "r11";
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+          && strstr(err, "no agent logged in"), "join-empty off: %s", err);
+    CHECK(fx_login(&s_fx, 0, "t11a", "", "r11") == 0 && fx_state(&s_fx, 0, "t11a", "not_ready", "x") == 0, "agent away");
+    CHECK(fx_enqueue(&s_fx, 0, "t11-c1", "r11", 0, NULL, NULL) == 0, "a logged-in agent is enough to join");
+    fx_call_op(&s_fx, 0, "acd.ended", "t11-c1", NULL);
+    fx_state(&s_fx, 0, "t11a", "logged_out", "");
+    /* leave-when-empty: the last agent logs out, waiting callers are released. */
+    CHECK(fx_login(&s_fx, 0, "t12a", "", "r12") == 0 && fx_state(&s_fx, 0, "t12a", "not_ready", "x") == 0, "agent away");
+    CHECK(fx_enqueue(&s_fx, 0, "t12-c1", "r12", 0, NULL, NULL) == 0, "waiting");
+    CHECK(fx_state(&s_fx, 0, "t12a", "logged_out", "") == 0, "last agent leaves");
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t12-c1", 3000);
+    CHECK(strcmp(l->reason, "empty") == 0, "reason %s", l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    CHECK(s_call("t12-c1") == NULL, "released");
+    TEST_PASS(__func__);
+}
+
+static void
+closed_queue_rejects_or_overflows(void)
+{
+    TEST_BEGIN(__func__);
+    char err[256];
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = "t14-c1";
+    m.queue = "r14";
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+          && strstr(err, "closed"), "holiday: %s", err);
+    CHECK(fx_enqueue(&s_fx, 0, "t13-c1", "r13", 0, NULL, NULL) == 0, "closed with overflow");
+    fx_call_t *c = s_call("t13-c1");
+    CHECK(c && strcmp(c->queue, "r9") == 0, "went to r9 (%s)", c ? c->queue : "-");
+    fx_call_op(&s_fx, 0, "acd.ended", "t13-c1", NULL);
+    TEST_PASS(__func__);
+}
+
+static void
+callback_keeps_its_place_and_is_retried(void)
+{
+    TEST_BEGIN(__func__);
+    unsigned pos = 0;
+    CHECK(fx_enqueue(&s_fx, 0, "t15-c1", "r15", 0, NULL, &pos) == 0, "first");
+    CHECK(fx_enqueue(&s_fx, 0, "t15-c2", "r15", 0, NULL, NULL) == 0, "second");
+    Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
+    cb.call_id = "t15-c1";
+    cb.number = "+8613800138000";
+    uint8_t buf[128];
+    size_t len = cc__callback_request__pack(&cb, buf);
+    char err[256];
+    CHECK(fx_request(&s_fx, 0, "acd.callback", buf, len, err, sizeof err) == 0, "callback: %s", err);
+    Cc__CallbackRequested *ev = EVENT("callback.requested", cc__callback_requested, Cc__CallbackRequested, "t15-c1", 2000);
+    CHECK(strcmp(ev->number, "+8613800138000") == 0 && ev->position == 1, "position %u", ev->position);
+    cc__callback_requested__free_unpacked(ev, NULL);
+    /* The caller hangs up: not an abandon, the place is kept. */
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t15-c1", NULL) == 0, "hang up");
+    CHECK(s_call("t15-c1") && strcmp(s_call("t15-c1")->state, "waiting") == 0, "callback still waiting");
+    CHECK(fx_login(&s_fx, 0, "t15a", "", "r15") == 0, "agent");
+    CHECK(strcmp(s_call("t15-c1")->agent, "t15a") == 0, "the callback is served in its place, before t15-c2");
+    /* Nobody answers at home: retried after 1 s, then given up after 2 tries. */
+    CHECK(fx_call_op(&s_fx, 0, "acd.callback_failed", "t15-c1", "t15a") == 0, "no answer");
+    CHECK(strcmp(s_call("t15-c2")->agent, "t15a") == 0, "meanwhile the agent takes t15-c2");
+    fx_call_op(&s_fx, 0, "acd.ended", "t15-c2", NULL);
+    s_wait_state("t15a", "reserved", 3000);
+    CHECK(strcmp(s_call("t15-c1")->agent, "t15a") == 0, "second try after the retry delay");
+    CHECK(fx_call_op(&s_fx, 0, "acd.callback_failed", "t15-c1", "t15a") == 0, "no answer again");
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t15-c1", 2000);
+    CHECK(strcmp(l->reason, "callback_failed") == 0, "reason %s", l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    CHECK(strcmp(s_agent("t15a")->state, "ready") == 0, "agent free");
+    fx_state(&s_fx, 0, "t15a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -286,6 +429,7 @@ main(void)
     s_events = cc_bus_new(&o);
     cc_bus_subscribe(s_events, "queue.");
     cc_bus_subscribe(s_events, "agent.");
+    cc_bus_subscribe(s_events, "callback.");
     cc_sleep_ms(300);
     offer_timeout_puts_agent_not_ready_and_call_back_at_head();
     wrap_up_then_ready_takes_the_next_call();
@@ -295,9 +439,14 @@ main(void)
     skills_widen_as_the_wait_grows();
     full_queue_refuses_and_not_ready_waits_for_the_call_to_end();
     bad_requests_get_clear_errors_and_change_nothing();
+    overflow_after_a_while_keeps_the_callers_place();
+    max_wait_leaves_the_queue_with_an_event();
+    empty_queue_rules_refuse_and_release_callers();
+    closed_queue_rejects_or_overflows();
+    callback_keeps_its_place_and_is_retried();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 8 passed, 0 failed\n");
+    printf("acd_rules_test: 13 passed, 0 failed\n");
     return 0;
 }
