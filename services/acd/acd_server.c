@@ -53,6 +53,7 @@ typedef struct {
     char call_id[ID_MAX + 1];
     uint32_t position;
     uint32_t estimated_wait_s;
+    char music[64];
 } op_ctx_t;
 
 static int64_t s_now_ms(void) { return cc_wall_us() / 1000; }
@@ -134,6 +135,14 @@ s_offer(acd_server_t *self, const char *const *v)
     free(buf);
 }
 
+/* An announcement is best effort: a late or lost one is not retried. */
+static void
+s_ignore_reply(void *arg, const Cc__Reply *reply)
+{
+    if (reply->status != CC__STATUS__STATUS_OK)
+        CC_DEBUG("announcement not played", "call_id=%s error=\"%s\"", reply->request_id, reply->error);
+}
+
 static void
 s_on_action(void *arg, int argc, const char *const *v)
 {
@@ -165,6 +174,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.agent_id = (char *) v[2];
         ev.queue = (char *) v[3];
         ev.wait_ms = atoll(v[4]);
+        ev.within_service_level = argc > 5 && v[5][0] == '1';
         cc_bus_publish_msg(self->bus, "queue.answered", v[1], &ev);
         cc_metric_add(self->m_answered, 1);
     } else if (strcmp(kind, "abandoned") == 0 && argc >= 5) {
@@ -175,9 +185,25 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.position = (uint32_t) atoi(v[4]);
         cc_bus_publish_msg(self->bus, "queue.abandoned", v[1], &ev);
         cc_metric_add(self->m_abandoned, 1);
-    } else if (strcmp(kind, "position") == 0 && argc >= 4) {
+    } else if (strcmp(kind, "position") == 0 && argc >= 5) {
         ctx->position = (uint32_t) atoi(v[2]);
         ctx->estimated_wait_s = (uint32_t) (atoll(v[3]) / 1000);
+        snprintf(ctx->music, sizeof ctx->music, "%s", v[4]);
+    } else if (strcmp(kind, "announce") == 0 && argc >= 5) {
+        Cc__QueuePosition ev = CC__QUEUE_POSITION__INIT;
+        ev.call_id = (char *) v[1];
+        ev.queue = (char *) v[2];
+        ev.position = (uint32_t) atoi(v[3]);
+        ev.estimated_wait_s = (uint32_t) (atoll(v[4]) / 1000);
+        cc_bus_publish_msg(self->bus, "queue.position", v[1], &ev);
+        if (self->gateway) {
+            uint8_t buf[256];
+            size_t len = cc__queue_position__get_packed_size(&ev);
+            if (len <= sizeof buf) {
+                cc__queue_position__pack(&ev, buf);
+                cc_rpc_call(self->gateway, "gateway.announce", v[1], buf, len, 2000, s_ignore_reply, NULL);
+            }
+        }
     } else if (strcmp(kind, "overflowed") == 0 && argc >= 5) {
         Cc__QueueOverflowed ev = CC__QUEUE_OVERFLOWED__INIT;
         ev.call_id = (char *) v[1];
@@ -240,6 +266,7 @@ s_on_done(void *arg, Cc__Status st, const char *error)
         out.call_id = ctx->call_id;
         out.position = ctx->position;
         out.estimated_wait_s = ctx->estimated_wait_s;
+        out.music = ctx->music;
         cc_rpc_reply_msg(ctx->call, &out);
     } else {
         cc_rpc_reply(ctx->call, st, st == CC__STATUS__STATUS_OK ? NULL : error, NULL, 0);
@@ -376,9 +403,10 @@ s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     } else if (!state) {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "state must be ready, not_ready or logged_out");
     } else {
-        const char *args[] = { m->agent_id, state, m->reason };
+        /* A request naming who asks ("by": a supervisor) is a forced change. */
+        const char *args[] = { m->agent_id, state, m->reason, m->by[0] ? "1" : "0" };
         if (m->by[0]) CC_INFO("agent state set", "agent_id=%s state=%s by=%s", m->agent_id, state, m->by);
-        s_submit(self, call, "set_state", 3, args, false);
+        s_submit(self, call, "set_state", 4, args, false);
     }
     cc__agent_set_state__free_unpacked(m, NULL);
 }
@@ -389,8 +417,8 @@ s_agent_logout(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     acd_server_t *self = arg;
     DECODE(Cc__AgentLogout, cc__agent_logout, m);
     if (s_id_ok(m->agent_id)) {
-        const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout" };
-        s_submit(self, call, "set_state", 3, args, false);
+        const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout", m->by[0] ? "1" : "0" };
+        s_submit(self, call, "set_state", 4, args, false);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id");
     }
@@ -561,9 +589,9 @@ s_load_queues(acd_server_t *self)
     if (cc_pg_exec(cc_service_pg(self->svc), "acd_queues", 0, NULL, &res)) return -1;
     int n = PQntuples(res);
     for (int i = 0; i < n; i++) {
-        const char *args[19];
-        for (int c = 0; c < 19; c++) args[c] = PQgetvalue(res, i, c);
-        if (s_run(self, "queue", 19, args) != CC__STATUS__STATUS_OK) {
+        const char *args[23];
+        for (int c = 0; c < 23; c++) args[c] = PQgetvalue(res, i, c);
+        if (s_run(self, "queue", 23, args) != CC__STATUS__STATUS_OK) {
             PQclear(res);
             return -1;
         }
@@ -628,7 +656,8 @@ acd_server_new(cc_service_t *svc)
                     " overflow_queue, overflow_after_ms, max_wait_ms, max_wait_action,"
                     " CASE WHEN join_empty THEN '1' ELSE '0' END, CASE WHEN leave_when_empty THEN '1' ELSE '0' END,"
                     " closed_action, callback_max_attempts, callback_retry_ms, callback_expire_ms,"
-                    " CASE WHEN acd.is_open(name, now()) THEN '1' ELSE '0' END"
+                    " CASE WHEN acd.is_open(name, now()) THEN '1' ELSE '0' END,"
+                    " service_level_ms, blacklist_queue, music, announce_ms"
                     " FROM acd.queues ORDER BY name");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");

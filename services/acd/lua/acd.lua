@@ -30,7 +30,7 @@
 -- publish as events and carry out (ring the agent):
 --   {"entered", call, queue, prio, position}
 --   {"offer", call, agent, queue, wait_ms, ext, customer, caller, flags, kind, number}
---   {"answered", call, agent, queue, wait_ms}
+--   {"answered", call, agent, queue, wait_ms, within_service_level}
 --   {"abandoned", call, queue, wait_ms, position}
 --   {"requeued", call, agent, queue, reason}
 --   {"overflowed", call, from_queue, to_queue, wait_ms}
@@ -38,7 +38,8 @@
 --   {"callback", call, queue, number, position}
 --   {"agent", agent, state, previous, ms_in_previous, reason, call}
 --   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed)
---   {"position", call, position, estimated_wait_ms}
+--   {"position", call, position, estimated_wait_ms, music}
+--   {"announce", call, queue, position, estimated_wait_ms}   (time to tell the caller)
 --   {"ok", detail...}
 
 local op = ARGV[1]
@@ -121,6 +122,7 @@ end
 -- Whether a call's routing options change with time (sticky hold, widen).
 local function timed(c, conf)
   return tonumber(c.sticky_until or 0) > 0 or (conf.widen or '') ~= '' or c.kind == 'callback'
+      or tonumber(conf.announce_ms or 0) > 0
       or tonumber(conf.overflow_ms or 0) > 0 or tonumber(conf.max_wait_ms or 0) > 0
 end
 
@@ -248,6 +250,10 @@ local function schedule(call, c, conf)
     local after = tonumber(string.match(rule, '^(%d+):'))
     if after then consider(qenq + after) end
   end
+  local every = tonumber(conf.announce_ms or 0)
+  if every > 0 and c.kind ~= 'callback' then
+    consider(tonumber(c.announced or qenq) + every)
+  end
   if c.kind == 'callback' then
     consider(tonumber(c.expires or 0))
   else
@@ -338,12 +344,23 @@ local allowed = {
   on_call   = { not_ready = 'after' },   -- takes effect when the call ends
 }
 
--- set_state agent state reason: ready | not_ready | logged_out.
-function ops.set_state(agent, state, reason)
+-- set_state agent state reason force: ready | not_ready | logged_out. With
+-- force ("1", a supervisor), an agent whose phone is ringing is taken off
+-- the offer (the call keeps its place) and moved at once.
+function ops.set_state(agent, state, reason, force)
   local a = load_agent(agent)
   if not a or a.state == 'logged_out' then return fail('not_found', 'agent ' .. tostring(agent) .. ' is not logged in') end
   if state ~= 'ready' and state ~= 'not_ready' and state ~= 'logged_out' then
     return fail('bad_request', 'cannot request state ' .. tostring(state))
+  end
+  if force == '1' and a.state == 'reserved' and state ~= 'ready' then
+    local call = a.call
+    local c = hgetall('acd:call:' .. call)
+    if c and c.state == 'offered' and c.agent == agent then
+      withdraw_offer(call, c, 'forced')
+      a = load_agent(agent)
+      route_call(call)
+    end
   end
   local rule = (allowed[a.state] or {})[state]
   if rule == 'after' then
@@ -382,6 +399,12 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     emit({ 'overflowed', call, q, to, '0' })
     q, conf = to, qconf(to)
   end
+  if flags and flags ~= '' and (conf.blacklist_queue or '') ~= '' and qconf(conf.blacklist_queue) then
+    -- Flagged callers go to the queue of agents trained for them.
+    emit({ 'overflowed', call, q, conf.blacklist_queue, '0' })
+    q = conf.blacklist_queue
+    conf = qconf(q)
+  end
   if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
     return fail('empty', 'queue ' .. q .. ' has no agent logged in')
   end
@@ -410,9 +433,9 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   c = hgetall('acd:call:' .. call)
   if c.state == 'waiting' then
     if timed(c, conf) then schedule(call, c, conf) end
-    emit({ 'position', call, tostring(pos), tostring(ewt) })
+    emit({ 'position', call, tostring(pos), tostring(ewt), conf.music or '' })
   else
-    emit({ 'position', call, '0', '0' })
+    emit({ 'position', call, '0', '0', conf.music or '' })
   end
   return out
 end
@@ -430,7 +453,9 @@ function ops.answered(call, agent)
   redis.call('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
   a.calls = tostring((tonumber(a.calls) or 0) + 1)
   set_state(agent, a, 'on_call', '', call)
-  emit({ 'answered', call, agent, c.queue, tostring(now - tonumber(c.enq)) })
+  local sl = tonumber((qconf(c.queue) or {}).sl_ms or 20000)
+  local waited = now - tonumber(c.enq)
+  emit({ 'answered', call, agent, c.queue, tostring(waited), waited <= sl and '1' or '0' })
   return out
 end
 
@@ -536,6 +561,16 @@ function ops.tick()
         if overflow(call, c, conf.overflow) then route_call(call) end
       else
         route_call(call)
+        local every = tonumber(conf.announce_ms or 0)
+        if every > 0 and c.kind ~= 'callback' and now >= tonumber(c.announced or c.qenq or c.enq) + every then
+          local fresh = hgetall('acd:call:' .. call)
+          if fresh.state == 'waiting' then
+            -- Time to tell the caller where they stand.
+            local pos, ewt = position(call, fresh)
+            redis.call('HSET', 'acd:call:' .. call, 'announced', now)
+            emit({ 'announce', call, fresh.queue, tostring(pos), tostring(ewt) })
+          end
+        end
       end
       if c then
         c = hgetall('acd:call:' .. call)
@@ -548,11 +583,11 @@ end
 
 -- queue name strategy offer_ms wrap_ms widen max_len sticky_ms skills overflow
 --       overflow_ms max_wait_ms max_wait_action join_empty leave_empty closed_action
---       cb_attempts cb_retry_ms cb_expire_ms open
+--       cb_attempts cb_retry_ms cb_expire_ms open sl_ms blacklist_queue music announce_ms
 -- defines or updates a queue (from the acd.queues table).
 function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
                    overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
-                   cb_attempts, cb_retry_ms, cb_expire_ms, open)
+                   cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms)
   redis.call('SADD', 'acd:queues', q)
   redis.call('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
              'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills,
@@ -560,7 +595,9 @@ function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, sk
              'max_wait_action', max_wait_action or 'leave', 'join_empty', join_empty or '1',
              'leave_empty', leave_empty or '0', 'closed_action', closed_action or 'reject',
              'cb_attempts', cb_attempts or 3, 'cb_retry_ms', cb_retry_ms or 300000,
-             'cb_expire_ms', cb_expire_ms or 14400000, 'open', open == '0' and '0' or '1')
+             'cb_expire_ms', cb_expire_ms or 14400000, 'open', open == '0' and '0' or '1',
+             'sl_ms', sl_ms or 20000, 'blacklist_queue', blacklist_queue or '', 'music', music or '',
+             'announce_ms', announce_ms or 0)
   return { { 'ok', q } }
 end
 

@@ -13,7 +13,9 @@
  * max_wait_leaves_the_queue_with_an_event
  * empty_queue_rules_refuse_and_release_callers
  * closed_queue_rejects_or_overflows
- * callback_keeps_its_place_and_is_retried */
+ * callback_keeps_its_place_and_is_retried
+ * supervisor_force_logout_takes_a_ringing_agent_off
+ * flagged_callers_go_to_their_queue_and_positions_are_announced */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
@@ -46,6 +48,9 @@ static const char *s_sql =
     " ('r13', '', 0, 0, 'leave', true, false, 'overflow:r9', 300000, 3, 0),"
     " ('r14', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
     " ('r15', '', 0, 0, 'leave', true, false, 'reject', 1000, 2, 0);"
+    "INSERT INTO acd.queues (name, music, announce_ms, service_level_ms, wrap_up_ms) VALUES"
+    " ('r16', 'jazz', 1000, 60000, 0), ('r17', 'default', 0, 20000, 0);"
+    "UPDATE acd.queues SET blacklist_queue = 'r17' WHERE name = 'r16';"
     "INSERT INTO acd.holidays (queue, day, name) VALUES"
     " ('r13', (now() AT TIME ZONE 'UTC')::date, 'test day'), ('r14', (now() AT TIME ZONE 'UTC')::date, 'test day');";
 
@@ -420,6 +425,72 @@ callback_keeps_its_place_and_is_retried(void)
     TEST_PASS(__func__);
 }
 
+static void
+supervisor_force_logout_takes_a_ringing_agent_off(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t16a", "", "r9") == 0, "agent");
+    CHECK(fx_enqueue(&s_fx, 0, "t16-c1", "r9", 0, NULL, NULL) == 0, "call");
+    CHECK(strcmp(s_agent("t16a")->state, "reserved") == 0, "ringing");
+    CHECK(fx_state(&s_fx, 0, "t16a", "logged_out", "") == CC__STATUS__STATUS_CONFLICT, "the agent alone cannot leave a ringing offer");
+    Cc__AgentLogout m = CC__AGENT_LOGOUT__INIT;
+    m.agent_id = "t16a";
+    m.by = "supervisor-7";
+    uint8_t buf[64];
+    size_t len = cc__agent_logout__pack(&m, buf);
+    char err[256];
+    CHECK(fx_request(&s_fx, 0, "agent.logout", buf, len, err, sizeof err) == 0, "forced logout: %s", err);
+    CHECK(strcmp(s_agent("t16a")->state, "logged_out") == 0, "logged out");
+    fx_call_t *c = s_call("t16-c1");
+    CHECK(c && strcmp(c->state, "waiting") == 0, "the call keeps its place");
+    fx_call_op(&s_fx, 0, "acd.ended", "t16-c1", NULL);
+    TEST_PASS(__func__);
+}
+
+static void
+flagged_callers_go_to_their_queue_and_positions_are_announced(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    char *flags[] = { "abusive" };
+    m.call_id = "t17-c1";
+    m.queue = "r16";
+    m.blacklist_flags = flags;
+    m.n_blacklist_flags = 1;
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    char err[256];
+    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == 0, "flagged: %s", err);
+    CHECK(strcmp(s_call("t17-c1")->queue, "r17") == 0, "went to the flagged callers' queue");
+    fx_call_op(&s_fx, 0, "acd.ended", "t17-c1", NULL);
+
+    /* r16 plays jazz and announces the position every second. */
+    CHECK(fx_enqueue(&s_fx, 0, "t17-c2", "r16", 0, NULL, NULL) == 0, "first");
+    Cc__Enqueue m2 = CC__ENQUEUE__INIT;
+    m2.call_id = "t17-c3";
+    m2.queue = "r16";
+    len = cc__enqueue__pack(&m2, buf);
+    Cc__Reply *reply = NULL;
+    CHECK(cc_rpc_call_sync(s_fx.client[0], "acd.enqueue", buf, len, 3000, &reply) == 0 && reply->status == 0, "second");
+    Cc__Enqueued *e = cc__enqueued__unpack(NULL, reply->payload.len, reply->payload.data);
+    CHECK(e && e->position == 2 && strcmp(e->music, "jazz") == 0 && e->estimated_wait_s > 0,
+          "position %u, music %s, estimated wait %u s", e->position, e->music, e->estimated_wait_s);
+    cc__enqueued__free_unpacked(e, NULL);
+    cc__reply__free_unpacked(reply, NULL);
+    Cc__QueuePosition *p = EVENT("queue.position", cc__queue_position, Cc__QueuePosition, "t17-c3", 3000);
+    CHECK(p->position == 2 && strcmp(p->queue, "r16") == 0, "announced position %u", p->position);
+    cc__queue_position__free_unpacked(p, NULL);
+    CHECK(fx_login(&s_fx, 0, "t17a", "", "r16") == 0, "agent");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t17-c2", "t17a") == 0, "answer");
+    Cc__QueueAnswered *a = EVENT("queue.answered", cc__queue_answered, Cc__QueueAnswered, "t17-c2", 2000);
+    CHECK(a->within_service_level, "answered within the 60 s service level");
+    cc__queue_answered__free_unpacked(a, NULL);
+    fx_call_op(&s_fx, 0, "acd.ended", "t17-c2", NULL);
+    fx_call_op(&s_fx, 0, "acd.ended", "t17-c3", NULL);
+    fx_state(&s_fx, 0, "t17a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -444,9 +515,11 @@ main(void)
     empty_queue_rules_refuse_and_release_callers();
     closed_queue_rejects_or_overflows();
     callback_keeps_its_place_and_is_retried();
+    supervisor_force_logout_takes_a_ringing_agent_off();
+    flagged_callers_go_to_their_queue_and_positions_are_announced();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 13 passed, 0 failed\n");
+    printf("acd_rules_test: 15 passed, 0 failed\n");
     return 0;
 }
