@@ -47,7 +47,8 @@ local now = tonumber(ARGV[2])
 local out = {}
 
 local PRIO_SPAN = 10000000000000   -- 1e13 ms (> 300 years) per priority step
-local SCAN = 64                    -- candidates looked at per decision
+local PAGE = 8                     -- candidates read at a time
+local SCAN = 64                    -- candidates looked at per decision, at most
 
 local function emit(t) out[#out + 1] = t end
 local function fail(code, text) return { { "error", code, text } } end
@@ -192,12 +193,16 @@ local function route_call(call)
     end
     return
   end
-  local agents = redis.call('ZRANGE', 'acd:queue:' .. q .. ':ready', 0, SCAN - 1)
-  for _, agent in ipairs(agents) do
-    if agent_qualifies(agent, skills) then
-      reserve(call, c, agent, hgetall('acd:agent:' .. agent))
-      return
+  -- Usually the first ready agent qualifies: read a page, then more.
+  for first = 0, SCAN - 1, PAGE do
+    local agents = redis.call('ZRANGE', 'acd:queue:' .. q .. ':ready', first, first + PAGE - 1)
+    for _, agent in ipairs(agents) do
+      if agent_qualifies(agent, skills) then
+        reserve(call, c, agent, hgetall('acd:agent:' .. agent))
+        return
+      end
     end
+    if #agents < PAGE then return end
   end
 end
 
@@ -211,17 +216,22 @@ local function route_agent(agent)
   for _, q in ipairs(split(a.queues, ',')) do
     local conf = qconf(q)
     if conf then
-      local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, SCAN - 1, 'WITHSCORES')
-      for i = 1, #calls, 2 do
-        local call, rank = calls[i], tonumber(calls[i + 1])
-        if best_rank and rank >= best_rank then break end
-        local c = hgetall('acd:call:' .. call)
-        local held = (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
-                     or tonumber(c.hold_until or 0) > now
-        if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
-          best, best_rank, best_c = call, rank, c
-          break
+      local done = false
+      for first = 0, SCAN - 1, PAGE do
+        local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', first, first + PAGE - 1, 'WITHSCORES')
+        for i = 1, #calls, 2 do
+          local call, rank = calls[i], tonumber(calls[i + 1])
+          if best_rank and rank >= best_rank then done = true break end
+          local c = hgetall('acd:call:' .. call)
+          local held = (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
+                       or tonumber(c.hold_until or 0) > now
+          if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
+            best, best_rank, best_c = call, rank, c
+            done = true
+            break
+          end
         end
+        if done or #calls < 2 * PAGE then break end
       end
     end
   end
