@@ -8,10 +8,11 @@ free_port=$1
 export CC_BUILD_DIR=$2
 export CC_VAR_DIR=$(mktemp -d /tmp/cc-stack-test-XXXXXX)
 chmod 755 "$CC_VAR_DIR"
-ports=($("$free_port" 7))
+ports=($("$free_port" 9))
 pg=${ports[0]} redis=${ports[1]} pub=${ports[2]} sub=${ports[3]} admin=${ports[4]}
 # Every service's ports move too, so a user's running stack is never touched.
 export ACD_ADMIN_PORT=${ports[5]} ACD_RPC=tcp://127.0.0.1:${ports[6]}
+export GATEWAY_ADMIN_PORT=${ports[7]} GATEWAY_SIP_PORT=${ports[8]}
 export DATABASE_URL=postgresql://callcenter@127.0.0.1:$pg/callcenter
 export REDIS_URL=redis://127.0.0.1:$redis/0
 export CC_BUS_PUB=tcp://127.0.0.1:$pub CC_BUS_SUB=tcp://127.0.0.1:$sub FORWARDER_ADMIN_PORT=$admin
@@ -23,6 +24,7 @@ out=$("$root/tools/stack" up 2>&1) || fail "up: $out"
 echo "$out"
 grep -q "forwarder: started" <<<"$out" || fail "forwarder not started"
 grep -q "acd: started" <<<"$out" || fail "acd not started"
+grep -q "gateway: started" <<<"$out" || fail "gateway not started"
 grep -q "demo: loaded acd.sql" <<<"$out" || fail "demo floor not loaded"
 grep -q "platform     1 applied" <<<"$out" || fail "migrations not applied"
 

@@ -219,6 +219,16 @@ cc_cfg_load(cc_cfg_t *self, const char *path)
 }
 
 const char *cc_cfg_error(cc_cfg_t *self) { return self->error; }
+const char *cc_cfg_path(cc_cfg_t *self) { return self->path; }
+
+char *
+cc_cfg_resolve(cc_cfg_t *self, const char *path, char *buf, size_t cap)
+{
+    const char *slash = self->path ? strrchr(self->path, '/') : NULL;
+    if (path[0] == '/' || !slash) snprintf(buf, cap, "%s", path);
+    else snprintf(buf, cap, "%.*s/%s", (int) (slash - self->path), self->path, path);
+    return buf;
+}
 
 static entry_t *
 s_get(cc_cfg_t *self, const char *name, cc_cfg_type_t type)

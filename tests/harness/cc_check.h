@@ -8,7 +8,7 @@
 
 #define CHECK(cond, ...) do { if (!(cond)) { \
     fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-    fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); abort(); } } while (0)
+    fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); fflush(stdout); abort(); } } while (0)
 
 #define TEST_BEGIN(name) do { printf("--- %s\n", name); fflush(stdout); } while (0)
 #define TEST_PASS(name) do { printf("ok  %s\n", name); fflush(stdout); } while (0)

@@ -41,6 +41,11 @@ int cc_cfg_load(cc_cfg_t *self, const char *path);
 /* Overrides one key as the environment would (for tests and argv). */
 int cc_cfg_set(cc_cfg_t *self, const char *name, const char *value);
 const char *cc_cfg_error(cc_cfg_t *self);
+/* The defaults file read by the last load (NULL if none). */
+const char *cc_cfg_path(cc_cfg_t *self);
+/* Resolves a path from the configuration: absolute as is, relative to the
+ * defaults file's folder otherwise. Writes into buf; returns buf. */
+char *cc_cfg_resolve(cc_cfg_t *self, const char *path, char *buf, size_t cap);
 
 /* Getters: name must be declared (assert). */
 const char *cc_cfg_str(cc_cfg_t *self, const char *name);

@@ -1,0 +1,748 @@
+/* gw_media: SIP (libre) and RTP on the media thread. */
+#define _GNU_SOURCE
+#include "gw_media.h"
+#include "gw_audio.h"
+#include "cc/cc_bus.h"
+#include "cc/cc_errno.h"
+#include "cc/cc_log.h"
+#include "cc/cc_util.h"
+#include "call.pb-c.h"
+
+#include <re.h>
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define PTIME 20
+#define FRAME (8000 * PTIME / 1000)   /* samples per 20 ms packet */
+#define MAX_TRUNKS 32
+#define MAX_ROUTES 64
+#define RATE_SLOTS 256
+#define TELEV_PT 101
+
+enum { MQ_STOP = 1 };
+
+typedef struct { uint32_t net, mask; } cidr_t;
+typedef struct { char number[32]; char action[16]; char prompt[128]; int ring_ms; } route_t;
+typedef struct { uint32_t ip; int64_t window; int count; } rate_t;
+
+typedef struct gw_call gw_call_t;
+
+#define MAX_PROMPTS 64
+typedef struct { char name[128]; gw_prompt_t prompt; } cached_prompt_t;
+
+struct _gw_media_t {
+    gw_media_opts_t o;
+    char *routes_text, *trunks_text, *sip_host, *prompts_dir, *bus_pub, *cdr_endpoint, *service, *instance;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int started;               /* 0 starting, 1 running, -1 failed */
+    struct mqueue *mq;
+    struct sip *sip;
+    struct sip_lsnr *lsnr;
+    struct sipsess_sock *sess_sock;
+    struct list calls;
+    _Atomic int ncalls;
+    cidr_t trunks[MAX_TRUNKS];
+    int ntrunks;
+    route_t routes[MAX_ROUTES];
+    int nroutes;
+    rate_t rates[RATE_SLOTS];
+    cc_bus_t *bus;
+    zsock_t *cdr;
+    struct tmr stop_tmr;
+    cached_prompt_t prompts[MAX_PROMPTS];  /* loaded once, read by every call */
+    int nprompts;
+};
+
+/* The prompt called name, loaded on first use. NULL when it cannot be read. */
+static const gw_prompt_t *
+s_prompt(gw_media_t *m, const char *name)
+{
+    for (int i = 0; i < m->nprompts; i++)
+        if (strcmp(m->prompts[i].name, name) == 0) return &m->prompts[i].prompt;
+    if (m->nprompts == MAX_PROMPTS) return NULL;
+    cached_prompt_t *p = &m->prompts[m->nprompts];
+    if (gw_prompt_load(&p->prompt, m->prompts_dir, name)) return NULL;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    m->nprompts++;
+    return &p->prompt;
+}
+
+struct gw_call {
+    struct le le;
+    gw_media_t *media;
+    struct sipsess *sess;
+    struct sdp_session *sdp;
+    struct sdp_media *sdpm;
+    struct rtp_sock *rtp;
+    struct telev *telev;
+    struct tmr tx_tmr, answer_tmr;
+    bool offered;
+    struct sa raddr;
+    int pt;                    /* 0 PCMU or 8 PCMA; -1 until negotiated */
+    int telev_pt;
+    bool held, established, ended, announce;
+    const gw_prompt_t *prompt;  /* shared, from the media's cache */
+    size_t pos;
+    uint32_t ts, ssrc_seq;
+    uint64_t tx_start, tx_n;
+    int last_digit_ts_valid;
+    uint32_t last_digit_ts;
+    gw_cdr_t cdr;
+};
+
+/* ---------------------------------------------------------------- events */
+
+static void
+s_publish(gw_media_t *m, const char *type, const char *call_id, const void *msg)
+{
+    if (m->bus) cc_bus_publish_msg(m->bus, type, call_id, msg);
+}
+
+/* --------------------------------------------------------------- options */
+
+static int
+s_parse_trunks(gw_media_t *m, const char *text)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *save, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (m->ntrunks == MAX_TRUNKS) return CC_EINVAL;
+        char *slash = strchr(t, '/');
+        int bits = slash ? atoi(slash + 1) : 32;
+        if (slash) *slash = '\0';
+        struct in_addr a;
+        if (inet_pton(AF_INET, t, &a) != 1 || bits < 0 || bits > 32) {
+            CC_ERROR("bad trunk address", "trunk=%s", t);
+            return CC_EINVAL;
+        }
+        uint32_t mask = bits ? htonl(0xffffffffu << (32 - bits)) : 0;
+        m->trunks[m->ntrunks++] = (cidr_t) { a.s_addr & mask, mask };
+    }
+    return 0;
+}
+
+static int
+s_parse_routes(gw_media_t *m, const char *text)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", text);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(t, '=');
+        char *colon = eq ? strchr(eq + 1, ':') : NULL;
+        if (!eq || !colon || m->nroutes == MAX_ROUTES) {
+            CC_ERROR("bad route: want NUMBER=ACTION:TARGET", "route=%s", t);
+            return CC_EINVAL;
+        }
+        route_t *r = &m->routes[m->nroutes++];
+        snprintf(r->number, sizeof r->number, "%.*s", (int) (eq - t), t);
+        snprintf(r->action, sizeof r->action, "%.*s", (int) (colon - eq - 1), eq + 1);
+        snprintf(r->prompt, sizeof r->prompt, "%s", colon + 1);
+        char *at = strchr(r->prompt, '@');   /* "@3000": ring 3 s before answering */
+        if (at) {
+            r->ring_ms = atoi(at + 1);
+            *at = '\0';
+            if (r->ring_ms < 0 || r->ring_ms > 120000) {
+                CC_ERROR("bad route ring time (0..120000 ms)", "route=%s", t);
+                return CC_EINVAL;
+            }
+        }
+        if (strcmp(r->action, "play") != 0 && strcmp(r->action, "announce") != 0) {
+            CC_ERROR("bad route action: play or announce", "route=%s", t);
+            return CC_EINVAL;
+        }
+    }
+    return m->nroutes ? 0 : CC_EINVAL;
+}
+
+/* The route of a dialled number: exact, then the longest prefix ending in
+ * '*', then "*". */
+static const route_t *
+s_route(gw_media_t *m, const char *number)
+{
+    const route_t *best = NULL;
+    size_t best_len = 0;
+    for (int i = 0; i < m->nroutes; i++) {
+        const route_t *r = &m->routes[i];
+        size_t n = strlen(r->number);
+        if (strcmp(r->number, number) == 0) return r;
+        if (n && r->number[n - 1] == '*' && strncmp(r->number, number, n - 1) == 0 && n >= best_len) {
+            best = r;
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+static bool
+s_trunk_allowed(gw_media_t *m, const struct sa *src)
+{
+    if (sa_af(src) != AF_INET) return false;
+    uint32_t ip = src->u.in.sin_addr.s_addr;
+    for (int i = 0; i < m->ntrunks; i++)
+        if ((ip & m->trunks[i].mask) == m->trunks[i].net) return true;
+    return false;
+}
+
+/* Fixed one-second windows per source address. Returns how many INVITEs
+ * the source sent in this window, this one included. */
+static int
+s_rate_count(gw_media_t *m, const struct sa *src)
+{
+    uint32_t ip = sa_af(src) == AF_INET ? src->u.in.sin_addr.s_addr : 0;
+    rate_t *r = &m->rates[(ip * 2654435761u) % RATE_SLOTS];
+    int64_t window = cc_mono_ms() / 1000;
+    if (r->ip != ip || r->window != window) *r = (rate_t) { ip, window, 0 };
+    return ++r->count;
+}
+
+/* ------------------------------------------------------------------ calls */
+
+static void s_call_end(gw_call_t *c, int cause, const char *by, const char *reason);
+
+static void
+s_call_destroy(void *arg)
+{
+    gw_call_t *c = arg;
+    tmr_cancel(&c->tx_tmr);
+    tmr_cancel(&c->answer_tmr);
+    list_unlink(&c->le);
+    c->sess = mem_deref(c->sess);
+    c->rtp = mem_deref(c->rtp);
+    c->sdp = mem_deref(c->sdp);
+    c->telev = mem_deref(c->telev);
+}
+
+/* Sends one 20 ms frame and re-arms for the next, against the start time so
+ * the schedule does not drift. */
+static void
+s_on_tx(void *arg)
+{
+    gw_call_t *c = arg;
+    uint64_t due = c->tx_start + (c->tx_n + 1) * PTIME;
+    uint64_t now = tmr_jiffies();
+    tmr_start(&c->tx_tmr, due > now ? due - now : 0, s_on_tx, c);
+    c->tx_n++;
+    if (c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
+    int16_t pcm[FRAME];
+    for (int i = 0; i < FRAME; i++) {
+        pcm[i] = c->prompt->samples[c->pos++];
+        if (c->pos == c->prompt->count) {
+            c->pos = 0;
+            if (c->announce) {
+                /* Played once: hang up. */
+                s_call_end(c, 200, "system", "announcement played");
+                return;
+            }
+        }
+    }
+    struct mbuf *mb = mbuf_alloc(RTP_HEADER_SIZE + FRAME);
+    if (!mb) return;
+    mb->pos = mb->end = RTP_HEADER_SIZE;
+    gw_g711_encode(c->pt, pcm, mb->buf + mb->pos, FRAME);
+    mb->end += FRAME;
+    if (rtp_send(c->rtp, &c->raddr, false, c->cdr.rtp_sent == 0, (uint8_t) c->pt, c->ts, mb) == 0) c->cdr.rtp_sent++;
+    c->ts += FRAME;
+    mem_deref(mb);
+}
+
+static void
+s_digit(gw_call_t *c, char digit, const char *method, uint32_t duration_ms)
+{
+    size_t n = strlen(c->cdr.dtmf);
+    if (n + 1 < sizeof c->cdr.dtmf) { c->cdr.dtmf[n] = digit; c->cdr.dtmf[n + 1] = '\0'; }
+    char d[2] = { digit, 0 };
+    Cc__CallDtmf ev = CC__CALL_DTMF__INIT;
+    ev.call_id = c->cdr.call_id;
+    ev.digit = d;
+    ev.duration_ms = duration_ms;
+    ev.method = (char *) method;
+    s_publish(c->media, "call.dtmf", c->cdr.call_id, &ev);
+    CC_INFO("dtmf", "call_id=%s digit=%c method=%s", c->cdr.call_id, digit, method);
+}
+
+static void
+s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, void *arg)
+{
+    gw_call_t *c = arg;
+    c->cdr.rtp_received++;
+    if (hdr->pt != c->telev_pt || !c->telev) return;
+    int event;
+    bool end;
+    if (telev_recv(c->telev, mb, &event, &end) != 0 || !end) return;
+    /* An end packet comes three times: one digit per event timestamp. */
+    if (c->last_digit_ts_valid && c->last_digit_ts == hdr->ts) return;
+    c->last_digit_ts_valid = 1;
+    c->last_digit_ts = hdr->ts;
+    int digit = telev_code2digit(event);
+    if (digit > 0) s_digit(c, (char) digit, "rfc4733", 0);
+}
+
+static void
+s_on_rtcp(const struct sa *src, struct rtcp_msg *msg, void *arg)
+{
+    (void) src;
+    (void) msg;
+    (void) arg;
+}
+
+/* Picks PCMU or PCMA and telephone-event from the remote description.
+ * Returns false when no common audio codec exists. */
+static bool
+s_negotiate(gw_call_t *c)
+{
+    c->pt = -1;
+    c->telev_pt = -1;
+    struct le *le;
+    LIST_FOREACH(sdp_media_format_lst(c->sdpm, false), le) {
+        const struct sdp_format *f = le->data;
+        if (!f->sup) continue;
+        if (c->pt < 0 && (!str_casecmp(f->name, "PCMU") || !str_casecmp(f->name, "PCMA"))) c->pt = f->pt;
+        if (!str_casecmp(f->name, "telephone-event")) c->telev_pt = f->pt;
+    }
+    if (c->pt < 0) return false;
+    snprintf(c->cdr.codec, sizeof c->cdr.codec, "%s", c->pt == 8 ? "PCMA" : "PCMU");
+    const struct sa *ra = sdp_media_raddr(c->sdpm);
+    if (sa_isset(ra, SA_ALL)) {
+        c->raddr = *ra;
+        rtcp_start(c->rtp, c->cdr.call_id, ra);
+    }
+    enum sdp_dir dir = sdp_media_rdir(c->sdpm);
+    c->held = dir == SDP_SENDONLY || dir == SDP_INACTIVE || sa_is_any(ra);
+    return true;
+}
+
+static void
+s_cdr_push(gw_call_t *c)
+{
+    gw_media_t *m = c->media;
+    if (m->cdr && zmq_send(zsock_resolve(m->cdr), &c->cdr, sizeof c->cdr, 0) < 0)
+        CC_ERROR("CDR not handed over", "call_id=%s error=\"%s\"", c->cdr.call_id, zmq_strerror(zmq_errno()));
+}
+
+/* Ends the call once: BYE (or a final reply) through libre, CDR and event. */
+static void
+s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
+{
+    if (c->ended) return;
+    c->ended = true;
+    c->cdr.ended_us = cc_wall_us();
+    c->cdr.sip_cause = cause;
+    snprintf(c->cdr.hangup_by, sizeof c->cdr.hangup_by, "%s", by);
+    snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s", reason);
+    Cc__CallEnded ev = CC__CALL_ENDED__INIT;
+    ev.call_id = c->cdr.call_id;
+    ev.sip_cause = (uint32_t) cause;
+    ev.hangup_by = strcmp(by, "caller") == 0 ? CC__PARTY__PARTY_CALLER
+                 : strcmp(by, "callee") == 0 ? CC__PARTY__PARTY_CALLEE : CC__PARTY__PARTY_SYSTEM;
+    ev.reason = (char *) reason;
+    ev.duration_ms = c->cdr.answered_us ? (c->cdr.ended_us - c->cdr.answered_us) / 1000 : 0;
+    s_publish(c->media, "call.ended", c->cdr.call_id, &ev);
+    s_cdr_push(c);
+    CC_INFO("call ended", "call_id=%s cause=%d by=%s reason=\"%s\" rtp_sent=%llu rtp_received=%llu dtmf=%s",
+            c->cdr.call_id, cause, by, reason, (unsigned long long) c->cdr.rtp_sent,
+            (unsigned long long) c->cdr.rtp_received, c->cdr.dtmf);
+    atomic_fetch_sub(&c->media->ncalls, 1);
+    mem_deref(c);   /* the session's reference: BYE goes out if it was up */
+}
+
+static int
+s_offer_answer(gw_call_t *c, struct mbuf **descp, bool offer)
+{
+    return sdp_encode(descp, c->sdp, offer);
+}
+
+/* A re-INVITE (hold, unhold, new address). */
+static int
+s_on_offer(struct mbuf **descp, const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *c = arg;
+    int err = sdp_decode(c->sdp, msg->mb, true);
+    if (err) return err;
+    if (!s_negotiate(c)) return EPROTO;
+    CC_INFO("media updated", "call_id=%s held=%d", c->cdr.call_id, c->held);
+    return s_offer_answer(c, descp, false);
+}
+
+/* The answer to our offer (late offer: it comes in the ACK). */
+static int
+s_on_answer(const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *c = arg;
+    int err = sdp_decode(c->sdp, msg->mb, false);
+    if (err) return err;
+    if (!s_negotiate(c)) {
+        CC_WARN("no common codec in the answer", "call_id=%s", c->cdr.call_id);
+        s_call_end(c, 488, "system", "no common codec");
+    }
+    return 0;
+}
+
+static void
+s_on_estab(const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *c = arg;
+    c->established = true;
+}
+
+/* SIP INFO digits: application/dtmf-relay ("Signal=5") or application/dtmf. */
+static void
+s_on_info(struct sip *sip, const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *c = arg;
+    struct pl sig;
+    const char *body = (const char *) mbuf_buf(msg->mb);
+    size_t len = mbuf_get_left(msg->mb);
+    char digit = 0;
+    if (re_regex(body, len, "Signal=[ ]*[0-9*#A-D]1", NULL, &sig) == 0) digit = sig.p[0];
+    else if (len >= 1 && strchr("0123456789*#ABCD", body[0])) digit = body[0];
+    if (digit) {
+        s_digit(c, digit, "info", 0);
+        sip_reply(sip, msg, 200, "OK");
+    } else {
+        sip_reply(sip, msg, 415, "Unsupported Media Type");
+    }
+}
+
+/* libre reports the caller's BYE and CANCEL alike (ECONNRESET): before the
+ * answer it was a CANCEL. */
+static void
+s_on_close(int err, const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *c = arg;
+    (void) msg;
+    if (err == ECONNRESET && c->cdr.answered_us) s_call_end(c, 200, "caller", "caller hung up");
+    else if (err == ECONNRESET) s_call_end(c, 487, "caller", "cancelled before answer");
+    else if (err) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "session closed: %s", strerror(err));
+        s_call_end(c, err == ETIMEDOUT ? 408 : 500, "system", reason);
+    } else s_call_end(c, 200, "caller", "caller hung up");
+}
+
+static void
+s_random_id(char *buf, size_t cap)
+{
+    uint64_t a, b;
+    if (getrandom(&a, sizeof a, 0) != sizeof a) a = (uint64_t) cc_wall_us();
+    if (getrandom(&b, sizeof b, 0) != sizeof b) b = a * 2654435761u;
+    snprintf(buf, cap, "%016llx%08llx", (unsigned long long) a, (unsigned long long) (b & 0xffffffff));
+}
+
+static void s_answer(void *arg);
+
+/* A call refused before any session: its CDR says why. */
+static void
+s_refuse(gw_call_t *c, const struct sip_msg *msg, uint16_t code, const char *reason)
+{
+    sip_treply(NULL, c->media->sip, msg, code, reason);
+    c->ended = true;
+    c->cdr.ended_us = cc_wall_us();
+    c->cdr.sip_cause = code;
+    snprintf(c->cdr.hangup_by, sizeof c->cdr.hangup_by, "system");
+    snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s", reason);
+    s_cdr_push(c);
+    CC_WARN("call refused", "call_id=%s status=%u reason=\"%s\" source=%s", c->cdr.call_id, code, reason, c->cdr.source);
+    mem_deref(c);
+}
+
+/* An INVITE for a new call. */
+static void
+s_on_connect(const struct sip_msg *msg, void *arg)
+{
+    gw_media_t *m = arg;
+    char src[64];
+    re_snprintf(src, sizeof src, "%J", &msg->src);
+    if (atomic_load(&m->ncalls) >= m->o.max_calls) {
+        CC_WARN("call refused: over capacity", "source=%s calls=%d max=%d", src, atomic_load(&m->ncalls), m->o.max_calls);
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 503, "Over Capacity", "Retry-After: 5\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    char dialled[64];
+    pl_strcpy(&msg->uri.user, dialled, sizeof dialled);
+    const route_t *route = s_route(m, dialled);
+    if (!route) {
+        CC_WARN("call refused: no route", "source=%s dialled=%s", src, dialled);
+        sip_treply(NULL, m->sip, msg, 404, "No Route For Number");
+        return;
+    }
+    gw_call_t *c = mem_zalloc(sizeof *c, s_call_destroy);
+    if (!c) {
+        sip_treply(NULL, m->sip, msg, 500, "Server Internal Error");
+        return;
+    }
+    c->media = m;
+    c->pt = -1;
+    c->telev_pt = -1;
+    c->announce = strcmp(route->action, "announce") == 0;
+    tmr_init(&c->tx_tmr);
+    tmr_init(&c->answer_tmr);
+    s_random_id(c->cdr.call_id, sizeof c->cdr.call_id);
+    pl_strcpy(&msg->callid, c->cdr.sip_call_id, sizeof c->cdr.sip_call_id);
+    pl_strcpy(&msg->from.uri.user, c->cdr.caller, sizeof c->cdr.caller);
+    snprintf(c->cdr.dialled, sizeof c->cdr.dialled, "%s", dialled);
+    snprintf(c->cdr.source, sizeof c->cdr.source, "%s", src);
+    c->cdr.started_us = cc_wall_us();
+    list_append(&m->calls, &c->le, c);
+
+    struct sa laddr;
+    sa_set_str(&laddr, m->sip_host, 0);
+    int err = rtp_listen(&c->rtp, IPPROTO_UDP, &laddr, (uint16_t) m->o.rtp_min, (uint16_t) m->o.rtp_max, true,
+                         s_on_rtp, s_on_rtcp, c);
+    struct sa rtp_local;
+    if (!err) err = udp_local_get(rtp_sock(c->rtp), &rtp_local);
+    if (!err) err = sdp_session_alloc(&c->sdp, &laddr);
+    if (!err) err = sdp_media_add(&c->sdpm, c->sdp, "audio", sa_port(&rtp_local), "RTP/AVP");
+    if (!err) err = sdp_format_add(NULL, c->sdpm, false, "0", "PCMU", 8000, 1, NULL, NULL, NULL, false, NULL);
+    if (!err) err = sdp_format_add(NULL, c->sdpm, false, "8", "PCMA", 8000, 1, NULL, NULL, NULL, false, NULL);
+    if (!err) err = sdp_format_add(NULL, c->sdpm, false, "101", "telephone-event", 8000, 1, NULL, NULL, NULL, false, "0-15");
+    if (!err) err = telev_alloc(&c->telev, PTIME);
+    if (err) {
+        CC_ERROR("media set-up failed", "call_id=%s error=\"%s\"", c->cdr.call_id, strerror(err));
+        s_refuse(c, msg, 503, "Media Unavailable");
+        return;
+    }
+    bool offered = mbuf_get_left(msg->mb) > 0;
+    if (offered) {
+        err = sdp_decode(c->sdp, msg->mb, true);
+        if (err || !s_negotiate(c)) {
+            s_refuse(c, msg, err ? 400 : 488, err ? "Bad SDP" : "Not Acceptable Here");
+            return;
+        }
+    }
+    if (!(c->prompt = s_prompt(m, route->prompt))) {
+        s_refuse(c, msg, 500, "Prompt Unavailable");
+        return;
+    }
+    err = sipsess_accept(&c->sess, m->sess_sock, msg, 180, "Ringing", "gateway", "application/sdp", NULL,
+                         NULL, NULL, false, s_on_offer, s_on_answer, s_on_estab, s_on_info, NULL, s_on_close, c, NULL);
+    if (err) {
+        CC_ERROR("sipsess_accept failed", "call_id=%s error=\"%s\"", c->cdr.call_id, strerror(err));
+        s_refuse(c, msg, 500, "Server Internal Error");
+        return;
+    }
+    atomic_fetch_add(&m->ncalls, 1);
+    Cc__CallStarted ev = CC__CALL_STARTED__INIT;
+    ev.call_id = c->cdr.call_id;
+    ev.caller = c->cdr.caller;
+    ev.dialled = c->cdr.dialled;
+    ev.trunk = src;
+    ev.direction = "inbound";
+    ev.codec = c->cdr.codec;
+    s_publish(m, "call.started", c->cdr.call_id, &ev);
+    CC_INFO("call started", "call_id=%s caller=%s dialled=%s source=%s route=%s:%s", c->cdr.call_id, c->cdr.caller,
+            dialled, src, route->action, route->prompt);
+
+    c->offered = offered;
+    tmr_start(&c->answer_tmr, (uint64_t) route->ring_ms, s_answer, c);
+}
+
+/* Answers a ringing call: our SDP answers the offer, or offers itself (late
+ * offer), and the prompt starts. */
+static void
+s_answer(void *arg)
+{
+    gw_call_t *c = arg;
+    gw_media_t *m = c->media;
+    struct mbuf *desc = NULL;
+    int err = s_offer_answer(c, &desc, !c->offered);
+    if (!err) err = sipsess_answer(c->sess, 200, "OK", desc, NULL);
+    mem_deref(desc);
+    if (err) {
+        s_call_end(c, 500, "system", "answer failed");
+        return;
+    }
+    c->cdr.answered_us = cc_wall_us();
+    Cc__CallAnswered ans = CC__CALL_ANSWERED__INIT;
+    ans.call_id = c->cdr.call_id;
+    s_publish(m, "call.answered", c->cdr.call_id, &ans);
+    c->tx_start = tmr_jiffies();
+    tmr_start(&c->tx_tmr, PTIME, s_on_tx, c);
+}
+
+/* Requests outside an INVITE dialog: access control first, then OPTIONS;
+ * everything else goes on to the session layer. */
+static bool
+s_on_request(const struct sip_msg *msg, void *arg)
+{
+    gw_media_t *m = arg;
+    char src[64];
+    re_snprintf(src, sizeof src, "%J", &msg->src);
+    bool dialog = pl_isset(&msg->to.tag);
+    if (!pl_strcmp(&msg->met, "OPTIONS")) {
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK",
+                    "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n");
+        return true;
+    }
+    if (!pl_strcmp(&msg->met, "INVITE") && !dialog) {
+        if (!s_trunk_allowed(m, &msg->src)) {
+            CC_WARN("INVITE refused: unknown source", "source=%s", src);
+            sip_treply(NULL, m->sip, msg, 403, "Forbidden Source");
+            return true;
+        }
+        int count = s_rate_count(m, &msg->src);
+        if (count > m->o.invites_per_s) {
+            /* One line per source and second, not one per INVITE of a flood. */
+            if (count == m->o.invites_per_s + 1)
+                CC_WARN("INVITEs refused: rate limit", "source=%s limit_per_s=%d", src, m->o.invites_per_s);
+            sip_treplyf(NULL, NULL, m->sip, msg, false, 503, "Rate Limited", "Retry-After: 1\r\nContent-Length: 0\r\n\r\n");
+            return true;
+        }
+    }
+    if (!pl_strcmp(&msg->met, "REGISTER")) {
+        sip_treply(NULL, m->sip, msg, 501, "Registrar Not Available Yet");
+        return true;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ thread */
+
+static void
+s_on_stop_timer(void *arg)
+{
+    (void) arg;
+    re_cancel();
+}
+
+static void
+s_on_mqueue(int id, void *data, void *arg)
+{
+    gw_media_t *m = arg;
+    if (id != MQ_STOP) return;
+    struct le *le = list_head(&m->calls);
+    while (le) {
+        gw_call_t *c = le->data;
+        le = le->next;
+        s_call_end(c, 200, "system", "gateway stopping");
+    }
+    /* Let the BYEs leave before the loop ends. */
+    tmr_start(&m->stop_tmr, 300, s_on_stop_timer, m);
+}
+
+static void
+s_signal_started(gw_media_t *m, int state)
+{
+    pthread_mutex_lock(&m->lock);
+    m->started = state;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void *
+s_thread(void *arg)
+{
+    gw_media_t *m = arg;
+    cc_log_set_trace(NULL);
+    int err = libre_init();
+    struct sa laddr;
+    if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
+    if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
+    if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
+    if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
+    if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_TCP, &laddr);
+    if (!err) err = sip_listen(&m->lsnr, m->sip, true, s_on_request, m);
+    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, 32, s_on_connect, m);
+    if (err) {
+        CC_ERROR("SIP listen failed", "address=%s:%d error=\"%s\"", m->sip_host, m->o.sip_port, strerror(err));
+        goto out;
+    }
+    cc_bus_opts_t bo = { .service = m->service, .instance = m->instance, .pub_endpoint = m->bus_pub, .hwm = m->o.bus_hwm };
+    m->bus = m->bus_pub && *m->bus_pub ? cc_bus_new(&bo) : NULL;
+    m->cdr = zsock_new_push(NULL);
+    zsock_set_sndhwm(m->cdr, 0);   /* CDRs are never dropped */
+    zsock_connect(m->cdr, "%s", m->cdr_endpoint);
+    tmr_init(&m->stop_tmr);
+    CC_INFO("SIP listening", "udp=%s:%d tcp=%s:%d rtp=%d-%d", m->sip_host, m->o.sip_port, m->sip_host, m->o.sip_port,
+            m->o.rtp_min, m->o.rtp_max);
+    s_signal_started(m, 1);
+    re_main(NULL);
+out:
+    if (err) s_signal_started(m, -1);
+    tmr_cancel(&m->stop_tmr);
+    m->sess_sock = mem_deref(m->sess_sock);
+    m->lsnr = mem_deref(m->lsnr);
+    if (m->sip) sip_close(m->sip, true);
+    m->sip = mem_deref(m->sip);
+    m->mq = mem_deref(m->mq);
+    cc_bus_destroy(&m->bus);
+    zsock_destroy(&m->cdr);
+    for (int i = 0; i < m->nprompts; i++) gw_prompt_free(&m->prompts[i].prompt);
+    libre_close();
+    return NULL;
+}
+
+static char *
+s_dup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) abort();
+    return d;
+}
+
+gw_media_t *
+gw_media_start(const gw_media_opts_t *opts)
+{
+    gw_media_t *m = calloc(1, sizeof *m);
+    if (!m) abort();
+    m->o = *opts;
+    m->sip_host = s_dup(opts->sip_host);
+    m->prompts_dir = s_dup(opts->prompts_dir);
+    m->bus_pub = s_dup(opts->bus_pub);
+    m->cdr_endpoint = s_dup(opts->cdr_endpoint);
+    m->service = s_dup(opts->service);
+    m->instance = s_dup(opts->instance);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    list_init(&m->calls);
+    if (s_parse_trunks(m, opts->trunks) || s_parse_routes(m, opts->routes)) goto err;
+    if (pthread_create(&m->thread, NULL, s_thread, m) != 0) abort();
+    pthread_mutex_lock(&m->lock);
+    while (m->started == 0) pthread_cond_wait(&m->cond, &m->lock);
+    int started = m->started;
+    pthread_mutex_unlock(&m->lock);
+    if (started < 0) {
+        pthread_join(m->thread, NULL);
+        goto err;
+    }
+    return m;
+err:
+    free(m->sip_host);
+    free(m->prompts_dir);
+    free(m->bus_pub);
+    free(m->cdr_endpoint);
+    free(m->service);
+    free(m->instance);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+    return NULL;
+}
+
+void
+gw_media_stop(gw_media_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    gw_media_t *m = *self_p;
+    mqueue_push(m->mq, MQ_STOP, NULL);
+    pthread_join(m->thread, NULL);
+    free(m->sip_host);
+    free(m->prompts_dir);
+    free(m->bus_pub);
+    free(m->cdr_endpoint);
+    free(m->service);
+    free(m->instance);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+    *self_p = NULL;
+}
+
+int gw_media_calls(gw_media_t *self) { return atomic_load(&self->ncalls); }

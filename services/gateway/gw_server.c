@@ -1,0 +1,193 @@
+/* gw_server: wires the media thread to the service: CDRs to PostgreSQL,
+ * health, metrics, shutdown. */
+#include "gw_server.h"
+#include "gw_media.h"
+#include "cc/cc_log.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CDR_ENDPOINT "inproc://gateway-cdr"
+#define MAX_BACKLOG 100000
+
+static const cc_cfg_key_t s_keys[] = {
+    { "GATEWAY_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
+    { "GATEWAY_SIP_HOST", CC_CFG_STR, 0, 64, NULL, CC_CFG_NONEMPTY, "Address SIP (UDP and TCP) and RTP listen on" },
+    { "GATEWAY_SIP_PORT", CC_CFG_INT, 1, 65535, NULL, 0, "SIP port, UDP and TCP" },
+    { "GATEWAY_RTP_MIN", CC_CFG_INT, 1024, 65534, NULL, 0, "Lowest RTP port" },
+    { "GATEWAY_RTP_MAX", CC_CFG_INT, 1025, 65535, NULL, 0, "Highest RTP port" },
+    { "GATEWAY_TRUNKS", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Sources allowed to send INVITEs: addresses or CIDRs, comma-separated" },
+    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Calls at once; more get 503" },
+    { "GATEWAY_INVITES_PER_S", CC_CFG_INT, 1, 100000, NULL, 0, "New INVITEs per second per source; more get 503" },
+    { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
+      "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop) or announce:PROMPT (once, then hang up)" },
+    { "GATEWAY_PROMPTS_DIR", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Folder of 8 kHz mono WAV prompts (relative to the defaults file)" },
+    CC_CFG_END
+};
+
+const cc_service_def_t gw_service_def = {
+    .name = "gateway",
+    .summary = "Telephony gateway: SIP trunks, RTP media, DTMF, CDRs.",
+    .keys = s_keys,
+    .admin_port_key = "GATEWAY_ADMIN_PORT",
+    .needs = CC_NEED_BUS | CC_NEED_PG,
+};
+
+struct _gw_server_t {
+    cc_service_t *svc;
+    gw_media_t *media;
+    zsock_t *cdr;
+    gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
+    size_t nbacklog;
+    uv_timer_t *timer;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog;
+};
+
+static const char *s_insert =
+    "INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
+    " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance)"
+    " VALUES ($1, $2, 'inbound', $3, $4, $5, $6, to_timestamp($7::float8 / 1e6),"
+    " CASE WHEN $8::bigint = 0 THEN NULL ELSE to_timestamp($8::float8 / 1e6) END, to_timestamp($9::float8 / 1e6),"
+    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16)";
+
+/* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
+static int
+s_store(gw_server_t *self, const gw_cdr_t *c)
+{
+    char started[24], answered[24], ended[24], cause[12], sent[24], received[24];
+    snprintf(started, sizeof started, "%" PRId64, c->started_us);
+    snprintf(answered, sizeof answered, "%" PRId64, c->answered_us);
+    snprintf(ended, sizeof ended, "%" PRId64, c->ended_us);
+    snprintf(cause, sizeof cause, "%d", c->sip_cause);
+    snprintf(sent, sizeof sent, "%" PRIu64, c->rtp_sent);
+    snprintf(received, sizeof received, "%" PRIu64, c->rtp_received);
+    const char *p[] = { c->call_id, c->sip_call_id, c->caller, c->dialled, c->source, c->codec, started, answered,
+                        ended, cause, c->hangup_by, c->reason, sent, received, c->dtmf,
+                        cc_service_instance(self->svc) };
+    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 16, p, NULL);
+    if (rc) CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id,
+                     cc_pg_error(cc_service_pg(self->svc)));
+    else cc_metric_add(self->m_cdrs, 1);
+    return rc;
+}
+
+static void
+s_keep(gw_server_t *self, const gw_cdr_t *c)
+{
+    if (self->nbacklog == MAX_BACKLOG) {
+        CC_ERROR("CDR backlog full; oldest dropped", "call_id=%s", self->backlog[0].call_id);
+        memmove(self->backlog, self->backlog + 1, (MAX_BACKLOG - 1) * sizeof *self->backlog);
+        self->nbacklog--;
+    }
+    self->backlog = realloc(self->backlog, (self->nbacklog + 1) * sizeof *self->backlog);
+    if (!self->backlog) abort();
+    self->backlog[self->nbacklog++] = *c;
+    cc_metric_set(self->m_cdr_backlog, (int64_t) self->nbacklog);
+}
+
+static void
+s_on_cdr(void *arg, void *sock)
+{
+    gw_server_t *self = arg;
+    zframe_t *f = zframe_recv(sock);
+    if (!f) return;
+    if (zframe_size(f) == sizeof(gw_cdr_t)) {
+        gw_cdr_t c;
+        memcpy(&c, zframe_data(f), sizeof c);
+        if (self->nbacklog || s_store(self, &c)) s_keep(self, &c);   /* keep the order */
+    }
+    zframe_destroy(&f);
+}
+
+/* Every second: stores what waited for the database, and the call gauge. */
+static void
+s_on_timer(uv_timer_t *t)
+{
+    gw_server_t *self = t->data;
+    cc_metric_set(self->m_calls, gw_media_calls(self->media));
+    size_t done = 0;
+    while (done < self->nbacklog && cc_pg_check(cc_service_pg(self->svc)) == 0 && s_store(self, &self->backlog[done]) == 0)
+        done++;
+    if (done) {
+        memmove(self->backlog, self->backlog + done, (self->nbacklog - done) * sizeof *self->backlog);
+        self->nbacklog -= done;
+        cc_metric_set(self->m_cdr_backlog, (int64_t) self->nbacklog);
+        CC_INFO("stored CDRs kept during an outage", "count=%zu left=%zu", done, self->nbacklog);
+    }
+}
+
+static void s_free_handle(uv_handle_t *h) { free(h); }
+
+/* SIGTERM: calls get a BYE and their CDRs are stored before the loop ends. */
+static void
+s_on_stop(void *arg)
+{
+    gw_server_t *self = arg;
+    gw_media_stop(&self->media);
+    while (self->cdr && (zsock_events(self->cdr) & ZMQ_POLLIN)) s_on_cdr(self, self->cdr);
+}
+
+gw_server_t *
+gw_server_new(cc_service_t *svc)
+{
+    gw_server_t *self = calloc(1, sizeof *self);
+    if (!self) abort();
+    self->svc = svc;
+    cc_cfg_t *cfg = cc_service_cfg(svc);
+    cc_metrics_t *m = cc_service_metrics(svc);
+    self->m_calls = cc_metrics_gauge(m, "gateway_calls", NULL, "Calls in progress");
+    self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
+    self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
+    cc_pg_statement(cc_service_pg(svc), "gw_cdr", s_insert);
+    self->cdr = zsock_new_pull("@" CDR_ENDPOINT);
+    if (!self->cdr) goto err;
+    zsock_set_rcvhwm(self->cdr, 0);
+    cc_loop_add_zsock(cc_service_loop(svc), self->cdr, s_on_cdr, self);
+    char prompts[1024];
+    cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_PROMPTS_DIR"), prompts, sizeof prompts);
+    if (cc_cfg_int(cfg, "GATEWAY_RTP_MIN") >= cc_cfg_int(cfg, "GATEWAY_RTP_MAX")) {
+        CC_ERROR("GATEWAY_RTP_MIN must be below GATEWAY_RTP_MAX", "%s", "");
+        goto err;
+    }
+    gw_media_opts_t o = {
+        .sip_host = cc_cfg_str(cfg, "GATEWAY_SIP_HOST"), .sip_port = (int) cc_cfg_int(cfg, "GATEWAY_SIP_PORT"),
+        .rtp_min = (int) cc_cfg_int(cfg, "GATEWAY_RTP_MIN"), .rtp_max = (int) cc_cfg_int(cfg, "GATEWAY_RTP_MAX"),
+        .trunks = cc_cfg_str(cfg, "GATEWAY_TRUNKS"), .max_calls = (int) cc_cfg_int(cfg, "GATEWAY_MAX_CALLS"),
+        .invites_per_s = (int) cc_cfg_int(cfg, "GATEWAY_INVITES_PER_S"), .routes = cc_cfg_str(cfg, "GATEWAY_ROUTES"),
+        .prompts_dir = prompts, .bus_pub = cc_cfg_str(cfg, "CC_BUS_PUB"), .bus_hwm = (int) cc_cfg_int(cfg, "CC_BUS_HWM"),
+        .cdr_endpoint = CDR_ENDPOINT, .service = "gateway", .instance = cc_service_instance(svc),
+    };
+    self->media = gw_media_start(&o);
+    if (!self->media) goto err;
+    self->timer = malloc(sizeof *self->timer);
+    if (!self->timer) abort();
+    uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->timer);
+    self->timer->data = self;
+    uv_timer_start(self->timer, s_on_timer, 1000, 1000);
+    cc_service_on_stop(svc, s_on_stop, self);
+    return self;
+err:
+    gw_server_destroy(&self);
+    return NULL;
+}
+
+void
+gw_server_destroy(gw_server_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    gw_server_t *self = *self_p;
+    gw_media_stop(&self->media);
+    if (self->timer) uv_close((uv_handle_t *) self->timer, s_free_handle);
+    if (self->cdr) {
+        while (zsock_events(self->cdr) & ZMQ_POLLIN) s_on_cdr(self, self->cdr);
+        cc_loop_remove_zsock(cc_service_loop(self->svc), self->cdr);
+        zsock_destroy(&self->cdr);
+    }
+    if (self->nbacklog) CC_ERROR("CDRs not stored at shutdown", "count=%zu", self->nbacklog);
+    free(self->backlog);
+    free(self);
+    *self_p = NULL;
+}

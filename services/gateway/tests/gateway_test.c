@@ -1,0 +1,400 @@
+/* gateway_test: real SIP against the gateway, from SIPp and raw sockets,
+ * checked on the CDR rows in PostgreSQL and the events on the bus.
+ *
+ * call_with_rfc4733_digit_and_bye_from_caller (UDP, and again over TCP)
+ * cancel_before_answer_gets_487
+ * codec_mismatch_gets_488
+ * late_offer_and_bye_from_gateway
+ * hold_and_unhold_with_reinvite
+ * options_answered
+ * unknown_source_refused_with_403
+ * invite_flood_gets_503_and_every_invite_an_answer
+ * hostile_sip_does_not_stop_the_gateway
+ * hundred_concurrent_calls */
+#include "cc_check.h"
+#include "cc_harness.h"
+#include "cc/cc_bus.h"
+#include "cc/cc_log.h"
+#include "cc/cc_pg.h"
+#include "cc/cc_util.h"
+#include "call.pb-c.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef GW_SOURCE_DIR
+#error "GW_SOURCE_DIR must be defined"
+#endif
+
+static cc_harness_t *s_h;
+static int s_sip_port, s_admin;
+static pid_t s_gw;
+static cc_pg_t *s_pg;
+static cc_bus_t *s_events;
+static int s_local_port = 0;
+
+/* Runs one SIPp scenario; returns SIPp's exit code (0: every call passed). */
+static int
+s_sipp(const char *scenario, const char *service, int calls, const char *extra1, const char *extra2)
+{
+    char sf[512], remote[64], m[16], lp[16], mp[16], log[64];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/%s.xml", GW_SOURCE_DIR, scenario);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    snprintf(m, sizeof m, "%d", calls);
+    snprintf(lp, sizeof lp, "%d", s_local_port = cc_harness_free_port());
+    snprintf(mp, sizeof mp, "%d", 20000 + (getpid() % 100) * 100);
+    snprintf(log, sizeof log, "sipp-%s", scenario);
+    /* 50 new calls a second: under the gateway's limit of 60 per source. */
+    const char *args[] = { "-sf", sf, "-s", service, "-m", m, "-l", m, "-r", "50", "-p", lp, "-mp", mp,
+                           "-nostdin", "-timeout", "60s", "-timeout_error", remote,
+                           extra1, extra2, NULL };
+    pid_t pid = cc_harness_spawn_as(s_h, log, "/usr/bin/sipp", args);
+    int status = cc_harness_stop(s_h, pid, 0, 90000);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static PGresult *
+s_query(const char *sql)
+{
+    PGresult *res = NULL;
+    CHECK(cc_pg_run(s_pg, sql, &res) == 0, "%s: %s", sql, cc_pg_error(s_pg));
+    return res;
+}
+
+/* The newest CDR of caller; fails the test when there is none. */
+static PGresult *
+s_cdr(const char *caller)
+{
+    char sql[512];
+    for (int i = 0; i < 50; i++) {
+        snprintf(sql, sizeof sql, "SELECT sip_cause, hangup_by, codec, rtp_sent, rtp_received, dtmf, reason,"
+                 " extract(epoch FROM ended_at - answered_at) FROM telephony.cdr WHERE caller = '%s' ORDER BY id DESC LIMIT 1",
+                 caller);
+        PGresult *res = s_query(sql);
+        if (PQntuples(res) == 1) return res;
+        PQclear(res);
+        cc_sleep_ms(100);
+    }
+    CHECK(0, "no CDR for %s", caller);
+    return NULL;
+}
+
+static Cc__Envelope *
+s_event(const char *type, int timeout_ms)
+{
+    int64_t end = cc_mono_ms() + timeout_ms;
+    Cc__Envelope *env;
+    while (cc_mono_ms() < end) {
+        if (cc_bus_recv(s_events, &env, 100) != 0) continue;
+        if (strcmp(env->type, type) == 0) return env;
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    CHECK(0, "no %s event", type);
+    return NULL;
+}
+
+static void
+call_with_rfc4733_digit_and_bye_from_caller(const char *transport)
+{
+    TEST_BEGIN(__func__);
+    printf("transport %s\n", transport);
+    CHECK(s_sipp("uac_dtmf", "100", 1, "-t", transport) == 0, "SIPp call failed (see %s)", cc_harness_dir(s_h));
+    PGresult *r = s_cdr("13800138000");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0 && strcmp(PQgetvalue(r, 0, 1), "caller") == 0, "cause %s by %s",
+          PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    CHECK(strcmp(PQgetvalue(r, 0, 5), "1") == 0, "digits received: '%s'", PQgetvalue(r, 0, 5));
+    long sent = atol(PQgetvalue(r, 0, 3)), received = atol(PQgetvalue(r, 0, 4));
+    double talk = atof(PQgetvalue(r, 0, 7));
+    /* 20 ms packets for the whole talk time, give or take start and end. */
+    CHECK(sent >= (long) (talk * 50) - 10 && sent <= (long) (talk * 50) + 5, "sent %ld packets in %.2f s", sent, talk);
+    CHECK(received >= 5, "received %ld RTP packets (the digit's)", received);
+    CHECK(strcmp(PQgetvalue(r, 0, 2), "PCMU") == 0, "codec %s", PQgetvalue(r, 0, 2));
+    printf("talk %.2f s, rtp sent %ld, received %ld\n", talk, sent, received);
+    PQclear(r);
+    Cc__Envelope *env = s_event("call.dtmf", 5000);
+    Cc__CallDtmf *d = cc__call_dtmf__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(d && strcmp(d->digit, "1") == 0 && strcmp(d->method, "rfc4733") == 0, "dtmf event");
+    cc__call_dtmf__free_unpacked(d, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    env = s_event("call.ended", 5000);
+    Cc__CallEnded *e = cc__call_ended__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(e && e->hangup_by == CC__PARTY__PARTY_CALLER && e->sip_cause == 200, "ended event");
+    cc__call_ended__free_unpacked(e, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    TEST_PASS(__func__);
+}
+
+static void
+cancel_before_answer_gets_487(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(s_sipp("uac_cancel", "555", 1, "-t", "u1") == 0, "CANCEL scenario");
+    PGresult *r = s_cdr("13800138001");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "487") == 0 && strcmp(PQgetvalue(r, 0, 1), "caller") == 0, "cause %s",
+          PQgetvalue(r, 0, 0));
+    PQclear(r);
+    TEST_PASS(__func__);
+}
+
+static void
+codec_mismatch_gets_488(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(s_sipp("uac_codec_mismatch", "100", 1, "-t", "u1") == 0, "488 scenario");
+    PGresult *r = s_cdr("13800138002");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "488") == 0, "cause %s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    TEST_PASS(__func__);
+}
+
+static void
+late_offer_and_bye_from_gateway(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(s_sipp("uac_late_offer_gw_bye", "999", 1, "-t", "u1") == 0, "late offer scenario");
+    PGresult *r = s_cdr("13800138003");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0 && strcmp(PQgetvalue(r, 0, 1), "system") == 0, "by %s",
+          PQgetvalue(r, 0, 1));
+    CHECK(strcmp(PQgetvalue(r, 0, 2), "PCMA") == 0, "codec from the answer in the ACK: %s", PQgetvalue(r, 0, 2));
+    /* The 1.5 s announcement went out whole: 75 packets. */
+    long sent = atol(PQgetvalue(r, 0, 3));
+    CHECK(sent >= 70 && sent <= 76, "announcement packets %ld", sent);
+    PQclear(r);
+    TEST_PASS(__func__);
+}
+
+static void
+hold_and_unhold_with_reinvite(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(s_sipp("uac_hold", "100", 1, "-t", "u1") == 0, "hold scenario");
+    PGresult *r = s_cdr("13800138004");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0, "cause %s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    TEST_PASS(__func__);
+}
+
+/* Sends text as one UDP datagram and returns the first reply line (or ""). */
+static void
+s_udp(const char *text, size_t len, char *reply, size_t cap, int wait_ms)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t) s_sip_port) };
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sendto(fd, text, len, 0, (struct sockaddr *) &to, sizeof to);
+    ssize_t n = reply ? recv(fd, reply, cap - 1, 0) : -1;
+    if (reply) {
+        reply[n > 0 ? n : 0] = '\0';
+        char *nl = strchr(reply, '\r');
+        if (nl) *nl = '\0';
+    }
+    close(fd);
+}
+
+static void
+s_options_ok(void)
+{
+    char reply[4096];
+    const char *o = "OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bKopt%d\r\n"
+                    "From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:gw@127.0.0.1>\r\nCall-ID: opt-%d\r\nCSeq: 1 OPTIONS\r\n"
+                    "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    char text[512];
+    static int n;
+    n++;
+    int len = snprintf(text, sizeof text, o, n, n);
+    s_udp(text, (size_t) len, reply, sizeof reply, 2000);
+    CHECK(strcmp(reply, "SIP/2.0 200 OK") == 0, "OPTIONS answer: '%s'", reply);
+}
+
+static void
+options_answered(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(s_sipp("options", "100", 1, "-t", "u1") == 0, "OPTIONS by SIPp");
+    s_options_ok();
+    TEST_PASS(__func__);
+}
+
+static void
+unknown_source_refused_with_403(void)
+{
+    TEST_BEGIN(__func__);
+    /* SIPp from 127.0.0.3, not in GATEWAY_TRUNKS: it expects a 200 and fails. */
+    CHECK(s_sipp("uac_dtmf", "100", 1, "-i", "127.0.0.3") != 0, "a call from an unknown source went through");
+    char log[512];
+    snprintf(log, sizeof log, "%s/gateway.log", cc_harness_dir(s_h));
+    char *text = cc_harness_read_file(log);
+    CHECK(text && strstr(text, "INVITE refused: unknown source\" source=127.0.0.3"), "log line for the refusal");
+    free(text);
+    TEST_PASS(__func__);
+}
+
+static void
+invite_flood_gets_503_and_every_invite_an_answer(void)
+{
+    TEST_BEGIN(__func__);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t) s_sip_port) };
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int sent = 200;
+    for (int i = 0; i < sent; i++) {
+        char text[1024];
+        /* G.729 only: an accepted INVITE ends at once with 488, no call stays up. */
+        int len = snprintf(text, sizeof text,
+            "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5998;rport;branch=z9hG4bKflood%d\r\n"
+            "From: <sip:flood@127.0.0.1>;tag=f%d\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: flood-%d\r\nCSeq: 1 INVITE\r\n"
+            "Contact: <sip:flood@127.0.0.1:5998>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n"
+            "Content-Length: 85\r\n\r\nv=0\r\no=f 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 18\r\n\r\n",
+            i, i, i);
+        sendto(fd, text, (size_t) len, 0, (struct sockaddr *) &to, sizeof to);
+        /* 2,000 a second: far over the limit, without overflowing the
+         * kernel's socket buffers (UDP would drop; a real client resends). */
+        usleep(500);
+    }
+    int r488 = 0, r503 = 0, other = 0;
+    struct timeval tv = { 2, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    /* Retransmissions repeat answers: count each Call-ID's final answer once. */
+    static char seen[200];
+    memset(seen, 0, sizeof seen);
+    for (;;) {
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n <= 0) break;
+        buf[n] = 0;
+        char *cid = strstr(buf, "Call-ID: flood-");
+        if (!cid) continue;
+        int k = atoi(cid + 15);
+        if (k < 0 || k >= sent || seen[k]) continue;
+        if (strncmp(buf, "SIP/2.0 1", 9) == 0) continue;
+        seen[k] = 1;
+        if (strncmp(buf, "SIP/2.0 488", 11) == 0) r488++;
+        else if (strncmp(buf, "SIP/2.0 503", 11) == 0) r503++;
+        else other++;
+    }
+    close(fd);
+    printf("flood of %d INVITEs: %d got 488, %d got 503, %d other\n", sent, r488, r503, other);
+    CHECK(r503 > 0, "no INVITE was rate limited");
+    CHECK(r488 >= 50, "the allowed ones were handled (%d)", r488);
+    CHECK(r488 + r503 + other == sent, "every INVITE got a final answer (%d of %d)", r488 + r503 + other, sent);
+    s_options_ok();
+    TEST_PASS(__func__);
+}
+
+static void
+hostile_sip_does_not_stop_the_gateway(void)
+{
+    TEST_BEGIN(__func__);
+    static char big[70000];
+    const char *cases[] = {
+        "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5997;branch=z9hG4bKt1\r\nFrom: <sip:a@b>;tag=1\r\n",
+        "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5997;branch=z9hG4bKt2\r\nFrom: <sip:a@b>;tag=1\r\n"
+        "To: <sip:100@b>\r\nCall-ID: cl-1\r\nCSeq: 1 INVITE\r\nContent-Length: 99999\r\n\r\nv=0\r\n",
+        "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5997;branch=z9hG4bKt3\r\nFrom: <sip:a@b>;tag=1\r\n"
+        "To: <sip:100@b>\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",                      /* no Call-ID */
+        "INVITE not-a-uri SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5997;branch=z9hG4bKt4\r\nFrom: <sip:a@b>;tag=1\r\n"
+        "To: <sip:100@b>\r\nCall-ID: bad-uri\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5997;branch=z9hG4bKt5\r\nFrom: <sip:a@b>;tag=1\r\n"
+        "To: <sip:100@b>\r\nCall-ID: bad-sdp\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 20\r\n\r\n"
+        "m=audio x RTP/AVP\r\nz",
+        "\x00\x01\x02garbage\xff\xfe",
+        "SIP/2.0 200 OK\r\n\r\n",
+        big,
+    };
+    /* A message of 1000 Via headers and a 60 kB header line. */
+    size_t at = (size_t) snprintf(big, sizeof big, "OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\n");
+    for (int i = 0; i < 1000 && at < 40000; i++)
+        at += (size_t) snprintf(big + at, sizeof big - at, "Via: SIP/2.0/UDP 10.%d.0.1;branch=z9hG4bK%d\r\n", i % 250, i);
+    at += (size_t) snprintf(big + at, sizeof big - at, "X-Huge: ");
+    memset(big + at, 'a', 20000);
+    at += 20000;
+    snprintf(big + at, sizeof big - at, "\r\n\r\n");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        s_udp(cases[i], i == 5 ? 14 : strlen(cases[i]), NULL, 0, 0);
+        cc_sleep_ms(20);
+        s_options_ok();
+    }
+    CHECK(kill(s_gw, 0) == 0, "gateway alive");
+    TEST_PASS(__func__);
+}
+
+static void
+hundred_concurrent_calls(void)
+{
+    TEST_BEGIN(__func__);
+    PGresult *r = s_query("SELECT count(*) FROM telephony.cdr WHERE caller = '13800138000'");
+    long before = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    CHECK(s_sipp("uac_dtmf", "100", 100, "-t", "u1") == 0, "100 concurrent calls");
+    long after = before;
+    for (int i = 0; i < 50 && after < before + 100; i++) {
+        r = s_query("SELECT count(*) FROM telephony.cdr WHERE caller = '13800138000' AND sip_cause = 200 AND dtmf = '1'");
+        after = atol(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        cc_sleep_ms(100);
+    }
+    CHECK(after - before == 100, "CDRs with the digit: %ld", after - before);
+    TEST_PASS(__func__);
+}
+
+int
+main(void)
+{
+    cc_log_init("gateway_test", "gateway_test");
+    s_h = cc_harness_new("gateway");
+    cc_harness_start_pg(s_h);
+    cc_harness_start_forwarder(s_h, false, 100000);
+    s_pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    CHECK(cc_pg_connect(s_pg) == 0, "pg");
+    CHECK(cc_pg_migrate(s_pg, "gateway", GW_SOURCE_DIR "/sql", NULL) == 0, "migrate");
+    char port[16], admin[16], rtp_min[16], rtp_max[16];
+    s_sip_port = cc_harness_free_port();
+    s_admin = cc_harness_free_port();
+    int base = 30000 + (getpid() % 30) * 1000;   /* RTP and RTCP: two ports a call */
+    snprintf(port, sizeof port, "%d", s_sip_port);
+    snprintf(admin, sizeof admin, "%d", s_admin);
+    snprintf(rtp_min, sizeof rtp_min, "%d", base);
+    snprintf(rtp_max, sizeof rtp_max, "%d", base + 999);
+    setenv("GATEWAY_SIP_PORT", port, 1);
+    setenv("GATEWAY_ADMIN_PORT", admin, 1);
+    setenv("GATEWAY_RTP_MIN", rtp_min, 1);
+    setenv("GATEWAY_RTP_MAX", rtp_max, 1);
+    setenv("GATEWAY_TRUNKS", "127.0.0.1", 1);
+    setenv("GATEWAY_INVITES_PER_S", "60", 1);
+    setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880", 1);
+    s_gw = cc_harness_spawn(s_h, "gateway", NULL);
+    CHECK(cc_harness_wait_http(s_admin, "/healthz", 20000), "gateway healthy (see %s)", cc_harness_dir(s_h));
+    cc_bus_opts_t o = { .service = "test", .instance = "gw", .sub_endpoint = getenv("CC_BUS_SUB") };
+    s_events = cc_bus_new(&o);
+    cc_bus_subscribe(s_events, "call.");
+    cc_sleep_ms(300);
+
+    call_with_rfc4733_digit_and_bye_from_caller("u1");
+    call_with_rfc4733_digit_and_bye_from_caller("t1");
+    cancel_before_answer_gets_487();
+    codec_mismatch_gets_488();
+    late_offer_and_bye_from_gateway();
+    hold_and_unhold_with_reinvite();
+    options_answered();
+    unknown_source_refused_with_403();
+    hostile_sip_does_not_stop_the_gateway();
+    invite_flood_gets_503_and_every_invite_an_answer();
+    hundred_concurrent_calls();
+
+    int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
+    cc_bus_destroy(&s_events);
+    cc_pg_destroy(&s_pg);
+    cc_harness_destroy(&s_h);
+    cc_log_shutdown();
+    printf("gateway_test: 12 passed, 0 failed\n");
+    return 0;
+}
