@@ -8,11 +8,14 @@ free_port=$1
 export CC_BUILD_DIR=$2
 export CC_VAR_DIR=$(mktemp -d /tmp/cc-stack-test-XXXXXX)
 chmod 755 "$CC_VAR_DIR"
-ports=($("$free_port" 9))
+ports=($("$free_port" 10))
 pg=${ports[0]} redis=${ports[1]} pub=${ports[2]} sub=${ports[3]} admin=${ports[4]}
 # Every service's ports move too, so a user's running stack is never touched.
 export ACD_ADMIN_PORT=${ports[5]} ACD_RPC=tcp://127.0.0.1:${ports[6]}
 export GATEWAY_ADMIN_PORT=${ports[7]} GATEWAY_SIP_PORT=${ports[8]}
+export GATEWAY_RPC=tcp://127.0.0.1:${ports[9]} ACD_GATEWAY_RPC=tcp://127.0.0.1:${ports[9]} GATEWAY_ACD_RPC=$ACD_RPC
+rtp=$(( 50000 + ($$ % 50) * 200 ))
+export GATEWAY_RTP_MIN=$rtp GATEWAY_RTP_MAX=$(( rtp + 199 ))
 export DATABASE_URL=postgresql://callcenter@127.0.0.1:$pg/callcenter
 export REDIS_URL=redis://127.0.0.1:$redis/0
 export CC_BUS_PUB=tcp://127.0.0.1:$pub CC_BUS_SUB=tcp://127.0.0.1:$sub FORWARDER_ADMIN_PORT=$admin
@@ -35,10 +38,17 @@ psql -h 127.0.0.1 -p "$pg" -U callcenter -d callcenter -tAc \
   "SELECT count(*) FROM pg_namespace WHERE nspname IN ('telephony','acd','commerce','desk')" | grep -qx 4 \
   || fail "schemas missing"
 
-# The demo floor works: an agent logs in and takes a call.
+# The demo floor works: an agent logs in and is offered a call; the gateway
+# has no such call (it was made up by acdctl, not dialled), so acd takes the
+# offer back and sets the agent not ready (gone), the call keeping its place.
 "$root/tools/acd" login 1001 || fail "acd login"
 "$root/tools/acd" enqueue demo-call-1 sales || fail "enqueue"
-"$root/tools/acd" status | grep -E '^1001 +reserved .*demo-call-1' || fail "the call was not offered to 1001"
+for _ in $(seq 1 50); do
+  "$root/tools/acd" status | grep -qE '^1001 +not_ready .*gone' && break
+  sleep 0.1
+done
+"$root/tools/acd" status | grep -E '^1001 +not_ready .*gone' || fail "the offer to 1001 did not come back from the gateway"
+"$root/tools/acd" status | grep -E '^sales +1 ' || fail "the call did not keep its place"
 
 again=$("$root/tools/stack" up 2>&1) || fail "second up: $again"
 grep -q "already running" <<<"$again" || fail "second up was not a no-op: $again"

@@ -7,6 +7,7 @@
 #include "cc/cc_log.h"
 #include "cc/cc_util.h"
 #include "call.pb-c.h"
+#include "agent.pb-c.h"
 
 #include <re.h>
 #include <arpa/inet.h>
@@ -25,10 +26,32 @@
 #define RATE_SLOTS 256
 #define TELEV_PT 101
 
-enum { MQ_STOP = 1 };
+enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS };
+
+#define MAX_REGS 4096
+#define MAX_NONCES 512
+#define NONCE_TTL_MS 300000
+
+/* A request from the service thread (heap, freed by the media thread). */
+typedef struct {
+    char call_id[64], agent[64], extension[64], reason[64];
+    int ring_ms;
+    gw_user_t *users;
+    size_t nusers;
+} mq_req_t;
+
+typedef struct {
+    char user[64];
+    char contact[256];         /* the phone's Contact URI */
+    struct sa source;          /* where its REGISTER came from */
+    enum sip_transp tp;
+    int64_t expires_ms;
+} reg_t;
+
+typedef struct { char nonce[40]; int64_t issued_ms; } nonce_t;
 
 typedef struct { uint32_t net, mask; } cidr_t;
-typedef struct { char number[32]; char action[16]; char prompt[128]; int ring_ms; } route_t;
+typedef struct { char number[32]; char action[16]; char prompt[128]; int ring_ms; char queue[64]; } route_t;
 typedef struct { uint32_t ip; int64_t window; int count; } rate_t;
 
 typedef struct gw_call gw_call_t;
@@ -59,6 +82,12 @@ struct _gw_media_t {
     struct tmr stop_tmr;
     cached_prompt_t prompts[MAX_PROMPTS];  /* loaded once, read by every call */
     int nprompts;
+    gw_user_t *users;
+    size_t nusers;
+    reg_t *regs;
+    _Atomic int nregs;
+    nonce_t nonces[MAX_NONCES];
+    int next_nonce;
 };
 
 /* The prompt called name, loaded on first use. NULL when it cannot be read. */
@@ -96,6 +125,13 @@ struct gw_call {
     int last_digit_ts_valid;
     uint32_t last_digit_ts;
     gw_cdr_t cdr;
+    gw_call_t *peer;           /* caller <-> agent leg */
+    bool outbound;             /* the agent leg, which we called */
+    bool bridged;              /* media relayed between the legs */
+    bool queued;               /* the caller is in an acd queue */
+    bool answered_told;        /* the agent leg's answer was reported */
+    char agent[64];
+    struct tmr ring_tmr;
 };
 
 /* ---------------------------------------------------------------- events */
@@ -154,8 +190,16 @@ s_parse_routes(gw_media_t *m, const char *text)
                 return CC_EINVAL;
             }
         }
-        if (strcmp(r->action, "play") != 0 && strcmp(r->action, "announce") != 0) {
-            CC_ERROR("bad route action: play or announce", "route=%s", t);
+        if (strcmp(r->action, "queue") == 0) {
+            /* queue:NAME[/MUSIC]: into an acd queue, hearing MUSIC meanwhile. */
+            char target[128];
+            snprintf(target, sizeof target, "%s", r->prompt);
+            char *slash = strchr(target, '/');
+            if (slash) *slash = '\0';
+            snprintf(r->queue, sizeof r->queue, "%s", target);
+            snprintf(r->prompt, sizeof r->prompt, "%s", slash ? slash + 1 : "tone:425");
+        } else if (strcmp(r->action, "play") != 0 && strcmp(r->action, "announce") != 0) {
+            CC_ERROR("bad route action: play, announce or queue", "route=%s", t);
             return CC_EINVAL;
         }
     }
@@ -213,6 +257,7 @@ s_call_destroy(void *arg)
     gw_call_t *c = arg;
     tmr_cancel(&c->tx_tmr);
     tmr_cancel(&c->answer_tmr);
+    tmr_cancel(&c->ring_tmr);
     list_unlink(&c->le);
     c->sess = mem_deref(c->sess);
     c->rtp = mem_deref(c->rtp);
@@ -230,7 +275,7 @@ s_on_tx(void *arg)
     uint64_t now = tmr_jiffies();
     tmr_start(&c->tx_tmr, due > now ? due - now : 0, s_on_tx, c);
     c->tx_n++;
-    if (c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
+    if (c->bridged || !c->prompt || c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
     int16_t pcm[FRAME];
     for (int i = 0; i < FRAME; i++) {
         pcm[i] = c->prompt->samples[c->pos++];
@@ -268,11 +313,44 @@ s_digit(gw_call_t *c, char digit, const char *method, uint32_t duration_ms)
     CC_INFO("dtmf", "call_id=%s digit=%c method=%s", c->cdr.call_id, digit, method);
 }
 
+/* Relays one packet to the other leg, converting PCMU and PCMA as needed. */
+static void
+s_relay(gw_call_t *c, const struct rtp_header *hdr, struct mbuf *mb)
+{
+    gw_call_t *p = c->peer;
+    if (!p || !c->bridged || p->held || p->pt < 0 || !sa_isset(&p->raddr, SA_ALL)) return;
+    int pt;
+    if (hdr->pt == c->telev_pt) {
+        if (p->telev_pt < 0) return;
+        pt = p->telev_pt;
+    } else if (hdr->pt == c->pt) {
+        pt = p->pt;
+    } else {
+        return;
+    }
+    size_t n = mbuf_get_left(mb);
+    struct mbuf *out = mbuf_alloc(RTP_HEADER_SIZE + n);
+    if (!out) return;
+    out->pos = out->end = RTP_HEADER_SIZE;
+    if (pt == p->pt && c->pt != p->pt) {
+        int16_t pcm[1024];
+        if (n > 1024) n = 1024;
+        gw_g711_decode(c->pt, mbuf_buf(mb), pcm, n);
+        gw_g711_encode(p->pt, pcm, out->buf + out->pos, n);
+    } else {
+        memcpy(out->buf + out->pos, mbuf_buf(mb), n);
+    }
+    out->end += n;
+    if (rtp_send(p->rtp, &p->raddr, false, hdr->m, (uint8_t) pt, hdr->ts, out) == 0) p->cdr.rtp_sent++;
+    mem_deref(out);
+}
+
 static void
 s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, void *arg)
 {
     gw_call_t *c = arg;
     c->cdr.rtp_received++;
+    s_relay(c, hdr, mb);
     if (hdr->pt != c->telev_pt || !c->telev) return;
     int event;
     bool end;
@@ -319,12 +397,36 @@ s_negotiate(gw_call_t *c)
     return true;
 }
 
+/* Hands a message to the service thread. */
+static void
+s_tell(gw_media_t *m, gw_msg_t *msg)
+{
+    if (m->cdr && zmq_send(zsock_resolve(m->cdr), msg, sizeof *msg, 0) < 0)
+        CC_ERROR("message to the service thread lost", "type=%d call_id=%s error=\"%s\"", msg->type, msg->call_id,
+                 zmq_strerror(zmq_errno()));
+}
+
+static void
+s_tell_call(gw_media_t *m, int type, const char *call_id, const char *agent, const char *reason)
+{
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = type;
+    snprintf(msg.call_id, sizeof msg.call_id, "%s", call_id);
+    snprintf(msg.agent, sizeof msg.agent, "%s", agent ? agent : "");
+    snprintf(msg.reason, sizeof msg.reason, "%s", reason ? reason : "");
+    s_tell(m, &msg);
+}
+
 static void
 s_cdr_push(gw_call_t *c)
 {
-    gw_media_t *m = c->media;
-    if (m->cdr && zmq_send(zsock_resolve(m->cdr), &c->cdr, sizeof c->cdr, 0) < 0)
-        CC_ERROR("CDR not handed over", "call_id=%s error=\"%s\"", c->cdr.call_id, zmq_strerror(zmq_errno()));
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = GW_MSG_CDR;
+    snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
+    msg.cdr = c->cdr;
+    s_tell(c->media, &msg);
 }
 
 /* Ends the call once: BYE (or a final reply) through libre, CDR and event. */
@@ -344,8 +446,28 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
                  : strcmp(by, "callee") == 0 ? CC__PARTY__PARTY_CALLEE : CC__PARTY__PARTY_SYSTEM;
     ev.reason = (char *) reason;
     ev.duration_ms = c->cdr.answered_us ? (c->cdr.ended_us - c->cdr.answered_us) / 1000 : 0;
-    s_publish(c->media, "call.ended", c->cdr.call_id, &ev);
+    if (!c->outbound) s_publish(c->media, "call.ended", c->cdr.call_id, &ev);   /* the call, not the agent leg */
     s_cdr_push(c);
+    gw_call_t *peer = c->peer;
+    if (peer) {
+        peer->peer = NULL;
+        c->peer = NULL;
+    }
+    if (c->outbound) {
+        if (peer && !c->bridged && strcmp(by, "system") != 0) {
+            /* The agent's phone did not take the call: acd re-routes it. */
+            s_tell_call(c->media, GW_MSG_REJECTED, peer->cdr.call_id, c->agent,
+                        cause == 486 ? "busy" : cause == 408 ? "no_answer" : "unreachable");
+        } else if (peer && c->bridged) {
+            peer->bridged = false;
+            s_call_end(peer, 200, "callee", "agent hung up");
+        } else if (peer) {
+            peer->bridged = false;
+        }
+    } else {
+        if (c->queued) s_tell_call(c->media, GW_MSG_ENDED, c->cdr.call_id, NULL, reason);
+        if (peer) s_call_end(peer, 200, "system", "caller hung up");
+    }
     CC_INFO("call ended", "call_id=%s cause=%d by=%s reason=\"%s\" rtp_sent=%llu rtp_received=%llu dtmf=%s",
             c->cdr.call_id, cause, by, reason, (unsigned long long) c->cdr.rtp_sent,
             (unsigned long long) c->cdr.rtp_received, c->cdr.dtmf);
@@ -417,7 +539,19 @@ static void
 s_on_close(int err, const struct sip_msg *msg, void *arg)
 {
     gw_call_t *c = arg;
-    (void) msg;
+    if (c->outbound) {
+        /* The agent's phone: a final error status, or BYE after the answer. */
+        if (msg && msg->scode >= 300) {
+            char reason[64];
+            pl_strcpy(&msg->reason, reason, sizeof reason);
+            s_call_end(c, msg->scode, "callee", reason);
+        } else if (err == ECONNRESET || !err) {
+            s_call_end(c, 200, "callee", "agent hung up");
+        } else {
+            s_call_end(c, err == ETIMEDOUT ? 408 : 500, "system", strerror(err));
+        }
+        return;
+    }
     if (err == ECONNRESET && c->cdr.answered_us) s_call_end(c, 200, "caller", "caller hung up");
     else if (err == ECONNRESET) s_call_end(c, 487, "caller", "cancelled before answer");
     else if (err) {
@@ -482,6 +616,12 @@ s_on_connect(const struct sip_msg *msg, void *arg)
     c->pt = -1;
     c->telev_pt = -1;
     c->announce = strcmp(route->action, "announce") == 0;
+    if (strcmp(route->action, "queue") == 0) {
+        c->queued = true;
+        snprintf(c->agent, sizeof c->agent, "%s", route->queue);
+    }
+    snprintf(c->cdr.leg, sizeof c->cdr.leg, "caller");
+    snprintf(c->cdr.direction, sizeof c->cdr.direction, "inbound");
     tmr_init(&c->tx_tmr);
     tmr_init(&c->answer_tmr);
     s_random_id(c->cdr.call_id, sizeof c->cdr.call_id);
@@ -565,6 +705,244 @@ s_answer(void *arg)
     s_publish(m, "call.answered", c->cdr.call_id, &ans);
     c->tx_start = tmr_jiffies();
     tmr_start(&c->tx_tmr, PTIME, s_on_tx, c);
+    if (c->queued) {
+        gw_msg_t msg;
+        memset(&msg, 0, sizeof msg);
+        msg.type = GW_MSG_ENQUEUE;
+        snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
+        snprintf(msg.queue, sizeof msg.queue, "%s", c->agent);   /* the route's queue, kept in agent until offered */
+        snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
+        c->agent[0] = '\0';
+        s_tell(m, &msg);
+    }
+}
+
+/* ---------------------------------------------------------------- registrar */
+
+static void
+s_challenge(gw_media_t *m, const struct sip_msg *msg, bool stale)
+{
+    nonce_t *n = &m->nonces[m->next_nonce++ % MAX_NONCES];
+    s_random_id(n->nonce, sizeof n->nonce);
+    n->issued_ms = cc_mono_ms();
+    sip_treplyf(NULL, NULL, m->sip, msg, false, 401, "Unauthorized",
+                "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5, qop=\"auth\"%s\r\n"
+                "Content-Length: 0\r\n\r\n", GW_REALM, n->nonce, stale ? ", stale=true" : "");
+}
+
+static bool
+s_nonce_fresh(gw_media_t *m, const struct pl *nonce)
+{
+    int64_t now = cc_mono_ms();
+    for (int i = 0; i < MAX_NONCES; i++)
+        if (m->nonces[i].nonce[0] && !pl_strcmp(nonce, m->nonces[i].nonce))
+            return now - m->nonces[i].issued_ms < NONCE_TTL_MS;
+    return false;
+}
+
+static reg_t *
+s_reg_find(gw_media_t *m, const char *user)
+{
+    int64_t now = cc_mono_ms();
+    for (int i = 0; i < atomic_load(&m->nregs); i++)
+        if (strcmp(m->regs[i].user, user) == 0) return m->regs[i].expires_ms > now ? &m->regs[i] : NULL;
+    return NULL;
+}
+
+/* REGISTER with digest authentication against the stored HA1 values. */
+static void
+s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
+{
+    const struct sip_hdr *auth = sip_msg_hdr(msg, SIP_HDR_AUTHORIZATION);
+    struct httpauth_digest_resp resp;
+    if (!auth || httpauth_digest_response_decode(&resp, &auth->val)) {
+        s_challenge(m, msg, false);
+        return;
+    }
+    if (!s_nonce_fresh(m, &resp.nonce)) {
+        s_challenge(m, msg, true);
+        return;
+    }
+    char user[64];
+    pl_strcpy(&resp.username, user, sizeof user);
+    const gw_user_t *u = NULL;
+    for (size_t i = 0; i < m->nusers; i++)
+        if (strcmp(m->users[i].user, user) == 0) u = &m->users[i];
+    if (!u || httpauth_digest_response_auth(&resp, &msg->met, u->ha1) != 0) {
+        CC_WARN("REGISTER refused: bad credentials", "user=%s source=%s", user, src);
+        sip_treply(NULL, m->sip, msg, 403, "Bad Credentials");
+        return;
+    }
+    const struct sip_hdr *ch = sip_msg_hdr(msg, SIP_HDR_CONTACT);
+    struct sip_addr contact;
+    if (!ch || sip_addr_decode(&contact, &ch->val)) {
+        sip_treply(NULL, m->sip, msg, 400, "Contact Missing Or Invalid");
+        return;
+    }
+    int expires = 3600;
+    struct pl ev;
+    const struct sip_hdr *eh = sip_msg_hdr(msg, SIP_HDR_EXPIRES);
+    if (msg_param_decode(&contact.params, "expires", &ev) == 0) expires = pl_u32(&ev);
+    else if (eh) expires = pl_u32(&eh->val);
+    if (expires > 3600) expires = 3600;
+    reg_t *r = NULL;
+    int n = atomic_load(&m->nregs);
+    for (int i = 0; i < n; i++) if (strcmp(m->regs[i].user, user) == 0) r = &m->regs[i];
+    if (!r && expires > 0) {
+        if (n == MAX_REGS) {
+            sip_treply(NULL, m->sip, msg, 503, "Registrar Full");
+            return;
+        }
+        r = &m->regs[n];
+        atomic_store(&m->nregs, n + 1);
+    }
+    if (r) {
+        snprintf(r->user, sizeof r->user, "%s", user);
+        pl_strcpy(&contact.auri, r->contact, sizeof r->contact);
+        r->source = msg->src;
+        r->tp = msg->tp;
+        r->expires_ms = cc_mono_ms() + (int64_t) expires * 1000;
+    }
+    sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%r>;expires=%d\r\nContent-Length: 0\r\n\r\n",
+                &contact.auri, expires);
+    Cc__AgentRegistered ev2 = CC__AGENT_REGISTERED__INIT;
+    ev2.agent_id = user;
+    ev2.contact = r ? r->contact : "";
+    ev2.expires_s = (uint32_t) expires;
+    s_publish(m, "agent.registered", NULL, &ev2);
+    CC_INFO("phone registered", "user=%s source=%s expires=%d", user, src, expires);
+}
+
+/* --------------------------------------------------------------- agent legs */
+
+static gw_call_t *
+s_call_find(gw_media_t *m, const char *call_id, bool outbound)
+{
+    struct le *le;
+    LIST_FOREACH(&m->calls, le) {
+        gw_call_t *c = le->data;
+        if (!c->ended && c->outbound == outbound && strcmp(c->cdr.call_id, call_id) == 0) return c;
+    }
+    return NULL;
+}
+
+static int
+s_agent_answer(const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *a = arg;
+    int err = sdp_decode(a->sdp, msg->mb, false);
+    if (err) return err;
+    if (!s_negotiate(a)) return EPROTO;
+    return 0;
+}
+
+static void
+s_agent_progress(const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *a = arg;
+    if (msg->scode == 180 || msg->scode == 183) {
+        Cc__CallRinging ev = CC__CALL_RINGING__INIT;
+        ev.call_id = a->cdr.call_id;
+        ev.agent_id = a->agent;
+        s_publish(a->media, "call.ringing", a->cdr.call_id, &ev);
+    }
+}
+
+/* The agent answered: the legs are bridged and acd is told. */
+static void
+s_agent_estab(const struct sip_msg *msg, void *arg)
+{
+    gw_call_t *a = arg;
+    tmr_cancel(&a->ring_tmr);
+    a->established = true;
+    a->cdr.answered_us = cc_wall_us();
+    gw_call_t *c = a->peer;
+    if (!c) return;
+    a->bridged = c->bridged = true;
+    s_tell_call(a->media, GW_MSG_ANSWERED, c->cdr.call_id, a->agent, NULL);
+    Cc__CallBridged ev = CC__CALL_BRIDGED__INIT;
+    ev.call_id = c->cdr.call_id;
+    ev.agent_id = a->agent;
+    s_publish(a->media, "call.bridged", c->cdr.call_id, &ev);
+    CC_INFO("call bridged", "call_id=%s agent_id=%s codec_caller=%s codec_agent=%s", c->cdr.call_id, a->agent,
+            c->cdr.codec, a->cdr.codec);
+}
+
+static void
+s_on_ring_timeout(void *arg)
+{
+    gw_call_t *a = arg;
+    if (a->peer) s_tell_call(a->media, GW_MSG_REJECTED, a->peer->cdr.call_id, a->agent, "no_answer");
+    s_call_end(a, 408, "system", "agent did not answer");
+}
+
+/* Calls the agent's registered phone for caller call c. */
+static void
+s_offer(gw_media_t *m, const mq_req_t *q)
+{
+    gw_call_t *c = s_call_find(m, q->call_id, false);
+    if (!c || c->peer) {
+        CC_WARN("offer for a call that is gone or already ringing", "call_id=%s agent_id=%s", q->call_id, q->agent);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, c ? "busy" : "gone");
+        return;
+    }
+    reg_t *r = s_reg_find(m, q->extension);
+    if (!r) {
+        CC_WARN("agent phone not registered", "call_id=%s agent_id=%s extension=%s", q->call_id, q->agent, q->extension);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "unregistered");
+        return;
+    }
+    gw_call_t *a = mem_zalloc(sizeof *a, s_call_destroy);
+    if (!a) return;
+    a->media = m;
+    a->outbound = true;
+    a->pt = a->telev_pt = -1;
+    tmr_init(&a->tx_tmr);
+    tmr_init(&a->answer_tmr);
+    tmr_init(&a->ring_tmr);
+    snprintf(a->agent, sizeof a->agent, "%s", q->agent);
+    snprintf(a->cdr.call_id, sizeof a->cdr.call_id, "%s", c->cdr.call_id);
+    snprintf(a->cdr.caller, sizeof a->cdr.caller, "%s", c->cdr.caller);
+    snprintf(a->cdr.dialled, sizeof a->cdr.dialled, "%s", q->extension);
+    snprintf(a->cdr.leg, sizeof a->cdr.leg, "agent");
+    snprintf(a->cdr.direction, sizeof a->cdr.direction, "outbound");
+    re_snprintf(a->cdr.source, sizeof a->cdr.source, "%J", &r->source);
+    a->cdr.started_us = cc_wall_us();
+    list_append(&m->calls, &a->le, a);
+    struct sa laddr;
+    sa_set_str(&laddr, m->sip_host, 0);
+    struct sa rtp_local;
+    struct mbuf *desc = NULL;
+    int err = rtp_listen(&a->rtp, IPPROTO_UDP, &laddr, (uint16_t) m->o.rtp_min, (uint16_t) m->o.rtp_max, true,
+                         s_on_rtp, s_on_rtcp, a);
+    if (!err) err = udp_local_get(rtp_sock(a->rtp), &rtp_local);
+    if (!err) err = sdp_session_alloc(&a->sdp, &laddr);
+    if (!err) err = sdp_media_add(&a->sdpm, a->sdp, "audio", sa_port(&rtp_local), "RTP/AVP");
+    /* The caller's codec first: no conversion when the phone takes it. */
+    const char *first = c->pt == 8 ? "8" : "0", *second = c->pt == 8 ? "0" : "8";
+    if (!err) err = sdp_format_add(NULL, a->sdpm, false, first, c->pt == 8 ? "PCMA" : "PCMU", 8000, 1, NULL, NULL, NULL, false, NULL);
+    if (!err) err = sdp_format_add(NULL, a->sdpm, false, second, c->pt == 8 ? "PCMU" : "PCMA", 8000, 1, NULL, NULL, NULL, false, NULL);
+    if (!err) err = sdp_format_add(NULL, a->sdpm, false, "101", "telephone-event", 8000, 1, NULL, NULL, NULL, false, "0-15");
+    if (!err) err = sdp_encode(&desc, a->sdp, true);
+    char from[128];
+    re_snprintf(from, sizeof from, "sip:%s@%s:%d", c->cdr.caller[0] ? c->cdr.caller : "callcenter", m->sip_host, m->o.sip_port);
+    if (!err) err = sipsess_connect(&a->sess, m->sess_sock, r->contact, c->cdr.caller, from, "gateway", NULL, 0,
+                                    "application/sdp", desc, NULL, NULL, false, s_on_offer, s_agent_answer,
+                                    s_agent_progress, s_agent_estab, s_on_info, NULL, s_on_close, a,
+                                    "X-Call-Id: %s\r\n", c->cdr.call_id);
+    mem_deref(desc);
+    if (err) {
+        CC_ERROR("calling the agent failed", "call_id=%s agent_id=%s error=\"%s\"", c->cdr.call_id, q->agent, strerror(err));
+        list_unlink(&a->le);
+        mem_deref(a);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "unreachable");
+        return;
+    }
+    atomic_fetch_add(&m->ncalls, 1);
+    a->peer = c;
+    c->peer = a;
+    tmr_start(&a->ring_tmr, (uint64_t) (q->ring_ms > 0 ? q->ring_ms : 15000), s_on_ring_timeout, a);
+    CC_INFO("ringing agent", "call_id=%s agent_id=%s contact=%s", c->cdr.call_id, q->agent, r->contact);
 }
 
 /* Requests outside an INVITE dialog: access control first, then OPTIONS;
@@ -597,7 +975,7 @@ s_on_request(const struct sip_msg *msg, void *arg)
         }
     }
     if (!pl_strcmp(&msg->met, "REGISTER")) {
-        sip_treply(NULL, m->sip, msg, 501, "Registrar Not Available Yet");
+        s_register(m, msg, src);
         return true;
     }
     return false;
@@ -616,6 +994,29 @@ static void
 s_on_mqueue(int id, void *data, void *arg)
 {
     gw_media_t *m = arg;
+    mq_req_t *q = data;
+    if (id == MQ_OFFER) s_offer(m, q);
+    if (id == MQ_HANGUP) {
+        gw_call_t *c = s_call_find(m, q->call_id, false);
+        if (c) s_call_end(c, 200, "system", q->reason);
+    }
+    if (id == MQ_DROP_AGENT) {
+        gw_call_t *c = s_call_find(m, q->call_id, false);
+        if (c && c->peer) {
+            c->bridged = false;
+            s_call_end(c->peer, 200, "system", "acd did not accept the answer");
+        }
+    }
+    if (id == MQ_USERS) {
+        free(m->users);
+        m->users = q->users;
+        m->nusers = q->nusers;
+        q->users = NULL;
+    }
+    if (q) {
+        free(q->users);
+        free(q);
+    }
     if (id != MQ_STOP) return;
     struct le *le = list_head(&m->calls);
     while (le) {
@@ -675,6 +1076,8 @@ out:
     cc_bus_destroy(&m->bus);
     zsock_destroy(&m->cdr);
     for (int i = 0; i < m->nprompts; i++) gw_prompt_free(&m->prompts[i].prompt);
+    free(m->users);
+    m->users = NULL;
     libre_close();
     return NULL;
 }
@@ -702,6 +1105,8 @@ gw_media_start(const gw_media_opts_t *opts)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     list_init(&m->calls);
+    m->regs = calloc(MAX_REGS, sizeof *m->regs);
+    if (!m->regs) abort();
     if (s_parse_trunks(m, opts->trunks) || s_parse_routes(m, opts->routes)) goto err;
     if (pthread_create(&m->thread, NULL, s_thread, m) != 0) abort();
     pthread_mutex_lock(&m->lock);
@@ -720,6 +1125,7 @@ err:
     free(m->cdr_endpoint);
     free(m->service);
     free(m->instance);
+    free(m->regs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     free(m);
@@ -739,6 +1145,7 @@ gw_media_stop(gw_media_t **self_p)
     free(m->cdr_endpoint);
     free(m->service);
     free(m->instance);
+    free(m->regs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     free(m);
@@ -746,3 +1153,62 @@ gw_media_stop(gw_media_t **self_p)
 }
 
 int gw_media_calls(gw_media_t *self) { return atomic_load(&self->ncalls); }
+
+int
+gw_media_registrations(gw_media_t *self)
+{
+    return atomic_load(&self->nregs);
+}
+
+static int
+s_push(gw_media_t *m, int id, mq_req_t *q)
+{
+    if (mqueue_push(m->mq, id, q) != 0) {
+        free(q->users);
+        free(q);
+        return CC_EIO;
+    }
+    return 0;
+}
+
+static mq_req_t *
+s_req(const char *call_id)
+{
+    mq_req_t *q = calloc(1, sizeof *q);
+    if (!q) abort();
+    snprintf(q->call_id, sizeof q->call_id, "%s", call_id ? call_id : "");
+    return q;
+}
+
+int
+gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, const char *extension, int ring_ms)
+{
+    mq_req_t *q = s_req(call_id);
+    snprintf(q->agent, sizeof q->agent, "%s", agent_id);
+    snprintf(q->extension, sizeof q->extension, "%s", extension && *extension ? extension : agent_id);
+    q->ring_ms = ring_ms;
+    return s_push(self, MQ_OFFER, q);
+}
+
+int
+gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason)
+{
+    mq_req_t *q = s_req(call_id);
+    snprintf(q->reason, sizeof q->reason, "%s", reason);
+    return s_push(self, MQ_HANGUP, q);
+}
+
+int
+gw_media_drop_agent(gw_media_t *self, const char *call_id)
+{
+    return s_push(self, MQ_DROP_AGENT, s_req(call_id));
+}
+
+int
+gw_media_set_users(gw_media_t *self, gw_user_t *users, size_t n)
+{
+    mq_req_t *q = s_req(NULL);
+    q->users = users;
+    q->nusers = n;
+    return s_push(self, MQ_USERS, q);
+}

@@ -10,6 +10,7 @@
 #ifndef GW_MEDIA_H
 #define GW_MEDIA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -27,14 +28,36 @@ typedef struct {
     const char *service, *instance;
 } gw_media_opts_t;
 
-/* A finished call leg, pushed as bytes through the inproc socket. */
+/* A finished call leg. */
 typedef struct {
     char call_id[64], sip_call_id[128], caller[64], dialled[64], source[64], codec[8], hangup_by[8];
+    char leg[8], direction[12];
     char reason[64], dtmf[64];
     int64_t started_us, answered_us, ended_us;
     int sip_cause;
     uint64_t rtp_sent, rtp_received;
 } gw_cdr_t;
+
+/* What the media thread tells the service thread, through the inproc socket
+ * (same process: plain bytes). */
+typedef enum {
+    GW_MSG_CDR = 1,      /* cdr: a leg ended */
+    GW_MSG_ENQUEUE,      /* call_id, queue, caller: put the caller in an acd queue */
+    GW_MSG_ANSWERED,     /* call_id, agent: the agent's phone answered the offer */
+    GW_MSG_REJECTED,     /* call_id, agent, reason: the agent could not be reached */
+    GW_MSG_ENDED,        /* call_id: a queued caller's call ended */
+} gw_msg_type_t;
+
+typedef struct {
+    int type;
+    char call_id[64], queue[64], caller[64], agent[64], reason[64];
+    gw_cdr_t cdr;
+} gw_msg_t;
+
+/* A phone's credentials: HA1 = MD5(user:realm:password), never the password. */
+typedef struct { char user[64]; uint8_t ha1[16]; } gw_user_t;
+
+#define GW_REALM "callcenter"
 
 typedef struct _gw_media_t gw_media_t;
 
@@ -45,5 +68,19 @@ gw_media_t *gw_media_start(const gw_media_opts_t *opts);
 void gw_media_stop(gw_media_t **self_p);
 /* Calls in progress (thread-safe). */
 int gw_media_calls(gw_media_t *self);
+/* Phones registered now (thread-safe). */
+int gw_media_registrations(gw_media_t *self);
+
+/* Requests from the service thread, carried out on the media thread. Each
+ * returns 0, or CC_ENOMEM / CC_EIO when it could not be queued. */
+/* Ring the phone registered as extension for caller call_id. */
+int gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, const char *extension,
+                   int ring_ms);
+/* End call_id (and any agent leg) with reason. */
+int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason);
+/* Hang up call_id's agent leg only; the caller goes back to music. */
+int gw_media_drop_agent(gw_media_t *self, const char *call_id);
+/* Replaces the phones' credentials; takes ownership of users (malloc'd). */
+int gw_media_set_users(gw_media_t *self, gw_user_t *users, size_t n);
 
 #endif

@@ -3,6 +3,8 @@
 #include "gw_server.h"
 #include "gw_media.h"
 #include "cc/cc_log.h"
+#include "cc/cc_rpc.h"
+#include "queue.pb-c.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -25,6 +27,9 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
       "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop) or announce:PROMPT (once, then hang up)" },
     { "GATEWAY_PROMPTS_DIR", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Folder of 8 kHz mono WAV prompts (relative to the defaults file)" },
+    { "GATEWAY_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the gateway's request server (gateway.offer...)" },
+    { "GATEWAY_ACD_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "acd's request endpoint, for queue routes" },
+    { "GATEWAY_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an agent's phone rings before the offer is given back" },
     CC_CFG_END
 };
 
@@ -43,15 +48,20 @@ struct _gw_server_t {
     gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
     size_t nbacklog;
     uv_timer_t *timer;
-    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs;
+    cc_rpc_server_t *rpc;
+    cc_rpc_client_t *acd;
+    int ring_ms;
 };
+
+typedef struct { gw_server_t *server; char call_id[64], agent[64]; int type; } pending_t;
 
 static const char *s_insert =
     "INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
-    " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance)"
-    " VALUES ($1, $2, 'inbound', $3, $4, $5, $6, to_timestamp($7::float8 / 1e6),"
+    " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance, leg)"
+    " VALUES ($1, $2, $17, $3, $4, $5, $6, to_timestamp($7::float8 / 1e6),"
     " CASE WHEN $8::bigint = 0 THEN NULL ELSE to_timestamp($8::float8 / 1e6) END, to_timestamp($9::float8 / 1e6),"
-    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16)";
+    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18)";
 
 /* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
 static int
@@ -66,8 +76,9 @@ s_store(gw_server_t *self, const gw_cdr_t *c)
     snprintf(received, sizeof received, "%" PRIu64, c->rtp_received);
     const char *p[] = { c->call_id, c->sip_call_id, c->caller, c->dialled, c->source, c->codec, started, answered,
                         ended, cause, c->hangup_by, c->reason, sent, received, c->dtmf,
-                        cc_service_instance(self->svc) };
-    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 16, p, NULL);
+                        cc_service_instance(self->svc), c->direction[0] ? c->direction : "inbound",
+                        c->leg[0] ? c->leg : "caller" };
+    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 18, p, NULL);
     if (rc) CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id,
                      cc_pg_error(cc_service_pg(self->svc)));
     else cc_metric_add(self->m_cdrs, 1);
@@ -88,18 +99,124 @@ s_keep(gw_server_t *self, const gw_cdr_t *c)
     cc_metric_set(self->m_cdr_backlog, (int64_t) self->nbacklog);
 }
 
+/* ------------------------------------------------------------ acd requests */
+
 static void
-s_on_cdr(void *arg, void *sock)
+s_on_acd_reply(void *arg, const Cc__Reply *reply)
+{
+    pending_t *p = arg;
+    gw_server_t *self = p->server;
+    if (reply->status != CC__STATUS__STATUS_OK && self->media) {
+        if (p->type == GW_MSG_ENQUEUE) {
+            /* No dead air: a caller acd cannot take is released with a reason. */
+            CC_WARN("acd refused the call; releasing it", "call_id=%s error=\"%s\"", p->call_id, reply->error);
+            gw_media_hangup(self->media, p->call_id, "queue unavailable");
+        } else if (p->type == GW_MSG_ANSWERED) {
+            CC_WARN("acd did not accept the answer; agent leg dropped", "call_id=%s agent_id=%s error=\"%s\"",
+                    p->call_id, p->agent, reply->error);
+            gw_media_drop_agent(self->media, p->call_id);
+        } else {
+            CC_WARN("acd request failed", "call_id=%s type=%d error=\"%s\"", p->call_id, p->type, reply->error);
+        }
+    }
+    free(p);
+}
+
+static void
+s_acd(gw_server_t *self, int type, const char *method, const char *call_id, const char *agent, const void *msg)
+{
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p) abort();
+    p->server = self;
+    p->type = type;
+    snprintf(p->call_id, sizeof p->call_id, "%s", call_id);
+    snprintf(p->agent, sizeof p->agent, "%s", agent ? agent : "");
+    uint8_t buf[1024];
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    if (len > sizeof buf) { free(p); return; }
+    protobuf_c_message_pack(msg, buf);
+    cc_rpc_call(self->acd, method, call_id, buf, len, 5000, s_on_acd_reply, p);
+}
+
+/* A message from the media thread. */
+static void
+s_on_media_msg(void *arg, void *sock)
 {
     gw_server_t *self = arg;
     zframe_t *f = zframe_recv(sock);
     if (!f) return;
-    if (zframe_size(f) == sizeof(gw_cdr_t)) {
-        gw_cdr_t c;
-        memcpy(&c, zframe_data(f), sizeof c);
-        if (self->nbacklog || s_store(self, &c)) s_keep(self, &c);   /* keep the order */
+    if (zframe_size(f) == sizeof(gw_msg_t)) {
+        gw_msg_t msg;
+        memcpy(&msg, zframe_data(f), sizeof msg);
+        if (msg.type == GW_MSG_CDR) {
+            if (self->nbacklog || s_store(self, &msg.cdr)) s_keep(self, &msg.cdr);   /* keep the order */
+        } else if (msg.type == GW_MSG_ENQUEUE) {
+            Cc__Enqueue e = CC__ENQUEUE__INIT;
+            e.call_id = msg.call_id;
+            e.queue = msg.queue;
+            e.caller = msg.caller;
+            s_acd(self, msg.type, "acd.enqueue", msg.call_id, NULL, &e.base);
+        } else {
+            Cc__CallRef r = CC__CALL_REF__INIT;
+            r.call_id = msg.call_id;
+            r.agent_id = msg.agent;
+            r.reason = msg.reason;
+            const char *method = msg.type == GW_MSG_ANSWERED ? "acd.answered"
+                               : msg.type == GW_MSG_REJECTED ? "acd.rejected" : "acd.ended";
+            s_acd(self, msg.type, method, msg.call_id, msg.agent, &r.base);
+        }
     }
     zframe_destroy(&f);
+}
+
+/* ------------------------------------------------------- gateway requests */
+
+static void
+s_offer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    gw_server_t *self = arg;
+    Cc__AgentOffer *o = cc__agent_offer__unpack(NULL, req->payload.len, req->payload.data);
+    if (!o || !o->call_id[0] || !o->agent_id[0] || strlen(o->call_id) > 63 || strlen(o->agent_id) > 63
+        || strlen(o->extension) > 63) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "malformed AgentOffer", NULL, 0);
+    } else if (strcmp(o->kind, "callback") == 0) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "outbound callbacks are not dialled by this gateway yet", NULL, 0);
+    } else if (gw_media_offer(self->media, o->call_id, o->agent_id, o->extension, self->ring_ms)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "media thread unavailable", NULL, 0);
+    } else {
+        cc_rpc_reply(call, CC__STATUS__STATUS_OK, NULL, NULL, 0);   /* ringing; the answer comes as acd.answered */
+    }
+    if (o) cc__agent_offer__free_unpacked(o, NULL);
+}
+
+static const cc_rpc_method_t s_methods[] = {
+    { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },
+    CC_RPC_METHODS_END
+};
+
+/* The phones' credentials (HA1 values) from telephony.sip_users. */
+static void
+s_load_users(gw_server_t *self)
+{
+    PGresult *res = NULL;
+    if (cc_pg_exec(cc_service_pg(self->svc), "gw_users", 0, NULL, &res)) return;
+    int n = PQntuples(res);
+    gw_user_t *users = calloc((size_t) n + 1, sizeof *users);
+    if (!users) abort();
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        const char *hex = PQgetvalue(res, i, 1);
+        if (strlen(hex) != 32) continue;
+        snprintf(users[good].user, sizeof users[good].user, "%s", PQgetvalue(res, i, 0));
+        for (int k = 0; k < 16; k++) {
+            unsigned v;
+            sscanf(hex + 2 * k, "%2x", &v);
+            users[good].ha1[k] = (uint8_t) v;
+        }
+        good++;
+    }
+    PQclear(res);
+    gw_media_set_users(self->media, users, (size_t) good);
 }
 
 /* Every second: stores what waited for the database, and the call gauge. */
@@ -107,7 +224,11 @@ static void
 s_on_timer(uv_timer_t *t)
 {
     gw_server_t *self = t->data;
+    if (!self->media) return;
     cc_metric_set(self->m_calls, gw_media_calls(self->media));
+    cc_metric_set(self->m_regs, gw_media_registrations(self->media));
+    static int ticks;
+    if (++ticks % 30 == 0) s_load_users(self);
     size_t done = 0;
     while (done < self->nbacklog && cc_pg_check(cc_service_pg(self->svc)) == 0 && s_store(self, &self->backlog[done]) == 0)
         done++;
@@ -127,7 +248,7 @@ s_on_stop(void *arg)
 {
     gw_server_t *self = arg;
     gw_media_stop(&self->media);
-    while (self->cdr && (zsock_events(self->cdr) & ZMQ_POLLIN)) s_on_cdr(self, self->cdr);
+    while (self->cdr && (zsock_events(self->cdr) & ZMQ_POLLIN)) s_on_media_msg(self, self->cdr);
 }
 
 gw_server_t *
@@ -141,11 +262,14 @@ gw_server_new(cc_service_t *svc)
     self->m_calls = cc_metrics_gauge(m, "gateway_calls", NULL, "Calls in progress");
     self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
     self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
+    self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
+    self->ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_RING_MS");
     cc_pg_statement(cc_service_pg(svc), "gw_cdr", s_insert);
+    cc_pg_statement(cc_service_pg(svc), "gw_users", "SELECT username, ha1 FROM telephony.sip_users WHERE enabled");
     self->cdr = zsock_new_pull("@" CDR_ENDPOINT);
     if (!self->cdr) goto err;
     zsock_set_rcvhwm(self->cdr, 0);
-    cc_loop_add_zsock(cc_service_loop(svc), self->cdr, s_on_cdr, self);
+    cc_loop_add_zsock(cc_service_loop(svc), self->cdr, s_on_media_msg, self);
     char prompts[1024];
     cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_PROMPTS_DIR"), prompts, sizeof prompts);
     if (cc_cfg_int(cfg, "GATEWAY_RTP_MIN") >= cc_cfg_int(cfg, "GATEWAY_RTP_MAX")) {
@@ -162,6 +286,16 @@ gw_server_new(cc_service_t *svc)
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;
+    s_load_users(self);
+    cc_rpc_client_opts_t co = { .endpoint = cc_cfg_str(cfg, "GATEWAY_ACD_RPC"), .source = cc_service_instance(svc),
+                                .retry_ms = (int) cc_cfg_int(cfg, "CC_RPC_RETRY_MS"),
+                                .max_attempts = (int) cc_cfg_int(cfg, "CC_RPC_MAX_ATTEMPTS"), .metrics = m };
+    self->acd = cc_rpc_client_new(&co);
+    if (!self->acd) goto err;
+    cc_rpc_client_attach(self->acd, cc_service_loop(svc));
+    self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "GATEWAY_RPC"), s_methods, self, m);
+    if (!self->rpc) goto err;
+    cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
     self->timer = malloc(sizeof *self->timer);
     if (!self->timer) abort();
     uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->timer);
@@ -180,9 +314,11 @@ gw_server_destroy(gw_server_t **self_p)
     if (!self_p || !*self_p) return;
     gw_server_t *self = *self_p;
     gw_media_stop(&self->media);
+    cc_rpc_server_destroy(&self->rpc);
+    cc_rpc_client_destroy(&self->acd);
     if (self->timer) uv_close((uv_handle_t *) self->timer, s_free_handle);
     if (self->cdr) {
-        while (zsock_events(self->cdr) & ZMQ_POLLIN) s_on_cdr(self, self->cdr);
+        while (zsock_events(self->cdr) & ZMQ_POLLIN) s_on_media_msg(self, self->cdr);
         cc_loop_remove_zsock(cc_service_loop(self->svc), self->cdr);
         zsock_destroy(&self->cdr);
     }

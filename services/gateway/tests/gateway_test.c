@@ -48,7 +48,7 @@ s_sipp(const char *scenario, const char *service, int calls, const char *extra1,
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
     snprintf(m, sizeof m, "%d", calls);
     snprintf(lp, sizeof lp, "%d", s_local_port = cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 20000 + (getpid() % 100) * 100);
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20);   /* outside the stack's RTP range */
     snprintf(log, sizeof log, "sipp-%s", scenario);
     /* 50 new calls a second: under the gateway's limit of 60 per source. */
     const char *args[] = { "-sf", sf, "-s", service, "-m", m, "-l", m, "-r", "50", "-p", lp, "-mp", mp,
