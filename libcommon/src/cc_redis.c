@@ -147,6 +147,7 @@ s_connect_once(cc_redis_t *self)
         if (bad) {
             redisFree(self->ctx);
             self->ctx = NULL;
+            atomic_store(&self->healthy, false);
             return CC_ECONN;
         }
     }

@@ -55,7 +55,7 @@ struct _cc_service_t {
     hook_t reload_hooks[MAX_HOOKS];
     int nreload;
     check_t checks[MAX_CHECKS];
-    int nchecks;
+    _Atomic int nchecks;       /* HTTP threads read entries below it */
     uv_timer_t health_timer;
     char heartbeat_topic[128];
     _Atomic int64_t last_heartbeat_ms;
@@ -92,7 +92,8 @@ s_healthz(struct mg_connection *conn, void *arg)
     cc_service_t *self = arg;
     json_t *checks = json_object();
     bool ok = true;
-    for (int i = 0; i < self->nchecks; i++) {
+    int n = atomic_load_explicit(&self->nchecks, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
         bool up = self->checks[i].fn(self->checks[i].arg);
         ok = ok && up;
         json_object_set_new(checks, self->checks[i].name, json_string(up ? "ok" : "down"));
@@ -320,8 +321,10 @@ cc_service_on_reload(cc_service_t *self, cc_service_hook_fn *fn, void *arg)
 void
 cc_service_add_check(cc_service_t *self, const char *name, cc_service_check_fn *fn, void *arg)
 {
-    assert(self->nchecks < MAX_CHECKS);
-    self->checks[self->nchecks++] = (check_t) { name, fn, arg };
+    int n = atomic_load(&self->nchecks);
+    assert(n < MAX_CHECKS);
+    self->checks[n] = (check_t) { name, fn, arg };
+    atomic_store_explicit(&self->nchecks, n + 1, memory_order_release);   /* entry first, then the count */
 }
 
 cc_cfg_t *cc_service_cfg(cc_service_t *self) { return self->cfg; }

@@ -18,6 +18,14 @@ cc_mono_ms(void)
 }
 
 int64_t
+cc_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
 cc_wall_us(void)
 {
     struct timespec ts;

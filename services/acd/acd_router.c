@@ -119,9 +119,10 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *op_name, int a
     for (int i = 0; i < argc; i++) op->argv[op->argc++] = strdup(args[i] ? args[i] : "");
     for (int i = 0; i < op->argc; i++) if (!op->argv[i]) abort();
     if (cc_redis_pipeline_eval(self->redis, "acd", 0, NULL, op->argc, (const char **) op->argv)) {
-        /* Not queued: fail it now, after the ones already queued. */
-        acd_router_flush(self);
+        /* Not queued: fail it now, after the ones already queued (the flush
+         * frees the array op points into: copy it first). */
         op_t copy = *op;
+        acd_router_flush(self);
         s_deliver(self, &copy, NULL);
         s_op_free(&copy);
         return;

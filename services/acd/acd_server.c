@@ -114,11 +114,11 @@ s_offer(acd_server_t *self, const char *const *v)
     offer.caller = (char *) v[7];
     offer.kind = (char *) v[9];
     offer.callback_number = (char *) v[10];
-    char *flags[16];
-    char flagbuf[256];
+    char *flags[64];
+    char flagbuf[512];
     snprintf(flagbuf, sizeof flagbuf, "%s", v[8]);
     size_t nflags = 0;
-    for (char *save, *f = strtok_r(flagbuf, ",", &save); f && nflags < 16; f = strtok_r(NULL, ",", &save))
+    for (char *save, *f = strtok_r(flagbuf, ",", &save); f && nflags < 64; f = strtok_r(NULL, ",", &save))
         flags[nflags++] = f;
     offer.blacklist_flags = flags;
     offer.n_blacklist_flags = nflags;

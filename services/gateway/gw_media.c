@@ -29,6 +29,7 @@
 enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS };
 
 #define MAX_REGS 4096
+#define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
 #define NONCE_TTL_MS 300000
 
@@ -86,6 +87,7 @@ struct _gw_media_t {
     size_t nusers;
     reg_t *regs;
     _Atomic int nregs;
+    _Atomic uint64_t late_hist[LATE_BUCKETS];   /* RTP send lateness, 100 us buckets */
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
 };
@@ -122,6 +124,7 @@ struct gw_call {
     size_t pos;
     uint32_t ts, ssrc_seq;
     uint64_t tx_start, tx_n;
+    int64_t tx_start_us;
     int last_digit_ts_valid;
     uint32_t last_digit_ts;
     gw_cdr_t cdr;
@@ -275,6 +278,11 @@ s_on_tx(void *arg)
     uint64_t now = tmr_jiffies();
     tmr_start(&c->tx_tmr, due > now ? due - now : 0, s_on_tx, c);
     c->tx_n++;
+    /* How late this frame leaves against its ideal 20 ms slot. */
+    int64_t late = cc_mono_us() - (c->tx_start_us + (int64_t) c->tx_n * PTIME * 1000);
+    size_t bucket = late <= 0 ? 0 : (size_t) (late / 100);
+    atomic_fetch_add_explicit(&c->media->late_hist[bucket < LATE_BUCKETS ? bucket : LATE_BUCKETS - 1], 1,
+                              memory_order_relaxed);
     if (c->bridged || !c->prompt || c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
     int16_t pcm[FRAME];
     for (int i = 0; i < FRAME; i++) {
@@ -704,6 +712,7 @@ s_answer(void *arg)
     ans.call_id = c->cdr.call_id;
     s_publish(m, "call.answered", c->cdr.call_id, &ans);
     c->tx_start = tmr_jiffies();
+    c->tx_start_us = cc_mono_us();
     tmr_start(&c->tx_tmr, PTIME, s_on_tx, c);
     if (c->queued) {
         gw_msg_t msg;
@@ -1153,6 +1162,21 @@ gw_media_stop(gw_media_t **self_p)
 }
 
 int gw_media_calls(gw_media_t *self) { return atomic_load(&self->ncalls); }
+
+int64_t
+gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < LATE_BUCKETS; i++) total += atomic_load_explicit(&self->late_hist[i], memory_order_relaxed);
+    if (frames_p) *frames_p = total;
+    if (!total) return 0;
+    uint64_t want = (uint64_t) ((double) total * quantile), seen = 0;
+    for (int i = 0; i < LATE_BUCKETS; i++) {
+        seen += atomic_load_explicit(&self->late_hist[i], memory_order_relaxed);
+        if (seen >= want) return (int64_t) (i + 1) * 100;
+    }
+    return LATE_BUCKETS * 100;
+}
 
 int
 gw_media_registrations(gw_media_t *self)

@@ -68,6 +68,10 @@ gw_media_t *gw_media_start(const gw_media_opts_t *opts);
 void gw_media_stop(gw_media_t **self_p);
 /* Calls in progress (thread-safe). */
 int gw_media_calls(gw_media_t *self);
+/* The quantile (0.99) of how late RTP frames left against their 20 ms
+ * schedule, in microseconds, over all frames sent so far (thread-safe);
+ * *frames_p (may be NULL) gets how many frames that covers. */
+int64_t gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p);
 /* Phones registered now (thread-safe). */
 int gw_media_registrations(gw_media_t *self);
 

@@ -48,7 +48,7 @@ struct _gw_server_t {
     gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
     size_t nbacklog;
     uv_timer_t *timer;
-    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_late_p99, *m_frames;
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *acd;
     int ring_ms;
@@ -227,6 +227,9 @@ s_on_timer(uv_timer_t *t)
     if (!self->media) return;
     cc_metric_set(self->m_calls, gw_media_calls(self->media));
     cc_metric_set(self->m_regs, gw_media_registrations(self->media));
+    uint64_t frames;
+    cc_metric_set(self->m_late_p99, gw_media_send_late_us(self->media, 0.99, &frames));
+    cc_metric_set(self->m_frames, (int64_t) frames);
     static int ticks;
     if (++ticks % 30 == 0) s_load_users(self);
     size_t done = 0;
@@ -263,6 +266,9 @@ gw_server_new(cc_service_t *svc)
     self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
     self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
     self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
+    self->m_late_p99 = cc_metrics_gauge(m, "gateway_rtp_send_late_p99_us", NULL,
+                                        "99th percentile of how late RTP frames left their 20 ms slot");
+    self->m_frames = cc_metrics_gauge(m, "gateway_rtp_frames_sent", NULL, "RTP frames sent from prompts");
     self->ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_RING_MS");
     cc_pg_statement(cc_service_pg(svc), "gw_cdr", s_insert);
     cc_pg_statement(cc_service_pg(svc), "gw_users", "SELECT username, ha1 FROM telephony.sip_users WHERE enabled");

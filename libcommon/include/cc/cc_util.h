@@ -7,6 +7,8 @@
 
 /* Monotonic milliseconds (for deadlines and durations). */
 int64_t cc_mono_ms(void);
+/* Monotonic microseconds. */
+int64_t cc_mono_us(void);
 /* Wall clock, microseconds since the epoch (for timestamps on the wire). */
 int64_t cc_wall_us(void);
 void cc_sleep_ms(int ms);

@@ -166,7 +166,7 @@ local function reserve(call, c, agent, a)
   local q = c.queue
   local conf = qconf(q) or {}
   redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-  if timed(c, conf) then redis.call('ZREM', 'acd:due', call) end
+  redis.call('ZREM', 'acd:due', call)
   local seq = redis.call('INCR', 'acd:seq')
   redis.call('HSET', 'acd:agent:' .. agent, 'last_offer', seq)
   set_state(agent, a, 'reserved', '', call)
@@ -186,12 +186,16 @@ local function route_call(call)
   if tonumber(c.hold_until or 0) > now then return end   -- a callback waiting to retry
   local skills = effective_skills(c, conf, now - tonumber(c.qenq or c.enq))
   if c.last_agent ~= '' and tonumber(c.sticky_until or 0) > now then
-    -- Held for the agent who served this customer last.
+    -- Held for the agent who served this customer last, while that agent is
+    -- still logged in to the queue; otherwise anyone may take it.
     local agent = c.last_agent
     if redis.call('ZSCORE', 'acd:queue:' .. q .. ':ready', agent) then
       reserve(call, c, agent, hgetall('acd:agent:' .. agent))
+      return
     end
-    return
+    if redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', agent) == 1 then return end
+    redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0)
+    c.sticky_until = '0'
   end
   -- Usually the first ready agent qualifies: read a page, then more.
   for first = 0, SCAN - 1, PAGE do
@@ -223,7 +227,14 @@ local function route_agent(agent)
           local call, rank = calls[i], tonumber(calls[i + 1])
           if best_rank and rank >= best_rank then done = true break end
           local c = hgetall('acd:call:' .. call)
-          local held = (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
+          if not c then
+            -- A wait-set entry without its call: drop it rather than fail.
+            redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
+            c = { last_agent = '', sticky_until = '0', hold_until = '0', enq = tostring(now), skills = '' }
+            rank = math.huge
+          end
+          local held = rank == math.huge
+                       or (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
                        or tonumber(c.hold_until or 0) > now
           if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
             best, best_rank, best_c = call, rank, c
@@ -246,7 +257,7 @@ end
 local function finish_call(call, c)
   redis.call('DEL', 'acd:call:' .. call)
   if c.state == 'offered' then redis.call('ZREM', 'acd:offers', call) end
-  if timed(c, qconf(c.queue) or {}) then redis.call('ZREM', 'acd:due', call) end
+  redis.call('ZREM', 'acd:due', call)
 end
 
 -- When a waiting call's routing options change next: its sticky hold ends
@@ -290,7 +301,8 @@ local function overflow(call, c, to)
   redis.call('ZREM', 'acd:queue:' .. from .. ':wait', call)
   c.queue, c.qenq = to, tostring(now)
   local required = qconf(to).skills or ''
-  redis.call('HSET', 'acd:call:' .. call, 'queue', to, 'qenq', now, 'skills', required)
+  redis.call('HSET', 'acd:call:' .. call, 'queue', to, 'qenq', now, 'skills', required, 'sticky_until', 0)
+  c.sticky_until = '0'
   c.skills = required
   redis.call('ZADD', 'acd:queue:' .. to .. ':wait', tonumber(c.rank), call)
   emit({ 'overflowed', call, from, to, tostring(now - tonumber(c.enq)) })
@@ -315,6 +327,11 @@ local function withdraw_offer(call, c, reason)
   local a = load_agent(agent)
   redis.call('ZREM', 'acd:offers', call)
   redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '')
+  if c.last_agent == agent then
+    -- The agent it waited for did not take it: no longer held for them.
+    redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0)
+    c.sticky_until = '0'
+  end
   redis.call('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
   schedule(call, c, qconf(c.queue) or {})
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'not_ready', reason, '') end
@@ -388,7 +405,8 @@ function ops.set_state(agent, state, reason, force)
       if conf and conf.leave_empty == '1' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
         -- Nobody left to answer: the callers are told at once, not kept waiting.
         for _, call in ipairs(redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
-          leave(call, hgetall('acd:call:' .. call), 'empty')
+          local c = hgetall('acd:call:' .. call)
+          if c then leave(call, c, 'empty') else redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call) end
         end
       end
     end
@@ -428,7 +446,9 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   local required = conf.skills or ''
   if skills and skills ~= '' then required = (required ~= '' and (required .. ',') or '') .. skills end
   local sticky_until = 0
-  if last_agent and last_agent ~= '' and tonumber(conf.sticky_ms or 0) > 0 then
+  if last_agent and last_agent ~= '' and tonumber(conf.sticky_ms or 0) > 0
+     and redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', last_agent) == 1 then
+    -- Held for the last agent only while that agent is logged in to the queue.
     sticky_until = now + tonumber(conf.sticky_ms)
   end
   redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', now, 'qenq', now, 'rank', rank,
