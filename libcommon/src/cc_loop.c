@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define DRAIN_BATCH 256
 
@@ -177,6 +178,17 @@ cc_loop_on_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg)
     self->turn[self->nturn].fn = fn;
     self->turn[self->nturn].arg = arg;
     self->nturn++;
+}
+
+void
+cc_loop_off_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg)
+{
+    for (int i = 0; i < self->nturn; i++)
+        if (self->turn[i].fn == fn && self->turn[i].arg == arg) {
+            memmove(&self->turn[i], &self->turn[i + 1], (size_t) (self->nturn - i - 1) * sizeof self->turn[0]);
+            self->nturn--;
+            return;
+        }
 }
 
 static void

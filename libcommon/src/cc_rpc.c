@@ -17,6 +17,7 @@
 
 #define REPLY_GRACE_US (5 * 1000000LL)   /* keep a reply this long past the deadline */
 #define PURGE_EVERY_MS 1000
+#define MAX_KEEP_US (60 * 1000000LL)
 
 /* Packs a protobuf message into a new buffer (caller frees). */
 static uint8_t *
@@ -169,9 +170,13 @@ cc_rpc_reply(cc_rpc_call_t *call, Cc__Status status, const char *error,
     assert(e && e->state == ENTRY_RUNNING);
     e->reply = s_pack(&reply.base, &e->reply_len);
     e->state = ENTRY_DONE;
-    int64_t deadline = call->req->deadline_us ? call->req->deadline_us : cc_wall_us();
-    e->expires_us = (deadline > cc_wall_us() ? deadline : cc_wall_us()) + REPLY_GRACE_US;
+    /* Kept while the client may still retry: its time left, at most a minute. */
+    int64_t left = call->req->timeout_us > 0 ? call->req->timeout_us : 0;
+    if (left > MAX_KEEP_US) left = MAX_KEEP_US;
+    e->expires_us = cc_mono_us() + left + REPLY_GRACE_US;
     s_send_reply(self, e->peer, e->reply, e->reply_len);
+    /* "Unavailable" is not an outcome: a retry may find the dependency back. */
+    if (status == CC__STATUS__STATUS_UNAVAILABLE) zhashx_delete(self->entries, call->request_id);
     s_call_free(call);
 }
 
@@ -187,7 +192,7 @@ cc_rpc_reply_msg(cc_rpc_call_t *call, const void *msg)
 static void
 s_purge(cc_rpc_server_t *self)
 {
-    int64_t now = cc_wall_us();
+    int64_t now = cc_mono_us();
     self->last_purge_us = now;
     zlistx_t *keys = zhashx_keys(self->entries);
     for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
@@ -237,7 +242,7 @@ s_handle_one(cc_rpc_server_t *self)
         cc__request__free_unpacked(req, NULL);
         return true;
     }
-    if (req->deadline_us && req->deadline_us < cc_wall_us()) {
+    if (req->timeout_us < 0) {
         if (self->m_expired) cc_metric_add(self->m_expired, 1);
         CC_WARN("rpc request past its deadline dropped", "method=%s request_id=%s", req->method, req->request_id);
         cc__request__free_unpacked(req, NULL);
@@ -310,7 +315,7 @@ cc_rpc_server_poll(cc_rpc_server_t *self, int timeout_ms)
     zmq_pollitem_t item = { zsock_resolve(self->router), 0, ZMQ_POLLIN, 0 };
     for (;;) {
         while (s_handle_one(self)) handled++;
-        if (cc_wall_us() - self->last_purge_us > PURGE_EVERY_MS * 1000LL) s_purge(self);
+        if (cc_mono_us() - self->last_purge_us > PURGE_EVERY_MS * 1000LL) s_purge(self);
         long wait = (long) (deadline - zclock_mono());
         if (wait <= 0 || handled) return handled;
         if (zmq_poll(&item, 1, wait) < 0) return handled;
@@ -432,14 +437,17 @@ s_new_id(cc_rpc_client_t *self, char *buf, size_t cap)
     snprintf(buf, cap, "%s-%s-%" PRIu64, self->source, self->boot, ++self->counter);
 }
 
+/* deadline_us is on the monotonic clock; the wire carries the time left. */
 static int
 s_send_request(cc_rpc_client_t *self, const char *id, const char *method, const char *trace_id,
                const void *payload, size_t len, int64_t deadline_us, int attempt)
 {
     Cc__Request req = CC__REQUEST__INIT;
+    int64_t left = deadline_us - cc_mono_us();
     req.request_id = (char *) id;
     req.method = (char *) method;
-    req.deadline_us = deadline_us;
+    req.timeout_us = left > 0 ? left : 1;
+    req.deadline_us = cc_wall_us() + req.timeout_us;
     req.attempt = (uint32_t) attempt;
     req.source = self->source;
     req.trace_id = (char *) (trace_id ? trace_id : "");
@@ -488,7 +496,7 @@ s_pending_timer(uv_timer_t *t)
 {
     pending_t *p = (pending_t *) t;
     cc_rpc_client_t *self = p->client;
-    if (cc_wall_us() >= p->deadline_us) {
+    if (cc_mono_us() >= p->deadline_us) {
         if (self->m_timeouts) cc_metric_add(self->m_timeouts, 1);
         CC_WARN("rpc request timed out", "method=%s request_id=%s attempts=%d", p->method, p->request_id, p->attempts);
         s_finish_status(p, CC__STATUS__STATUS_TIMEOUT, "deadline passed");
@@ -506,7 +514,7 @@ s_pending_timer(uv_timer_t *t)
 static void
 s_arm(pending_t *p)
 {
-    int64_t left_ms = (p->deadline_us - cc_wall_us() + 999) / 1000;
+    int64_t left_ms = (p->deadline_us - cc_mono_us() + 999) / 1000;
     if (left_ms < 0) left_ms = 0;
     int64_t wait = p->attempts < p->client->max_attempts && p->client->retry_ms < left_ms
                  ? p->client->retry_ms : left_ms;
@@ -551,7 +559,7 @@ cc_rpc_call(cc_rpc_client_t *self, const char *method, const char *trace_id,
     if (!p->request_id || !p->method || !p->trace_id || !p->payload) abort();
     if (len) memcpy(p->payload, payload, len);
     p->len = len;
-    p->deadline_us = cc_wall_us() + (int64_t) timeout_ms * 1000;
+    p->deadline_us = cc_mono_us() + (int64_t) timeout_ms * 1000;
     p->attempts = 1;
     p->fn = fn;
     p->arg = arg;
@@ -569,10 +577,10 @@ cc_rpc_call_sync(cc_rpc_client_t *self, const char *method, const void *payload,
     assert(!self->loop);
     char id[128];
     s_new_id(self, id, sizeof id);
-    int64_t deadline_us = cc_wall_us() + (int64_t) timeout_ms * 1000;
+    int64_t deadline_us = cc_mono_us() + (int64_t) timeout_ms * 1000;
     int attempts = 1;
     s_send_request(self, id, method, NULL, payload, len, deadline_us, attempts);
-    int64_t next_retry = cc_wall_us() + self->retry_ms * 1000LL;
+    int64_t next_retry = cc_mono_us() + self->retry_ms * 1000LL;
     zmq_pollitem_t item = { zsock_resolve(self->dealer), 0, ZMQ_POLLIN, 0 };
     for (;;) {
         bool got;
@@ -584,7 +592,7 @@ cc_rpc_call_sync(cc_rpc_client_t *self, const char *method, const void *payload,
             }
             if (reply) cc__reply__free_unpacked(reply, NULL);   /* stale */
         }
-        int64_t now = cc_wall_us();
+        int64_t now = cc_mono_us();
         if (now >= deadline_us) {
             if (self->m_timeouts) cc_metric_add(self->m_timeouts, 1);
             return CC_ETIMEDOUT;

@@ -318,6 +318,23 @@ cc_service_on_reload(cc_service_t *self, cc_service_hook_fn *fn, void *arg)
     self->reload_hooks[self->nreload++] = (hook_t) { fn, arg };
 }
 
+/* Drops every hook whose argument is arg, keeping the others' order. */
+static int
+s_hooks_without(hook_t *hooks, int n, void *arg)
+{
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (hooks[i].arg != arg) hooks[kept++] = hooks[i];
+    return kept;
+}
+
+void
+cc_service_off(cc_service_t *self, void *arg)
+{
+    self->nstop = s_hooks_without(self->stop_hooks, self->nstop, arg);
+    self->nreload = s_hooks_without(self->reload_hooks, self->nreload, arg);
+}
+
 void
 cc_service_add_check(cc_service_t *self, const char *name, cc_service_check_fn *fn, void *arg)
 {

@@ -588,15 +588,26 @@ s_load_queues(acd_server_t *self)
     PGresult *res = NULL;
     if (cc_pg_exec(cc_service_pg(self->svc), "acd_queues", 0, NULL, &res)) return -1;
     int n = PQntuples(res);
+    char *names = NULL;
+    size_t names_len = 0;
+    FILE *list = open_memstream(&names, &names_len);
+    if (!list) abort();
+    for (int i = 0; i < n; i++) fprintf(list, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+    fclose(list);
     for (int i = 0; i < n; i++) {
         const char *args[23];
         for (int c = 0; c < 23; c++) args[c] = PQgetvalue(res, i, c);
         if (s_run(self, "queue", 23, args) != CC__STATUS__STATUS_OK) {
             PQclear(res);
+            free(names);
             return -1;
         }
     }
     PQclear(res);
+    const char *prune[] = { names };
+    Cc__Status st = s_run(self, "prune", 1, prune);
+    free(names);
+    if (st != CC__STATUS__STATUS_OK) return -1;
     CC_DEBUG("queues loaded", "count=%d", n);
     return n;
 }
@@ -706,6 +717,8 @@ acd_server_destroy(acd_server_t **self_p)
     if (!self_p || !*self_p) return;
     acd_server_t *self = *self_p;
     self->stopping = true;   /* offers still ringing expire by the tick of another instance */
+    cc_loop_off_turn_end(cc_service_loop(self->svc), s_on_turn_end, self);
+    cc_service_off(self->svc, self);
     if (self->router) acd_router_flush(self->router);   /* answer what was asked */
     if (self->tick) uv_close((uv_handle_t *) self->tick, s_free_handle);
     if (self->reload) uv_close((uv_handle_t *) self->reload, s_free_handle);

@@ -319,6 +319,7 @@ gw_server_destroy(gw_server_t **self_p)
 {
     if (!self_p || !*self_p) return;
     gw_server_t *self = *self_p;
+    cc_service_off(self->svc, self);
     gw_media_stop(&self->media);
     cc_rpc_server_destroy(&self->rpc);
     cc_rpc_client_destroy(&self->acd);

@@ -32,6 +32,8 @@ void cc_loop_remove_zsock(cc_loop_t *self, void *zsock);
  * sends cannot hide a socket's input, which is checked after). */
 typedef void (cc_turn_fn)(void *arg);
 void cc_loop_on_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg);
+/* Removes a turn-end hook (before arg is freed). */
+void cc_loop_off_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg);
 
 /* Calls fn on the loop when signum arrives (libuv's self-pipe: the handler
  * only records it). */

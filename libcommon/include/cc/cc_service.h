@@ -65,6 +65,8 @@ void cc_service_stop(cc_service_t *self);
  * order of registration) and on SIGHUP. */
 void cc_service_on_stop(cc_service_t *self, cc_service_hook_fn *fn, void *arg);
 void cc_service_on_reload(cc_service_t *self, cc_service_hook_fn *fn, void *arg);
+/* Removes hooks registered with arg (before arg is freed). */
+void cc_service_off(cc_service_t *self, void *arg);
 /* Adds a component to /healthz; fn runs on an HTTP thread (thread-safe). */
 void cc_service_add_check(cc_service_t *self, const char *name, cc_service_check_fn *fn, void *arg);
 

@@ -631,6 +631,25 @@ function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, sk
   return { { 'ok', q } }
 end
 
+-- prune names: queues not in the comma-separated list were deleted from
+-- acd.queues; their waiting calls leave (queue_removed) and their keys go.
+function ops.prune(names)
+  local keep = {}
+  for _, q in ipairs(split(names, ',')) do keep[q] = true end
+  for _, q in ipairs(redis.call('SMEMBERS', 'acd:queues')) do
+    if not keep[q] then
+      for _, call in ipairs(redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
+        local c = hgetall('acd:call:' .. call)
+        if c then leave(call, c, 'queue_removed') end
+      end
+      redis.call('SREM', 'acd:queues', q)
+      redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready',
+                 'acd:queue:' .. q .. ':members')
+    end
+  end
+  return out
+end
+
 -- open q flag: the calendar's verdict for queue q ("1" open, "0" closed).
 function ops.open(q, flag)
   if not qconf(q) then return fail('not_found', 'no queue ' .. tostring(q)) end

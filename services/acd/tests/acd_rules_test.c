@@ -15,11 +15,13 @@
  * closed_queue_rejects_or_overflows
  * callback_keeps_its_place_and_is_retried
  * supervisor_force_logout_takes_a_ringing_agent_off
- * flagged_callers_go_to_their_queue_and_positions_are_announced */
+ * flagged_callers_go_to_their_queue_and_positions_are_announced
+ * deleted_queue_is_pruned_on_reload */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
 #include "cc/cc_log.h"
+#include "cc/cc_pg.h"
 #include "cc/cc_util.h"
 #include "agent.pb-c.h"
 #include "queue.pb-c.h"
@@ -491,6 +493,23 @@ flagged_callers_go_to_their_queue_and_positions_are_announced(void)
     TEST_PASS(__func__);
 }
 
+static void
+deleted_queue_is_pruned_on_reload(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t18-c1", "r4", 0, NULL, NULL) == 0, "a call waits in r4");
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    CHECK(cc_pg_connect(pg) == 0 && cc_pg_run(pg, "DELETE FROM acd.queues WHERE name = 'r4'", NULL) == 0, "delete r4");
+    cc_pg_destroy(&pg);
+    char err[256];
+    CHECK(fx_request(&s_fx, 1, "acd.reload", NULL, 0, err, sizeof err) == 0, "reload: %s", err);
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t18-c1", 2000);
+    CHECK(strcmp(l->reason, "queue_removed") == 0, "reason %s", l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    CHECK(fx_enqueue(&s_fx, 0, "t18-c2", "r4", 0, NULL, NULL) == CC__STATUS__STATUS_NOT_FOUND, "r4 is gone");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -517,9 +536,10 @@ main(void)
     callback_keeps_its_place_and_is_retried();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
+    deleted_queue_is_pruned_on_reload();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 15 passed, 0 failed\n");
+    printf("acd_rules_test: 16 passed, 0 failed\n");
     return 0;
 }
