@@ -139,8 +139,9 @@ main(void)
 
     static const int ours[] = { 100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500, 2000 };
     static const int kam[] = { 2000, 5000, 10000, 15000, 20000, 25000, 30000 };
-    int cps = s_cps(port, ours, sizeof ours / sizeof *ours);
-    int kcps = s_cps(kport, kam, sizeof kam / sizeof *kam);
+    bool skip_cps = getenv("BENCH_SKIP_CPS") != NULL;   /* media phase alone, when tuning */
+    int cps = skip_cps ? 0 : s_cps(port, ours, sizeof ours / sizeof *ours);
+    int kcps = skip_cps ? 0 : s_cps(kport, kam, sizeof kam / sizeof *kam);
 
     /* Concurrent calls with media both ways, on a fresh gateway (so its RTP
      * lateness figures cover this load only): ramp at 200 calls/s, hold. */

@@ -14,6 +14,18 @@
 
 #define RATE 8000
 
+/* Encodes the prompt once for each codec: the media path only copies. */
+static int
+s_encode(gw_prompt_t *p)
+{
+    p->pcmu = malloc(p->count);
+    p->pcma = malloc(p->count);
+    if (!p->pcmu || !p->pcma) abort();
+    gw_g711_encode(0, p->samples, p->pcmu, p->count);
+    gw_g711_encode(8, p->samples, p->pcma, p->count);
+    return 0;
+}
+
 int
 gw_prompt_load(gw_prompt_t *p, const char *dir, const char *name)
 {
@@ -26,7 +38,7 @@ gw_prompt_load(gw_prompt_t *p, const char *dir, const char *name)
         if (!p->samples) abort();
         for (size_t i = 0; i < RATE; i++)
             p->samples[i] = (int16_t) (8000 * sin(2 * M_PI * hz * (double) i / RATE));
-        return 0;
+        return s_encode(p);
     }
     if (strstr(name, "..") || name[0] == '/') return CC_EINVAL;
     char path[1024];
@@ -53,14 +65,17 @@ gw_prompt_load(gw_prompt_t *p, const char *dir, const char *name)
         return CC_EIO;
     }
     p->count = (size_t) got;
-    return 0;
+    return s_encode(p);
 }
 
 void
 gw_prompt_free(gw_prompt_t *p)
 {
     free(p->samples);
+    free(p->pcmu);
+    free(p->pcma);
     p->samples = NULL;
+    p->pcmu = p->pcma = NULL;
     p->count = 0;
 }
 

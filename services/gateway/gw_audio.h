@@ -11,6 +11,7 @@
 typedef struct {
     int16_t *samples;
     size_t count;
+    uint8_t *pcmu, *pcma;      /* the same, encoded once at load */
 } gw_prompt_t;
 
 /* Loads name: "tone:<hz>" (one second of that tone and a pause), or a WAV

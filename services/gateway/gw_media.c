@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 
 #define PTIME 20
 #define FRAME (8000 * PTIME / 1000)   /* samples per 20 ms packet */
@@ -284,26 +285,24 @@ s_on_tx(void *arg)
     atomic_fetch_add_explicit(&c->media->late_hist[bucket < LATE_BUCKETS ? bucket : LATE_BUCKETS - 1], 1,
                               memory_order_relaxed);
     if (c->bridged || !c->prompt || c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
-    int16_t pcm[FRAME];
-    for (int i = 0; i < FRAME; i++) {
-        pcm[i] = c->prompt->samples[c->pos++];
+    /* The prompt is encoded already: copy 20 ms of it, wrapping around. */
+    bool wrapped = false;
+    const uint8_t *src = c->pt == 8 ? c->prompt->pcma : c->prompt->pcmu;
+    uint8_t frame[RTP_HEADER_SIZE + FRAME];
+    struct mbuf mb = { .buf = frame, .size = sizeof frame, .pos = RTP_HEADER_SIZE, .end = sizeof frame };
+    for (size_t done = 0; done < FRAME;) {
+        size_t n = c->prompt->count - c->pos < FRAME - done ? c->prompt->count - c->pos : FRAME - done;
+        memcpy(frame + RTP_HEADER_SIZE + done, src + c->pos, n);
+        done += n;
+        c->pos += n;
         if (c->pos == c->prompt->count) {
             c->pos = 0;
-            if (c->announce) {
-                /* Played once: hang up. */
-                s_call_end(c, 200, "system", "announcement played");
-                return;
-            }
+            wrapped = true;
         }
     }
-    struct mbuf *mb = mbuf_alloc(RTP_HEADER_SIZE + FRAME);
-    if (!mb) return;
-    mb->pos = mb->end = RTP_HEADER_SIZE;
-    gw_g711_encode(c->pt, pcm, mb->buf + mb->pos, FRAME);
-    mb->end += FRAME;
-    if (rtp_send(c->rtp, &c->raddr, false, c->cdr.rtp_sent == 0, (uint8_t) c->pt, c->ts, mb) == 0) c->cdr.rtp_sent++;
+    if (rtp_send(c->rtp, &c->raddr, false, c->cdr.rtp_sent == 0, (uint8_t) c->pt, c->ts, &mb) == 0) c->cdr.rtp_sent++;
     c->ts += FRAME;
-    mem_deref(mb);
+    if (c->announce && wrapped) s_call_end(c, 200, "system", "announcement played");   /* played once: hang up */
 }
 
 static void
@@ -1052,6 +1051,15 @@ s_thread(void *arg)
     gw_media_t *m = arg;
     cc_log_set_trace(NULL);
     int err = libre_init();
+    /* Two sockets a call (RTP, RTCP): let libre's poll set and the process
+     * hold as many descriptors as the system allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (!err && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        err = fd_setsize(rl.rlim_cur > 1000000 ? 1000000 : (int) rl.rlim_cur);
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
