@@ -171,6 +171,27 @@ cc_loop_remove_zsock(cc_loop_t *self, void *zsock)
     }
 }
 
+static void s_free_timer(uv_handle_t *h) { free(h); }
+
+uv_timer_t *
+cc_loop_timer(cc_loop_t *self, uv_timer_cb fn, void *arg, uint64_t every_ms)
+{
+    uv_timer_t *t = malloc(sizeof *t);
+    if (!t) abort();
+    uv_timer_init(&self->uv, t);
+    t->data = arg;
+    uv_timer_start(t, fn, every_ms, every_ms);
+    return t;
+}
+
+void
+cc_loop_timer_close(uv_timer_t **timer_p)
+{
+    if (!timer_p || !*timer_p) return;
+    uv_close((uv_handle_t *) *timer_p, s_free_timer);   /* freed by libuv's close callback */
+    *timer_p = NULL;
+}
+
 void
 cc_loop_on_turn_end(cc_loop_t *self, cc_turn_fn *fn, void *arg)
 {

@@ -114,8 +114,6 @@ s_call_free(cc_rpc_call_t *call)
     free(call);
 }
 
-static void s_free_handle(uv_handle_t *h) { free(h); }
-
 void
 cc_rpc_server_destroy(cc_rpc_server_t **self_p)
 {
@@ -124,7 +122,7 @@ cc_rpc_server_destroy(cc_rpc_server_t **self_p)
     while (self->calls) s_call_free(self->calls);   /* outstanding calls are dropped */
     if (self->loop) {
         cc_loop_remove_zsock(self->loop, self->router);
-        uv_close((uv_handle_t *) self->purge, s_free_handle);
+        cc_loop_timer_close(&self->purge);
     }
     zhashx_destroy(&self->entries);
     zsock_destroy(&self->router);
@@ -298,11 +296,7 @@ cc_rpc_server_attach(cc_rpc_server_t *self, cc_loop_t *loop)
 {
     if (self->loop) return CC_EINVAL;
     self->loop = loop;
-    self->purge = malloc(sizeof *self->purge);
-    if (!self->purge) abort();
-    uv_timer_init(cc_loop_uv(loop), self->purge);
-    self->purge->data = self;
-    uv_timer_start(self->purge, s_purge_timer, PURGE_EVERY_MS, PURGE_EVERY_MS);
+    self->purge = cc_loop_timer(loop, s_purge_timer, self, PURGE_EVERY_MS);
     uv_unref((uv_handle_t *) self->purge);
     return cc_loop_add_zsock(loop, self->router, s_server_readable, self);
 }

@@ -633,8 +633,6 @@ s_on_reload_timer(uv_timer_t *t)
     if (s_load_queues(t->data) < 0) CC_WARN("queue settings not refreshed", "%s", "");
 }
 
-static void s_free_handle(uv_handle_t *h) { free(h); }
-
 /* End of a loop turn: the operations the turn's requests queued go to
  * Redis together, and their replies out. */
 static void
@@ -690,19 +688,10 @@ acd_server_new(cc_service_t *svc)
         if (!self->gateway) goto err;
         cc_rpc_client_attach(self->gateway, cc_service_loop(svc));
     }
-    self->tick = malloc(sizeof *self->tick);
-    if (!self->tick) abort();
-    uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->tick);
-    self->tick->data = self;
-    uint64_t every = (uint64_t) cc_cfg_int(cfg, "ACD_TICK_MS");
-    uv_timer_start(self->tick, s_on_tick, every, every);
+    self->tick = cc_loop_timer(cc_service_loop(svc), s_on_tick, self, (uint64_t) cc_cfg_int(cfg, "ACD_TICK_MS"));
     cc_loop_on_turn_end(cc_service_loop(svc), s_on_turn_end, self);
-    self->reload = malloc(sizeof *self->reload);
-    if (!self->reload) abort();
-    uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->reload);
-    self->reload->data = self;
-    uint64_t reload_ms = (uint64_t) cc_cfg_int(cfg, "ACD_RELOAD_MS");
-    uv_timer_start(self->reload, s_on_reload_timer, reload_ms, reload_ms);
+    self->reload = cc_loop_timer(cc_service_loop(svc), s_on_reload_timer, self,
+                                 (uint64_t) cc_cfg_int(cfg, "ACD_RELOAD_MS"));
     cc_service_on_reload(svc, s_on_reload, self);
     CC_INFO("acd ready", "rpc=%s gateway=%s", cc_cfg_str(cfg, "ACD_RPC"), *gw ? gw : "(none)");
     return self;
@@ -720,8 +709,8 @@ acd_server_destroy(acd_server_t **self_p)
     cc_loop_off_turn_end(cc_service_loop(self->svc), s_on_turn_end, self);
     cc_service_off(self->svc, self);
     if (self->router) acd_router_flush(self->router);   /* answer what was asked */
-    if (self->tick) uv_close((uv_handle_t *) self->tick, s_free_handle);
-    if (self->reload) uv_close((uv_handle_t *) self->reload, s_free_handle);
+    cc_loop_timer_close(&self->tick);
+    cc_loop_timer_close(&self->reload);
     cc_rpc_client_destroy(&self->gateway);
     cc_rpc_server_destroy(&self->rpc);
     acd_router_destroy(&self->router);

@@ -1107,6 +1107,22 @@ s_dup(const char *s)
     return d;
 }
 
+/* Frees what gw_media_start allocated (the thread has ended). */
+static void
+s_media_free(gw_media_t *m)
+{
+    free(m->sip_host);
+    free(m->prompts_dir);
+    free(m->bus_pub);
+    free(m->cdr_endpoint);
+    free(m->service);
+    free(m->instance);
+    free(m->regs);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+}
+
 gw_media_t *
 gw_media_start(const gw_media_opts_t *opts)
 {
@@ -1136,16 +1152,7 @@ gw_media_start(const gw_media_opts_t *opts)
     }
     return m;
 err:
-    free(m->sip_host);
-    free(m->prompts_dir);
-    free(m->bus_pub);
-    free(m->cdr_endpoint);
-    free(m->service);
-    free(m->instance);
-    free(m->regs);
-    pthread_mutex_destroy(&m->lock);
-    pthread_cond_destroy(&m->cond);
-    free(m);
+    s_media_free(m);
     return NULL;
 }
 
@@ -1156,16 +1163,7 @@ gw_media_stop(gw_media_t **self_p)
     gw_media_t *m = *self_p;
     mqueue_push(m->mq, MQ_STOP, NULL);
     pthread_join(m->thread, NULL);
-    free(m->sip_host);
-    free(m->prompts_dir);
-    free(m->bus_pub);
-    free(m->cdr_endpoint);
-    free(m->service);
-    free(m->instance);
-    free(m->regs);
-    pthread_mutex_destroy(&m->lock);
-    pthread_cond_destroy(&m->cond);
-    free(m);
+    s_media_free(m);
     *self_p = NULL;
 }
 

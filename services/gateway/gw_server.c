@@ -243,8 +243,6 @@ s_on_timer(uv_timer_t *t)
     }
 }
 
-static void s_free_handle(uv_handle_t *h) { free(h); }
-
 /* SIGTERM: calls get a BYE and their CDRs are stored before the loop ends. */
 static void
 s_on_stop(void *arg)
@@ -302,11 +300,7 @@ gw_server_new(cc_service_t *svc)
     self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "GATEWAY_RPC"), s_methods, self, m);
     if (!self->rpc) goto err;
     cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
-    self->timer = malloc(sizeof *self->timer);
-    if (!self->timer) abort();
-    uv_timer_init(cc_loop_uv(cc_service_loop(svc)), self->timer);
-    self->timer->data = self;
-    uv_timer_start(self->timer, s_on_timer, 1000, 1000);
+    self->timer = cc_loop_timer(cc_service_loop(svc), s_on_timer, self, 1000);
     cc_service_on_stop(svc, s_on_stop, self);
     return self;
 err:
@@ -323,7 +317,7 @@ gw_server_destroy(gw_server_t **self_p)
     gw_media_stop(&self->media);
     cc_rpc_server_destroy(&self->rpc);
     cc_rpc_client_destroy(&self->acd);
-    if (self->timer) uv_close((uv_handle_t *) self->timer, s_free_handle);
+    cc_loop_timer_close(&self->timer);
     if (self->cdr) {
         while (zsock_events(self->cdr) & ZMQ_POLLIN) s_on_media_msg(self, self->cdr);
         cc_loop_remove_zsock(cc_service_loop(self->svc), self->cdr);

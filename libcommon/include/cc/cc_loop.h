@@ -27,6 +27,12 @@ uv_loop_t *cc_loop_uv(cc_loop_t *self);
 int cc_loop_add_zsock(cc_loop_t *self, void *zsock, cc_zsock_fn *fn, void *arg);
 void cc_loop_remove_zsock(cc_loop_t *self, void *zsock);
 
+/* A repeating timer calling fn(timer) every every_ms, with timer->data =
+ * arg. The loop owns the memory: stop it with cc_loop_timer_close(). */
+uv_timer_t *cc_loop_timer(cc_loop_t *self, uv_timer_cb fn, void *arg, uint64_t every_ms);
+/* Stops and frees a timer from cc_loop_timer() (NULL-safe, clears *timer_p). */
+void cc_loop_timer_close(uv_timer_t **timer_p);
+
 /* Calls fn at the end of every turn of the loop, before it checks the
  * sockets and sleeps: the place to flush work batched during the turn (its
  * sends cannot hide a socket's input, which is checked after). */
