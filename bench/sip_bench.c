@@ -134,6 +134,11 @@ main(void)
     setenv("GATEWAY_INVITES_PER_S", "100000", 1);
     setenv("GATEWAY_MAX_CALLS", "10000", 1);
     setenv("GATEWAY_ROUTES", "100=play:tone:440", 1);
+    char rpc[64];
+    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("GATEWAY_RPC", rpc, 1);
+    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("GATEWAY_ACD_RPC", rpc, 1);
     pid_t gw = cc_harness_spawn(s_h, "gateway", NULL);
     if (!cc_harness_wait_http(admin, "/healthz", 20000)) { fprintf(stderr, "gateway not healthy\n"); return 1; }
 

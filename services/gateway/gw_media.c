@@ -38,6 +38,7 @@ enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS };
 typedef struct {
     char call_id[64], agent[64], extension[64], reason[64];
     int ring_ms;
+    bool fallback;
     gw_user_t *users;
     size_t nusers;
 } mq_req_t;
@@ -64,6 +65,7 @@ typedef struct { char name[128]; gw_prompt_t prompt; } cached_prompt_t;
 struct _gw_media_t {
     gw_media_opts_t o;
     char *routes_text, *trunks_text, *sip_host, *prompts_dir, *bus_pub, *cdr_endpoint, *service, *instance;
+    char *fallback;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -136,6 +138,7 @@ struct gw_call {
     bool answered_told;        /* the agent leg's answer was reported */
     char agent[64];
     struct tmr ring_tmr;
+    char release_reason[64];   /* why the announcement ends the call */
 };
 
 /* ---------------------------------------------------------------- events */
@@ -302,7 +305,8 @@ s_on_tx(void *arg)
     }
     if (rtp_send(c->rtp, &c->raddr, false, c->cdr.rtp_sent == 0, (uint8_t) c->pt, c->ts, &mb) == 0) c->cdr.rtp_sent++;
     c->ts += FRAME;
-    if (c->announce && wrapped) s_call_end(c, 200, "system", "announcement played");   /* played once: hang up */
+    if (c->announce && wrapped)   /* played once: hang up */
+        s_call_end(c, 200, "system", c->release_reason[0] ? c->release_reason : "announcement played");
 }
 
 static void
@@ -1006,7 +1010,17 @@ s_on_mqueue(int id, void *data, void *arg)
     if (id == MQ_OFFER) s_offer(m, q);
     if (id == MQ_HANGUP) {
         gw_call_t *c = s_call_find(m, q->call_id, false);
-        if (c) s_call_end(c, 200, "system", q->reason);
+        const gw_prompt_t *fb = q->fallback && m->fallback[0] ? s_prompt(m, m->fallback) : NULL;
+        if (c && fb && c->cdr.answered_us && !c->bridged) {
+            /* The fallback message, once, then the release (s_on_tx ends it). */
+            c->prompt = fb;
+            c->pos = 0;
+            c->announce = true;
+            c->queued = false;
+            snprintf(c->release_reason, sizeof c->release_reason, "%s", q->reason);
+        } else if (c) {
+            s_call_end(c, 200, "system", q->reason);
+        }
     }
     if (id == MQ_DROP_AGENT) {
         gw_call_t *c = s_call_find(m, q->call_id, false);
@@ -1117,6 +1131,7 @@ s_media_free(gw_media_t *m)
     free(m->cdr_endpoint);
     free(m->service);
     free(m->instance);
+    free(m->fallback);
     free(m->regs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
@@ -1135,6 +1150,7 @@ gw_media_start(const gw_media_opts_t *opts)
     m->cdr_endpoint = s_dup(opts->cdr_endpoint);
     m->service = s_dup(opts->service);
     m->instance = s_dup(opts->instance);
+    m->fallback = s_dup(opts->fallback);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     list_init(&m->calls);
@@ -1221,10 +1237,11 @@ gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, cons
 }
 
 int
-gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason)
+gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, int fallback)
 {
     mq_req_t *q = s_req(call_id);
     snprintf(q->reason, sizeof q->reason, "%s", reason);
+    q->fallback = fallback;
     return s_push(self, MQ_HANGUP, q);
 }
 

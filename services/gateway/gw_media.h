@@ -10,6 +10,7 @@
 #ifndef GW_MEDIA_H
 #define GW_MEDIA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@ typedef struct {
     const char *bus_pub;      /* forwarder endpoint for events */
     int bus_hwm;
     const char *cdr_endpoint; /* inproc endpoint the CDRs are pushed to */
+    const char *fallback;     /* prompt played once before a release: no dead air */
     const char *service, *instance;
 } gw_media_opts_t;
 
@@ -80,8 +82,9 @@ int gw_media_registrations(gw_media_t *self);
 /* Ring the phone registered as extension for caller call_id. */
 int gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, const char *extension,
                    int ring_ms);
-/* End call_id (and any agent leg) with reason. */
-int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason);
+/* End call_id (and any agent leg) with reason. With fallback, the caller
+ * first hears the fallback prompt once (no dead air). */
+int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, int fallback);
 /* Hang up call_id's agent leg only; the caller goes back to music. */
 int gw_media_drop_agent(gw_media_t *self, const char *call_id);
 /* Replaces the phones' credentials; takes ownership of users (malloc'd). */

@@ -30,6 +30,10 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the gateway's request server (gateway.offer...)" },
     { "GATEWAY_ACD_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "acd's request endpoint, for queue routes" },
     { "GATEWAY_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an agent's phone rings before the offer is given back" },
+    { "GATEWAY_ACD_TIMEOUT_MS", CC_CFG_INT, 100, 60000, NULL, 0, "How long acd may take to accept a call before the fallback" },
+    { "GATEWAY_FALLBACK_QUEUE", CC_CFG_STR, 0, 64, NULL, 0, "Queue tried when a call's own queue refuses it; empty: none" },
+    { "GATEWAY_FALLBACK_PROMPT", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY,
+      "Prompt a caller hears once before being released because no queue took the call" },
     CC_CFG_END
 };
 
@@ -51,10 +55,28 @@ struct _gw_server_t {
     cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_late_p99, *m_frames;
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *acd;
-    int ring_ms;
+    int ring_ms, acd_timeout_ms;
+    char fallback_queue[65];
 };
 
-typedef struct { gw_server_t *server; char call_id[64], agent[64]; int type; } pending_t;
+typedef struct {
+    gw_server_t *server;
+    char call_id[64], agent[64], queue[64], caller[64];
+    int type;
+} pending_t;
+
+static void s_acd(gw_server_t *self, int type, const char *method, const char *call_id, const char *agent,
+                  const void *msg, const char *queue, const char *caller);
+
+static void
+s_enqueue(gw_server_t *self, const char *call_id, const char *queue, const char *caller)
+{
+    Cc__Enqueue e = CC__ENQUEUE__INIT;
+    e.call_id = (char *) call_id;
+    e.queue = (char *) queue;
+    e.caller = (char *) caller;
+    s_acd(self, GW_MSG_ENQUEUE, "acd.enqueue", call_id, NULL, &e.base, queue, caller);
+}
 
 static const char *s_insert =
     "INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
@@ -107,10 +129,18 @@ s_on_acd_reply(void *arg, const Cc__Reply *reply)
     pending_t *p = arg;
     gw_server_t *self = p->server;
     if (reply->status != CC__STATUS__STATUS_OK && self->media) {
-        if (p->type == GW_MSG_ENQUEUE) {
-            /* No dead air: a caller acd cannot take is released with a reason. */
-            CC_WARN("acd refused the call; releasing it", "call_id=%s error=\"%s\"", p->call_id, reply->error);
-            gw_media_hangup(self->media, p->call_id, "queue unavailable");
+        if (p->type == GW_MSG_ENQUEUE && self->fallback_queue[0] && strcmp(p->queue, self->fallback_queue) != 0
+            && reply->status != CC__STATUS__STATUS_TIMEOUT) {
+            /* Refused by its queue (closed, full...): the default queue next. */
+            CC_WARN("queue refused the call; trying the fallback queue", "call_id=%s queue=%s error=\"%s\"",
+                    p->call_id, p->queue, reply->error);
+            s_enqueue(self, p->call_id, self->fallback_queue, p->caller);
+        } else if (p->type == GW_MSG_ENQUEUE) {
+            /* No dead air: the caller hears why, then is released. */
+            CC_WARN("no queue took the call; fallback message and release", "call_id=%s queue=%s error=\"%s\"",
+                    p->call_id, p->queue, reply->error);
+            gw_media_hangup(self->media, p->call_id,
+                            reply->status == CC__STATUS__STATUS_TIMEOUT ? "acd did not answer" : "queue unavailable", true);
         } else if (p->type == GW_MSG_ANSWERED) {
             CC_WARN("acd did not accept the answer; agent leg dropped", "call_id=%s agent_id=%s error=\"%s\"",
                     p->call_id, p->agent, reply->error);
@@ -123,7 +153,8 @@ s_on_acd_reply(void *arg, const Cc__Reply *reply)
 }
 
 static void
-s_acd(gw_server_t *self, int type, const char *method, const char *call_id, const char *agent, const void *msg)
+s_acd(gw_server_t *self, int type, const char *method, const char *call_id, const char *agent, const void *msg,
+      const char *queue, const char *caller)
 {
     pending_t *p = calloc(1, sizeof *p);
     if (!p) abort();
@@ -131,11 +162,14 @@ s_acd(gw_server_t *self, int type, const char *method, const char *call_id, cons
     p->type = type;
     snprintf(p->call_id, sizeof p->call_id, "%s", call_id);
     snprintf(p->agent, sizeof p->agent, "%s", agent ? agent : "");
+    snprintf(p->queue, sizeof p->queue, "%s", queue ? queue : "");
+    snprintf(p->caller, sizeof p->caller, "%s", caller ? caller : "");
     uint8_t buf[1024];
     size_t len = protobuf_c_message_get_packed_size(msg);
     if (len > sizeof buf) { free(p); return; }
     protobuf_c_message_pack(msg, buf);
-    cc_rpc_call(self->acd, method, call_id, buf, len, 5000, s_on_acd_reply, p);
+    cc_rpc_call(self->acd, method, call_id, buf, len, type == GW_MSG_ENQUEUE ? self->acd_timeout_ms : 5000,
+                s_on_acd_reply, p);
 }
 
 /* A message from the media thread. */
@@ -151,11 +185,7 @@ s_on_media_msg(void *arg, void *sock)
         if (msg.type == GW_MSG_CDR) {
             if (self->nbacklog || s_store(self, &msg.cdr)) s_keep(self, &msg.cdr);   /* keep the order */
         } else if (msg.type == GW_MSG_ENQUEUE) {
-            Cc__Enqueue e = CC__ENQUEUE__INIT;
-            e.call_id = msg.call_id;
-            e.queue = msg.queue;
-            e.caller = msg.caller;
-            s_acd(self, msg.type, "acd.enqueue", msg.call_id, NULL, &e.base);
+            s_enqueue(self, msg.call_id, msg.queue, msg.caller);
         } else {
             Cc__CallRef r = CC__CALL_REF__INIT;
             r.call_id = msg.call_id;
@@ -163,7 +193,7 @@ s_on_media_msg(void *arg, void *sock)
             r.reason = msg.reason;
             const char *method = msg.type == GW_MSG_ANSWERED ? "acd.answered"
                                : msg.type == GW_MSG_REJECTED ? "acd.rejected" : "acd.ended";
-            s_acd(self, msg.type, method, msg.call_id, msg.agent, &r.base);
+            s_acd(self, msg.type, method, msg.call_id, msg.agent, &r.base, NULL, NULL);
         }
     }
     zframe_destroy(&f);
@@ -268,6 +298,8 @@ gw_server_new(cc_service_t *svc)
                                         "99th percentile of how late RTP frames left their 20 ms slot");
     self->m_frames = cc_metrics_gauge(m, "gateway_rtp_frames_sent", NULL, "RTP frames sent from prompts");
     self->ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_RING_MS");
+    self->acd_timeout_ms = (int) cc_cfg_int(cfg, "GATEWAY_ACD_TIMEOUT_MS");
+    snprintf(self->fallback_queue, sizeof self->fallback_queue, "%s", cc_cfg_str(cfg, "GATEWAY_FALLBACK_QUEUE"));
     cc_pg_statement(cc_service_pg(svc), "gw_cdr", s_insert);
     cc_pg_statement(cc_service_pg(svc), "gw_users", "SELECT username, ha1 FROM telephony.sip_users WHERE enabled");
     self->cdr = zsock_new_pull("@" CDR_ENDPOINT);
@@ -287,6 +319,7 @@ gw_server_new(cc_service_t *svc)
         .invites_per_s = (int) cc_cfg_int(cfg, "GATEWAY_INVITES_PER_S"), .routes = cc_cfg_str(cfg, "GATEWAY_ROUTES"),
         .prompts_dir = prompts, .bus_pub = cc_cfg_str(cfg, "CC_BUS_PUB"), .bus_hwm = (int) cc_cfg_int(cfg, "CC_BUS_HWM"),
         .cdr_endpoint = CDR_ENDPOINT, .service = "gateway", .instance = cc_service_instance(svc),
+        .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"),
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;

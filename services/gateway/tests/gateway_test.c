@@ -10,7 +10,8 @@
  * unknown_source_refused_with_403
  * invite_flood_gets_503_and_every_invite_an_answer
  * hostile_sip_does_not_stop_the_gateway
- * hundred_concurrent_calls */
+ * hundred_concurrent_calls
+ * no_dead_air_when_acd_does_not_answer */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -328,6 +329,22 @@ hostile_sip_does_not_stop_the_gateway(void)
 }
 
 static void
+no_dead_air_when_acd_does_not_answer(void)
+{
+    TEST_BEGIN(__func__);
+    /* The caller hears music, then (acd silent for 500 ms) the fallback
+     * message once, then the gateway's BYE. */
+    CHECK(s_sipp("uac_late_offer_gw_bye", "700", 1, "-t", "u1") == 0, "released by the gateway");
+    PGresult *r = s_cdr("13800138003");
+    CHECK(strcmp(PQgetvalue(r, 0, 1), "system") == 0 && strcmp(PQgetvalue(r, 0, 6), "acd did not answer") == 0,
+          "by %s: %s", PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 6));
+    long sent = atol(PQgetvalue(r, 0, 3));
+    CHECK(sent >= 75, "music and the whole 1.5 s fallback message: %ld packets", sent);
+    PQclear(r);
+    TEST_PASS(__func__);
+}
+
+static void
 hundred_concurrent_calls(void)
 {
     TEST_BEGIN(__func__);
@@ -370,7 +387,14 @@ main(void)
     setenv("GATEWAY_RTP_MAX", rtp_max, 1);
     setenv("GATEWAY_TRUNKS", "127.0.0.1", 1);
     setenv("GATEWAY_INVITES_PER_S", "60", 1);
-    setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880", 1);
+    setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales", 1);
+    /* Nobody answers on the acd endpoint: queue routes take the fallback. */
+    char rpc[64], acd[64];
+    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    snprintf(acd, sizeof acd, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("GATEWAY_RPC", rpc, 1);
+    setenv("GATEWAY_ACD_RPC", acd, 1);
+    setenv("GATEWAY_ACD_TIMEOUT_MS", "500", 1);
     s_gw = cc_harness_spawn(s_h, "gateway", NULL);
     CHECK(cc_harness_wait_http(s_admin, "/healthz", 20000), "gateway healthy (see %s)", cc_harness_dir(s_h));
     cc_bus_opts_t o = { .service = "test", .instance = "gw", .sub_endpoint = getenv("CC_BUS_SUB") };
@@ -389,6 +413,7 @@ main(void)
     hostile_sip_does_not_stop_the_gateway();
     invite_flood_gets_503_and_every_invite_an_answer();
     hundred_concurrent_calls();
+    no_dead_air_when_acd_does_not_answer();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -396,6 +421,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 12 passed, 0 failed\n");
+    printf("gateway_test: 13 passed, 0 failed\n");
     return 0;
 }
