@@ -27,7 +27,7 @@
 #define RATE_SLOTS 256
 #define TELEV_PT 101
 
-enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS };
+enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP };
 
 #define MAX_REGS 4096
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
@@ -39,6 +39,7 @@ typedef struct {
     char call_id[64], agent[64], extension[64], reason[64];
     int ring_ms;
     bool fallback;
+    gw_media_op_t op;
     gw_user_t *users;
     size_t nusers;
 } mq_req_t;
@@ -139,6 +140,10 @@ struct gw_call {
     char agent[64];
     struct tmr ring_tmr;
     char release_reason[64];   /* why the announcement ends the call */
+    gw_media_op_t op;          /* the media operation under way (kind 0: none) */
+    char collected[64];
+    struct tmr op_tmr;         /* collect: first and inter-digit timeouts */
+    bool op_wait_played;       /* play (no loop): done when the prompt wrapped */
 };
 
 /* ---------------------------------------------------------------- events */
@@ -257,6 +262,7 @@ s_rate_count(gw_media_t *m, const struct sa *src)
 /* ------------------------------------------------------------------ calls */
 
 static void s_call_end(gw_call_t *c, int cause, const char *by, const char *reason);
+static void s_op_done(gw_call_t *c, const char *result);
 
 static void
 s_call_destroy(void *arg)
@@ -265,6 +271,7 @@ s_call_destroy(void *arg)
     tmr_cancel(&c->tx_tmr);
     tmr_cancel(&c->answer_tmr);
     tmr_cancel(&c->ring_tmr);
+    tmr_cancel(&c->op_tmr);
     list_unlink(&c->le);
     c->sess = mem_deref(c->sess);
     c->rtp = mem_deref(c->rtp);
@@ -305,13 +312,57 @@ s_on_tx(void *arg)
     }
     if (rtp_send(c->rtp, &c->raddr, false, c->cdr.rtp_sent == 0, (uint8_t) c->pt, c->ts, &mb) == 0) c->cdr.rtp_sent++;
     c->ts += FRAME;
+    if (wrapped && c->op_wait_played) s_op_done(c, "done");
     if (c->announce && wrapped)   /* played once: hang up */
         s_call_end(c, 200, "system", c->release_reason[0] ? c->release_reason : "announcement played");
+}
+
+static void s_tell(gw_media_t *m, gw_msg_t *msg);
+
+/* Ends the call's media operation with result; the service thread replies. */
+static void
+s_op_done(gw_call_t *c, const char *result)
+{
+    if (!c->op.kind) return;
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = GW_MSG_MEDIA_DONE;
+    msg.token = c->op.token;
+    snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
+    snprintf(msg.result, sizeof msg.result, "%s", result);
+    snprintf(msg.digits, sizeof msg.digits, "%s", c->collected);
+    tmr_cancel(&c->op_tmr);
+    c->op.kind = 0;
+    c->op_wait_played = false;
+    c->collected[0] = '\0';
+    s_tell(c->media, &msg);
+}
+
+static void
+s_on_op_timeout(void *arg)
+{
+    s_op_done(arg, "timeout");
+}
+
+/* A digit for a collect under way: terminator, enough digits, or wait on. */
+static void
+s_collect_digit(gw_call_t *c, char digit)
+{
+    if (c->op.kind != GW_MEDIA_COLLECT) return;
+    if (strchr(c->op.terminators, digit)) {
+        s_op_done(c, "terminator");
+        return;
+    }
+    size_t n = strlen(c->collected);
+    if (n + 1 < sizeof c->collected) { c->collected[n] = digit; c->collected[n + 1] = '\0'; }
+    if ((int) strlen(c->collected) >= c->op.max_digits) s_op_done(c, "max");
+    else tmr_start(&c->op_tmr, (uint64_t) c->op.inter_ms, s_on_op_timeout, c);
 }
 
 static void
 s_digit(gw_call_t *c, char digit, const char *method, uint32_t duration_ms)
 {
+    s_collect_digit(c, digit);
     size_t n = strlen(c->cdr.dtmf);
     if (n + 1 < sizeof c->cdr.dtmf) { c->cdr.dtmf[n] = digit; c->cdr.dtmf[n + 1] = '\0'; }
     char d[2] = { digit, 0 };
@@ -446,6 +497,7 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
 {
     if (c->ended) return;
     c->ended = true;
+    s_op_done(c, "hangup");
     c->cdr.ended_us = cc_wall_us();
     c->cdr.sip_cause = cause;
     snprintf(c->cdr.hangup_by, sizeof c->cdr.hangup_by, "%s", by);
@@ -635,6 +687,7 @@ s_on_connect(const struct sip_msg *msg, void *arg)
     snprintf(c->cdr.direction, sizeof c->cdr.direction, "inbound");
     tmr_init(&c->tx_tmr);
     tmr_init(&c->answer_tmr);
+    tmr_init(&c->op_tmr);
     s_random_id(c->cdr.call_id, sizeof c->cdr.call_id);
     pl_strcpy(&msg->callid, c->cdr.sip_call_id, sizeof c->cdr.sip_call_id);
     pl_strcpy(&msg->from.uri.user, c->cdr.caller, sizeof c->cdr.caller);
@@ -912,6 +965,7 @@ s_offer(gw_media_t *m, const mq_req_t *q)
     tmr_init(&a->tx_tmr);
     tmr_init(&a->answer_tmr);
     tmr_init(&a->ring_tmr);
+    tmr_init(&a->op_tmr);
     snprintf(a->agent, sizeof a->agent, "%s", q->agent);
     snprintf(a->cdr.call_id, sizeof a->cdr.call_id, "%s", c->cdr.call_id);
     snprintf(a->cdr.caller, sizeof a->cdr.caller, "%s", c->cdr.caller);
@@ -995,6 +1049,52 @@ s_on_request(const struct sip_msg *msg, void *arg)
 
 /* ------------------------------------------------------------------ thread */
 
+/* Starts a media operation on a caller's call, ending the one before. */
+static void
+s_media_op(gw_media_t *m, const gw_media_op_t *op)
+{
+    gw_call_t *c = s_call_find(m, op->call_id, false);
+    if (!c || !c->cdr.answered_us) {
+        gw_msg_t msg;
+        memset(&msg, 0, sizeof msg);
+        msg.type = GW_MSG_MEDIA_DONE;
+        msg.token = op->token;
+        snprintf(msg.call_id, sizeof msg.call_id, "%s", op->call_id);
+        snprintf(msg.result, sizeof msg.result, "gone");
+        s_tell(m, &msg);
+        return;
+    }
+    s_op_done(c, "replaced");
+    if (op->kind == GW_MEDIA_HANGUP) {
+        c->op = *op;
+        s_call_end(c, op->cause ? op->cause : 200, "system", op->reason[0] ? op->reason : "hung up by request");
+        return;
+    }
+    if (op->prompt[0]) {
+        const gw_prompt_t *p = s_prompt(m, op->prompt);
+        if (!p) {
+            gw_msg_t msg;
+            memset(&msg, 0, sizeof msg);
+            msg.type = GW_MSG_MEDIA_DONE;
+            msg.token = op->token;
+            snprintf(msg.call_id, sizeof msg.call_id, "%s", op->call_id);
+            snprintf(msg.result, sizeof msg.result, "no_prompt");
+            s_tell(m, &msg);
+            return;
+        }
+        c->prompt = p;
+        c->pos = 0;
+    }
+    c->op = *op;
+    if (op->kind == GW_MEDIA_PLAY) {
+        if (op->loop) s_op_done(c, "done");   /* looping: done once it starts */
+        else c->op_wait_played = true;
+    } else {
+        c->collected[0] = '\0';
+        tmr_start(&c->op_tmr, (uint64_t) op->first_ms, s_on_op_timeout, c);
+    }
+}
+
 static void
 s_on_stop_timer(void *arg)
 {
@@ -1029,6 +1129,7 @@ s_on_mqueue(int id, void *data, void *arg)
             s_call_end(c->peer, 200, "system", "acd did not accept the answer");
         }
     }
+    if (id == MQ_OP) s_media_op(m, &q->op);
     if (id == MQ_USERS) {
         free(m->users);
         m->users = q->users;
@@ -1249,6 +1350,14 @@ int
 gw_media_drop_agent(gw_media_t *self, const char *call_id)
 {
     return s_push(self, MQ_DROP_AGENT, s_req(call_id));
+}
+
+int
+gw_media_op(gw_media_t *self, const gw_media_op_t *op)
+{
+    mq_req_t *q = s_req(op->call_id);
+    q->op = *op;
+    return s_push(self, MQ_OP, q);
 }
 
 int

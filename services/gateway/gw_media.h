@@ -48,13 +48,27 @@ typedef enum {
     GW_MSG_ANSWERED,     /* call_id, agent: the agent's phone answered the offer */
     GW_MSG_REJECTED,     /* call_id, agent, reason: the agent could not be reached */
     GW_MSG_ENDED,        /* call_id: a queued caller's call ended */
+    GW_MSG_MEDIA_DONE,   /* token, call_id, result (done, max, terminator, timeout, hangup, gone), digits */
 } gw_msg_type_t;
 
 typedef struct {
     int type;
     char call_id[64], queue[64], caller[64], agent[64], reason[64];
+    uint64_t token;            /* GW_MSG_MEDIA_DONE: the request it answers */
+    char result[16], digits[64];
     gw_cdr_t cdr;
 } gw_msg_t;
+
+/* A media operation asked on the bus, carried out on the media thread; its
+ * end comes back as GW_MSG_MEDIA_DONE with the same token. */
+typedef struct {
+    int kind;                  /* GW_MEDIA_PLAY, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP */
+    uint64_t token;
+    char call_id[64], prompt[128], terminators[16], reason[64];
+    int loop, max_digits, first_ms, inter_ms, cause;
+} gw_media_op_t;
+
+enum { GW_MEDIA_PLAY = 1, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP };
 
 /* A phone's credentials: HA1 = MD5(user:realm:password), never the password. */
 typedef struct { char user[64]; uint8_t ha1[16]; } gw_user_t;
@@ -89,5 +103,8 @@ int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, i
 int gw_media_drop_agent(gw_media_t *self, const char *call_id);
 /* Replaces the phones' credentials; takes ownership of users (malloc'd). */
 int gw_media_set_users(gw_media_t *self, gw_user_t *users, size_t n);
+/* Starts a media operation (copied). A call has one at a time: a new one
+ * ends the previous with result "replaced". */
+int gw_media_op(gw_media_t *self, const gw_media_op_t *op);
 
 #endif

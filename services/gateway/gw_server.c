@@ -5,6 +5,7 @@
 #include "cc/cc_log.h"
 #include "cc/cc_rpc.h"
 #include "queue.pb-c.h"
+#include "media.pb-c.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -57,7 +58,11 @@ struct _gw_server_t {
     cc_rpc_client_t *acd;
     int ring_ms, acd_timeout_ms;
     char fallback_queue[65];
+    zhashx_t *ops;             /* token -> media request waiting for its end */
+    uint64_t next_token;
 };
+
+typedef struct { cc_rpc_call_t *call; int kind; } media_wait_t;
 
 typedef struct {
     gw_server_t *server;
@@ -121,6 +126,13 @@ s_keep(gw_server_t *self, const gw_cdr_t *c)
     cc_metric_set(self->m_cdr_backlog, (int64_t) self->nbacklog);
 }
 
+static void
+s_wait_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
 /* ------------------------------------------------------------ acd requests */
 
 static void
@@ -172,6 +184,33 @@ s_acd(gw_server_t *self, int type, const char *method, const char *call_id, cons
                 s_on_acd_reply, p);
 }
 
+/* The end of a media operation: its reply. */
+static void
+s_media_done(gw_server_t *self, const gw_msg_t *msg)
+{
+    char key[24];
+    snprintf(key, sizeof key, "%llu", (unsigned long long) msg->token);
+    media_wait_t *w = self->ops ? zhashx_lookup(self->ops, key) : NULL;
+    if (!w) return;
+    if (strcmp(msg->result, "gone") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
+    } else if (strcmp(msg->result, "no_prompt") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (w->kind == GW_MEDIA_COLLECT) {
+        Cc__MediaCollected out = CC__MEDIA_COLLECTED__INIT;
+        out.call_id = (char *) msg->call_id;
+        out.digits = (char *) msg->digits;
+        out.ended_by = (char *) msg->result;
+        cc_rpc_reply_msg(w->call, &out);
+    } else {
+        Cc__MediaDone out = CC__MEDIA_DONE__INIT;
+        out.call_id = (char *) msg->call_id;
+        out.result = (char *) msg->result;
+        cc_rpc_reply_msg(w->call, &out);
+    }
+    zhashx_delete(self->ops, key);
+}
+
 /* A message from the media thread. */
 static void
 s_on_media_msg(void *arg, void *sock)
@@ -182,7 +221,9 @@ s_on_media_msg(void *arg, void *sock)
     if (zframe_size(f) == sizeof(gw_msg_t)) {
         gw_msg_t msg;
         memcpy(&msg, zframe_data(f), sizeof msg);
-        if (msg.type == GW_MSG_CDR) {
+        if (msg.type == GW_MSG_MEDIA_DONE) {
+            s_media_done(self, &msg);
+        } else if (msg.type == GW_MSG_CDR) {
             if (self->nbacklog || s_store(self, &msg.cdr)) s_keep(self, &msg.cdr);   /* keep the order */
         } else if (msg.type == GW_MSG_ENQUEUE) {
             s_enqueue(self, msg.call_id, msg.queue, msg.caller);
@@ -219,8 +260,90 @@ s_offer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (o) cc__agent_offer__free_unpacked(o, NULL);
 }
 
+/* Hands op to the media thread; the reply waits for its end. */
+static void
+s_start_op(gw_server_t *self, cc_rpc_call_t *call, gw_media_op_t *op)
+{
+    op->token = ++self->next_token;
+    media_wait_t *w = calloc(1, sizeof *w);
+    if (!w) abort();
+    w->call = call;
+    w->kind = op->kind;
+    char key[24];
+    snprintf(key, sizeof key, "%llu", (unsigned long long) op->token);
+    zhashx_insert(self->ops, key, w);
+    if (gw_media_op(self->media, op)) {
+        zhashx_delete(self->ops, key);
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "media thread unavailable", NULL, 0);
+    }
+}
+
+static bool
+s_id_fits(const char *s, size_t max)
+{
+    return s && *s && strlen(s) < max;
+}
+
+static void
+s_media_play(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaPlay *m = cc__media_play__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_PLAY };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || m->n_files != 1 || !s_id_fits(m->files[0], sizeof op.prompt)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id and one prompt", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.prompt, sizeof op.prompt, "%s", m->files[0]);
+        op.loop = m->loop;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_play__free_unpacked(m, NULL);
+}
+
+static void
+s_media_collect(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaCollect *m = cc__media_collect__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_COLLECT };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || m->max_digits < 1 || m->max_digits > 32
+        || strlen(m->terminators) >= sizeof op.terminators || m->first_digit_timeout_ms < 100
+        || m->first_digit_timeout_ms > 120000 || m->inter_digit_timeout_ms < 100 || m->inter_digit_timeout_ms > 60000
+        || m->n_prompt_files > 1 || (m->n_prompt_files && !s_id_fits(m->prompt_files[0], sizeof op.prompt))) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST,
+                     "want a call id, 1-32 digits, timeouts of 100 ms to 2 min, at most one prompt", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.terminators, sizeof op.terminators, "%s", m->terminators);
+        if (m->n_prompt_files) snprintf(op.prompt, sizeof op.prompt, "%s", m->prompt_files[0]);
+        op.max_digits = (int) m->max_digits;
+        op.first_ms = (int) m->first_digit_timeout_ms;
+        op.inter_ms = (int) m->inter_digit_timeout_ms;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_collect__free_unpacked(m, NULL);
+}
+
+static void
+s_media_hangup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaHangup *m = cc__media_hangup__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_HANGUP };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || (m->sip_cause && (m->sip_cause < 200 || m->sip_cause > 699))) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id and a cause of 200-699", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.reason, sizeof op.reason, "%s", m->reason);
+        op.cause = (int) m->sip_cause;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_hangup__free_unpacked(m, NULL);
+}
+
 static const cc_rpc_method_t s_methods[] = {
     { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },
+    { "media.play", s_media_play, "MediaPlay -> MediaDone: plays a prompt (in a loop: done at once; else when played)" },
+    { "media.collect", s_media_collect, "MediaCollect -> MediaCollected: digits until max, a terminator or a timeout" },
+    { "media.hangup", s_media_hangup, "MediaHangup -> MediaDone: ends the call (BYE) with a cause and reason" },
     CC_RPC_METHODS_END
 };
 
@@ -294,6 +417,8 @@ gw_server_new(cc_service_t *svc)
     self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
     self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
     self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
+    self->ops = zhashx_new();
+    zhashx_set_destructor(self->ops, s_wait_free);
     self->m_late_p99 = cc_metrics_gauge(m, "gateway_rtp_send_late_p99_us", NULL,
                                         "99th percentile of how late RTP frames left their 20 ms slot");
     self->m_frames = cc_metrics_gauge(m, "gateway_rtp_frames_sent", NULL, "RTP frames sent from prompts");
@@ -348,14 +473,17 @@ gw_server_destroy(gw_server_t **self_p)
     gw_server_t *self = *self_p;
     cc_service_off(self->svc, self);
     gw_media_stop(&self->media);
-    cc_rpc_server_destroy(&self->rpc);
-    cc_rpc_client_destroy(&self->acd);
-    cc_loop_timer_close(&self->timer);
     if (self->cdr) {
+        /* What the media thread said last: CDRs, and the ends of media
+         * operations (their replies still go out). */
         while (zsock_events(self->cdr) & ZMQ_POLLIN) s_on_media_msg(self, self->cdr);
         cc_loop_remove_zsock(cc_service_loop(self->svc), self->cdr);
         zsock_destroy(&self->cdr);
     }
+    zhashx_destroy(&self->ops);   /* the RPC server drops the calls they point to */
+    cc_rpc_server_destroy(&self->rpc);
+    cc_rpc_client_destroy(&self->acd);
+    cc_loop_timer_close(&self->timer);
     if (self->nbacklog) CC_ERROR("CDRs not stored at shutdown", "count=%zu", self->nbacklog);
     free(self->backlog);
     free(self);

@@ -11,7 +11,8 @@
  * invite_flood_gets_503_and_every_invite_an_answer
  * hostile_sip_does_not_stop_the_gateway
  * hundred_concurrent_calls
- * no_dead_air_when_acd_does_not_answer */
+ * no_dead_air_when_acd_does_not_answer
+ * media_api_collects_a_digit_plays_and_hangs_up */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -19,6 +20,8 @@
 #include "cc/cc_pg.h"
 #include "cc/cc_util.h"
 #include "call.pb-c.h"
+#include "media.pb-c.h"
+#include "cc/cc_rpc.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -39,6 +42,14 @@ static pid_t s_gw;
 static cc_pg_t *s_pg;
 static cc_bus_t *s_events;
 static int s_local_port = 0;
+static char s_rpc[64];
+
+static int
+s_wait_sipp(pid_t pid)
+{
+    int status = cc_harness_stop(s_h, pid, 0, 90000);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 /* Runs one SIPp scenario; returns SIPp's exit code (0: every call passed). */
 static int
@@ -344,6 +355,96 @@ no_dead_air_when_acd_does_not_answer(void)
     TEST_PASS(__func__);
 }
 
+/* A request to the gateway's media API; returns the reply (caller frees). */
+static Cc__Reply *
+s_media(cc_rpc_client_t *c, const char *method, const ProtobufCMessage *m, int timeout_ms)
+{
+    uint8_t buf[512];
+    size_t len = protobuf_c_message_pack(m, buf);
+    Cc__Reply *r = NULL;
+    CHECK(cc_rpc_call_sync(c, method, buf, len, timeout_ms, &r) == 0, "%s: no reply", method);
+    return r;
+}
+
+static void
+media_api_collects_a_digit_plays_and_hangs_up(void)
+{
+    TEST_BEGIN(__func__);
+    /* Drain earlier events, then the caller dials the menu number. */
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    char sf[512], remote[64], lp[16], mp[16];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ivr.xml", GW_SOURCE_DIR);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 10);
+    const char *args[] = { "-sf", sf, "-s", "800", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
+                           "-timeout_error", remote, NULL };
+    pid_t caller = cc_harness_spawn_as(s_h, "sipp-ivr", "/usr/bin/sipp", args);
+    env = s_event("call.started", 5000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 5000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaCollect col = CC__MEDIA_COLLECT__INIT;
+    col.call_id = call_id;
+    col.max_digits = 1;
+    col.terminators = "#";
+    col.first_digit_timeout_ms = 8000;
+    col.inter_digit_timeout_ms = 3000;
+    Cc__Reply *r = s_media(c, "media.collect", &col.base, 10000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "collect: %s", r->error);
+    Cc__MediaCollected *got = cc__media_collected__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(got && strcmp(got->digits, "1") == 0 && strcmp(got->ended_by, "max") == 0, "collected '%s' (%s)",
+          got ? got->digits : "?", got ? got->ended_by : "?");
+    cc__media_collected__free_unpacked(got, NULL);
+    cc__reply__free_unpacked(r, NULL);
+
+    Cc__MediaPlay play = CC__MEDIA_PLAY__INIT;
+    char *files[] = { "tone:880" };
+    play.call_id = call_id;
+    play.files = files;
+    play.n_files = 1;
+    int64_t t0 = cc_mono_ms();
+    r = s_media(c, "media.play", &play.base, 10000);
+    int64_t took = cc_mono_ms() - t0;
+    CHECK(r->status == CC__STATUS__STATUS_OK && took >= 1400, "played once (%lld ms): %s", (long long) took, r->error);
+    cc__reply__free_unpacked(r, NULL);
+
+    /* Timeout: no more digits come. */
+    col.first_digit_timeout_ms = 300;
+    r = s_media(c, "media.collect", &col.base, 5000);
+    got = cc__media_collected__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(got && strcmp(got->ended_by, "timeout") == 0 && !got->digits[0], "timeout");
+    cc__media_collected__free_unpacked(got, NULL);
+    cc__reply__free_unpacked(r, NULL);
+
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    h.reason = "menu finished";
+    r = s_media(c, "media.hangup", &h.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait_sipp(caller) == 0, "the caller got the BYE");
+
+    /* Bad requests: clear errors, nothing breaks. */
+    col.max_digits = 0;
+    r = s_media(c, "media.collect", &col.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_BAD_REQUEST, "0 digits refused");
+    cc__reply__free_unpacked(r, NULL);
+    r = s_media(c, "media.hangup", &h.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_NOT_FOUND, "a call that is gone: %d", r->status);
+    cc__reply__free_unpacked(r, NULL);
+    cc_rpc_client_destroy(&c);
+    PGresult *res = s_cdr("13800138010");
+    CHECK(strcmp(PQgetvalue(res, 0, 6), "menu finished") == 0 && strcmp(PQgetvalue(res, 0, 5), "1") == 0, "CDR %s %s",
+          PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 5));
+    PQclear(res);
+    TEST_PASS(__func__);
+}
+
 static void
 hundred_concurrent_calls(void)
 {
@@ -387,12 +488,13 @@ main(void)
     setenv("GATEWAY_RTP_MAX", rtp_max, 1);
     setenv("GATEWAY_TRUNKS", "127.0.0.1", 1);
     setenv("GATEWAY_INVITES_PER_S", "60", 1);
-    setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales", 1);
+    setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales,"
+           "800=play:tone:350", 1);
     /* Nobody answers on the acd endpoint: queue routes take the fallback. */
-    char rpc[64], acd[64];
-    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    char acd[64];
+    snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     snprintf(acd, sizeof acd, "tcp://127.0.0.1:%d", cc_harness_free_port());
-    setenv("GATEWAY_RPC", rpc, 1);
+    setenv("GATEWAY_RPC", s_rpc, 1);
     setenv("GATEWAY_ACD_RPC", acd, 1);
     setenv("GATEWAY_ACD_TIMEOUT_MS", "500", 1);
     s_gw = cc_harness_spawn(s_h, "gateway", NULL);
@@ -414,6 +516,7 @@ main(void)
     invite_flood_gets_503_and_every_invite_an_answer();
     hundred_concurrent_calls();
     no_dead_air_when_acd_does_not_answer();
+    media_api_collects_a_digit_plays_and_hangs_up();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -421,6 +524,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 13 passed, 0 failed\n");
+    printf("gateway_test: 14 passed, 0 failed\n");
     return 0;
 }
