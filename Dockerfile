@@ -37,7 +37,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --user-group --home-dir /var/lib/callcenter \
         --no-create-home --shell /usr/sbin/nologin callcenter \
-    && install -d -o callcenter -g callcenter /var/lib/callcenter
+    && install -d -o callcenter -g callcenter /var/lib/callcenter /var/lib/callcenter/recordings
 
 # Programs: one line per service binary, plus the tools.
 COPY --from=build /build/services/forwarder/forwarder /usr/local/bin/

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "gw_media.h"
 #include "gw_audio.h"
+#include <sndfile.h>
 #include "cc/cc_bus.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
@@ -66,7 +67,7 @@ typedef struct { char name[128]; gw_prompt_t prompt; } cached_prompt_t;
 struct _gw_media_t {
     gw_media_opts_t o;
     char *routes_text, *trunks_text, *sip_host, *prompts_dir, *bus_pub, *cdr_endpoint, *service, *instance;
-    char *fallback;
+    char *fallback, *recordings_dir;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -144,6 +145,9 @@ struct gw_call {
     char collected[64];
     struct tmr op_tmr;         /* collect: first and inter-digit timeouts */
     bool op_wait_played;       /* play (no loop): done when the prompt wrapped */
+    SNDFILE *rec;              /* the caller's audio being recorded */
+    bool rec_paused;
+    int64_t rec_frames, rec_max_frames;
 };
 
 /* ---------------------------------------------------------------- events */
@@ -272,6 +276,7 @@ s_call_destroy(void *arg)
     tmr_cancel(&c->answer_tmr);
     tmr_cancel(&c->ring_tmr);
     tmr_cancel(&c->op_tmr);
+    if (c->rec) sf_close(c->rec);
     list_unlink(&c->le);
     c->sess = mem_deref(c->sess);
     c->rtp = mem_deref(c->rtp);
@@ -332,6 +337,7 @@ s_op_done(gw_call_t *c, const char *result)
     snprintf(msg.result, sizeof msg.result, "%s", result);
     snprintf(msg.digits, sizeof msg.digits, "%s", c->collected);
     tmr_cancel(&c->op_tmr);
+    if (c->rec) sf_close(c->rec);
     c->op.kind = 0;
     c->op_wait_played = false;
     c->collected[0] = '\0';
@@ -413,6 +419,17 @@ s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, vo
     gw_call_t *c = arg;
     c->cdr.rtp_received++;
     s_relay(c, hdr, mb);
+    if (c->rec && !c->rec_paused && hdr->pt == c->pt) {
+        /* Recording: the caller's audio, as it arrives (paused: nothing). */
+        int16_t pcm[1024];
+        size_t n = mbuf_get_left(mb) < 1024 ? mbuf_get_left(mb) : 1024;
+        gw_g711_decode(c->pt, mbuf_buf(mb), pcm, n);
+        c->rec_frames += sf_write_short(c->rec, pcm, (sf_count_t) n);
+        if (c->rec_max_frames && c->rec_frames >= c->rec_max_frames) {
+            sf_close(c->rec);
+            c->rec = NULL;
+        }
+    }
     if (hdr->pt != c->telev_pt || !c->telev) return;
     int event;
     bool end;
@@ -1064,6 +1081,41 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
         s_tell(m, &msg);
         return;
     }
+    if (op->kind == GW_MEDIA_RECORD) {
+        /* Recording runs beside the other operations: it answers at once. */
+        gw_msg_t msg;
+        memset(&msg, 0, sizeof msg);
+        msg.type = GW_MSG_MEDIA_DONE;
+        msg.token = op->token;
+        snprintf(msg.call_id, sizeof msg.call_id, "%s", op->call_id);
+        snprintf(msg.result, sizeof msg.result, "done");
+        if (op->record_cmd == GW_REC_START) {
+            char path[600];
+            snprintf(path, sizeof path, "%s/%s", m->recordings_dir, op->path);
+            SF_INFO info = { .samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+            if (c->rec) sf_close(c->rec);
+            c->rec = sf_open(path, SFM_WRITE, &info);
+            if (!c->rec) {
+                CC_ERROR("recording not started", "call_id=%s path=%s error=\"%s\"", c->cdr.call_id, path, sf_strerror(NULL));
+                snprintf(msg.result, sizeof msg.result, "no_file");
+            } else {
+                c->rec_frames = 0;
+                c->rec_paused = false;
+                c->rec_max_frames = (int64_t) op->max_ms * 8;
+                snprintf(c->cdr.recording, sizeof c->cdr.recording, "%s", op->path);
+            }
+        } else if (!c->rec) {
+            snprintf(msg.result, sizeof msg.result, "not_recording");
+        } else if (op->record_cmd == GW_REC_PAUSE || op->record_cmd == GW_REC_RESUME) {
+            c->rec_paused = op->record_cmd == GW_REC_PAUSE;
+            CC_INFO(c->rec_paused ? "recording paused" : "recording resumed", "call_id=%s", c->cdr.call_id);
+        } else {
+            sf_close(c->rec);
+            c->rec = NULL;
+        }
+        s_tell(m, &msg);
+        return;
+    }
     s_op_done(c, "replaced");
     if (op->kind == GW_MEDIA_HANGUP) {
         c->op = *op;
@@ -1233,6 +1285,7 @@ s_media_free(gw_media_t *m)
     free(m->service);
     free(m->instance);
     free(m->fallback);
+    free(m->recordings_dir);
     free(m->regs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
@@ -1252,6 +1305,7 @@ gw_media_start(const gw_media_opts_t *opts)
     m->service = s_dup(opts->service);
     m->instance = s_dup(opts->instance);
     m->fallback = s_dup(opts->fallback);
+    m->recordings_dir = s_dup(opts->recordings_dir);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     list_init(&m->calls);

@@ -27,6 +27,7 @@ typedef struct {
     int bus_hwm;
     const char *cdr_endpoint; /* inproc endpoint the CDRs are pushed to */
     const char *fallback;     /* prompt played once before a release: no dead air */
+    const char *recordings_dir; /* where media.record writes WAV files */
     const char *service, *instance;
 } gw_media_opts_t;
 
@@ -34,7 +35,7 @@ typedef struct {
 typedef struct {
     char call_id[64], sip_call_id[128], caller[64], dialled[64], source[64], codec[8], hangup_by[8];
     char leg[8], direction[12];
-    char reason[64], dtmf[64];
+    char reason[64], dtmf[64], recording[160];
     int64_t started_us, answered_us, ended_us;
     int sip_cause;
     uint64_t rtp_sent, rtp_received;
@@ -66,9 +67,12 @@ typedef struct {
     uint64_t token;
     char call_id[64], prompt[128], terminators[16], reason[64];
     int loop, max_digits, first_ms, inter_ms, cause;
+    char path[160];            /* record: file under the recordings folder */
+    int record_cmd, max_ms;    /* record: GW_REC_START, PAUSE, RESUME, STOP */
 } gw_media_op_t;
 
-enum { GW_MEDIA_PLAY = 1, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP };
+enum { GW_MEDIA_PLAY = 1, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP, GW_MEDIA_RECORD };
+enum { GW_REC_START = 1, GW_REC_PAUSE, GW_REC_RESUME, GW_REC_STOP };
 
 /* A phone's credentials: HA1 = MD5(user:realm:password), never the password. */
 typedef struct { char user[64]; uint8_t ha1[16]; } gw_user_t;

@@ -33,6 +33,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an agent's phone rings before the offer is given back" },
     { "GATEWAY_ACD_TIMEOUT_MS", CC_CFG_INT, 100, 60000, NULL, 0, "How long acd may take to accept a call before the fallback" },
     { "GATEWAY_FALLBACK_QUEUE", CC_CFG_STR, 0, 64, NULL, 0, "Queue tried when a call's own queue refuses it; empty: none" },
+    { "GATEWAY_RECORDINGS_DIR", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY,
+      "Folder media.record writes WAV files to (relative to the defaults file)" },
     { "GATEWAY_FALLBACK_PROMPT", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY,
       "Prompt a caller hears once before being released because no queue took the call" },
     CC_CFG_END
@@ -85,10 +87,10 @@ s_enqueue(gw_server_t *self, const char *call_id, const char *queue, const char 
 
 static const char *s_insert =
     "INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
-    " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance, leg)"
+    " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance, leg, recording)"
     " VALUES ($1, $2, $17, $3, $4, $5, $6, to_timestamp($7::float8 / 1e6),"
     " CASE WHEN $8::bigint = 0 THEN NULL ELSE to_timestamp($8::float8 / 1e6) END, to_timestamp($9::float8 / 1e6),"
-    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18)";
+    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18, $19)";
 
 /* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
 static int
@@ -104,8 +106,8 @@ s_store(gw_server_t *self, const gw_cdr_t *c)
     const char *p[] = { c->call_id, c->sip_call_id, c->caller, c->dialled, c->source, c->codec, started, answered,
                         ended, cause, c->hangup_by, c->reason, sent, received, c->dtmf,
                         cc_service_instance(self->svc), c->direction[0] ? c->direction : "inbound",
-                        c->leg[0] ? c->leg : "caller" };
-    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 18, p, NULL);
+                        c->leg[0] ? c->leg : "caller", c->recording };
+    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 19, p, NULL);
     if (rc) CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id,
                      cc_pg_error(cc_service_pg(self->svc)));
     else cc_metric_add(self->m_cdrs, 1);
@@ -339,7 +341,45 @@ s_media_hangup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (m) cc__media_hangup__free_unpacked(m, NULL);
 }
 
+/* A recording's file name: letters, digits, '-', '_', '.', one optional
+ * folder level, ending in .wav; nothing that climbs out of the folder. */
+static bool
+s_record_path_ok(const char *p)
+{
+    size_t n = strlen(p);
+    if (n < 5 || n > 150 || strcmp(p + n - 4, ".wav") != 0 || p[0] == '.' || strstr(p, "..")) return false;
+    int slashes = 0;
+    for (const char *c = p; *c; c++) {
+        if (*c == '/') slashes++;
+        else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')
+                   || *c == '-' || *c == '_' || *c == '.'))
+            return false;
+    }
+    return slashes == 0;
+}
+
+static void
+s_media_record(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaRecord *m = cc__media_record__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_RECORD };
+    int cmds = m ? (m->pause != 0) + (m->resume != 0) + (m->stop != 0) : 0;
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || cmds > 1
+        || (cmds == 0 && !s_record_path_ok(m->path)) || m->max_ms > 4 * 3600 * 1000) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST,
+                     "want a call id and either a file name.wav (start) or one of pause, resume, stop", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.path, sizeof op.path, "%s", m->path);
+        op.record_cmd = m->pause ? GW_REC_PAUSE : m->resume ? GW_REC_RESUME : m->stop ? GW_REC_STOP : GW_REC_START;
+        op.max_ms = (int) m->max_ms;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_record__free_unpacked(m, NULL);
+}
+
 static const cc_rpc_method_t s_methods[] = {
+    { "media.record", s_media_record, "MediaRecord -> MediaDone: records the caller to WAV; pause, resume, stop" },
     { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },
     { "media.play", s_media_play, "MediaPlay -> MediaDone: plays a prompt (in a loop: done at once; else when played)" },
     { "media.collect", s_media_collect, "MediaCollect -> MediaCollected: digits until max, a terminator or a timeout" },
@@ -431,8 +471,9 @@ gw_server_new(cc_service_t *svc)
     if (!self->cdr) goto err;
     zsock_set_rcvhwm(self->cdr, 0);
     cc_loop_add_zsock(cc_service_loop(svc), self->cdr, s_on_media_msg, self);
-    char prompts[1024];
+    char prompts[1024], recordings[1024];
     cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_PROMPTS_DIR"), prompts, sizeof prompts);
+    cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_RECORDINGS_DIR"), recordings, sizeof recordings);
     if (cc_cfg_int(cfg, "GATEWAY_RTP_MIN") >= cc_cfg_int(cfg, "GATEWAY_RTP_MAX")) {
         CC_ERROR("GATEWAY_RTP_MIN must be below GATEWAY_RTP_MAX", "%s", "");
         goto err;
@@ -444,7 +485,7 @@ gw_server_new(cc_service_t *svc)
         .invites_per_s = (int) cc_cfg_int(cfg, "GATEWAY_INVITES_PER_S"), .routes = cc_cfg_str(cfg, "GATEWAY_ROUTES"),
         .prompts_dir = prompts, .bus_pub = cc_cfg_str(cfg, "CC_BUS_PUB"), .bus_hwm = (int) cc_cfg_int(cfg, "CC_BUS_HWM"),
         .cdr_endpoint = CDR_ENDPOINT, .service = "gateway", .instance = cc_service_instance(svc),
-        .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"),
+        .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;

@@ -12,7 +12,8 @@
  * hostile_sip_does_not_stop_the_gateway
  * hundred_concurrent_calls
  * no_dead_air_when_acd_does_not_answer
- * media_api_collects_a_digit_plays_and_hangs_up */
+ * media_api_collects_a_digit_plays_and_hangs_up
+ * recording_has_the_right_duration_without_the_paused_part */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -24,6 +25,7 @@
 #include "cc/cc_rpc.h"
 
 #include <arpa/inet.h>
+#include <sndfile.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +448,77 @@ media_api_collects_a_digit_plays_and_hangs_up(void)
 }
 
 static void
+recording_has_the_right_duration_without_the_paused_part(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    /* The caller echoes what it hears: steady audio to record. */
+    char sf[512], remote[64], lp[16], mp[16];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ivr.xml", GW_SOURCE_DIR);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 14);
+    const char *args[] = { "-sf", sf, "-s", "810", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-rtp_echo",
+                           "-timeout", "60s", "-timeout_error", remote, NULL };
+    pid_t caller = cc_harness_spawn_as(s_h, "sipp-rec", "/usr/bin/sipp", args);
+    env = s_event("call.started", 5000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 5000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaRecord rec = CC__MEDIA_RECORD__INIT;
+    rec.call_id = call_id;
+    rec.path = "../escape.wav";
+    Cc__Reply *r = s_media(c, "media.record", &rec.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_BAD_REQUEST, "a path out of the folder is refused");
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(300);   /* the echo is flowing */
+    rec.path = "rec-1.wav";
+    r = s_media(c, "media.record", &rec.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "start: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(1000);
+    Cc__MediaRecord cmd = CC__MEDIA_RECORD__INIT;
+    cmd.call_id = call_id;
+    cmd.pause = 1;     /* the card number is spoken now: not recorded */
+    r = s_media(c, "media.record", &cmd.base, 5000);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(800);
+    cmd.pause = 0;
+    cmd.resume = 1;
+    r = s_media(c, "media.record", &cmd.base, 5000);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(1000);
+    cmd.resume = 0;
+    cmd.stop = 1;
+    r = s_media(c, "media.record", &cmd.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "stop: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    r = s_media(c, "media.hangup", &h.base, 5000);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait_sipp(caller) == 0, "caller done");
+    cc_rpc_client_destroy(&c);
+    char path[512];
+    snprintf(path, sizeof path, "%s/rec-1.wav", cc_harness_dir(s_h));
+    SF_INFO info = { 0 };
+    SNDFILE *f = sf_open(path, SFM_READ, &info);
+    CHECK(f, "recording at %s", path);
+    sf_close(f);
+    double secs = (double) info.frames / info.samplerate;
+    printf("recorded %.2f s (2.0 s recorded, 0.8 s paused)\n", secs);
+    CHECK(info.samplerate == 8000 && info.channels == 1, "8 kHz mono");
+    CHECK(secs > 1.7 && secs < 2.3, "the recording lasts %.2f s, not 2 s: the pause leaked or audio was lost", secs);
+    PGresult *res = s_query("SELECT recording FROM telephony.cdr WHERE recording <> '' ORDER BY id DESC LIMIT 1");
+    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rec-1.wav") == 0, "CDR names the recording");
+    PQclear(res);
+    TEST_PASS(__func__);
+}
+
+static void
 hundred_concurrent_calls(void)
 {
     TEST_BEGIN(__func__);
@@ -489,7 +562,8 @@ main(void)
     setenv("GATEWAY_TRUNKS", "127.0.0.1", 1);
     setenv("GATEWAY_INVITES_PER_S", "60", 1);
     setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales,"
-           "800=play:tone:350", 1);
+           "800=play:tone:350,810=play:tone:350", 1);
+    setenv("GATEWAY_RECORDINGS_DIR", cc_harness_dir(s_h), 1);
     /* Nobody answers on the acd endpoint: queue routes take the fallback. */
     char acd[64];
     snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
@@ -517,6 +591,7 @@ main(void)
     hundred_concurrent_calls();
     no_dead_air_when_acd_does_not_answer();
     media_api_collects_a_digit_plays_and_hangs_up();
+    recording_has_the_right_duration_without_the_paused_part();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -524,6 +599,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 14 passed, 0 failed\n");
+    printf("gateway_test: 15 passed, 0 failed\n");
     return 0;
 }
