@@ -14,6 +14,8 @@ pg=${ports[0]} redis=${ports[1]} pub=${ports[2]} sub=${ports[3]} admin=${ports[4
 export ACD_ADMIN_PORT=${ports[5]} ACD_RPC=tcp://127.0.0.1:${ports[6]}
 export GATEWAY_ADMIN_PORT=${ports[7]} GATEWAY_SIP_PORT=${ports[8]}
 export GATEWAY_RPC=tcp://127.0.0.1:${ports[9]} ACD_GATEWAY_RPC=tcp://127.0.0.1:${ports[9]} GATEWAY_ACD_RPC=$ACD_RPC
+mkdir -p "$CC_VAR_DIR/recordings"
+export GATEWAY_RECORDINGS_DIR=$CC_VAR_DIR/recordings
 rtp=$(( 50000 + ($$ % 50) * 200 ))
 export GATEWAY_RTP_MIN=$rtp GATEWAY_RTP_MAX=$(( rtp + 199 ))
 export DATABASE_URL=postgresql://callcenter@127.0.0.1:$pg/callcenter
@@ -49,6 +51,12 @@ for _ in $(seq 1 50); do
 done
 "$root/tools/acd" status | grep -E '^1001 +not_ready .*gone' || fail "the offer to 1001 did not come back from the gateway"
 "$root/tools/acd" status | grep -E '^sales +1 ' || fail "the call did not keep its place"
+
+# A test call: SIPp with RTP and a digit; what it heard lands in a WAV.
+call=$("$root/tools/call" 300 1) || fail "tools/call: $call"
+echo "$call"
+wav=$(sed -n 's/^saved //p' <<<"$call")
+[ -s "$wav" ] && [ "$(stat -c %s "$wav")" -gt 8000 ] || fail "no recording of what the caller heard ($wav)"
 
 again=$("$root/tools/stack" up 2>&1) || fail "second up: $again"
 grep -q "already running" <<<"$again" || fail "second up was not a no-op: $again"
