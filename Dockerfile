@@ -11,7 +11,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \
         libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
         libpq-dev libhiredis-dev libuv1-dev libcivetweb-dev libjansson-dev libyaml-dev \
-        libre-dev libspandsp-dev libsndfile1-dev \
+        libre-dev libspandsp-dev libsndfile1-dev libespeak-ng-dev libsamplerate0-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -32,12 +32,12 @@ RUN set -e; mkdir -p /out/share/deploy; cp -r deploy/sql /out/share/deploy/; \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libpq5 libhiredis0.14 libuv1 libcivetweb1 \
-        libjansson4 libyaml-0-2 libre0 libspandsp2 libsndfile1 \
+        libjansson4 libyaml-0-2 libre0 libspandsp2 libsndfile1 libespeak-ng1 espeak-ng-data libsamplerate0 \
         curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --user-group --home-dir /var/lib/callcenter \
         --no-create-home --shell /usr/sbin/nologin callcenter \
-    && install -d -o callcenter -g callcenter /var/lib/callcenter /var/lib/callcenter/recordings
+    && install -d -o callcenter -g callcenter /var/lib/callcenter /var/lib/callcenter/recordings /var/lib/callcenter/tts
 
 # Programs: one line per service binary, plus the tools.
 COPY --from=build /build/services/forwarder/forwarder /usr/local/bin/

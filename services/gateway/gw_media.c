@@ -67,7 +67,7 @@ typedef struct { char name[128]; gw_prompt_t prompt; } cached_prompt_t;
 struct _gw_media_t {
     gw_media_opts_t o;
     char *routes_text, *trunks_text, *sip_host, *prompts_dir, *bus_pub, *cdr_endpoint, *service, *instance;
-    char *fallback, *recordings_dir;
+    char *fallback, *recordings_dir, *tts_dir;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -105,7 +105,8 @@ s_prompt(gw_media_t *m, const char *name)
         if (strcmp(m->prompts[i].name, name) == 0) return &m->prompts[i].prompt;
     if (m->nprompts == MAX_PROMPTS) return NULL;
     cached_prompt_t *p = &m->prompts[m->nprompts];
-    if (gw_prompt_load(&p->prompt, m->prompts_dir, name)) return NULL;
+    bool tts = strncmp(name, "tts:", 4) == 0;   /* rendered speech, from the cache folder */
+    if (gw_prompt_load(&p->prompt, tts ? m->tts_dir : m->prompts_dir, tts ? name + 4 : name)) return NULL;
     snprintf(p->name, sizeof p->name, "%s", name);
     m->nprompts++;
     return &p->prompt;
@@ -1286,6 +1287,7 @@ s_media_free(gw_media_t *m)
     free(m->instance);
     free(m->fallback);
     free(m->recordings_dir);
+    free(m->tts_dir);
     free(m->regs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
@@ -1306,6 +1308,7 @@ gw_media_start(const gw_media_opts_t *opts)
     m->instance = s_dup(opts->instance);
     m->fallback = s_dup(opts->fallback);
     m->recordings_dir = s_dup(opts->recordings_dir);
+    m->tts_dir = s_dup(opts->tts_dir);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     list_init(&m->calls);

@@ -28,6 +28,7 @@ typedef struct {
     const char *cdr_endpoint; /* inproc endpoint the CDRs are pushed to */
     const char *fallback;     /* prompt played once before a release: no dead air */
     const char *recordings_dir; /* where media.record writes WAV files */
+    const char *tts_dir;      /* rendered speech: prompts named "tts:<file>" */
     const char *service, *instance;
 } gw_media_opts_t;
 

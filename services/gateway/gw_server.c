@@ -2,12 +2,14 @@
  * health, metrics, shutdown. */
 #include "gw_server.h"
 #include "gw_media.h"
+#include "gw_tts.h"
 #include "cc/cc_log.h"
 #include "cc/cc_rpc.h"
 #include "queue.pb-c.h"
 #include "media.pb-c.h"
 
 #include <czmq.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_FALLBACK_QUEUE", CC_CFG_STR, 0, 64, NULL, 0, "Queue tried when a call's own queue refuses it; empty: none" },
     { "GATEWAY_RECORDINGS_DIR", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY,
       "Folder media.record writes WAV files to (relative to the defaults file)" },
+    { "GATEWAY_TTS_DIR", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY,
+      "Cache folder of rendered speech (media.say), relative to the defaults file" },
     { "GATEWAY_FALLBACK_PROMPT", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY,
       "Prompt a caller hears once before being released because no queue took the call" },
     CC_CFG_END
@@ -62,7 +66,18 @@ struct _gw_server_t {
     char fallback_queue[65];
     zhashx_t *ops;             /* token -> media request waiting for its end */
     uint64_t next_token;
+    char tts_dir[1024];
+    int renders;               /* speech being rendered on the thread pool */
 };
+
+/* media.say on its way: rendered on the thread pool, then played. */
+typedef struct {
+    uv_work_t work;
+    gw_server_t *server;
+    cc_rpc_call_t *call;
+    char call_id[64], text[1024], language[16];
+    int rc;
+} say_t;
 
 typedef struct { cc_rpc_call_t *call; int kind; } media_wait_t;
 
@@ -378,7 +393,64 @@ s_media_record(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (m) cc__media_record__free_unpacked(m, NULL);
 }
 
+static void
+s_say_render(uv_work_t *w)
+{
+    say_t *s = w->data;
+    s->rc = gw_tts_render(s->server->tts_dir, s->text, s->language);
+}
+
+static void
+s_say_rendered(uv_work_t *w, int status)
+{
+    say_t *s = w->data;
+    gw_server_t *self = s->server;
+    self->renders--;
+    if (status || s->rc || !self->media) {
+        cc_rpc_reply(s->call, CC__STATUS__STATUS_INTERNAL, "speech could not be rendered", NULL, 0);
+    } else {
+        gw_media_op_t op = { .kind = GW_MEDIA_PLAY };
+        char name[64];
+        gw_tts_name(s->text, s->language, name, sizeof name);
+        snprintf(op.call_id, sizeof op.call_id, "%s", s->call_id);
+        snprintf(op.prompt, sizeof op.prompt, "tts:%s", name);
+        s_start_op(self, s->call, &op);   /* the reply comes when it has been said */
+    }
+    free(s);
+}
+
+static void
+s_media_say(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    gw_server_t *self = arg;
+    Cc__MediaSay *m = cc__media_say__unpack(NULL, req->payload.len, req->payload.data);
+    say_t *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    if (!m || !s_id_fits(m->call_id, sizeof s->call_id) || !s_id_fits(m->text, sizeof s->text)
+        || !s_id_fits(m->language[0] ? m->language : "en", sizeof s->language)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id, text up to 1000 bytes, a language", NULL, 0);
+        free(s);
+    } else if (!gw_tts_supported(m->language[0] ? m->language : "en")) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "no voice for that language (en, zh, yue, de, fr, es)", NULL, 0);
+        free(s);
+    } else if (self->renders >= 64) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "speech renderer busy", NULL, 0);
+        free(s);
+    } else {
+        s->server = self;
+        s->call = call;
+        s->work.data = s;
+        snprintf(s->call_id, sizeof s->call_id, "%s", m->call_id);
+        snprintf(s->text, sizeof s->text, "%s", m->text);
+        snprintf(s->language, sizeof s->language, "%s", m->language[0] ? m->language : "en");
+        self->renders++;
+        uv_queue_work(cc_loop_uv(cc_service_loop(self->svc)), &s->work, s_say_render, s_say_rendered);
+    }
+    if (m) cc__media_say__free_unpacked(m, NULL);
+}
+
 static const cc_rpc_method_t s_methods[] = {
+    { "media.say", s_media_say, "MediaSay -> MediaDone: speaks text (espeak-ng, cached by text) and replies when said" },
     { "media.record", s_media_record, "MediaRecord -> MediaDone: records the caller to WAV; pause, resume, stop" },
     { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },
     { "media.play", s_media_play, "MediaPlay -> MediaDone: plays a prompt (in a loop: done at once; else when played)" },
@@ -474,6 +546,8 @@ gw_server_new(cc_service_t *svc)
     char prompts[1024], recordings[1024];
     cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_PROMPTS_DIR"), prompts, sizeof prompts);
     cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_RECORDINGS_DIR"), recordings, sizeof recordings);
+    cc_cfg_resolve(cfg, cc_cfg_str(cfg, "GATEWAY_TTS_DIR"), self->tts_dir, sizeof self->tts_dir);
+    mkdir(self->tts_dir, 0755);
     if (cc_cfg_int(cfg, "GATEWAY_RTP_MIN") >= cc_cfg_int(cfg, "GATEWAY_RTP_MAX")) {
         CC_ERROR("GATEWAY_RTP_MIN must be below GATEWAY_RTP_MAX", "%s", "");
         goto err;
@@ -486,6 +560,7 @@ gw_server_new(cc_service_t *svc)
         .prompts_dir = prompts, .bus_pub = cc_cfg_str(cfg, "CC_BUS_PUB"), .bus_hwm = (int) cc_cfg_int(cfg, "CC_BUS_HWM"),
         .cdr_endpoint = CDR_ENDPOINT, .service = "gateway", .instance = cc_service_instance(svc),
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
+        .tts_dir = self->tts_dir,
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;
@@ -513,6 +588,8 @@ gw_server_destroy(gw_server_t **self_p)
     if (!self_p || !*self_p) return;
     gw_server_t *self = *self_p;
     cc_service_off(self->svc, self);
+    /* Speech still rendering finishes first: its callbacks use self. */
+    while (self->renders) uv_run(cc_loop_uv(cc_service_loop(self->svc)), UV_RUN_ONCE);
     gw_media_stop(&self->media);
     if (self->cdr) {
         /* What the media thread said last: CDRs, and the ends of media

@@ -415,6 +415,35 @@ media_api_collects_a_digit_plays_and_hangs_up(void)
     CHECK(r->status == CC__STATUS__STATUS_OK && took >= 1400, "played once (%lld ms): %s", (long long) took, r->error);
     cc__reply__free_unpacked(r, NULL);
 
+    /* Speech: English and Mandarin, rendered once and cached by text. */
+    Cc__MediaSay say = CC__MEDIA_SAY__INIT;
+    say.call_id = call_id;
+    say.text = "Your order has shipped.";
+    say.language = "en";
+    for (int i = 0; i < 2; i++) {
+        t0 = cc_mono_ms();
+        r = s_media(c, "media.say", &say.base, 15000);
+        took = cc_mono_ms() - t0;
+        CHECK(r->status == CC__STATUS__STATUS_OK && took >= 800, "said in %lld ms: %s", (long long) took, r->error);
+        cc__reply__free_unpacked(r, NULL);
+    }
+    say.text = "您的订单已经发货了";
+    say.language = "zh";
+    r = s_media(c, "media.say", &say.base, 15000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "Mandarin: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls %s/tts/tts-*.wav | wc -l", cc_harness_dir(s_h));
+    FILE *ls = popen(cmd, "r");
+    int rendered = 0;
+    CHECK(ls && fscanf(ls, "%d", &rendered) == 1, "count");
+    pclose(ls);
+    CHECK(rendered == 2, "two texts, two renderings (cache hit the second time): %d", rendered);
+    say.language = "xx";
+    r = s_media(c, "media.say", &say.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_BAD_REQUEST, "unknown language refused");
+    cc__reply__free_unpacked(r, NULL);
+
     /* Timeout: no more digits come. */
     col.first_digit_timeout_ms = 300;
     r = s_media(c, "media.collect", &col.base, 5000);
@@ -564,6 +593,9 @@ main(void)
     setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales,"
            "800=play:tone:350,810=play:tone:350", 1);
     setenv("GATEWAY_RECORDINGS_DIR", cc_harness_dir(s_h), 1);
+    char tts[512];
+    snprintf(tts, sizeof tts, "%s/tts", cc_harness_dir(s_h));
+    setenv("GATEWAY_TTS_DIR", tts, 1);
     /* Nobody answers on the acd endpoint: queue routes take the fallback. */
     char acd[64];
     snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
