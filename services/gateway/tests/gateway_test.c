@@ -122,7 +122,7 @@ call_with_rfc4733_digit_and_bye_from_caller(const char *transport)
     PGresult *r = s_cdr("13800138000");
     CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0 && strcmp(PQgetvalue(r, 0, 1), "caller") == 0, "cause %s by %s",
           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
-    CHECK(strcmp(PQgetvalue(r, 0, 5), "1") == 0, "digits received: '%s'", PQgetvalue(r, 0, 5));
+    CHECK(strcmp(PQgetvalue(r, 0, 5), "15") == 0, "digits received (RFC 4733 then INFO): '%s'", PQgetvalue(r, 0, 5));
     long sent = atol(PQgetvalue(r, 0, 3)), received = atol(PQgetvalue(r, 0, 4));
     double talk = atof(PQgetvalue(r, 0, 7));
     /* 20 ms packets for the whole talk time, give or take start and end. */
@@ -557,7 +557,7 @@ hundred_concurrent_calls(void)
     CHECK(s_sipp("uac_dtmf", "100", 100, "-t", "u1") == 0, "100 concurrent calls");
     long after = before;
     for (int i = 0; i < 50 && after < before + 100; i++) {
-        r = s_query("SELECT count(*) FROM telephony.cdr WHERE caller = '13800138000' AND sip_cause = 200 AND dtmf = '1'");
+        r = s_query("SELECT count(*) FROM telephony.cdr WHERE caller = '13800138000' AND sip_cause = 200 AND dtmf = '15'");
         after = atol(PQgetvalue(r, 0, 0));
         PQclear(r);
         cc_sleep_ms(100);
