@@ -39,6 +39,8 @@ const cc_cfg_key_t cc_service_common_keys[] = {
 
 typedef struct { cc_service_hook_fn *fn; void *arg; } hook_t;
 typedef struct { const char *name; cc_service_check_fn *fn; void *arg; } check_t;
+typedef struct { char prefix[64]; cc_bus_event_fn *fn; void *arg; } listener_t;
+#define MAX_LISTENERS 16
 
 struct _cc_service_t {
     const cc_service_def_t *def;
@@ -54,6 +56,8 @@ struct _cc_service_t {
     int nstop;
     hook_t reload_hooks[MAX_HOOKS];
     int nreload;
+    listener_t listeners[MAX_LISTENERS];
+    int nlisteners;
     check_t checks[MAX_CHECKS];
     _Atomic int nchecks;       /* HTTP threads read entries below it */
     uv_timer_t health_timer;
@@ -126,6 +130,9 @@ s_on_event(void *arg, const Cc__Envelope *env)
     cc_service_t *self = arg;
     if (strcmp(env->type, self->heartbeat_topic) == 0)
         atomic_store(&self->last_heartbeat_ms, cc_mono_ms());
+    for (int i = 0; i < self->nlisteners; i++)
+        if (strncmp(env->type, self->listeners[i].prefix, strlen(self->listeners[i].prefix)) == 0)
+            self->listeners[i].fn(self->listeners[i].arg, env);
 }
 
 /* Keeps the health of every dependency current and publishes the heartbeat. */
@@ -318,6 +325,17 @@ cc_service_on_reload(cc_service_t *self, cc_service_hook_fn *fn, void *arg)
     self->reload_hooks[self->nreload++] = (hook_t) { fn, arg };
 }
 
+void
+cc_service_on_event(cc_service_t *self, const char *prefix, cc_bus_event_fn *fn, void *arg)
+{
+    assert(self->bus && self->nlisteners < MAX_LISTENERS);
+    listener_t *l = &self->listeners[self->nlisteners++];
+    snprintf(l->prefix, sizeof l->prefix, "%s", prefix);
+    l->fn = fn;
+    l->arg = arg;
+    cc_bus_subscribe(self->bus, prefix);
+}
+
 /* Drops every hook whose argument is arg, keeping the others' order. */
 static int
 s_hooks_without(hook_t *hooks, int n, void *arg)
@@ -332,6 +350,10 @@ void
 cc_service_off(cc_service_t *self, void *arg)
 {
     self->nstop = s_hooks_without(self->stop_hooks, self->nstop, arg);
+    int kept = 0;
+    for (int i = 0; i < self->nlisteners; i++)
+        if (self->listeners[i].arg != arg) self->listeners[kept++] = self->listeners[i];
+    self->nlisteners = kept;
     self->nreload = s_hooks_without(self->reload_hooks, self->nreload, arg);
 }
 

@@ -40,6 +40,7 @@ struct _acd_server_t {
     cc_rpc_client_t *gateway;
     uv_timer_t *tick;
     uv_timer_t *reload;
+    unsigned ticks;
     bool stopping;
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
     cc_metric_t *m_overflowed, *m_left, *m_callbacks;
@@ -612,10 +613,37 @@ s_load_queues(acd_server_t *self)
     return n;
 }
 
+/* Redis lost its data (a restart without persistence, a flush): the queues
+ * are loaded again at once, and the first instance to notice tells everyone
+ * with acd.rebuilt, so the gateway puts its waiting callers back and agents'
+ * desktops log in again. */
+static void
+s_check_epoch(acd_server_t *self)
+{
+    cc_redis_t *r = cc_service_redis(self->svc);
+    acd_router_flush(self->router);
+    redisReply *rep = cc_redis_cmdf(r, "EXISTS acd:epoch");
+    bool lost = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
+    if (rep) freeReplyObject(rep);
+    if (!lost) return;
+    s_load_queues(self);
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long) s_now_ms());
+    const char *argv[] = { "SET", "acd:epoch", now, "NX" };
+    rep = cc_redis_cmd(r, 4, argv);
+    bool first = rep && rep->type == REDIS_REPLY_STATUS;
+    if (rep) freeReplyObject(rep);
+    if (first) {
+        CC_WARN("Redis state was empty: queues loaded, calls and agents asked to come back", "epoch=%s", now);
+        cc_bus_publish(self->bus, "acd.rebuilt", NULL, now, strlen(now));
+    }
+}
+
 static void
 s_on_tick(uv_timer_t *t)
 {
     acd_server_t *self = t->data;
+    if (++self->ticks % 10 == 0) s_check_epoch(self);
     s_run(self, "tick", 0, NULL);
 }
 

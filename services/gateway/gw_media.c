@@ -28,7 +28,7 @@
 #define RATE_SLOTS 256
 #define TELEV_PT 101
 
-enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP };
+enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE };
 
 #define MAX_REGS 4096
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
@@ -140,6 +140,7 @@ struct gw_call {
     bool queued;               /* the caller is in an acd queue */
     bool answered_told;        /* the agent leg's answer was reported */
     char agent[64];
+    char queue[64];            /* the acd queue the caller waits in */
     struct tmr ring_tmr;
     char release_reason[64];   /* why the announcement ends the call */
     gw_media_op_t op;          /* the media operation under way (kind 0: none) */
@@ -699,7 +700,7 @@ s_on_connect(const struct sip_msg *msg, void *arg)
     c->announce = strcmp(route->action, "announce") == 0;
     if (strcmp(route->action, "queue") == 0) {
         c->queued = true;
-        snprintf(c->agent, sizeof c->agent, "%s", route->queue);
+        snprintf(c->queue, sizeof c->queue, "%s", route->queue);
     }
     snprintf(c->cdr.leg, sizeof c->cdr.leg, "caller");
     snprintf(c->cdr.direction, sizeof c->cdr.direction, "inbound");
@@ -793,9 +794,8 @@ s_answer(void *arg)
         memset(&msg, 0, sizeof msg);
         msg.type = GW_MSG_ENQUEUE;
         snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
-        snprintf(msg.queue, sizeof msg.queue, "%s", c->agent);   /* the route's queue, kept in agent until offered */
+        snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
         snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
-        c->agent[0] = '\0';
         s_tell(m, &msg);
     }
 }
@@ -1183,6 +1183,20 @@ s_on_mqueue(int id, void *data, void *arg)
         }
     }
     if (id == MQ_OP) s_media_op(m, &q->op);
+    if (id == MQ_REQUEUE) {
+        struct le *le;
+        LIST_FOREACH(&m->calls, le) {
+            gw_call_t *c = le->data;
+            if (c->outbound || c->ended || !c->queued || c->bridged || c->peer || !c->cdr.answered_us) continue;
+            gw_msg_t msg;
+            memset(&msg, 0, sizeof msg);
+            msg.type = GW_MSG_ENQUEUE;
+            snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
+            snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
+            snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
+            s_tell(m, &msg);
+        }
+    }
     if (id == MQ_USERS) {
         free(m->users);
         m->users = q->users;
@@ -1415,6 +1429,12 @@ gw_media_op(gw_media_t *self, const gw_media_op_t *op)
     mq_req_t *q = s_req(op->call_id);
     q->op = *op;
     return s_push(self, MQ_OP, q);
+}
+
+int
+gw_media_requeue_all(gw_media_t *self)
+{
+    return s_push(self, MQ_REQUEUE, s_req(NULL));
 }
 
 int

@@ -106,6 +106,9 @@ int gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, 
 int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, int fallback);
 /* Hang up call_id's agent leg only; the caller goes back to music. */
 int gw_media_drop_agent(gw_media_t *self, const char *call_id);
+/* Sends every caller still waiting in a queue to acd again (acd lost its
+ * state). */
+int gw_media_requeue_all(gw_media_t *self);
 /* Replaces the phones' credentials; takes ownership of users (malloc'd). */
 int gw_media_set_users(gw_media_t *self, gw_user_t *users, size_t n);
 /* Starts a media operation (copied). A call has one at a time: a new one

@@ -157,7 +157,8 @@ s_on_acd_reply(void *arg, const Cc__Reply *reply)
 {
     pending_t *p = arg;
     gw_server_t *self = p->server;
-    if (reply->status != CC__STATUS__STATUS_OK && self->media) {
+    bool already = reply->status == CC__STATUS__STATUS_CONFLICT && strstr(reply->error, "already queued");
+    if (reply->status != CC__STATUS__STATUS_OK && self->media && !already) {
         if (p->type == GW_MSG_ENQUEUE && self->fallback_queue[0] && strcmp(p->queue, self->fallback_queue) != 0
             && reply->status != CC__STATUS__STATUS_TIMEOUT) {
             /* Refused by its queue (closed, full...): the default queue next. */
@@ -508,6 +509,16 @@ s_on_timer(uv_timer_t *t)
     }
 }
 
+/* acd lost its live state: the callers waiting here go back to it. */
+static void
+s_on_acd_rebuilt(void *arg, const Cc__Envelope *env)
+{
+    gw_server_t *self = arg;
+    (void) env;
+    CC_WARN("acd rebuilt its state; waiting callers enqueued again", "%s", "");
+    if (self->media) gw_media_requeue_all(self->media);
+}
+
 /* SIGTERM: calls get a BYE and their CDRs are stored before the loop ends. */
 static void
 s_on_stop(void *arg)
@@ -576,6 +587,7 @@ gw_server_new(cc_service_t *svc)
     cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
     self->timer = cc_loop_timer(cc_service_loop(svc), s_on_timer, self, 1000);
     cc_service_on_stop(svc, s_on_stop, self);
+    cc_service_on_event(svc, "acd.rebuilt", s_on_acd_rebuilt, self);
     return self;
 err:
     gw_server_destroy(&self);

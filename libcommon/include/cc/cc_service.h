@@ -67,6 +67,10 @@ void cc_service_on_stop(cc_service_t *self, cc_service_hook_fn *fn, void *arg);
 void cc_service_on_reload(cc_service_t *self, cc_service_hook_fn *fn, void *arg);
 /* Removes hooks registered with arg (before arg is freed). */
 void cc_service_off(cc_service_t *self, void *arg);
+/* Calls fn for every bus event whose type starts with prefix (subscribed
+ * here), on the loop thread. Needs CC_NEED_BUS. */
+void cc_service_on_event(cc_service_t *self, const char *prefix, cc_bus_event_fn *fn, void *arg);
+
 /* Adds a component to /healthz; fn runs on an HTTP thread (thread-safe). */
 void cc_service_add_check(cc_service_t *self, const char *name, cc_service_check_fn *fn, void *arg);
 
