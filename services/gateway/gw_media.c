@@ -127,6 +127,7 @@ struct gw_call {
     int telev_pt;
     bool held, established, ended, announce;
     const gw_prompt_t *prompt;  /* shared, from the media's cache */
+    const gw_prompt_t *music;   /* the route's prompt, to come back to */
     size_t pos;
     uint32_t ts, ssrc_seq;
     uint64_t tx_start, tx_n;
@@ -319,7 +320,14 @@ s_on_tx(void *arg)
     }
     if (rtp_send(c->rtp, &c->raddr, false, c->cdr.rtp_sent == 0, (uint8_t) c->pt, c->ts, &mb) == 0) c->cdr.rtp_sent++;
     c->ts += FRAME;
-    if (wrapped && c->op_wait_played) s_op_done(c, "done");
+    if (wrapped && c->op_wait_played) {
+        if (c->op.then_music && c->music) {
+            /* An announcement between the music: the music again. */
+            c->prompt = c->music;
+            c->pos = 0;
+        }
+        s_op_done(c, "done");
+    }
     if (c->announce && wrapped)   /* played once: hang up */
         s_call_end(c, 200, "system", c->release_reason[0] ? c->release_reason : "announcement played");
 }
@@ -740,7 +748,7 @@ s_on_connect(const struct sip_msg *msg, void *arg)
             return;
         }
     }
-    if (!(c->prompt = s_prompt(m, route->prompt))) {
+    if (!(c->music = c->prompt = s_prompt(m, route->prompt))) {
         s_refuse(c, msg, 500, "Prompt Unavailable");
         return;
     }

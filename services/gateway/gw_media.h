@@ -69,6 +69,7 @@ typedef struct {
     char call_id[64], prompt[128], terminators[16], reason[64];
     int loop, max_digits, first_ms, inter_ms, cause;
     char path[160];            /* record: file under the recordings folder */
+    int then_music;            /* play: afterwards, back to the call's music */
     int record_cmd, max_ms;    /* record: GW_REC_START, PAUSE, RESUME, STOP */
 } gw_media_op_t;
 

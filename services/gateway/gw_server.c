@@ -74,7 +74,7 @@ struct _gw_server_t {
 typedef struct {
     uv_work_t work;
     gw_server_t *server;
-    cc_rpc_call_t *call;
+    cc_rpc_call_t *call;       /* NULL for a queue announcement: nobody waits */
     char call_id[64], text[1024], language[16];
     int rc;
 } say_t;
@@ -408,14 +408,15 @@ s_say_rendered(uv_work_t *w, int status)
     gw_server_t *self = s->server;
     self->renders--;
     if (status || s->rc || !self->media) {
-        cc_rpc_reply(s->call, CC__STATUS__STATUS_INTERNAL, "speech could not be rendered", NULL, 0);
+        if (s->call) cc_rpc_reply(s->call, CC__STATUS__STATUS_INTERNAL, "speech could not be rendered", NULL, 0);
     } else {
-        gw_media_op_t op = { .kind = GW_MEDIA_PLAY };
+        gw_media_op_t op = { .kind = GW_MEDIA_PLAY, .then_music = !s->call };
         char name[64];
         gw_tts_name(s->text, s->language, name, sizeof name);
         snprintf(op.call_id, sizeof op.call_id, "%s", s->call_id);
         snprintf(op.prompt, sizeof op.prompt, "tts:%s", name);
-        s_start_op(self, s->call, &op);   /* the reply comes when it has been said */
+        if (s->call) s_start_op(self, s->call, &op);   /* the reply comes when it has been said */
+        else gw_media_op(self->media, &op);             /* an announcement: no one waits for it */
     }
     free(s);
 }
@@ -450,7 +451,37 @@ s_media_say(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (m) cc__media_say__free_unpacked(m, NULL);
 }
 
+/* gateway.announce: acd tells a waiting caller where they stand. Spoken
+ * between the music; an agent answering cuts it off (the legs are bridged at
+ * once). acd is answered at once: it does not wait for the speech. */
+static void
+s_announce(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    gw_server_t *self = arg;
+    Cc__QueuePosition *m = cc__queue_position__unpack(NULL, req->payload.len, req->payload.data);
+    if (!m || !s_id_fits(m->call_id, 64)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "malformed QueuePosition", NULL, 0);
+    } else if (self->renders >= 64) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "speech renderer busy", NULL, 0);
+    } else {
+        say_t *s = calloc(1, sizeof *s);
+        if (!s) abort();
+        s->server = self;
+        s->work.data = s;
+        snprintf(s->call_id, sizeof s->call_id, "%s", m->call_id);
+        unsigned minutes = (m->estimated_wait_s + 59) / 60;
+        snprintf(s->text, sizeof s->text, "You are number %u in the queue. The estimated wait is %u minute%s.",
+                 m->position, minutes, minutes == 1 ? "" : "s");
+        snprintf(s->language, sizeof s->language, "en");
+        self->renders++;
+        uv_queue_work(cc_loop_uv(cc_service_loop(self->svc)), &s->work, s_say_render, s_say_rendered);
+        cc_rpc_reply(call, CC__STATUS__STATUS_OK, NULL, NULL, 0);
+    }
+    if (m) cc__queue_position__free_unpacked(m, NULL);
+}
+
 static const cc_rpc_method_t s_methods[] = {
+    { "gateway.announce", s_announce, "QueuePosition -> ok: speaks the caller's position and wait between the music" },
     { "media.say", s_media_say, "MediaSay -> MediaDone: speaks text (espeak-ng, cached by text) and replies when said" },
     { "media.record", s_media_record, "MediaRecord -> MediaDone: records the caller to WAV; pause, resume, stop" },
     { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },

@@ -22,6 +22,7 @@
 #include "cc/cc_util.h"
 #include "call.pb-c.h"
 #include "media.pb-c.h"
+#include "queue.pb-c.h"
 #include "cc/cc_rpc.h"
 
 #include <arpa/inet.h>
@@ -443,6 +444,25 @@ media_api_collects_a_digit_plays_and_hangs_up(void)
     r = s_media(c, "media.say", &say.base, 5000);
     CHECK(r->status == CC__STATUS__STATUS_BAD_REQUEST, "unknown language refused");
     cc__reply__free_unpacked(r, NULL);
+
+    /* acd's position announcement: answered at once, spoken between the music. */
+    Cc__QueuePosition pos = CC__QUEUE_POSITION__INIT;
+    pos.call_id = call_id;
+    pos.queue = "sales";
+    pos.position = 3;
+    pos.estimated_wait_s = 125;
+    t0 = cc_mono_ms();
+    r = s_media(c, "gateway.announce", &pos.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_OK && cc_mono_ms() - t0 < 1000, "announce answered at once");
+    cc__reply__free_unpacked(r, NULL);
+    for (int i = 0; i < 100 && rendered < 3; i++) {
+        cc_sleep_ms(50);
+        ls = popen(cmd, "r");
+        if (ls && fscanf(ls, "%d", &rendered) != 1) rendered = 0;
+        if (ls) pclose(ls);
+    }
+    CHECK(rendered == 3, "the announcement was spoken (rendered: %d files)", rendered);
+    cc_sleep_ms(4000);   /* said, and back to the music */
 
     /* Timeout: no more digits come. */
     col.first_digit_timeout_ms = 300;
