@@ -334,24 +334,30 @@ s_on_tx(void *arg)
 
 static void s_tell(gw_media_t *m, gw_msg_t *msg);
 
+/* Tells the service thread that media operation token ended with result. */
+static void
+s_tell_done(gw_media_t *m, uint64_t token, const char *call_id, const char *result, const char *digits)
+{
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = GW_MSG_MEDIA_DONE;
+    msg.token = token;
+    snprintf(msg.call_id, sizeof msg.call_id, "%s", call_id);
+    snprintf(msg.result, sizeof msg.result, "%s", result);
+    snprintf(msg.digits, sizeof msg.digits, "%s", digits ? digits : "");
+    s_tell(m, &msg);
+}
+
 /* Ends the call's media operation with result; the service thread replies. */
 static void
 s_op_done(gw_call_t *c, const char *result)
 {
     if (!c->op.kind) return;
-    gw_msg_t msg;
-    memset(&msg, 0, sizeof msg);
-    msg.type = GW_MSG_MEDIA_DONE;
-    msg.token = c->op.token;
-    snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
-    snprintf(msg.result, sizeof msg.result, "%s", result);
-    snprintf(msg.digits, sizeof msg.digits, "%s", c->collected);
     tmr_cancel(&c->op_tmr);
-    if (c->rec) sf_close(c->rec);
     c->op.kind = 0;
     c->op_wait_played = false;
+    s_tell_done(c->media, c->op.token, c->cdr.call_id, result, c->collected);
     c->collected[0] = '\0';
-    s_tell(c->media, &msg);
 }
 
 static void
@@ -1081,23 +1087,12 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
 {
     gw_call_t *c = s_call_find(m, op->call_id, false);
     if (!c || !c->cdr.answered_us) {
-        gw_msg_t msg;
-        memset(&msg, 0, sizeof msg);
-        msg.type = GW_MSG_MEDIA_DONE;
-        msg.token = op->token;
-        snprintf(msg.call_id, sizeof msg.call_id, "%s", op->call_id);
-        snprintf(msg.result, sizeof msg.result, "gone");
-        s_tell(m, &msg);
+        s_tell_done(m, op->token, op->call_id, "gone", NULL);
         return;
     }
     if (op->kind == GW_MEDIA_RECORD) {
         /* Recording runs beside the other operations: it answers at once. */
-        gw_msg_t msg;
-        memset(&msg, 0, sizeof msg);
-        msg.type = GW_MSG_MEDIA_DONE;
-        msg.token = op->token;
-        snprintf(msg.call_id, sizeof msg.call_id, "%s", op->call_id);
-        snprintf(msg.result, sizeof msg.result, "done");
+        const char *result = "done";
         if (op->record_cmd == GW_REC_START) {
             char path[600];
             snprintf(path, sizeof path, "%s/%s", m->recordings_dir, op->path);
@@ -1106,7 +1101,7 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             c->rec = sf_open(path, SFM_WRITE, &info);
             if (!c->rec) {
                 CC_ERROR("recording not started", "call_id=%s path=%s error=\"%s\"", c->cdr.call_id, path, sf_strerror(NULL));
-                snprintf(msg.result, sizeof msg.result, "no_file");
+                result = "no_file";
             } else {
                 c->rec_frames = 0;
                 c->rec_paused = false;
@@ -1114,7 +1109,7 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
                 snprintf(c->cdr.recording, sizeof c->cdr.recording, "%s", op->path);
             }
         } else if (!c->rec) {
-            snprintf(msg.result, sizeof msg.result, "not_recording");
+            result = "not_recording";
         } else if (op->record_cmd == GW_REC_PAUSE || op->record_cmd == GW_REC_RESUME) {
             c->rec_paused = op->record_cmd == GW_REC_PAUSE;
             CC_INFO(c->rec_paused ? "recording paused" : "recording resumed", "call_id=%s", c->cdr.call_id);
@@ -1122,7 +1117,7 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             sf_close(c->rec);
             c->rec = NULL;
         }
-        s_tell(m, &msg);
+        s_tell_done(m, op->token, op->call_id, result, NULL);
         return;
     }
     s_op_done(c, "replaced");
@@ -1134,13 +1129,7 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
     if (op->prompt[0]) {
         const gw_prompt_t *p = s_prompt(m, op->prompt);
         if (!p) {
-            gw_msg_t msg;
-            memset(&msg, 0, sizeof msg);
-            msg.type = GW_MSG_MEDIA_DONE;
-            msg.token = op->token;
-            snprintf(msg.call_id, sizeof msg.call_id, "%s", op->call_id);
-            snprintf(msg.result, sizeof msg.result, "no_prompt");
-            s_tell(m, &msg);
+            s_tell_done(m, op->token, op->call_id, "no_prompt", NULL);
             return;
         }
         c->prompt = p;
