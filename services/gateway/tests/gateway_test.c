@@ -545,12 +545,27 @@ recording_has_the_right_duration_without_the_paused_part(void)
     r = s_media(c, "media.record", &cmd.base, 5000);
     CHECK(r->status == CC__STATUS__STATUS_OK, "stop: %s", r->error);
     cc__reply__free_unpacked(r, NULL);
+    /* A second recording still running when the call is hung up: closed whole. */
+    rec.path = "rec-2.wav";
+    r = s_media(c, "media.record", &rec.base, 5000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "start 2: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(500);
     Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
     h.call_id = call_id;
     r = s_media(c, "media.hangup", &h.base, 5000);
     cc__reply__free_unpacked(r, NULL);
     CHECK(s_wait_sipp(caller) == 0, "caller done");
     cc_rpc_client_destroy(&c);
+    char path2[512];
+    snprintf(path2, sizeof path2, "%s/rec-2.wav", cc_harness_dir(s_h));
+    SF_INFO info2 = { 0 };
+    cc_sleep_ms(200);
+    SNDFILE *f2 = sf_open(path2, SFM_READ, &info2);
+    CHECK(f2 && info2.frames > 2000, "the recording cut by the hang-up is a whole file (%lld frames)",
+          f2 ? (long long) info2.frames : -1LL);
+    sf_close(f2);
+    CHECK(kill(s_gw, 0) == 0, "gateway alive after hanging up a recorded call");
     char path[512];
     snprintf(path, sizeof path, "%s/rec-1.wav", cc_harness_dir(s_h));
     SF_INFO info = { 0 };
@@ -562,7 +577,7 @@ recording_has_the_right_duration_without_the_paused_part(void)
     CHECK(info.samplerate == 8000 && info.channels == 1, "8 kHz mono");
     CHECK(secs > 1.7 && secs < 2.3, "the recording lasts %.2f s, not 2 s: the pause leaked or audio was lost", secs);
     PGresult *res = s_query("SELECT recording FROM telephony.cdr WHERE recording <> '' ORDER BY id DESC LIMIT 1");
-    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rec-1.wav") == 0, "CDR names the recording");
+    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rec-2.wav") == 0, "CDR names the call's last recording");
     PQclear(res);
     TEST_PASS(__func__);
 }
