@@ -88,31 +88,10 @@ main(void)
     s_sql(pg, "INSERT INTO acd.agents (id, extension, skills, queues) VALUES ('1001', '1001', 'sales:3', 'sales')");
     s_sql(pg, "INSERT INTO telephony.sip_users (username, ha1) VALUES ('1001', md5('1001:callcenter:secret1001'))");
 
-    char acd_rpc[64], gw_rpc[64], v[16];
-    snprintf(acd_rpc, sizeof acd_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
-    snprintf(gw_rpc, sizeof gw_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
-    int acd_admin = cc_harness_free_port(), gw_admin = cc_harness_free_port();
-    s_sip_port = cc_harness_free_port();
-    setenv("ACD_RPC", acd_rpc, 1);
-    setenv("ACD_GATEWAY_RPC", gw_rpc, 1);
-    snprintf(v, sizeof v, "%d", acd_admin);
-    setenv("ACD_ADMIN_PORT", v, 1);
-    cc_harness_spawn(s_h, "acd", NULL);
-    CHECK(cc_harness_wait_http(acd_admin, "/healthz", 20000), "acd healthy");
-    setenv("GATEWAY_RPC", gw_rpc, 1);
-    setenv("GATEWAY_ACD_RPC", acd_rpc, 1);
-    snprintf(v, sizeof v, "%d", gw_admin);
-    setenv("GATEWAY_ADMIN_PORT", v, 1);
-    snprintf(v, sizeof v, "%d", s_sip_port);
-    setenv("GATEWAY_SIP_PORT", v, 1);
-    int base = 33000 + (getpid() % 30) * 1000;
-    snprintf(v, sizeof v, "%d", base);
-    setenv("GATEWAY_RTP_MIN", v, 1);
-    snprintf(v, sizeof v, "%d", base + 999);
-    setenv("GATEWAY_RTP_MAX", v, 1);
-    setenv("GATEWAY_ROUTES", "100=queue:sales", 1);
-    cc_harness_spawn(s_h, "gateway", NULL);
-    CHECK(cc_harness_wait_http(gw_admin, "/healthz", 20000), "gateway healthy");
+    cc_callpath_t path;
+    cc_harness_start_callpath(s_h, &path, "100=queue:sales", 33000 + (getpid() % 30) * 100);
+    s_sip_port = path.sip_port;
+    const char *acd_rpc = path.acd_rpc;
 
     cc_bus_opts_t bo = { .service = "test", .instance = "e2e", .sub_endpoint = getenv("CC_BUS_SUB") };
     cc_bus_t *events = cc_bus_new(&bo);

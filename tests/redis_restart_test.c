@@ -50,30 +50,10 @@ main(void)
     CHECK(cc_pg_run(pg, "INSERT INTO acd.queues (name) VALUES ('sales')", NULL) == 0, "queue");
     cc_pg_destroy(&pg);
 
-    char acd_rpc[64], gw_rpc[64], v[16];
-    snprintf(acd_rpc, sizeof acd_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
-    snprintf(gw_rpc, sizeof gw_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
-    int acd_admin = cc_harness_free_port(), gw_admin = cc_harness_free_port(), sip = cc_harness_free_port();
-    setenv("ACD_RPC", acd_rpc, 1);
-    setenv("ACD_GATEWAY_RPC", gw_rpc, 1);
-    snprintf(v, sizeof v, "%d", acd_admin);
-    setenv("ACD_ADMIN_PORT", v, 1);
-    cc_harness_spawn(h, "acd", NULL);
-    CHECK(cc_harness_wait_http(acd_admin, "/healthz", 20000), "acd");
-    setenv("GATEWAY_RPC", gw_rpc, 1);
-    setenv("GATEWAY_ACD_RPC", acd_rpc, 1);
-    snprintf(v, sizeof v, "%d", gw_admin);
-    setenv("GATEWAY_ADMIN_PORT", v, 1);
-    snprintf(v, sizeof v, "%d", sip);
-    setenv("GATEWAY_SIP_PORT", v, 1);
-    int base = 36000 + (getpid() % 30) * 100;
-    snprintf(v, sizeof v, "%d", base);
-    setenv("GATEWAY_RTP_MIN", v, 1);
-    snprintf(v, sizeof v, "%d", base + 99);
-    setenv("GATEWAY_RTP_MAX", v, 1);
-    setenv("GATEWAY_ROUTES", "100=queue:sales", 1);
-    cc_harness_spawn(h, "gateway", NULL);
-    CHECK(cc_harness_wait_http(gw_admin, "/healthz", 20000), "gateway");
+    cc_callpath_t path;
+    cc_harness_start_callpath(h, &path, "100=queue:sales", 36000 + (getpid() % 30) * 100);
+    int sip = path.sip_port;
+    const char *gw_rpc = path.gw_rpc;
 
     cc_bus_opts_t bo = { .service = "test", .instance = "rr", .sub_endpoint = getenv("CC_BUS_SUB") };
     cc_bus_t *bus = cc_bus_new(&bo);

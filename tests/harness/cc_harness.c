@@ -461,6 +461,39 @@ cc_harness_start_forwarder(cc_harness_t *self, bool nodrop, int hwm)
     return pid;
 }
 
+static void
+s_setenv_int(const char *name, int value)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", value);
+    setenv(name, v, 1);
+}
+
+void
+cc_harness_start_callpath(cc_harness_t *self, cc_callpath_t *p, const char *routes, int rtp_base)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->acd_rpc, sizeof p->acd_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    snprintf(p->gw_rpc, sizeof p->gw_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    p->acd_admin = cc_harness_free_port();
+    p->gw_admin = cc_harness_free_port();
+    p->sip_port = cc_harness_free_port();
+    setenv("ACD_RPC", p->acd_rpc, 1);
+    setenv("ACD_GATEWAY_RPC", p->gw_rpc, 1);
+    s_setenv_int("ACD_ADMIN_PORT", p->acd_admin);
+    p->acd = cc_harness_spawn(self, "acd", NULL);
+    if (!cc_harness_wait_http(p->acd_admin, "/healthz", 20000)) s_fail("acd not healthy: see %s/acd.log", self->dir);
+    setenv("GATEWAY_RPC", p->gw_rpc, 1);
+    setenv("GATEWAY_ACD_RPC", p->acd_rpc, 1);
+    s_setenv_int("GATEWAY_ADMIN_PORT", p->gw_admin);
+    s_setenv_int("GATEWAY_SIP_PORT", p->sip_port);
+    s_setenv_int("GATEWAY_RTP_MIN", rtp_base);
+    s_setenv_int("GATEWAY_RTP_MAX", rtp_base + 99);
+    setenv("GATEWAY_ROUTES", routes, 1);
+    p->gateway = cc_harness_spawn(self, "gateway", NULL);
+    if (!cc_harness_wait_http(p->gw_admin, "/healthz", 20000)) s_fail("gateway not healthy: see %s/gateway.log", self->dir);
+}
+
 /* ---------------------------------------------------------------- HTTP */
 
 int

@@ -49,6 +49,18 @@ pid_t cc_harness_spawn_as(cc_harness_t *self, const char *label, const char *nam
  * waitpid() gives it, or -1 after SIGKILL on timeout. */
 int cc_harness_stop(cc_harness_t *self, pid_t pid, int sig, int timeout_ms);
 
+/* acd and the gateway wired to each other on free ports: the call path. */
+typedef struct {
+    char acd_rpc[64], gw_rpc[64];
+    int acd_admin, gw_admin, sip_port;
+    pid_t acd, gateway;
+} cc_callpath_t;
+
+/* Starts acd, then the gateway with routes and RTP ports from rtp_base (100
+ * of them), both healthy (aborts the test otherwise). Their migrations must
+ * be applied. */
+void cc_harness_start_callpath(cc_harness_t *self, cc_callpath_t *p, const char *routes, int rtp_base);
+
 /* GETs http://127.0.0.1:port/path. Returns the status (0 if unreachable)
  * and the body in *body_p (caller frees; may be NULL). */
 int cc_harness_http_get(int port, const char *path, char **body_p);
