@@ -8,12 +8,13 @@ free_port=$1
 export CC_BUILD_DIR=$2
 export CC_VAR_DIR=$(mktemp -d /tmp/cc-stack-test-XXXXXX)
 chmod 755 "$CC_VAR_DIR"
-ports=($("$free_port" 10))
+ports=($("$free_port" 13))
 pg=${ports[0]} redis=${ports[1]} pub=${ports[2]} sub=${ports[3]} admin=${ports[4]}
 # Every service's ports move too, so a user's running stack is never touched.
 export ACD_ADMIN_PORT=${ports[5]} ACD_RPC=tcp://127.0.0.1:${ports[6]}
 export GATEWAY_ADMIN_PORT=${ports[7]} GATEWAY_SIP_PORT=${ports[8]}
 export GATEWAY_RPC=tcp://127.0.0.1:${ports[9]} ACD_GATEWAY_RPC=tcp://127.0.0.1:${ports[9]} GATEWAY_ACD_RPC=$ACD_RPC
+export ORDER_SYNC_ADMIN_PORT=${ports[10]} ORDER_SYNC_HTTP_PORT=${ports[11]} ORDER_SYNC_RPC=tcp://127.0.0.1:${ports[12]}
 mkdir -p "$CC_VAR_DIR/recordings"
 export GATEWAY_RECORDINGS_DIR=$CC_VAR_DIR/recordings
 rtp=$(( 50000 + ($$ % 50) * 200 ))
@@ -30,6 +31,7 @@ echo "$out"
 grep -q "forwarder: started" <<<"$out" || fail "forwarder not started"
 grep -q "acd: started" <<<"$out" || fail "acd not started"
 grep -q "gateway: started" <<<"$out" || fail "gateway not started"
+grep -q "order-sync: started" <<<"$out" || fail "order-sync not started"
 grep -q "demo: loaded acd.sql" <<<"$out" || fail "demo floor not loaded"
 grep -q "platform     1 applied" <<<"$out" || fail "migrations not applied"
 

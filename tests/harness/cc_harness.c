@@ -496,14 +496,14 @@ cc_harness_start_callpath(cc_harness_t *self, cc_callpath_t *p, const char *rout
 
 /* ---------------------------------------------------------------- HTTP */
 
-int
-cc_harness_http_get(int port, const char *path, char **body_p)
+/* Sends request (printf-formatted by the caller) and reads the answer. */
+static int
+s_http(int port, const char *request, char **body_p)
 {
     static bool inited;
     if (!inited) { mg_init_library(0); inited = true; }
     char err[256];
-    struct mg_connection *c = mg_download("127.0.0.1", port, 0, err, sizeof err,
-                                          "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    struct mg_connection *c = mg_download("127.0.0.1", port, 0, err, sizeof err, "%s", request);
     if (body_p) *body_p = NULL;
     if (!c) return 0;
     int status = mg_get_response_info(c)->status_code;
@@ -517,6 +517,26 @@ cc_harness_http_get(int port, const char *path, char **body_p)
     mg_close_connection(c);
     if (body_p) *body_p = body;
     else free(body);
+    return status;
+}
+
+int
+cc_harness_http_get(int port, const char *path, char **body_p)
+{
+    char req[1024];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    return s_http(port, req, body_p);
+}
+
+int
+cc_harness_http_post(int port, const char *path, const char *headers, const char *body, char **body_p)
+{
+    char *req = NULL;
+    if (asprintf(&req, "POST %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n%s\r\n%s", path, strlen(body), headers, body) < 0)
+        abort();
+    int status = s_http(port, req, body_p);
+    free(req);
     return status;
 }
 

@@ -64,6 +64,10 @@ void cc_harness_start_callpath(cc_harness_t *self, cc_callpath_t *p, const char 
 /* GETs http://127.0.0.1:port/path. Returns the status (0 if unreachable)
  * and the body in *body_p (caller frees; may be NULL). */
 int cc_harness_http_get(int port, const char *path, char **body_p);
+/* POSTs body to http://127.0.0.1:port/path with extra header lines
+ * ("Name: value\r\n" each, may be ""). Returns the status (0 if unreachable)
+ * and the reply body in *body_p (caller frees; may be NULL). */
+int cc_harness_http_post(int port, const char *path, const char *headers, const char *body, char **body_p);
 /* Waits until GET path answers 200. Returns true, or false on timeout. */
 bool cc_harness_wait_http(int port, const char *path, int timeout_ms);
 
