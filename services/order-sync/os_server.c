@@ -6,6 +6,7 @@
 #include "cc/cc_rpc.h"
 #include "order.pb-c.h"
 
+#include <czmq.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -37,10 +38,65 @@ struct _os_server_t {
     char *db_url;
     int reconnect_ms;
     pthread_key_t pg_key;      /* one connection per HTTP worker thread */
+    pthread_key_t push_key;    /* and one socket to tell the loop what changed */
+    zsock_t *changes;          /* the loop's end: publishes order.* events */
     cc_metric_t *m_applied, *m_refused;
 };
 
 static void s_pg_free(void *pg) { cc_pg_destroy((cc_pg_t **) &pg); }
+static void s_push_free(void *sock) { zsock_destroy((zsock_t **) &sock); }
+
+#define CHANGES_ENDPOINT "inproc://order-sync-changes"
+
+/* An HTTP thread hands a committed change to the loop, which publishes it
+ * (bus sockets belong to one thread). */
+static void
+s_tell_change(os_server_t *self, const os_change_t *change)
+{
+    zsock_t *push = pthread_getspecific(self->push_key);
+    if (!push) {
+        push = zsock_new_push(">" CHANGES_ENDPOINT);
+        if (!push) return;
+        pthread_setspecific(self->push_key, push);
+    }
+    zmq_send(zsock_resolve(push), change, sizeof *change, 0);
+}
+
+static const char *s_status_names[] = { "", "ordered", "reviewed", "shipped", "delivered", "settled", "returned",
+                                        "exchanged", "cancelled" };
+
+static Cc__OrderStatus
+s_status(const char *name)
+{
+    for (int k = 1; k < 9; k++) if (strcmp(name, s_status_names[k]) == 0) return (Cc__OrderStatus) k;
+    return CC__ORDER_STATUS__ORDER_UNKNOWN;
+}
+
+static void
+s_on_change(void *arg, void *sock)
+{
+    os_server_t *self = arg;
+    zframe_t *f = zframe_recv(sock);
+    if (!f) return;
+    if (zframe_size(f) == sizeof(os_change_t)) {
+        os_change_t c;
+        memcpy(&c, zframe_data(f), sizeof c);
+        Cc__Money total = CC__MONEY__INIT;
+        total.minor = c.total_minor;
+        total.currency = c.currency;
+        Cc__Order order = CC__ORDER__INIT;
+        order.order_number = c.order_number;
+        order.status = s_status(c.status);
+        order.total = &total;
+        Cc__OrderUpdated ev = CC__ORDER_UPDATED__INIT;
+        ev.order = &order;
+        ev.previous = s_status(c.previous);
+        ev.by = "webhook";
+        cc_bus_publish_msg(cc_service_bus(self->svc), c.previous[0] ? "order.updated" : "order.created",
+                           c.order_number, &ev);
+    }
+    zframe_destroy(&f);
+}
 
 static cc_pg_t *
 s_thread_pg(os_server_t *self)
@@ -96,8 +152,10 @@ s_webhook(struct mg_connection *conn, void *arg)
         } else if (strlen(id) > 128) {
             status = cc_http_error(conn, 400, "webhook-id longer than 128 characters");
         } else {
-            int code = os_store(pg, platform, id, body, got, reply, sizeof reply);
+            os_change_t change;
+            int code = os_store(pg, platform, id, body, got, reply, sizeof reply, &change);
             status = cc_http_send(conn, code, "application/json", reply, strlen(reply));
+            if (change.applied) s_tell_change(self, &change);
         }
     }
     cc_metric_add(status == 200 ? self->m_applied : self->m_refused, 1);
@@ -131,13 +189,12 @@ s_lookup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     Cc__Order *orders = calloc((size_t) n + 1, sizeof *orders), **op = calloc((size_t) n + 1, sizeof *op);
     Cc__Money *totals = calloc((size_t) n + 1, sizeof *totals);
     if (!orders || !op || !totals) abort();
-    static const char *names[] = { "", "ordered", "reviewed", "shipped", "delivered", "settled", "returned", "exchanged", "cancelled" };
     for (int i = 0; i < n; i++) {
         cc__order__init(&orders[i]);
         cc__money__init(&totals[i]);
         orders[i].order_number = PQgetvalue(res, i, 0);
         orders[i].customer_id = PQgetvalue(res, i, 1);
-        for (int k = 1; k < 9; k++) if (strcmp(PQgetvalue(res, i, 2), names[k]) == 0) orders[i].status = (Cc__OrderStatus) k;
+        orders[i].status = s_status(PQgetvalue(res, i, 2));
         totals[i].minor = atoll(PQgetvalue(res, i, 3));
         totals[i].currency = PQgetvalue(res, i, 4);
         orders[i].total = &totals[i];
@@ -176,6 +233,10 @@ os_server_new(cc_service_t *svc)
     self->db_url = strdup(cc_cfg_str(cfg, "DATABASE_URL"));
     self->reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS");
     pthread_key_create(&self->pg_key, s_pg_free);
+    pthread_key_create(&self->push_key, s_push_free);
+    self->changes = zsock_new_pull("@" CHANGES_ENDPOINT);
+    if (!self->changes) goto err;
+    cc_loop_add_zsock(cc_service_loop(svc), self->changes, s_on_change, self);
     cc_pg_statement(cc_service_pg(svc), "os_lookup",
                     "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                     " extract(epoch FROM o.updated_at) FROM commerce.orders o LEFT JOIN commerce.customers c"
@@ -201,7 +262,13 @@ os_server_destroy(os_server_t **self_p)
     os_server_t *self = *self_p;
     cc_http_destroy(&self->http);   /* its threads end: their connections close */
     cc_rpc_server_destroy(&self->rpc);
+    if (self->changes) {
+        while (zsock_events(self->changes) & ZMQ_POLLIN) s_on_change(self, self->changes);
+        cc_loop_remove_zsock(cc_service_loop(self->svc), self->changes);
+        zsock_destroy(&self->changes);
+    }
     pthread_key_delete(self->pg_key);
+    pthread_key_delete(self->push_key);
     free(self->db_url);
     free(self);
     *self_p = NULL;

@@ -103,8 +103,9 @@ s_str(json_t *obj, const char *key, size_t max, bool required)
 
 int
 os_store(cc_pg_t *pg, const char *platform, const char *event_id, const char *body, size_t len,
-         char *reply, size_t cap)
+         char *reply, size_t cap, os_change_t *change)
 {
+    memset(change, 0, sizeof *change);
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr);
     if (!root) {
@@ -210,6 +211,13 @@ os_store(cc_pg_t *pg, const char *platform, const char *event_id, const char *bo
         if (cc_pg_exec(pg, "os_audit", 5, ap, NULL)) goto failed;
     }
     if (cc_pg_commit(pg)) goto unavailable;
+    change->applied = 1;
+    snprintf(change->order_number, sizeof change->order_number, "%s", number);
+    snprintf(change->status, sizeof change->status, "%s", st);
+    snprintf(change->previous, sizeof change->previous, "%s", old_status);
+    snprintf(change->currency, sizeof change->currency, "%s", currency);
+    change->total_minor = (long long) json_integer_value(total);
+    change->version = (long long) json_integer_value(version);
     json_decref(root);
     status = 200;
     return s_reply(reply, cap, status, "result", "applied");

@@ -21,10 +21,18 @@ int os_verify(const char *secret, const char *id, const char *timestamp, const c
 /* Registers the statements os_store uses on pg. */
 void os_statements(cc_pg_t *pg);
 
+/* What an applied webhook changed, for the order.* event. */
+typedef struct {
+    int applied;               /* 1 when the order was written */
+    char order_number[65], status[16], previous[16];
+    long long total_minor, version;
+    char currency[4];
+} os_change_t;
+
 /* Applies one verified event (JSON text) from platform in one transaction.
  * Returns an HTTP status (200, 400, 422, 503) and writes a JSON reply body
- * into reply. Nothing is stored unless it returns 200. */
+ * into reply; fills *change. Nothing is stored unless it returns 200. */
 int os_store(cc_pg_t *pg, const char *platform, const char *event_id, const char *body, size_t len,
-             char *reply, size_t cap);
+             char *reply, size_t cap, os_change_t *change);
 
 #endif

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
+#include "cc/cc_bus.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"
 #include "cc/cc_rpc.h"
@@ -30,6 +31,24 @@ static int s_http;
 static cc_pg_t *s_pg;
 static unsigned char s_key[32];
 static char s_rpc[64];
+static cc_bus_t *s_events;
+
+/* The next order.* event about number (fails after 3 s). */
+static Cc__OrderUpdated *
+s_order_event(const char *type, const char *number)
+{
+    int64_t end = cc_mono_ms() + 3000;
+    while (cc_mono_ms() < end) {
+        Cc__Envelope *env;
+        if (cc_bus_recv(s_events, &env, 100) != 0) continue;
+        Cc__OrderUpdated *u = strcmp(env->type, type) == 0 && strcmp(env->trace_id, number) == 0
+            ? cc__order_updated__unpack(NULL, env->payload.len, env->payload.data) : NULL;
+        cc__envelope__free_unpacked(env, NULL);
+        if (u) return u;
+    }
+    CHECK(0, "no %s event for %s", type, number);
+    return NULL;
+}
 
 /* Signs body as the platform does and posts it. Returns the HTTP status. */
 static int
@@ -102,6 +121,9 @@ signed_order_is_stored_with_its_items_customer_and_audit(void)
     s_expect("SELECT count(*) || ' ' || sum(quantity) FROM commerce.order_items WHERE order_number = 'A1001'", "2 3");
     s_expect("SELECT name || ' ' || phone FROM commerce.customers WHERE external_id = 'c-77'", "Li Lei 13800138000");
     s_expect("SELECT to_status || ' ' || by_whom FROM commerce.order_audit WHERE order_number = 'A1001'", "ordered shop1");
+    Cc__OrderUpdated *u = s_order_event("order.created", "A1001");
+    CHECK(u->order->status == CC__ORDER_STATUS__ORDER_ORDERED && u->order->total->minor == 25980, "order.created event");
+    cc__order_updated__free_unpacked(u, NULL);
     TEST_PASS(__func__);
 }
 
@@ -177,6 +199,12 @@ status_machine_is_enforced_and_late_updates_do_not_win(void)
         free(body);
     }
     s_expect("SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'A1001'", "shipped 3");
+    Cc__OrderUpdated *u = s_order_event("order.updated", "A1001");
+    CHECK(u->order->status == CC__ORDER_STATUS__ORDER_REVIEWED && u->previous == CC__ORDER_STATUS__ORDER_ORDERED, "reviewed");
+    cc__order_updated__free_unpacked(u, NULL);
+    u = s_order_event("order.updated", "A1001");
+    CHECK(u->order->status == CC__ORDER_STATUS__ORDER_SHIPPED && u->previous == CC__ORDER_STATUS__ORDER_REVIEWED, "shipped");
+    cc__order_updated__free_unpacked(u, NULL);
     s_expect("SELECT string_agg(coalesce(from_status, '-') || '>' || to_status, ',' ORDER BY id)"
              " FROM commerce.order_audit WHERE order_number = 'A1001'", "->ordered,ordered>reviewed,reviewed>shipped");
     TEST_PASS(__func__);
@@ -243,6 +271,10 @@ main(void)
     setenv("ORDER_SYNC_RPC", s_rpc, 1);
     pid_t os = cc_harness_spawn(h, "order-sync", NULL);
     CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "order-sync healthy");
+    cc_bus_opts_t bo = { .service = "test", .instance = "os", .sub_endpoint = getenv("CC_BUS_SUB") };
+    s_events = cc_bus_new(&bo);
+    cc_bus_subscribe(s_events, "order.");
+    cc_sleep_ms(300);
     signed_order_is_stored_with_its_items_customer_and_audit();
     duplicate_event_is_acknowledged_not_applied_twice();
     forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing();
@@ -251,6 +283,7 @@ main(void)
     int status = cc_harness_stop(h, os, SIGTERM, 10000);
     CHECK(status == 0, "order-sync stops cleanly (%d)", status);
     cc_pg_destroy(&s_pg);
+    cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
     printf("order_sync_test: 5 passed, 0 failed\n");
