@@ -513,6 +513,19 @@ s_tell_call(gw_media_t *m, int type, const char *call_id, const char *agent, con
     s_tell(m, &msg);
 }
 
+/* Asks the service thread to put caller c in its acd queue. */
+static void
+s_tell_enqueue(gw_media_t *m, gw_call_t *c)
+{
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = GW_MSG_ENQUEUE;
+    snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
+    snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
+    snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
+    s_tell(m, &msg);
+}
+
 static void
 s_cdr_push(gw_call_t *c)
 {
@@ -803,15 +816,7 @@ s_answer(void *arg)
     c->tx_start = tmr_jiffies();
     c->tx_start_us = cc_mono_us();
     tmr_start(&c->tx_tmr, PTIME, s_on_tx, c);
-    if (c->queued) {
-        gw_msg_t msg;
-        memset(&msg, 0, sizeof msg);
-        msg.type = GW_MSG_ENQUEUE;
-        snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
-        snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
-        snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
-        s_tell(m, &msg);
-    }
+    if (c->queued) s_tell_enqueue(m, c);
 }
 
 /* ---------------------------------------------------------------- registrar */
@@ -1185,13 +1190,7 @@ s_on_mqueue(int id, void *data, void *arg)
         LIST_FOREACH(&m->calls, le) {
             gw_call_t *c = le->data;
             if (c->outbound || c->ended || !c->queued || c->bridged || c->peer || !c->cdr.answered_us) continue;
-            gw_msg_t msg;
-            memset(&msg, 0, sizeof msg);
-            msg.type = GW_MSG_ENQUEUE;
-            snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
-            snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
-            snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
-            s_tell(m, &msg);
+            s_tell_enqueue(m, c);
         }
     }
     if (id == MQ_USERS) {

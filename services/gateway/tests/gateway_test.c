@@ -54,6 +54,21 @@ s_wait_sipp(pid_t pid)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Starts a caller (uac_ivr: presses 1, waits for the gateway's BYE) in the
+ * background; echo sends back what it hears. Returns its pid. */
+static pid_t
+s_ivr_caller(const char *label, const char *service, int media_offset, bool echo)
+{
+    char sf[512], remote[64], lp[16], mp[16];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ivr.xml", GW_SOURCE_DIR);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + media_offset);
+    const char *args[] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
+                           "-timeout_error", echo ? "-rtp_echo" : remote, echo ? remote : NULL, NULL };
+    return cc_harness_spawn_as(s_h, label, "/usr/bin/sipp", args);
+}
+
 /* Runs one SIPp scenario; returns SIPp's exit code (0: every call passed). */
 static int
 s_sipp(const char *scenario, const char *service, int calls, const char *extra1, const char *extra2)
@@ -376,14 +391,7 @@ media_api_collects_a_digit_plays_and_hangs_up(void)
     /* Drain earlier events, then the caller dials the menu number. */
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
-    char sf[512], remote[64], lp[16], mp[16];
-    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ivr.xml", GW_SOURCE_DIR);
-    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 10);
-    const char *args[] = { "-sf", sf, "-s", "800", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
-                           "-timeout_error", remote, NULL };
-    pid_t caller = cc_harness_spawn_as(s_h, "sipp-ivr", "/usr/bin/sipp", args);
+    pid_t caller = s_ivr_caller("sipp-ivr", "800", 10, false);
     env = s_event("call.started", 5000);
     char call_id[64];
     snprintf(call_id, sizeof call_id, "%s", env->trace_id);
@@ -503,14 +511,7 @@ recording_has_the_right_duration_without_the_paused_part(void)
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
     /* The caller echoes what it hears: steady audio to record. */
-    char sf[512], remote[64], lp[16], mp[16];
-    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ivr.xml", GW_SOURCE_DIR);
-    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 14);
-    const char *args[] = { "-sf", sf, "-s", "810", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-rtp_echo",
-                           "-timeout", "60s", "-timeout_error", remote, NULL };
-    pid_t caller = cc_harness_spawn_as(s_h, "sipp-rec", "/usr/bin/sipp", args);
+    pid_t caller = s_ivr_caller("sipp-rec", "810", 14, true);
     env = s_event("call.started", 5000);
     char call_id[64];
     snprintf(call_id, sizeof call_id, "%s", env->trace_id);
