@@ -94,8 +94,10 @@ int gw_media_calls(gw_media_t *self);
  * schedule, in microseconds, over all frames sent so far (thread-safe);
  * *frames_p (may be NULL) gets how many frames that covers. */
 int64_t gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p);
-/* Phones registered now (thread-safe). */
+/* Phones registered now, expired ones left out (thread-safe). */
 int gw_media_registrations(gw_media_t *self);
+/* REGISTERs refused so far: wrong password, malformed (thread-safe). */
+int64_t gw_media_register_refused(gw_media_t *self);
 
 /* Requests from the service thread, carried out on the media thread. Each
  * returns 0, or CC_ENOMEM / CC_EIO when it could not be queued. */
