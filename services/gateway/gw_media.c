@@ -34,7 +34,6 @@ enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQU
 #define MAX_REGS 4096
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
-#define NONCE_TTL_MS 300000
 #define REG_MAX_S 3600                 /* the longest registration granted */
 
 /* A request from the service thread (heap, freed by the media thread). */
@@ -839,14 +838,14 @@ s_register_refuse(gw_media_t *m, const struct sip_msg *msg, uint16_t code, const
     sip_treply(NULL, m->sip, msg, code, reason);
 }
 
-/* The nonce we issued less than NONCE_TTL_MS ago, or NULL. */
+/* The nonce we issued less than GATEWAY_NONCE_TTL_S ago, or NULL. */
 static nonce_t *
 s_nonce_find(gw_media_t *m, const struct pl *nonce)
 {
     int64_t now = cc_mono_ms();
     for (int i = 0; i < MAX_NONCES; i++)
         if (m->nonces[i].nonce[0] && !pl_strcmp(nonce, m->nonces[i].nonce))
-            return now - m->nonces[i].issued_ms < NONCE_TTL_MS ? &m->nonces[i] : NULL;
+            return now - m->nonces[i].issued_ms < (int64_t) m->o.nonce_ttl_s * 1000 ? &m->nonces[i] : NULL;
     return NULL;
 }
 

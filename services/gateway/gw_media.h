@@ -30,6 +30,7 @@ typedef struct {
     const char *recordings_dir; /* where media.record writes WAV files */
     const char *tts_dir;      /* rendered speech: prompts named "tts:<file>" */
     const char *service, *instance;
+    int nonce_ttl_s;          /* how long a REGISTER nonce stays good */
 } gw_media_opts_t;
 
 /* A finished call leg. */

@@ -41,6 +41,8 @@ static const cc_cfg_key_t s_keys[] = {
       "Cache folder of rendered speech (media.say), relative to the defaults file" },
     { "GATEWAY_FALLBACK_PROMPT", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY,
       "Prompt a caller hears once before being released because no queue took the call" },
+    { "GATEWAY_NONCE_TTL_S", CC_CFG_INT, 1, 3600, NULL, 0,
+      "How long a REGISTER digest nonce stays good; older ones get a fresh challenge (stale=true)" },
     CC_CFG_END
 };
 
@@ -605,7 +607,7 @@ gw_server_new(cc_service_t *svc)
         .prompts_dir = prompts, .bus_pub = cc_cfg_str(cfg, "CC_BUS_PUB"), .bus_hwm = (int) cc_cfg_int(cfg, "CC_BUS_HWM"),
         .cdr_endpoint = CDR_ENDPOINT, .service = "gateway", .instance = cc_service_instance(svc),
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
-        .tts_dir = self->tts_dir,
+        .tts_dir = self->tts_dir, .nonce_ttl_s = (int) cc_cfg_int(cfg, "GATEWAY_NONCE_TTL_S"),
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;
