@@ -630,7 +630,15 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     msg = s_expect("a nonce the gateway never gave", auth, contact, 401);
     CHECK(s_stale(msg), "an unknown nonce gets stale=true");
     mem_deref(msg);
-    s_good("a stale nonce");
+    s_good("an unknown nonce");
+    /* A nonce older than GATEWAY_NONCE_TTL_S (3 s here), used for the first time. */
+    s_nonce(nonce, sizeof nonce);
+    cc_sleep_ms(4000);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
+    msg = s_expect("an expired nonce", auth, contact, 401);
+    CHECK(s_stale(msg), "an expired nonce gets stale=true");
+    mem_deref(msg);
+    s_good("an expired nonce");
 
     s_nonce(nonce, sizeof nonce);
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
@@ -723,6 +731,7 @@ main(void)
     cc_bus_opts_t bo = { .service = "test", .instance = "baresip", .sub_endpoint = getenv("CC_BUS_SUB") };
     s_events = cc_bus_new(&bo);
     cc_bus_subscribe(s_events, "agent.registered");
+    setenv("GATEWAY_NONCE_TTL_S", "3", 1);
     cc_harness_start_callpath(s_h, &s_path, "100=queue:sales", 34000 + (getpid() % 30) * 100);
 
     cc_redis_t *redis = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
