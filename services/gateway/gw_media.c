@@ -482,7 +482,10 @@ s_negotiate(gw_call_t *c)
     const struct sa *ra = sdp_media_raddr(c->sdpm);
     if (sa_isset(ra, SA_ALL)) {
         c->raddr = *ra;
-        rtcp_start(c->rtp, c->cdr.call_id, ra);
+        /* RTCP goes to the peer's RTCP port (a=rtcp, else RTP + 1), not its RTP port. */
+        struct sa rtcp;
+        sdp_media_raddr_rtcp(c->sdpm, &rtcp);
+        rtcp_start(c->rtp, c->cdr.call_id, &rtcp);
     }
     enum sdp_dir dir = sdp_media_rdir(c->sdpm);
     c->held = dir == SDP_SENDONLY || dir == SDP_INACTIVE || sa_is_any(ra);
