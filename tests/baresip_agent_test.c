@@ -9,6 +9,7 @@
  * right_password_registers
  * queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways
  * unregister_on_exit_removes_the_registration
+ * phone_on_tcp_registers_and_is_rung_over_tcp
  * malformed_registers_get_the_right_status_and_the_next_one_works
  * unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready */
 #define _GNU_SOURCE
@@ -21,6 +22,7 @@
 #include "cc/cc_rpc.h"
 #include "cc/cc_util.h"
 #include "agent.pb-c.h"
+#include "call.pb-c.h"
 
 /* libre's own headers, not <re.h>: its JSON types clash with jansson's. */
 #include <re_types.h>
@@ -101,10 +103,10 @@ s_phone_cmd(phone_t *p, const char *command, const char *params)
 }
 
 /* Starts baresip, connects to its control socket, then adds the account of
- * user with password and registration interval (after the connection, so
- * that no registration event is missed). */
+ * user with password, registration interval and SIP transport ("udp" or
+ * "tcp"), after the connection, so that no registration event is missed. */
 static void
-s_phone_start(phone_t *p, const char *label, const char *user, const char *password, int regint)
+s_phone_start(phone_t *p, const char *label, const char *user, const char *password, int regint, const char *transport)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
@@ -155,8 +157,8 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
     }
     p->pending = json_array();
     char account[512];
-    snprintf(account, sizeof account, "<sip:%s@127.0.0.1:%d;transport=udp>;auth_pass=%s;regint=%d;answermode=auto;"
-             "audio_codecs=PCMU,PCMA", user, s_path.sip_port, password, regint);
+    snprintf(account, sizeof account, "<sip:%s@127.0.0.1:%d;transport=%s>;auth_pass=%s;regint=%d;answermode=auto;"
+             "audio_codecs=PCMU,PCMA", user, s_path.sip_port, transport, password, regint);
     s_phone_cmd(p, "uanew", account);
 }
 
@@ -231,9 +233,10 @@ s_phone_event(phone_t *p, const char *type, int timeout_ms)
 }
 
 /* The RTP packets baresip sent and received in its call, from the summary
- * it prints when the call's stream ends (rtp_stats). */
+ * it prints when the call's stream ends (rtp_stats), and whether RTCP
+ * reports reached it, on its RTCP port and not its RTP port. */
 static void
-s_phone_rtp(phone_t *p, long *tx, long *rx)
+s_phone_rtp(phone_t *p, long *tx, long *rx, bool *rtcp_ok)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/%s.log", cc_harness_dir(s_h), p->label);
@@ -241,6 +244,7 @@ s_phone_rtp(phone_t *p, long *tx, long *rx)
     CHECK(log, "read %s", path);
     const char *line = strstr(log, "\npackets:");
     CHECK(line && sscanf(line, "\npackets: %ld %ld", tx, rx) == 2, "no RTP summary in %s", path);
+    *rtcp_ok = strstr(log, "\npkt.report:") && !strstr(log, "RTCP packet on RTP port");
     free(log);
 }
 
@@ -322,6 +326,28 @@ s_registered_event(const char *agent, int timeout_ms)
     return NULL;
 }
 
+/* The call id of the next call.bridged event; fails the test after
+ * timeout_ms. The caller frees it. */
+static char *
+s_bridged_call(int timeout_ms)
+{
+    Cc__Envelope *env = NULL;
+    for (int64_t end = cc_mono_ms() + timeout_ms; cc_mono_ms() < end;) {
+        if (cc_bus_recv(s_events, &env, 100) != 0) continue;
+        if (strcmp(env->type, "call.bridged") == 0) {
+            Cc__CallBridged *b = cc__call_bridged__unpack(NULL, env->payload.len, env->payload.data);
+            cc__envelope__free_unpacked(env, NULL);
+            CHECK(b && strcmp(b->agent_id, "1001") == 0, "call.bridged to agent %s", b ? b->agent_id : "?");
+            char *id = strdup(b->call_id);
+            cc__call_bridged__free_unpacked(b, NULL);
+            return id;
+        }
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    CHECK(0, "no call.bridged event");
+    return NULL;
+}
+
 static bool
 s_bus_saw(const char *type, int timeout_ms)
 {
@@ -376,7 +402,7 @@ wrong_password_is_refused(void)
 {
     TEST_BEGIN(__func__);
     phone_t bad;
-    s_phone_start(&bad, "baresip-bad", "1001", "wrong", 60);
+    s_phone_start(&bad, "baresip-bad", "1001", "wrong", 60, "udp");
     char *why = s_phone_event(&bad, "REGISTER_FAIL", 20000);
     CHECK(strstr(why, "403"), "baresip reports the refusal: \"%s\"", why);
     free(why);
@@ -389,52 +415,67 @@ wrong_password_is_refused(void)
     TEST_PASS(__func__);
 }
 
+/* Starts the agent's baresip over transport and checks its registration:
+ * baresip's event, agent.registered, the gateway's gauge. */
 static void
-right_password_registers(phone_t *agent)
+s_register_agent(phone_t *agent, const char *label, const char *transport)
 {
-    TEST_BEGIN(__func__);
-    s_phone_start(agent, "baresip-agent", "1001", "secret1001", 60);
+    s_phone_start(agent, label, "1001", "secret1001", 60, transport);
     char *ok = s_phone_event(agent, "REGISTER_OK", 20000);
     CHECK(strstr(ok, "200"), "baresip reports the registration: \"%s\"", ok);
     free(ok);
     Cc__AgentRegistered *r = s_registered_event("1001", 5000);
-    char port[16];
+    char port[16], tp[32];
     snprintf(port, sizeof port, ":%d", agent->sip_port);
-    CHECK(strcmp(r->agent_id, "1001") == 0, "agent.registered for %s", r->agent_id);
+    snprintf(tp, sizeof tp, "transport=%s", transport);
     CHECK(strstr(r->contact, port), "the contact is baresip's: %s", r->contact);
+    CHECK(strcmp(transport, "udp") == 0 || strstr(r->contact, tp), "the contact says %s: %s", tp, r->contact);
     CHECK(r->expires_s == 60, "expires %u", r->expires_s);
     cc__agent_registered__free_unpacked(r, NULL);
     s_metric_becomes("gateway_registrations", 1, 5000);   /* what the gateway reports */
-    TEST_PASS(__func__);
 }
 
 static void
-queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(phone_t *agent, cc_redis_t *redis)
+right_password_registers(phone_t *agent)
 {
     TEST_BEGIN(__func__);
-    cc_bus_subscribe(s_events, "call.bridged");
-    pid_t caller = s_caller("sipp-caller", "uac_queue_talk", "100", true);
+    s_register_agent(agent, "baresip-agent", "udp");
+    TEST_PASS(__func__);
+}
+
+/* A SIPp caller (echoing what it hears) dials 100; acd offers the call to
+ * 1001; baresip auto-answers; the legs are bridged; the caller hangs up.
+ * Checks both legs' CDRs against each other and against what baresip
+ * counted, then stops baresip (SIGTERM: it unregisters). */
+static void
+s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label)
+{
+    pid_t caller = s_caller(label, "uac_queue_talk", "100", true);
     char *peer = s_phone_event(agent, "CALL_ESTABLISHED", 30000);
     printf("baresip answered a call from %s\n", peer);
     free(peer);
-    CHECK(s_bus_saw("call.bridged", 10000), "call.bridged on the bus");
+    char *call_id = s_bridged_call(10000);
     char *why = s_phone_event(agent, "CALL_CLOSED", 30000);
     printf("baresip's call closed: %s\n", why);
     free(why);
-    CHECK(s_wait(caller, 30000) == 0, "the caller's call passed (see %s/sipp-caller.log)", cc_harness_dir(s_h));
+    CHECK(s_wait(caller, 30000) == 0, "the caller's call passed (see %s/%s.log)", cc_harness_dir(s_h), label);
 
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT leg, hangup_by, rtp_sent, rtp_received, answered_at IS NOT NULL, codec, reason"
+             " FROM telephony.cdr WHERE call_id = '%s' ORDER BY leg", call_id);
     PGresult *res = NULL;
     for (int i = 0; i < 50; i++) {
         if (res) PQclear(res);
-        CHECK(cc_pg_run(s_pg, "SELECT leg, hangup_by, rtp_sent, rtp_received, ended_at IS NOT NULL, codec"
-                              " FROM telephony.cdr WHERE caller = '13800138009' ORDER BY leg", &res) == 0, "cdr");
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr");
         if (PQntuples(res) == 2) break;
         cc_sleep_ms(100);
     }
-    CHECK(PQntuples(res) == 2, "two legs, got %d", PQntuples(res));
+    CHECK(PQntuples(res) == 2, "two legs for %s, got %d", call_id, PQntuples(res));
+    free(call_id);
     CHECK(strcmp(PQgetvalue(res, 0, 0), "agent") == 0 && strcmp(PQgetvalue(res, 1, 0), "caller") == 0, "legs");
     CHECK(strcmp(PQgetvalue(res, 1, 1), "caller") == 0, "the caller hung up: %s", PQgetvalue(res, 1, 1));
-    CHECK(strcmp(PQgetvalue(res, 0, 4), "t") == 0 && strcmp(PQgetvalue(res, 1, 4), "t") == 0, "both legs ended");
+    CHECK(strcmp(PQgetvalue(res, 0, 6), "caller hung up") == 0, "the agent leg ended because %s", PQgetvalue(res, 0, 6));
+    CHECK(strcmp(PQgetvalue(res, 0, 4), "t") == 0 && strcmp(PQgetvalue(res, 1, 4), "t") == 0, "both legs answered");
     CHECK(strcmp(PQgetvalue(res, 0, 5), "PCMU") == 0 && strcmp(PQgetvalue(res, 1, 5), "PCMU") == 0,
           "PCMU on both legs: %s, %s", PQgetvalue(res, 0, 5), PQgetvalue(res, 1, 5));
     long agent_sent = atol(PQgetvalue(res, 0, 2)), agent_recv = atol(PQgetvalue(res, 0, 3));
@@ -444,8 +485,10 @@ queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(phone_t *agent, cc
     /* What baresip sent and heard; printed when it exits. */
     s_phone_stop(agent, SIGTERM);
     long phone_tx, phone_rx;
-    s_phone_rtp(agent, &phone_tx, &phone_rx);
-    printf("baresip: tx %ld rx %ld; agent leg: sent %ld received %ld; caller leg: sent %ld received %ld\n", phone_tx, phone_rx, agent_sent, agent_recv, caller_sent, caller_recv);
+    bool rtcp_ok;
+    s_phone_rtp(agent, &phone_tx, &phone_rx, &rtcp_ok);
+    printf("baresip: tx %ld rx %ld; agent leg: sent %ld received %ld; caller leg: sent %ld received %ld\n", phone_tx,
+           phone_rx, agent_sent, agent_recv, caller_sent, caller_recv);
 
     /* Audio both ways: at least a second each way, and the counts agree. */
     CHECK(phone_tx >= 50 && phone_rx >= 50, "baresip sent %ld and heard %ld packets", phone_tx, phone_rx);
@@ -456,7 +499,32 @@ queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(phone_t *agent, cc
     /* SIPp echoes what it hears: back from it comes what was sent to it. */
     CHECK(caller_recv <= caller_sent && caller_recv + 10 >= caller_sent, "SIPp echoed %ld of the gateway's %ld",
           caller_recv, caller_sent);
+    /* The call lasts 8 s: the gateway's first report leaves 5 s after the answer. */
+    CHECK(rtcp_ok, "baresip got the gateway's RTCP on its RTCP port (see %s/%s.log)", cc_harness_dir(s_h), agent->label);
     s_agent_becomes(redis, "ready", 10000);
+}
+
+static void
+queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(phone_t *agent, cc_redis_t *redis)
+{
+    TEST_BEGIN(__func__);
+    s_bridged_call_with_audio(agent, redis, "sipp-caller");
+    TEST_PASS(__func__);
+}
+
+/* The same over TCP: baresip registers on a TCP connection, the gateway
+ * rings its contact (transport=tcp) and the call is bridged as over UDP. */
+static void
+phone_on_tcp_registers_and_is_rung_over_tcp(cc_redis_t *redis)
+{
+    TEST_BEGIN(__func__);
+    phone_t agent;
+    s_register_agent(&agent, "baresip-tcp", "tcp");
+    s_bridged_call_with_audio(&agent, redis, "sipp-caller-tcp");
+    Cc__AgentRegistered *r = s_registered_event("1001", 5000);
+    CHECK(r->expires_s == 0, "unregistered over TCP on exit: expires %u", r->expires_s);
+    cc__agent_registered__free_unpacked(r, NULL);
+    s_metric_becomes("gateway_registrations", 0, 5000);
     TEST_PASS(__func__);
 }
 
@@ -625,7 +693,12 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     CHECK(s_stale(msg), "a replay gets a fresh nonce with stale=true");
     mem_deref(msg);
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 2);
-    mem_deref(s_expect("same nonce, next count", auth, contact, 200));
+    msg = s_expect("same nonce, next count: a query", auth, "", 200);
+    h = sip_msg_hdr(msg, SIP_HDR_CONTACT);
+    CHECK(s_has(h, "sip:1002@127.0.0.1:5999") && !s_has(h, "192.0.2.66"), "the replay's Contact was not bound");
+    mem_deref(msg);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 3);
+    mem_deref(s_expect("same nonce, count 3", auth, contact, 200));
     s_auth(auth, sizeof auth, "callcenter", "secret1002", "0123456789abcdef0123456789abcdef", 1);
     msg = s_expect("a nonce the gateway never gave", auth, contact, 401);
     CHECK(s_stale(msg), "an unknown nonce gets stale=true");
@@ -687,7 +760,7 @@ unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(cc_redis
 {
     TEST_BEGIN(__func__);
     phone_t agent;
-    s_phone_start(&agent, "baresip-short", "1001", "secret1001", 3);
+    s_phone_start(&agent, "baresip-short", "1001", "secret1001", 3, "udp");
     char *ok = s_phone_event(&agent, "REGISTER_OK", 20000);
     free(ok);
     /* Killed at once: no refresh, no unregister. */
@@ -731,6 +804,7 @@ main(void)
     cc_bus_opts_t bo = { .service = "test", .instance = "baresip", .sub_endpoint = getenv("CC_BUS_SUB") };
     s_events = cc_bus_new(&bo);
     cc_bus_subscribe(s_events, "agent.registered");
+    cc_bus_subscribe(s_events, "call.bridged");
     setenv("GATEWAY_NONCE_TTL_S", "3", 1);
     cc_harness_start_callpath(s_h, &s_path, "100=queue:sales", 34000 + (getpid() % 30) * 100);
 
@@ -753,6 +827,7 @@ main(void)
 
     queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(&agent, redis);
     unregister_on_exit_removes_the_registration();
+    phone_on_tcp_registers_and_is_rung_over_tcp(redis);
     malformed_registers_get_the_right_status_and_the_next_one_works();
     unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(redis);
 
@@ -763,6 +838,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("baresip_agent_test: 6 passed, 0 failed\n");
+    printf("baresip_agent_test: 7 passed, 0 failed\n");
     return 0;
 }
