@@ -10,6 +10,7 @@
  * queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways
  * unregister_on_exit_removes_the_registration
  * phone_on_tcp_registers_and_is_rung_over_tcp
+ * pcma_phone_and_pcmu_caller_are_bridged_through_conversion
  * malformed_registers_get_the_right_status_and_the_next_one_works
  * unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready */
 #define _GNU_SOURCE
@@ -39,6 +40,9 @@
 #include <re_httpauth.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <sndfile.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -103,10 +107,12 @@ s_phone_cmd(phone_t *p, const char *command, const char *params)
 }
 
 /* Starts baresip, connects to its control socket, then adds the account of
- * user with password, registration interval and SIP transport ("udp" or
- * "tcp"), after the connection, so that no registration event is missed. */
+ * user with password, registration interval, SIP transport ("udp" or
+ * "tcp") and codecs ("PCMU,PCMA"), after the connection, so that no
+ * registration event is missed. */
 static void
-s_phone_start(phone_t *p, const char *label, const char *user, const char *password, int regint, const char *transport)
+s_phone_start(phone_t *p, const char *label, const char *user, const char *password, int regint, const char *transport,
+              const char *codecs)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
@@ -134,11 +140,13 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
                "module\tg711.so\n"
                "module\tausine.so\n"
                "module\taubridge.so\n"
+               "module\tsndfile.so\n"   /* what it hears, decoded, into dump-*-dec.wav */
+               "snd_path\t%s\n"
                "module_app\taccount.so\n"
                "module_app\tmenu.so\n"
                "module_app\tctrl_tcp.so\n"
                "ctrl_tcp_listen\t127.0.0.1:%d\n",
-            p->sip_port, rtp, rtp + 19, p->ctrl_port);
+            p->sip_port, rtp, rtp + 19, p->dir, p->ctrl_port);
     fclose(f);
     snprintf(path, sizeof path, "%s/accounts", p->dir);
     f = fopen(path, "w");
@@ -158,7 +166,7 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
     p->pending = json_array();
     char account[512];
     snprintf(account, sizeof account, "<sip:%s@127.0.0.1:%d;transport=%s>;auth_pass=%s;regint=%d;answermode=auto;"
-             "audio_codecs=PCMU,PCMA", user, s_path.sip_port, transport, password, regint);
+             "audio_codecs=%s", user, s_path.sip_port, transport, password, regint, codecs);
     s_phone_cmd(p, "uanew", account);
 }
 
@@ -246,6 +254,44 @@ s_phone_rtp(phone_t *p, long *tx, long *rx, bool *rtcp_ok)
     CHECK(line && sscanf(line, "\npackets: %ld %ld", tx, rx) == 2, "no RTP summary in %s", path);
     *rtcp_ok = strstr(log, "\npkt.report:") && !strstr(log, "RTCP packet on RTP port");
     free(log);
+}
+
+/* How much of what baresip heard is a tone of hz: the share of each 100 ms
+ * block's power at hz (Goertzel), averaged over the blocks with sound, from
+ * the decoded audio its sndfile module wrote. Near 1 for a clean tone; a
+ * garbled conversion spreads the power. *blocks_p gets how many counted. */
+static double
+s_phone_tone_share(phone_t *p, double hz, int *blocks_p)
+{
+    char pattern[600];
+    snprintf(pattern, sizeof pattern, "%s/dump-*-dec.wav", p->dir);
+    glob_t g;
+    CHECK(glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc == 1, "one %s", pattern);
+    SF_INFO info = { 0 };
+    SNDFILE *sf = sf_open(g.gl_pathv[0], SFM_READ, &info);
+    CHECK(sf && info.samplerate == 8000 && info.channels == 1, "8 kHz mono in %s", g.gl_pathv[0]);
+    globfree(&g);
+    enum { BLOCK = 800 };
+    short x[BLOCK];
+    double sum = 0;
+    int blocks = 0;
+    double w = 2 * M_PI * hz / 8000, coeff = 2 * cos(w);
+    while (sf_read_short(sf, x, BLOCK) == BLOCK) {
+        double s1 = 0, s2 = 0, energy = 0;
+        for (int i = 0; i < BLOCK; i++) {
+            double s0 = x[i] + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+            energy += (double) x[i] * x[i];
+        }
+        if (energy < BLOCK * 100.0 * 100.0) continue;   /* silence: below an amplitude of about 100 */
+        double power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        sum += 2 * power / (BLOCK * energy);
+        blocks++;
+    }
+    sf_close(sf);
+    *blocks_p = blocks;
+    return blocks ? sum / blocks : 0;
 }
 
 /* ----------------------------------------------------------------- helpers */
@@ -402,7 +448,7 @@ wrong_password_is_refused(void)
 {
     TEST_BEGIN(__func__);
     phone_t bad;
-    s_phone_start(&bad, "baresip-bad", "1001", "wrong", 60, "udp");
+    s_phone_start(&bad, "baresip-bad", "1001", "wrong", 60, "udp", "PCMU,PCMA");
     char *why = s_phone_event(&bad, "REGISTER_FAIL", 20000);
     CHECK(strstr(why, "403"), "baresip reports the refusal: \"%s\"", why);
     free(why);
@@ -418,9 +464,9 @@ wrong_password_is_refused(void)
 /* Starts the agent's baresip over transport and checks its registration:
  * baresip's event, agent.registered, the gateway's gauge. */
 static void
-s_register_agent(phone_t *agent, const char *label, const char *transport)
+s_register_agent(phone_t *agent, const char *label, const char *transport, const char *codecs)
 {
-    s_phone_start(agent, label, "1001", "secret1001", 60, transport);
+    s_phone_start(agent, label, "1001", "secret1001", 60, transport, codecs);
     char *ok = s_phone_event(agent, "REGISTER_OK", 20000);
     CHECK(strstr(ok, "200"), "baresip reports the registration: \"%s\"", ok);
     free(ok);
@@ -439,16 +485,17 @@ static void
 right_password_registers(phone_t *agent)
 {
     TEST_BEGIN(__func__);
-    s_register_agent(agent, "baresip-agent", "udp");
+    s_register_agent(agent, "baresip-agent", "udp", "PCMU,PCMA");
     TEST_PASS(__func__);
 }
 
-/* A SIPp caller (echoing what it hears) dials 100; acd offers the call to
- * 1001; baresip auto-answers; the legs are bridged; the caller hangs up.
- * Checks both legs' CDRs against each other and against what baresip
- * counted, then stops baresip (SIGTERM: it unregisters). */
+/* A SIPp caller (PCMU, echoing what it hears) dials 100; acd offers the
+ * call to 1001; baresip auto-answers with agent_codec; the legs are
+ * bridged; the caller hangs up. Checks both legs' CDRs against each other
+ * and against what baresip counted, then stops baresip (SIGTERM: it
+ * unregisters). */
 static void
-s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label)
+s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label, const char *agent_codec)
 {
     pid_t caller = s_caller(label, "uac_queue_talk", "100", true);
     char *peer = s_phone_event(agent, "CALL_ESTABLISHED", 30000);
@@ -476,8 +523,8 @@ s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label)
     CHECK(strcmp(PQgetvalue(res, 1, 1), "caller") == 0, "the caller hung up: %s", PQgetvalue(res, 1, 1));
     CHECK(strcmp(PQgetvalue(res, 0, 6), "caller hung up") == 0, "the agent leg ended because %s", PQgetvalue(res, 0, 6));
     CHECK(strcmp(PQgetvalue(res, 0, 4), "t") == 0 && strcmp(PQgetvalue(res, 1, 4), "t") == 0, "both legs answered");
-    CHECK(strcmp(PQgetvalue(res, 0, 5), "PCMU") == 0 && strcmp(PQgetvalue(res, 1, 5), "PCMU") == 0,
-          "PCMU on both legs: %s, %s", PQgetvalue(res, 0, 5), PQgetvalue(res, 1, 5));
+    CHECK(strcmp(PQgetvalue(res, 0, 5), agent_codec) == 0 && strcmp(PQgetvalue(res, 1, 5), "PCMU") == 0,
+          "%s to the agent, PCMU to the caller: %s, %s", agent_codec, PQgetvalue(res, 0, 5), PQgetvalue(res, 1, 5));
     long agent_sent = atol(PQgetvalue(res, 0, 2)), agent_recv = atol(PQgetvalue(res, 0, 3));
     long caller_sent = atol(PQgetvalue(res, 1, 2)), caller_recv = atol(PQgetvalue(res, 1, 3));
     PQclear(res);
@@ -499,6 +546,12 @@ s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label)
     /* SIPp echoes what it hears: back from it comes what was sent to it. */
     CHECK(caller_recv <= caller_sent && caller_recv + 10 >= caller_sent, "SIPp echoed %ld of the gateway's %ld",
           caller_recv, caller_sent);
+    /* baresip's 440 Hz tone came back through both legs (SIPp echoes it):
+     * whole, not garbled on the way, through any PCMA/PCMU conversion. */
+    int blocks;
+    double share = s_phone_tone_share(agent, 440, &blocks);
+    printf("baresip heard its 440 Hz tone back: %.3f of the power in %d blocks of 100 ms\n", share, blocks);
+    CHECK(blocks >= 20 && share > 0.8, "the tone came back clean: %.3f in %d blocks", share, blocks);
     /* The call lasts 8 s: the gateway's first report leaves 5 s after the answer. */
     CHECK(rtcp_ok, "baresip got the gateway's RTCP on its RTCP port (see %s/%s.log)", cc_harness_dir(s_h), agent->label);
     s_agent_becomes(redis, "ready", 10000);
@@ -508,7 +561,7 @@ static void
 queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(phone_t *agent, cc_redis_t *redis)
 {
     TEST_BEGIN(__func__);
-    s_bridged_call_with_audio(agent, redis, "sipp-caller");
+    s_bridged_call_with_audio(agent, redis, "sipp-caller", "PCMU");
     TEST_PASS(__func__);
 }
 
@@ -519,10 +572,26 @@ phone_on_tcp_registers_and_is_rung_over_tcp(cc_redis_t *redis)
 {
     TEST_BEGIN(__func__);
     phone_t agent;
-    s_register_agent(&agent, "baresip-tcp", "tcp");
-    s_bridged_call_with_audio(&agent, redis, "sipp-caller-tcp");
+    s_register_agent(&agent, "baresip-tcp", "tcp", "PCMU,PCMA");
+    s_bridged_call_with_audio(&agent, redis, "sipp-caller-tcp", "PCMU");
     Cc__AgentRegistered *r = s_registered_event("1001", 5000);
     CHECK(r->expires_s == 0, "unregistered over TCP on exit: expires %u", r->expires_s);
+    cc__agent_registered__free_unpacked(r, NULL);
+    s_metric_becomes("gateway_registrations", 0, 5000);
+    TEST_PASS(__func__);
+}
+
+/* A phone that takes only PCMA, a caller only PCMU: the gateway converts
+ * the audio it relays, both ways. */
+static void
+pcma_phone_and_pcmu_caller_are_bridged_through_conversion(cc_redis_t *redis)
+{
+    TEST_BEGIN(__func__);
+    phone_t agent;
+    s_register_agent(&agent, "baresip-pcma", "udp", "PCMA");
+    s_bridged_call_with_audio(&agent, redis, "sipp-caller-pcma", "PCMA");
+    Cc__AgentRegistered *r = s_registered_event("1001", 5000);
+    CHECK(r->expires_s == 0, "unregistered on exit: expires %u", r->expires_s);
     cc__agent_registered__free_unpacked(r, NULL);
     s_metric_becomes("gateway_registrations", 0, 5000);
     TEST_PASS(__func__);
@@ -760,7 +829,7 @@ unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(cc_redis
 {
     TEST_BEGIN(__func__);
     phone_t agent;
-    s_phone_start(&agent, "baresip-short", "1001", "secret1001", 3, "udp");
+    s_phone_start(&agent, "baresip-short", "1001", "secret1001", 3, "udp", "PCMU,PCMA");
     char *ok = s_phone_event(&agent, "REGISTER_OK", 20000);
     free(ok);
     /* Killed at once: no refresh, no unregister. */
@@ -828,6 +897,7 @@ main(void)
     queued_caller_is_bridged_to_baresip_and_audio_flows_both_ways(&agent, redis);
     unregister_on_exit_removes_the_registration();
     phone_on_tcp_registers_and_is_rung_over_tcp(redis);
+    pcma_phone_and_pcmu_caller_are_bridged_through_conversion(redis);
     malformed_registers_get_the_right_status_and_the_next_one_works();
     unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(redis);
 
@@ -838,6 +908,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("baresip_agent_test: 7 passed, 0 failed\n");
+    printf("baresip_agent_test: 8 passed, 0 failed\n");
     return 0;
 }
