@@ -21,6 +21,7 @@
 #include <time.h>
 
 #define MAX_BODY (1024 * 1024)
+#define OS_MAX_WRITERS 16
 
 static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
@@ -28,6 +29,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the order lookups on the bus" },
     { "ORDER_SYNC_HTTP_THREADS", CC_CFG_INT, 1, 256, NULL, 0,
       "Platform API worker threads (each holds one webhook while its batch commits)" },
+    { "ORDER_SYNC_WRITERS", CC_CFG_INT, 1, OS_MAX_WRITERS, NULL, 0,
+      "Writer threads (database connections) applying webhook batches; one entity always goes to the same one" },
     { "ORDER_SYNC_BATCH_MAX", CC_CFG_INT, 1, OS_BATCH_LIMIT, NULL, 0, "Webhook events applied per transaction at most" },
     { "ORDER_SYNC_PLATFORM_REFRESH_MS", CC_CFG_INT, 100, 600000, NULL, 0, "commerce.platforms is re-read this often" },
     { "ORDER_SYNC_WRITE_WAIT_MS", CC_CFG_INT, 100, 60000, NULL, 0,
@@ -48,7 +51,8 @@ struct _os_server_t {
     cc_http_t *http;
     cc_rpc_server_t *rpc;
     os_platforms_t *platforms;
-    os_writer_t *writer;
+    os_writer_t *writers[OS_MAX_WRITERS];
+    int nwriters;
     zsock_t *changes;          /* the loop's end: the writer's committed changes, published as events */
     int batch_max;
     cc_metric_t *m_applied, *m_refused;
@@ -102,14 +106,32 @@ s_read_body(struct mg_connection *conn, size_t *len, int *status)
     return body;
 }
 
-/* Hands one event to the writer and answers with its result. Takes event. */
+/* The writer of the entity event is about, so that one entity's events are
+ * applied in the order they came, by one connection (FNV-1a of its key). */
+static os_writer_t *
+s_writer_for(os_server_t *self, json_t *event)
+{
+    static const char *const keys[] = { "order_number", "order_external_id", "product_code", "code", "id", NULL };
+    json_t *data = json_object_get(event, "data");
+    const char *key = "";
+    for (int i = 0; keys[i] && !*key; i++) {
+        const char *v = json_string_value(json_object_get(data, keys[i]));
+        if (v) key = v;
+    }
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *) key; *p; p++) h = (h ^ *p) * 16777619u;
+    return self->writers[h % (uint32_t) self->nwriters];
+}
+
+/* Hands one event to its writer and answers with its result. Takes event. */
 static int
 s_apply_one(os_server_t *self, struct mg_connection *conn, json_t *event)
 {
+    os_writer_t *writer = s_writer_for(self, event);
     json_t *batch = json_pack("[o]", event);
     char *text = json_dumps(batch, JSON_COMPACT), *results = NULL;
     json_decref(batch);
-    int rc = os_writer_apply(self->writer, text, 1, &results);
+    int rc = os_writer_apply(writer, text, 1, &results);
     free(text);
     if (rc) return cc_http_error(conn, 503, "storage unavailable; retry later");
     json_t *all = json_loads(results, 0, NULL), *r = json_array_get(all, 0);
@@ -297,8 +319,12 @@ os_server_new(cc_service_t *svc)
         .changes = CHANGES_ENDPOINT,
         .metrics = m,
     };
-    self->writer = os_writer_new(&wo);
-    if (!self->writer) goto err;
+    self->nwriters = (int) cc_cfg_int(cfg, "ORDER_SYNC_WRITERS");
+    for (int i = 0; i < self->nwriters; i++) {
+        self->writers[i] = os_writer_new(&wo);
+        if (!self->writers[i]) goto err;
+        wo.platforms = NULL;   /* the first writer keeps the platform table */
+    }
     cc_pg_statement(cc_service_pg(svc), "os_lookup",
                     "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                     " extract(epoch FROM o.updated_at) FROM commerce.orders o LEFT JOIN commerce.customers c"
@@ -323,7 +349,8 @@ os_server_destroy(os_server_t **self_p)
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
     cc_http_destroy(&self->http);   /* no more webhooks come in */
-    os_writer_destroy(&self->writer);   /* what was queued is committed and its changes handed over */
+    for (int i = 0; i < self->nwriters; i++)
+        os_writer_destroy(&self->writers[i]);   /* what was queued is committed and its changes handed over */
     cc_rpc_server_destroy(&self->rpc);
     if (self->changes) {
         while (zsock_events(self->changes) & ZMQ_POLLIN) s_on_change(self, self->changes);
