@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "gw_media.h"
 #include "gw_audio.h"
+#include "gw_clock.h"
 #include <sndfile.h>
 #include "cc/cc_bus.h"
 #include "cc/cc_errno.h"
@@ -95,6 +96,7 @@ struct _gw_media_t {
     _Atomic uint64_t late_hist[LATE_BUCKETS];   /* RTP send lateness, 100 us buckets */
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
+    gw_clock_t *clock;         /* every call's 20 ms frames, from one timer */
 };
 
 /* The prompt called name, loaded on first use. NULL when it cannot be read. */
@@ -120,7 +122,8 @@ struct gw_call {
     struct sdp_media *sdpm;
     struct rtp_sock *rtp;
     struct telev *telev;
-    struct tmr tx_tmr, answer_tmr;
+    gw_clock_member_t tx;      /* on the media clock while it sends */
+    struct tmr answer_tmr;
     bool offered;
     struct sa raddr;
     int pt;                    /* 0 PCMU or 8 PCMA; -1 until negotiated */
@@ -130,8 +133,6 @@ struct gw_call {
     const gw_prompt_t *music;   /* the route's prompt, to come back to */
     size_t pos;
     uint32_t ts, ssrc_seq;
-    uint64_t tx_start, tx_n;
-    int64_t tx_start_us;
     int last_digit_ts_valid;
     uint32_t last_digit_ts;
     gw_cdr_t cdr;
@@ -275,7 +276,7 @@ static void
 s_call_destroy(void *arg)
 {
     gw_call_t *c = arg;
-    tmr_cancel(&c->tx_tmr);
+    gw_clock_leave(c->media->clock, &c->tx);
     tmr_cancel(&c->answer_tmr);
     tmr_cancel(&c->ring_tmr);
     tmr_cancel(&c->op_tmr);
@@ -287,18 +288,13 @@ s_call_destroy(void *arg)
     c->telev = mem_deref(c->telev);
 }
 
-/* Sends one 20 ms frame and re-arms for the next, against the start time so
- * the schedule does not drift. */
+/* Sends one 20 ms frame, when the media clock says it is due (against the
+ * call's start: the schedule does not drift). */
 static void
-s_on_tx(void *arg)
+s_on_tx(void *arg, int64_t late)
 {
     gw_call_t *c = arg;
-    uint64_t due = c->tx_start + (c->tx_n + 1) * PTIME;
-    uint64_t now = tmr_jiffies();
-    tmr_start(&c->tx_tmr, due > now ? due - now : 0, s_on_tx, c);
-    c->tx_n++;
     /* How late this frame leaves against its ideal 20 ms slot. */
-    int64_t late = cc_mono_us() - (c->tx_start_us + (int64_t) c->tx_n * PTIME * 1000);
     size_t bucket = late <= 0 ? 0 : (size_t) (late / 100);
     atomic_fetch_add_explicit(&c->media->late_hist[bucket < LATE_BUCKETS ? bucket : LATE_BUCKETS - 1], 1,
                               memory_order_relaxed);
@@ -543,6 +539,7 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
 {
     if (c->ended) return;
     c->ended = true;
+    gw_clock_leave(c->media->clock, &c->tx);
     s_op_done(c, "hangup");
     c->cdr.ended_us = cc_wall_us();
     c->cdr.sip_cause = cause;
@@ -731,7 +728,6 @@ s_on_connect(const struct sip_msg *msg, void *arg)
     }
     snprintf(c->cdr.leg, sizeof c->cdr.leg, "caller");
     snprintf(c->cdr.direction, sizeof c->cdr.direction, "inbound");
-    tmr_init(&c->tx_tmr);
     tmr_init(&c->answer_tmr);
     tmr_init(&c->op_tmr);
     s_random_id(c->cdr.call_id, sizeof c->cdr.call_id);
@@ -813,9 +809,7 @@ s_answer(void *arg)
     Cc__CallAnswered ans = CC__CALL_ANSWERED__INIT;
     ans.call_id = c->cdr.call_id;
     s_publish(m, "call.answered", c->cdr.call_id, &ans);
-    c->tx_start = tmr_jiffies();
-    c->tx_start_us = cc_mono_us();
-    tmr_start(&c->tx_tmr, PTIME, s_on_tx, c);
+    gw_clock_join(m->clock, &c->tx, cc_mono_us(), s_on_tx, c);
     if (c->queued) s_tell_enqueue(m, c);
 }
 
@@ -999,7 +993,6 @@ s_offer(gw_media_t *m, const mq_req_t *q)
     a->media = m;
     a->outbound = true;
     a->pt = a->telev_pt = -1;
-    tmr_init(&a->tx_tmr);
     tmr_init(&a->answer_tmr);
     tmr_init(&a->ring_tmr);
     tmr_init(&a->op_tmr);
@@ -1240,6 +1233,7 @@ s_thread(void *arg)
         err = fd_setsize(rl.rlim_cur > 1000000 ? 1000000 : (int) rl.rlim_cur);
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
+    if (!err) m->clock = gw_clock_new(PTIME);
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
     if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
@@ -1273,6 +1267,7 @@ out:
     for (int i = 0; i < m->nprompts; i++) gw_prompt_free(&m->prompts[i].prompt);
     free(m->users);
     m->users = NULL;
+    gw_clock_destroy(&m->clock);
     libre_close();
     return NULL;
 }
