@@ -11,6 +11,8 @@
  * shopify_forged_or_malformed_webhooks_store_nothing
  * woocommerce_orders_are_mapped
  * customers_products_stock_payments_and_shipments_are_kept_and_told
+ * bulk_import_of_events_and_csv_of_customers_and_products
+ * csv_export_reads_back_as_it_was
  * kill_9_during_a_burst_loses_no_acknowledged_webhook */
 #define _GNU_SOURCE
 #include "cc_check.h"
@@ -71,9 +73,20 @@ s_order_event(const char *type, const char *number)
     return u;
 }
 
+/* The Standard Webhooks headers for body, signed as the platform does. */
+static void s_sign(const char *event_id, long long ts, const char *body, bool forge, char *headers, size_t cap);
+
 /* Signs body as the platform does and posts it to path. Returns the HTTP status. */
 static int
 s_post_to(const char *path, const char *event_id, long long ts, const char *body, bool forge, char **reply)
+{
+    char headers[512];
+    s_sign(event_id, ts, body, forge, headers, sizeof headers);
+    return cc_harness_http_post(s_http, path, headers, body, reply);
+}
+
+static void
+s_sign(const char *event_id, long long ts, const char *body, bool forge, char *headers, size_t cap)
 {
     char stamp[24], sig[128];
     snprintf(stamp, sizeof stamp, "%lld", ts);
@@ -90,10 +103,7 @@ s_post_to(const char *path, const char *event_id, long long ts, const char *body
     char b64[64];
     sodium_bin2base64(b64, sizeof b64, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
     snprintf(sig, sizeof sig, "v1,%s", b64);
-    char headers[512];
-    snprintf(headers, sizeof headers, "webhook-id: %s\r\nwebhook-timestamp: %s\r\nwebhook-signature: %s\r\n",
-             event_id, stamp, sig);
-    return cc_harness_http_post(s_http, path, headers, body, reply);
+    snprintf(headers, cap, "webhook-id: %s\r\nwebhook-timestamp: %s\r\nwebhook-signature: %s\r\n", event_id, stamp, sig);
 }
 
 static int
@@ -600,6 +610,94 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     TEST_PASS(__func__);
 }
 
+static void
+bulk_import_of_events_and_csv_of_customers_and_products(void)
+{
+    TEST_BEGIN(__func__);
+    const char *events =
+        "[{\"type\":\"product.updated\",\"id\":\"imp-1\",\"data\":{\"code\":\"KB-1\",\"name\":\"Keyboard\",\"price\":4999,"
+        "\"currency\":\"USD\",\"version\":1}},"
+        "{\"type\":\"product.updated\",\"id\":\"imp-2\",\"data\":{\"code\":\"KB-2\",\"name\":\"Mouse\",\"price\":-1,"
+        "\"currency\":\"USD\",\"version\":1}},"
+        "{\"type\":\"stock.changed\",\"id\":\"imp-3\",\"data\":{\"product_code\":\"KB-1\",\"warehouse\":\"SH-2\","
+        "\"on_hand\":12,\"version\":1}},"
+        "{\"type\":\"product.updated\",\"id\":\"imp-1\",\"data\":{\"code\":\"KB-1\",\"name\":\"Keyboard\",\"price\":4999,"
+        "\"currency\":\"USD\",\"version\":1}},"
+        "{\"type\":\"customer.updated\",\"data\":{\"id\":\"c-900\",\"name\":\"Zhao Min\",\"phone\":\"13900139000\",\"version\":1}}]";
+    char *reply = NULL;
+    int st = s_post_to("/import/shop1", "bulk-1", time(NULL), events, false, &reply);
+    CHECK(st == 200 && strstr(reply, "\"applied\":3") && strstr(reply, "\"duplicate\":1") && strstr(reply, "\"refused\":1")
+          && strstr(reply, "price"), "%d %s", st, reply);
+    free(reply);
+    s_expect("SELECT p.name || ' ' || p.price_minor || ' ' || s.on_hand FROM commerce.products p JOIN commerce.stock s"
+             " ON s.product_code = p.code WHERE p.code = 'KB-1' AND s.warehouse_code = 'SH-2'", "Keyboard 4999 12");
+    s_expect("SELECT count(*) FROM commerce.products WHERE code = 'KB-2'", "0");
+    s_expect("SELECT name FROM commerce.customers WHERE external_id = 'c-900'", "Zhao Min");
+    CHECK(s_post_to("/import/shop1", "bulk-2", time(NULL), events, true, &reply) == 401, "forged import: %s", reply);
+    free(reply);
+    CHECK(s_post_to("/import/shop1", "bulk-3", time(NULL), "[{\"type\":", false, &reply) == 400
+          && strstr(reply, "malformed JSON"), "%s", reply);
+    free(reply);
+
+    const char *customers =
+        "id,name,phone,email,category,birthday,phones\r\n"
+        "c-901,\"Wang, \"\"Xiao\"\" Ming\",+8613912345678,wxm@example.cn,vip,1988-08-08,+8613912345678;021-5555-0101\r\n"
+        "c-902,Chen Jing,13700137000,,regular,,\r\n"
+        "c-903,Bad Date,13600136000,,regular,1990-13-45,\r\n"
+        "c-904,Too,Many,Fields,x,y,z,w\r\n";
+    st = s_post_to("/import/shop1/customers.csv", "bulk-4", time(NULL), customers, false, &reply);
+    CHECK(st == 200 && strstr(reply, "\"applied\":2") && strstr(reply, "\"refused\":2") && strstr(reply, "line 5: has 8 fields"),
+          "customers.csv: %d %s", st, reply);
+    free(reply);
+    s_expect("SELECT name || ' | ' || phone || ' | ' || category || ' | ' || birthday FROM commerce.customers"
+             " WHERE external_id = 'c-901'", "Wang, \"Xiao\" Ming | +8613912345678 | vip | 1988-08-08");
+    s_expect("SELECT count(*) FROM commerce.customer_phones p JOIN commerce.customers c ON c.id = p.customer_id"
+             " WHERE c.external_id = 'c-901'", "2");
+    s_expect("SELECT count(*) FROM commerce.customers WHERE external_id IN ('c-903', 'c-904')", "0");
+
+    const char *products = "code,name,price,currency,category\n"
+                           "TEA-1,Oolong Tea,12.50,USD,tea\n"
+                           "TEA-2,\"Jasmine, premium\",8,USD,tea\n"
+                           "TEA-3,Bad Price,1.234,USD,tea\n";
+    st = s_post_to("/import/shop1/products.csv", "bulk-5", time(NULL), products, false, &reply);
+    CHECK(st == 200 && strstr(reply, "\"applied\":2") && strstr(reply, "\"refused\":1"), "products.csv: %d %s", st, reply);
+    free(reply);
+    s_expect("SELECT string_agg(code || '=' || price_minor, ',' ORDER BY code) FROM commerce.products WHERE category = 'tea'",
+             "TEA-1=1250,TEA-2=800");
+    CHECK(s_post_to("/import/shop1/products.csv", "bulk-6", time(NULL), "sku,name\nX,Y\n", false, &reply) == 400
+          && strstr(reply, "unknown column sku"), "%s", reply);
+    free(reply);
+    TEST_PASS(__func__);
+}
+
+static void
+csv_export_reads_back_as_it_was(void)
+{
+    TEST_BEGIN(__func__);
+    char headers[512], *csv = NULL, *reply = NULL;
+    s_sign("export-1", time(NULL), "", false, headers, sizeof headers);
+    int st = cc_harness_http_get_with(s_http, "/export/shop1/customers.csv", headers, &csv);
+    CHECK(st == 200 && csv, "export: %d", st);
+    CHECK(strncmp(csv, "id,name,phone,email,category,birthday,gender,language,note,phones,version\r\n", 74) == 0, "header: %s", csv);
+    CHECK(strstr(csv, "\r\nc-901,\"Wang, \"\"Xiao\"\" Ming\",\"'+8613912345678\",wxm@example.cn,vip,1988-08-08,,,,"
+                      "\"'+8613912345678;021-5555-0101\","), "c-901 row quoted and guarded: %s", csv);
+    /* Importing the export again: every row read back whole, nothing newer. */
+    st = s_post_to("/import/shop1/customers.csv", "export-2", time(NULL), csv, false, &reply);
+    CHECK(st == 200 && strstr(reply, "\"refused\":0") && strstr(reply, "\"applied\":0"), "re-import: %d %s", st, reply);
+    free(reply);
+    free(csv);
+    s_expect("SELECT name || ' | ' || phone FROM commerce.customers WHERE external_id = 'c-901'",
+             "Wang, \"Xiao\" Ming | +8613912345678");
+    s_sign("export-3", time(NULL), "", false, headers, sizeof headers);
+    CHECK(cc_harness_http_get_with(s_http, "/export/shop1/products.csv", headers, &csv) == 200
+          && strstr(csv, "\r\nTEA-1,Oolong Tea,12.50,USD,tea,,active,") && strstr(csv, "\r\nTEA-2,\"Jasmine, premium\",8.00,USD,"),
+          "products.csv: %s", csv);
+    free(csv);
+    CHECK(cc_harness_http_get(s_http, "/export/shop1/products.csv", &csv) == 401, "unsigned export");
+    free(csv);
+    TEST_PASS(__func__);
+}
+
 /* ------------------------------------------------ kill -9 during a burst */
 
 #define BURST_THREADS 8
@@ -748,6 +846,8 @@ main(void)
     shopify_forged_or_malformed_webhooks_store_nothing();
     woocommerce_orders_are_mapped();
     customers_products_stock_payments_and_shipments_are_kept_and_told();
+    bulk_import_of_events_and_csv_of_customers_and_products();
+    csv_export_reads_back_as_it_was();
     kill_9_during_a_burst_loses_no_acknowledged_webhook();
     int status = cc_harness_stop(h, s_os, SIGTERM, 10000);
     CHECK(status == 0, "order-sync stops cleanly (%d)", status);
@@ -755,6 +855,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("order_sync_test: 10 passed, 0 failed\n");
+    printf("order_sync_test: 12 passed, 0 failed\n");
     return 0;
 }
