@@ -331,6 +331,27 @@ os_check(const char *kind, json_t *data, char *why, size_t cap)
     return false;
 }
 
+size_t
+os_fields(const char *kind, os_field_info_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof s_models / sizeof *s_models; i++) {
+        if (strcmp(kind, s_models[i].kind) != 0) continue;
+        for (const s_field_t *spec = s_models[i].fields; spec; ) {
+            const s_field_t *f = spec;
+            for (; f->key; f++) {
+                bool seen = false;
+                for (size_t k = 0; k < n; k++) seen |= strcmp(out[k].name, f->key) == 0;
+                if (seen || n == cap) continue;
+                out[n].name = f->key;
+                out[n++].required = f->required;
+            }
+            spec = f->items;   /* a spec's tail may extend another */
+        }
+    }
+    return n;
+}
+
 static const struct { const char *type, *kind; } s_types[] = {
     { "order.created", "order" }, { "order.updated", "order" },
     { "customer.created", "customer" }, { "customer.updated", "customer" },

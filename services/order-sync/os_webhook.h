@@ -34,6 +34,12 @@ extern const char *const os_kinds[];
  * reason naming the field written into why. */
 bool os_check(const char *kind, json_t *data, char *why, size_t cap);
 
+/* The top-level fields of kind's data as os_check takes them (name, and
+ * whether it is required), up to cap; returns how many. For tests that hold
+ * the API description to the code. */
+typedef struct { const char *name; bool required; } os_field_info_t;
+size_t os_fields(const char *kind, os_field_info_t *out, size_t cap);
+
 /* The kind a Standard Webhooks type ("order.updated", "stock.changed"...)
  * carries, or NULL when the type is not one we take. */
 const char *os_standard_kind(const char *type);
