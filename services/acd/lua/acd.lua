@@ -46,6 +46,7 @@
 --   {"ok", detail...}
 
 local now = 0      -- the time of the operation being run
+local now_s = '0'  -- the same as a string (numbers given to Redis are formatted, which costs)
 local out = {}     -- its actions
 
 local PRIO_SPAN = 10000000000000   -- 1e13 ms (> 300 years) per priority step
@@ -111,6 +112,16 @@ local function agent_qualifies(agent, skills)
   return true
 end
 
+-- An agent's hash (the fields the script uses), nil when unknown.
+local AGENT_FIELDS = { 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls', 'last_offer', 'after_call' }
+local function load_agent(agent)
+  local f = redis.call('HMGET', 'acd:agent:' .. agent, unpack(AGENT_FIELDS))
+  if not f[1] and not f[6] then return nil end
+  local a = {}
+  for i, name in ipairs(AGENT_FIELDS) do if f[i] then a[name] = f[i] end end
+  return a
+end
+
 -- Queue settings, read once per script run.
 local conf_cache = {}
 local function qconf(q)
@@ -150,6 +161,7 @@ end
 -- Rank of a ready agent in queue q (lower is offered first).
 local function ready_rank(q, conf, agent, a)
   local strategy = conf.strategy or 'longest_idle'
+  if strategy == 'longest_idle' then return a.since or now_s end
   local since = tonumber(a.since) or now
   if strategy == 'fewest_calls' then
     return (tonumber(a.calls) or 0) * PRIO_SPAN + since
@@ -171,8 +183,8 @@ local function set_state(agent, a, state, reason, call, ...)
     for _, q in ipairs(split(a.queues, ',')) do redis.call('ZREM', 'acd:queue:' .. q .. ':ready', agent) end
   end
   if prev == 'wrap_up' then redis.call('ZREM', 'acd:wrapups', agent) end
-  a.state, a.since, a.reason, a.call = state, now, reason or '', call or ''
-  redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now, 'reason', a.reason, 'call', a.call, ...)
+  a.state, a.since, a.reason, a.call = state, now_s, reason or '', call or ''
+  redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now_s, 'reason', a.reason, 'call', a.call, ...)
   if state == 'ready' then
     for _, q in ipairs(split(a.queues, ',')) do
       local conf = qlite(q)
@@ -188,19 +200,19 @@ end
 local function reserve(call, c, agent, a, fresh, in_due)
   local q = c.queue
   local conf = qconf(q) or {}
-  local seq = redis.call('INCR', 'acd:seq')
-  a.last_offer = tostring(seq)
+  local seq = tostring(redis.call('INCR', 'acd:seq'))
+  a.last_offer = seq
   set_state(agent, a, 'reserved', '', call, 'last_offer', seq)
   c.state, c.agent = 'offered', agent
   if fresh then
     redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', c.prio, 'enq', c.enq, 'qenq', c.qenq, 'rank', c.rank,
-               'skills', c.skills, 'state', 'offered', 'agent', agent, 'offered', now, 'last_agent', c.last_agent,
+               'skills', c.skills, 'state', 'offered', 'agent', agent, 'offered', now_s, 'last_agent', c.last_agent,
                'sticky_until', c.sticky_until, 'customer', c.customer, 'caller', c.caller, 'flags', c.flags,
-               'kind', 'call', 'attempts', 0)
+               'kind', 'call', 'attempts', '0')
   else
     redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
     if in_due then redis.call('ZREM', 'acd:due', call) end
-    redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now)
+    redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now_s)
   end
   redis.call('ZADD', 'acd:offers', now + (tonumber(conf.offer_ms) or 15000), call)
   emit({ 'offer', call, agent, q, tostring(now - tonumber(c.enq)), a.ext or '', c.customer or '',
@@ -219,7 +231,7 @@ local function pick_agent(call, c, conf, fresh)
     -- still logged in to the queue; otherwise anyone may take it.
     local agent = c.last_agent
     if redis.call('ZSCORE', 'acd:queue:' .. q .. ':ready', agent) then
-      return agent, hgetall('acd:agent:' .. agent)
+      return agent, load_agent(agent)
     end
     if redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', agent) == 1 then return nil end
     if not fresh then redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0) end
@@ -229,7 +241,7 @@ local function pick_agent(call, c, conf, fresh)
   for first = 0, SCAN - 1, PAGE do
     local agents = redis.call('ZRANGE', 'acd:queue:' .. q .. ':ready', first, first + PAGE - 1)
     for _, agent in ipairs(agents) do
-      if agent_qualifies(agent, skills) then return agent, hgetall('acd:agent:' .. agent) end
+      if agent_qualifies(agent, skills) then return agent, load_agent(agent) end
     end
     if #agents < PAGE then return nil end
   end
@@ -255,7 +267,7 @@ end
 -- agent in several queues serves them fairly. a: the agent's hash, read
 -- when not given.
 local function route_agent(agent, a)
-  a = a or hgetall('acd:agent:' .. agent)
+  a = a or load_agent(agent)
   if not a or a.state ~= 'ready' then return end
   local best, best_rank, best_c = nil, nil, nil
   for _, q in ipairs(split(a.queues, ',')) do
@@ -290,10 +302,6 @@ local function route_agent(agent, a)
   if best then reserve(best, best_c, agent, a, false, timed(best_c, qconf(best_c.queue) or {})) end
 end
 
-local function load_agent(agent)
-  local a = hgetall('acd:agent:' .. agent)
-  return a
-end
 
 -- Forgets a call. Only a waiting call can be in acd:due (an offer takes it
 -- out; a requeue schedules it again).
@@ -819,7 +827,7 @@ local batch, rids = {}, {}
 local at = 2
 for n = 1, nops do
   local k = tonumber(ARGV[at])
-  local o = { rid = ARGV[at + 1], name = ARGV[at + 2], now = tonumber(ARGV[at + 3]), args = {} }
+  local o = { rid = ARGV[at + 1], name = ARGV[at + 2], now = tonumber(ARGV[at + 3]), args_now = ARGV[at + 3], args = {} }
   for j = 4, k do o.args[j - 3] = ARGV[at + j] end
   batch[n] = o
   if o.rid ~= '' then rids[#rids + 1] = o.rid end
@@ -845,7 +853,7 @@ for n, o in ipairs(batch) do
   elseif not o.now then
     results[n] = fail('bad_request', 'time missing')
   else
-    now, out = o.now, {}
+    now, now_s, out = o.now, o.args_now, {}
     local ok, res = pcall(fn, unpack(o.args))
     if ok then
       results[n] = res
