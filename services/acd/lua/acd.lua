@@ -344,11 +344,29 @@ local function leave(call, c, reason)
   emit({ 'left', call, c.queue, tostring(now - tonumber(c.enq)), reason })
 end
 
+-- Why queue q (settings conf) takes no new call now: nil, or an error code
+-- and text (closed: outside its hours; empty: join-empty refused with no
+-- agent logged in; full: at its maximum length).
+local function refusal(q, conf)
+  if conf.open == '0' then return 'closed', 'queue ' .. q .. ' is closed' end
+  if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
+    return 'empty', 'queue ' .. q .. ' has no agent logged in'
+  end
+  local max_len = tonumber(conf.max_len) or 0
+  if max_len > 0 and redis.call('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
+    return 'full', 'queue ' .. q .. ' is full'
+  end
+  return nil
+end
+
 -- Moves a waiting call to queue to; it keeps its rank (its priority and
--- arrival), so it is not sent to the back of the new line.
+-- arrival), so it is not sent to the back of the new line. The target's
+-- admission rules apply as to a new call (hours, join-empty, maximum
+-- length): refused, the call stays where it is and false is returned.
 local function overflow(call, c, to)
   local from = c.queue
-  if not qconf(to) then return false end
+  local tconf = qconf(to)
+  if not tconf or refusal(to, tconf) then return false end
   redis.call('ZREM', 'acd:queue:' .. from .. ':wait', call)
   c.queue, c.qenq = to, tostring(now)
   local required = qconf(to).skills or ''
@@ -475,7 +493,7 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
   if conf.open == '0' then
     local to = string.match(conf.closed_action or '', '^overflow:(.+)$')
-    if not to or not qconf(to) or qconf(to).open == '0' then return fail('closed', 'queue ' .. q .. ' is closed') end
+    if not to or not qconf(to) or refusal(to, qconf(to)) then return fail('closed', 'queue ' .. q .. ' is closed') end
     emit({ 'overflowed', call, q, to, '0' })
     q, conf = to, qconf(to)
   end
@@ -485,14 +503,9 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     q = conf.blacklist_queue
     conf = qconf(q)
   end
-  if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
-    return fail('empty', 'queue ' .. q .. ' has no agent logged in')
-  end
   if redis.call('EXISTS', 'acd:call:' .. call) == 1 then return fail('conflict', 'call ' .. call .. ' is already queued') end
-  local max_len = tonumber(conf.max_len) or 0
-  if max_len > 0 and redis.call('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
-    return fail('full', 'queue ' .. q .. ' is full')
-  end
+  local code, text = refusal(q, conf)
+  if code then return fail(code, text) end
   prio = math.max(0, math.min(9, tonumber(prio) or 0))
   local rank = (9 - prio) * PRIO_SPAN + now
   local required = conf.skills or ''

@@ -13,6 +13,7 @@
  * max_wait_leaves_the_queue_with_an_event
  * empty_queue_rules_refuse_and_release_callers
  * closed_queue_rejects_or_overflows
+ * overflow_applies_the_target_queues_admission_rules
  * callback_keeps_its_place_and_is_retried
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
@@ -49,7 +50,13 @@ static const char *s_sql =
     " ('r12', '', 0, 0, 'leave', true, true, 'reject', 300000, 3, 0),"
     " ('r13', '', 0, 0, 'leave', true, false, 'overflow:r9', 300000, 3, 0),"
     " ('r14', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
-    " ('r15', '', 0, 0, 'leave', true, false, 'reject', 1000, 2, 0);"
+    " ('r15', '', 0, 0, 'leave', true, false, 'reject', 1000, 2, 0),"
+    " ('r19', 'r20', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r20', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r21', 'r14', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r22', 'r11', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r23', 'r20', 0, 400, 'overflow', true, false, 'reject', 300000, 3, 0);"
+    "UPDATE acd.queues SET max_len = 1 WHERE name = 'r20';"
     "INSERT INTO acd.queues (name, music, announce_ms, service_level_ms, wrap_up_ms) VALUES"
     " ('r16', 'jazz', 1000, 60000, 0), ('r17', 'default', 0, 20000, 0);"
     "UPDATE acd.queues SET blacklist_queue = 'r17' WHERE name = 'r16';"
@@ -391,6 +398,37 @@ closed_queue_rejects_or_overflows(void)
 }
 
 static void
+overflow_applies_the_target_queues_admission_rules(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t19-full", "r20", 0, NULL, NULL) == 0, "r20 holds its one call");
+    CHECK(fx_enqueue(&s_fx, 0, "t19-c1", "r19", 0, NULL, NULL) == 0, "r19 overflows to the full r20");
+    CHECK(fx_enqueue(&s_fx, 0, "t21-c1", "r21", 0, NULL, NULL) == 0, "r21 overflows to r14, closed today");
+    CHECK(fx_enqueue(&s_fx, 1, "t22-c1", "r22", 0, NULL, NULL) == 0, "r22 overflows to r11: join-empty off, nobody in");
+    CHECK(fx_enqueue(&s_fx, 1, "t23-c1", "r23", 0, NULL, NULL) == 0, "r23's maximum wait overflows to the full r20");
+    CHECK(fx_enqueue(&s_fx, 0, "t19-ctl", "r8", 0, NULL, NULL) == 0, "a control call in r8 (overflows after 500 ms)");
+    /* The maximum wait is over and the overflow refused: the caller leaves. */
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t23-c1", 3000);
+    CHECK(strcmp(l->reason, "timeout") == 0 && strcmp(l->queue, "r23") == 0, "t23 left %s: %s", l->queue, l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    /* The tick that moved the control call had the others due before it. */
+    Cc__QueueOverflowed *o = EVENT("queue.overflowed", cc__queue_overflowed, Cc__QueueOverflowed, "t19-ctl", 3000);
+    CHECK(strcmp(o->to_queue, "r9") == 0, "control overflowed to %s", o->to_queue);
+    cc__queue_overflowed__free_unpacked(o, NULL);
+    static const char *stay[][2] = { { "t19-c1", "r19" }, { "t21-c1", "r21" }, { "t22-c1", "r22" }, { "t19-full", "r20" } };
+    for (size_t i = 0; i < sizeof stay / sizeof *stay; i++) {
+        fx_call_t *c = s_call(stay[i][0]);
+        CHECK(c && strcmp(c->queue, stay[i][1]) == 0 && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1,
+              "%s still waits in %s (%s, %s)", stay[i][0], stay[i][1], c ? c->queue : "gone", c ? c->state : "-");
+    }
+    CHECK(s_call("t23-c1") == NULL, "t23 is gone from Redis");
+    const char *ids[] = { "t19-c1", "t21-c1", "t22-c1", "t19-full", "t19-ctl" };
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
+        CHECK(fx_call_op(&s_fx, 0, "acd.ended", ids[i], NULL) == 0, "end %s", ids[i]);
+    TEST_PASS(__func__);
+}
+
+static void
 callback_keeps_its_place_and_is_retried(void)
 {
     TEST_BEGIN(__func__);
@@ -533,6 +571,7 @@ main(void)
     max_wait_leaves_the_queue_with_an_event();
     empty_queue_rules_refuse_and_release_callers();
     closed_queue_rejects_or_overflows();
+    overflow_applies_the_target_queues_admission_rules();
     callback_keeps_its_place_and_is_retried();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
@@ -540,6 +579,6 @@ main(void)
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 16 passed, 0 failed\n");
+    printf("acd_rules_test: 17 passed, 0 failed\n");
     return 0;
 }
