@@ -42,6 +42,7 @@ struct _acd_server_t {
     uv_timer_t *reload;
     unsigned ticks;
     bool stopping;
+    bool restoring;            /* putting sessions back: they are in PostgreSQL already */
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
     cc_metric_t *m_overflowed, *m_left, *m_callbacks;
 };
@@ -55,6 +56,7 @@ typedef struct {
     uint32_t position;
     uint32_t estimated_wait_s;
     char music[64];
+    char *session[4];          /* a login's agent, extension, skills, queues: kept when it succeeds */
 } op_ctx_t;
 
 static int64_t s_now_ms(void) { return cc_wall_us() / 1000; }
@@ -144,6 +146,60 @@ s_ignore_reply(void *arg, const Cc__Reply *reply)
         CC_DEBUG("announcement not played", "call_id=%s error=\"%s\"", reply->request_id, reply->error);
 }
 
+/* ------------------------------------------------------------ sessions */
+
+/* Agents' sessions are kept in acd.sessions (what an agent asked for last:
+ * logged in to which queues with which skills, ready or not_ready), so that
+ * they come back when Redis loses its data. Written when an agent logs in,
+ * out, or changes between ready and not_ready: rare next to routing. A
+ * failed write is logged and the live state goes on. */
+static void
+s_session_write(acd_server_t *self, const char *statement, int n, const char *const *params)
+{
+    if (cc_pg_exec(cc_service_pg(self->svc), statement, n, params, NULL))
+        CC_WARN("agent session not saved", "statement=%s agent_id=%s error=\"%s\"", statement, params[0],
+                cc_pg_error(cc_service_pg(self->svc)));
+}
+
+/* An agent state change, as the script reported it (agent, state, previous,
+ * ms, reason): the durable part of it, if any. */
+static void
+s_session_state(acd_server_t *self, const char *const *v)
+{
+    if (self->restoring) return;
+    const char *agent = v[1], *state = v[2], *previous = v[3], *reason = v[5];
+    if (strcmp(state, "logged_out") == 0) {
+        const char *p[] = { agent };
+        s_session_write(self, "acd_session_end", 1, p);
+    } else if (strcmp(state, "not_ready") == 0
+               || (strcmp(state, "ready") == 0 && strcmp(previous, "not_ready") == 0)) {
+        const char *p[] = { agent, state, reason };
+        s_session_write(self, "acd_session_state", 3, p);
+    }
+}
+
+/* Puts every kept session back into Redis after it lost its data. Returns
+ * the number restored, or -1 when PostgreSQL could not be read. */
+static int
+s_restore_sessions(acd_server_t *self)
+{
+    PGresult *res = NULL;
+    if (cc_pg_exec(cc_service_pg(self->svc), "acd_sessions", 0, NULL, &res)) {
+        CC_ERROR("agent sessions not restored", "error=\"%s\"", cc_pg_error(cc_service_pg(self->svc)));
+        return -1;
+    }
+    int n = PQntuples(res), restored = 0;
+    self->restoring = true;
+    for (int i = 0; i < n; i++) {
+        const char *args[6];
+        for (int c = 0; c < 6; c++) args[c] = PQgetvalue(res, i, c);
+        restored += s_run(self, "restore", 6, args) == CC__STATUS__STATUS_OK;
+    }
+    self->restoring = false;
+    PQclear(res);
+    return restored;
+}
+
 static void
 s_on_action(void *arg, int argc, const char *const *v)
 {
@@ -161,6 +217,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.reason = (char *) v[5];
         ev.call_id = (char *) v[6];
         cc_bus_publish_msg(self->bus, "agent.state", v[6], &ev);
+        s_session_state(self, v);
     } else if (strcmp(kind, "entered") == 0 && argc >= 5) {
         Cc__QueueEntered ev = CC__QUEUE_ENTERED__INIT;
         ev.call_id = (char *) v[1];
@@ -262,6 +319,9 @@ s_on_done(void *arg, Cc__Status st, const char *error)
 {
     op_ctx_t *ctx = arg;
     s_count_error(ctx->server, st);
+    if (st == CC__STATUS__STATUS_OK && ctx->session[0])
+        s_session_write(ctx->server, "acd_session_login", 4, (const char *const *) ctx->session);
+    for (int i = 0; i < 4; i++) free(ctx->session[i]);
     if (st == CC__STATUS__STATUS_OK && ctx->enqueue) {
         Cc__Enqueued out = CC__ENQUEUED__INIT;
         out.call_id = ctx->call_id;
@@ -276,8 +336,9 @@ s_on_done(void *arg, Cc__Status st, const char *error)
 }
 
 /* Queues a request's operation; the reply goes out when the loop turn's
- * operations are flushed to Redis together. */
-static void
+ * operations are flushed to Redis together. Returns its context (owned by
+ * the router's callbacks: valid until the flush). */
+static op_ctx_t *
 s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const char *op, int argc,
          const char *const *args, bool enqueue)
 {
@@ -288,6 +349,14 @@ s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const 
     ctx->enqueue = enqueue;
     if (enqueue) snprintf(ctx->call_id, sizeof ctx->call_id, "%s", args[0]);
     acd_router_submit(self->router, s_now_ms(), req->request_id, op, argc, args, s_on_action, s_on_done, ctx);
+    return ctx;
+}
+
+/* Past a full batch, the operations go to Redis without waiting for the
+ * end of the loop turn. */
+static void
+s_flush_if_full(acd_server_t *self)
+{
     if (acd_router_pending(self->router) >= 256) acd_router_flush(self->router);
 }
 
@@ -383,7 +452,12 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         PQclear(res);
     }
     const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
-    s_submit(self, call, req, "login", 4, args, false);
+    op_ctx_t *ctx = s_submit(self, call, req, "login", 4, args, false);
+    for (int i = 0; i < 4; i++) {
+        ctx->session[i] = strdup(i == 0 ? args[0] : i == 1 ? args[1] : i == 2 ? skills : queues);
+        if (!ctx->session[i]) abort();
+    }
+    s_flush_if_full(self);
     cc__agent_login__free_unpacked(m, NULL);
     return;
 out:
@@ -408,6 +482,7 @@ s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         const char *args[] = { m->agent_id, state, m->reason, m->by[0] ? "1" : "0" };
         if (m->by[0]) CC_INFO("agent state set", "agent_id=%s state=%s by=%s", m->agent_id, state, m->by);
         s_submit(self, call, req, "set_state", 4, args, false);
+        s_flush_if_full(self);
     }
     cc__agent_set_state__free_unpacked(m, NULL);
 }
@@ -420,6 +495,7 @@ s_agent_logout(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (s_id_ok(m->agent_id)) {
         const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout", m->by[0] ? "1" : "0" };
         s_submit(self, call, req, "set_state", 4, args, false);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id");
     }
@@ -440,6 +516,7 @@ s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         snprintf(prio, sizeof prio, "%d", m->priority);
         const char *args[] = { m->call_id, m->queue, prio, skills, m->customer_id, m->last_agent_id, m->caller, flags };
         s_submit(self, call, req, "enqueue", 8, args, true);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id, queue, skills, flags or priority");
     }
@@ -455,6 +532,7 @@ s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Req
     if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && strlen(m->reason) <= 64) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
         s_submit(self, call, req, op, 3, args, false);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id");
     }
@@ -473,6 +551,7 @@ s_callback(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (s_id_ok(m->call_id) && s_id_ok(m->number) && strlen(m->number) <= 32) {
         const char *args[] = { m->call_id, m->number };
         s_submit(self, call, req, "callback", 2, args, false);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id or number");
     }
@@ -648,9 +727,9 @@ s_load_queues(acd_server_t *self)
 }
 
 /* Redis lost its data (a restart without persistence, a flush): the queues
- * are loaded again at once, and the first instance to notice tells everyone
- * with acd.rebuilt, so the gateway puts its waiting callers back and agents'
- * desktops log in again. */
+ * are loaded again at once; the first instance to notice puts the agents'
+ * sessions back from acd.sessions and tells everyone with acd.rebuilt, so
+ * the gateway puts its waiting callers back. */
 static void
 s_check_epoch(acd_server_t *self)
 {
@@ -668,7 +747,9 @@ s_check_epoch(acd_server_t *self)
     bool first = rep && rep->type == REDIS_REPLY_STATUS;
     if (rep) freeReplyObject(rep);
     if (first) {
-        CC_WARN("Redis state was empty: queues loaded, calls and agents asked to come back", "epoch=%s", now);
+        int agents = s_restore_sessions(self);
+        CC_WARN("Redis state was empty: queues loaded, agents' sessions restored, calls asked to come back",
+                "epoch=%s agents=%d", now, agents);
         cc_bus_publish(self->bus, "acd.rebuilt", NULL, now, strlen(now));
     }
 }
@@ -732,6 +813,16 @@ acd_server_new(cc_service_t *svc)
                     " FROM acd.queues ORDER BY name");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_login",
+                    "INSERT INTO acd.sessions (agent_id, extension, skills, queues, state, reason, since)"
+                    " VALUES ($1, $2, $3, $4, 'ready', '', now())"
+                    " ON CONFLICT (agent_id) DO UPDATE SET extension = EXCLUDED.extension, skills = EXCLUDED.skills,"
+                    " queues = EXCLUDED.queues, state = 'ready', reason = '', since = now()");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_state",
+                    "UPDATE acd.sessions SET state = $2, reason = $3, since = now() WHERE agent_id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_end", "DELETE FROM acd.sessions WHERE agent_id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_sessions",
+                    "SELECT agent_id, extension, queues, skills, state, reason FROM acd.sessions ORDER BY since");
     self->router = acd_router_new(cc_service_redis(svc));
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",

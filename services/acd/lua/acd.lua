@@ -410,23 +410,46 @@ end
 
 local ops = {}
 
--- login agent ext queues skills: skills "sales:5,english:2"; queues "sales,vip".
-function ops.login(agent, ext, queues, skills)
-  if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
+-- Logs agent (hash a) in to queues with skills, in state (ready, or
+-- not_ready with reason).
+local function log_in(agent, a, ext, queues, skills, state, reason)
   local key = 'acd:agent:' .. agent
-  local a = hgetall(key) or { state = 'logged_out', since = tostring(now) }
-  if a.state ~= 'logged_out' then return fail('conflict', 'agent ' .. agent .. ' is already logged in') end
-  for _, q in ipairs(split(queues, ',')) do
-    if redis.call('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
-  end
   redis.call('DEL', key .. ':skills')
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
   redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0)
   redis.call('SADD', 'acd:agents', agent)
   for _, q in ipairs(split(queues, ',')) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
-  set_state(agent, a, 'ready', 'login', '')
-  route_agent(agent)
+  set_state(agent, a, state, reason, '')
+  if state == 'ready' then route_agent(agent, a) end
+end
+
+-- login agent ext queues skills: skills "sales:5,english:2"; queues "sales,vip".
+function ops.login(agent, ext, queues, skills)
+  if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
+  local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
+  if a.state ~= 'logged_out' then return fail('conflict', 'agent ' .. agent .. ' is already logged in') end
+  for _, q in ipairs(split(queues, ',')) do
+    if redis.call('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
+  end
+  log_in(agent, a, ext, queues, skills, 'ready', 'login')
+  return out
+end
+
+-- restore agent ext queues skills state reason: an agent's session (kept in
+-- PostgreSQL) put back after Redis lost its data, in the state it asked for
+-- last (ready, or not_ready with its reason). Queues that no longer exist
+-- are left out. Nothing happens to an agent already logged in again.
+function ops.restore(agent, ext, queues, skills, state, reason)
+  if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
+  local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
+  if a.state ~= 'logged_out' then return { { 'ok', 'logged in already' } } end
+  local kept = {}
+  for _, q in ipairs(split(queues, ',')) do
+    if redis.call('SISMEMBER', 'acd:queues', q) == 1 then kept[#kept + 1] = q end
+  end
+  if state ~= 'not_ready' then state, reason = 'ready', 'restored' end
+  log_in(agent, a, ext, table.concat(kept, ','), skills, state, reason or '')
   return out
 end
 
