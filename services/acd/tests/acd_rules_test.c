@@ -14,6 +14,7 @@
  * empty_queue_rules_refuse_and_release_callers
  * closed_queue_rejects_or_overflows
  * overflow_applies_the_target_queues_admission_rules
+ * status_lists_queues_and_agents_with_the_oldest_wait
  * callback_keeps_its_place_and_is_retried
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
@@ -55,7 +56,8 @@ static const char *s_sql =
     " ('r20', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
     " ('r21', 'r14', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
     " ('r22', 'r11', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
-    " ('r23', 'r20', 0, 400, 'overflow', true, false, 'reject', 300000, 3, 0);"
+    " ('r23', 'r20', 0, 400, 'overflow', true, false, 'reject', 300000, 3, 0),"
+    " ('r24', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0);"
     "UPDATE acd.queues SET max_len = 1 WHERE name = 'r20';"
     "INSERT INTO acd.queues (name, music, announce_ms, service_level_ms, wrap_up_ms) VALUES"
     " ('r16', 'jazz', 1000, 60000, 0), ('r17', 'default', 0, 20000, 0);"
@@ -429,6 +431,36 @@ overflow_applies_the_target_queues_admission_rules(void)
 }
 
 static void
+status_lists_queues_and_agents_with_the_oldest_wait(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t24a", "sales:4,english:2", "r24") == 0, "login");
+    CHECK(fx_state(&s_fx, 0, "t24a", "not_ready", "coffee") == 0, "away");
+    CHECK(fx_enqueue(&s_fx, 0, "t24-old", "r24", 0, NULL, NULL) == 0, "an ordinary call waits");
+    cc_sleep_ms(300);   /* the ordinary call has waited this long at least */
+    CHECK(fx_enqueue(&s_fx, 1, "t24-vip", "r24", 9, NULL, NULL) == 0, "a VIP call waits ahead of it");
+    Cc__Reply *r = NULL;
+    CHECK(cc_rpc_call_sync(s_fx.client[1], "acd.status", NULL, 0, 3000, &r) == 0 && r->status == 0, "status");
+    Cc__AcdStatus *st = cc__acd_status__unpack(NULL, r->payload.len, r->payload.data);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(st && st->n_queues >= 20, "every queue listed (%zu)", st ? st->n_queues : 0);
+    const Cc__QueueStatus *q = NULL;
+    for (size_t i = 0; i < st->n_queues; i++) if (strcmp(st->queues[i]->queue, "r24") == 0) q = st->queues[i];
+    CHECK(q && q->waiting == 2 && q->ready == 0 && q->longest_wait_ms >= 300 && q->longest_wait_ms < 60000,
+          "r24: 2 waiting, the oldest (behind the VIP) for %lld ms, none ready", q ? (long long) q->longest_wait_ms : -1LL);
+    const Cc__AgentStatus *a = NULL;
+    for (size_t i = 0; i < st->n_agents; i++) if (strcmp(st->agents[i]->agent_id, "t24a") == 0) a = st->agents[i];
+    CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(a->reason, "coffee") == 0 && strcmp(a->queues, "r24") == 0
+          && strcmp(a->skills, "english:2,sales:4") == 0 && strcmp(a->extension, "t24a") == 0 && a->since_ms > 0,
+          "t24a: %s (%s) in %s with %s", a ? a->state : "-", a ? a->reason : "-", a ? a->queues : "-", a ? a->skills : "-");
+    cc__acd_status__free_unpacked(st, NULL);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t24-old", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.ended", "t24-vip", NULL) == 0,
+          "end");
+    CHECK(fx_state(&s_fx, 0, "t24a", "logged_out", "") == 0, "logout");
+    TEST_PASS(__func__);
+}
+
+static void
 callback_keeps_its_place_and_is_retried(void)
 {
     TEST_BEGIN(__func__);
@@ -572,6 +604,7 @@ main(void)
     empty_queue_rules_refuse_and_release_callers();
     closed_queue_rejects_or_overflows();
     overflow_applies_the_target_queues_admission_rules();
+    status_lists_queues_and_agents_with_the_oldest_wait();
     callback_keeps_its_place_and_is_retried();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
@@ -579,6 +612,6 @@ main(void)
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 17 passed, 0 failed\n");
+    printf("acd_rules_test: 18 passed, 0 failed\n");
     return 0;
 }
