@@ -1,17 +1,23 @@
-/* os_server: platform webhooks over HTTP (CivetWeb threads, one PostgreSQL
- * connection each) and order lookups over the bus (the loop's connection). */
+/* os_server: platform webhooks over HTTP (CivetWeb threads verify, parse and
+ * validate, then wait on the group-commit writer) and order lookups over the
+ * bus (the loop's connection). */
 #include "os_server.h"
+#include "os_dialects.h"
+#include "os_platforms.h"
 #include "os_webhook.h"
+#include "os_writer.h"
+#include "cc/cc_errno.h"
 #include "cc/cc_log.h"
 #include "cc/cc_rpc.h"
 #include "order.pb-c.h"
 
 #include <czmq.h>
-#include <pthread.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define MAX_BODY (1024 * 1024)
@@ -20,6 +26,12 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
     { "ORDER_SYNC_HTTP_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Platform API port (webhooks)" },
     { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the order lookups on the bus" },
+    { "ORDER_SYNC_HTTP_THREADS", CC_CFG_INT, 1, 256, NULL, 0,
+      "Platform API worker threads (each holds one webhook while its batch commits)" },
+    { "ORDER_SYNC_BATCH_MAX", CC_CFG_INT, 1, OS_BATCH_LIMIT, NULL, 0, "Webhook events applied per transaction at most" },
+    { "ORDER_SYNC_PLATFORM_REFRESH_MS", CC_CFG_INT, 100, 600000, NULL, 0, "commerce.platforms is re-read this often" },
+    { "ORDER_SYNC_WRITE_WAIT_MS", CC_CFG_INT, 100, 60000, NULL, 0,
+      "A webhook waits this long for its commit before a 503 (platforms time out at about 5 s)" },
     CC_CFG_END
 };
 
@@ -35,92 +47,43 @@ struct _os_server_t {
     cc_service_t *svc;
     cc_http_t *http;
     cc_rpc_server_t *rpc;
-    char *db_url;
-    int reconnect_ms;
-    pthread_key_t pg_key;      /* one connection per HTTP worker thread */
-    pthread_key_t push_key;    /* and one socket to tell the loop what changed */
-    zsock_t *changes;          /* the loop's end: publishes order.* events */
+    os_platforms_t *platforms;
+    os_writer_t *writer;
+    zsock_t *changes;          /* the loop's end: the writer's committed changes, published as events */
+    int batch_max;
     cc_metric_t *m_applied, *m_refused;
 };
 
-static void s_pg_free(void *pg) { cc_pg_destroy((cc_pg_t **) &pg); }
-static void s_push_free(void *sock) { zsock_destroy((zsock_t **) &sock); }
-
 #define CHANGES_ENDPOINT "inproc://order-sync-changes"
 
-/* An HTTP thread hands a committed change to the loop, which publishes it
- * (bus sockets belong to one thread). */
-static void
-s_tell_change(os_server_t *self, const os_change_t *change)
-{
-    zsock_t *push = pthread_getspecific(self->push_key);
-    if (!push) {
-        push = zsock_new_push(">" CHANGES_ENDPOINT);
-        if (!push) return;
-        pthread_setspecific(self->push_key, push);
-    }
-    zmq_send(zsock_resolve(push), change, sizeof *change, 0);
-}
-
-static const char *s_status_names[] = { "", "ordered", "reviewed", "shipped", "delivered", "settled", "returned",
-                                        "exchanged", "cancelled" };
-
-static Cc__OrderStatus
-s_status(const char *name)
-{
-    for (int k = 1; k < 9; k++) if (strcmp(name, s_status_names[k]) == 0) return (Cc__OrderStatus) k;
-    return CC__ORDER_STATUS__ORDER_UNKNOWN;
-}
-
+/* Frames topic, key, payload from the writer: published on the bus (its
+ * sockets belong to the loop's thread). */
 static void
 s_on_change(void *arg, void *sock)
 {
     os_server_t *self = arg;
-    zframe_t *f = zframe_recv(sock);
-    if (!f) return;
-    if (zframe_size(f) == sizeof(os_change_t)) {
-        os_change_t c;
-        memcpy(&c, zframe_data(f), sizeof c);
-        Cc__Money total = CC__MONEY__INIT;
-        total.minor = c.total_minor;
-        total.currency = c.currency;
-        Cc__Order order = CC__ORDER__INIT;
-        order.order_number = c.order_number;
-        order.status = s_status(c.status);
-        order.total = &total;
-        Cc__OrderUpdated ev = CC__ORDER_UPDATED__INIT;
-        ev.order = &order;
-        ev.previous = s_status(c.previous);
-        ev.by = "webhook";
-        cc_bus_publish_msg(cc_service_bus(self->svc), c.previous[0] ? "order.updated" : "order.created",
-                           c.order_number, &ev);
-    }
-    zframe_destroy(&f);
+    zmsg_t *m = zmsg_recv(sock);
+    if (!m) return;
+    char *topic = zmsg_popstr(m), *key = zmsg_popstr(m);
+    zframe_t *payload = zmsg_pop(m);
+    if (topic && key && payload)
+        cc_bus_publish(cc_service_bus(self->svc), topic, key, zframe_data(payload), zframe_size(payload));
+    free(topic);
+    free(key);
+    zframe_destroy(&payload);
+    zmsg_destroy(&m);
 }
 
-static cc_pg_t *
-s_thread_pg(os_server_t *self)
+/* Reads the whole body (at most MAX_BODY). Returns it (caller frees) with
+ * *len, or NULL after answering 400/413 (*status set). */
+static char *
+s_read_body(struct mg_connection *conn, size_t *len, int *status)
 {
-    cc_pg_t *pg = pthread_getspecific(self->pg_key);
-    if (!pg) {
-        pg = cc_pg_new(self->db_url, self->reconnect_ms, NULL);
-        os_statements(pg);
-        cc_pg_statement(pg, "os_secret", "SELECT secret FROM commerce.platforms WHERE name = $1 AND dialect = 'standard'");
-        pthread_setspecific(self->pg_key, pg);
-    }
-    return pg;
-}
-
-/* POST /webhooks/<platform>: Standard Webhooks. Acknowledged once committed. */
-static int
-s_webhook(struct mg_connection *conn, void *arg)
-{
-    os_server_t *self = arg;
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (strcmp(ri->request_method, "POST") != 0) return cc_http_error(conn, 405, "POST only");
-    const char *platform = ri->local_uri + strlen("/webhooks/");
-    if (!*platform || strlen(platform) > 64 || strchr(platform, '/')) return cc_http_error(conn, 404, "no such platform");
-    if (ri->content_length < 0 || ri->content_length > MAX_BODY) return cc_http_error(conn, 413, "body missing or over 1 MiB");
+    if (ri->content_length < 0 || ri->content_length > MAX_BODY) {
+        *status = cc_http_error(conn, 413, "body missing or over 1 MiB");
+        return NULL;
+    }
     char *body = malloc((size_t) ri->content_length + 1);
     if (!body) abort();
     size_t got = 0;
@@ -130,36 +93,125 @@ s_webhook(struct mg_connection *conn, void *arg)
         got += (size_t) n;
     }
     body[got] = '\0';
-    int status;
-    char reply[512];
-    cc_pg_t *pg = s_thread_pg(self);
-    PGresult *res = NULL;
-    const char *p[] = { platform };
     if (got != (size_t) ri->content_length) {
-        status = cc_http_error(conn, 400, "body shorter than Content-Length");
-    } else if (cc_pg_exec(pg, "os_secret", 1, p, &res)) {
-        status = cc_http_error(conn, 503, "storage unavailable; retry later");
-    } else if (PQntuples(res) != 1) {
-        status = cc_http_error(conn, 404, "no such platform");
+        free(body);
+        *status = cc_http_error(conn, 400, "body shorter than Content-Length");
+        return NULL;
+    }
+    *len = got;
+    return body;
+}
+
+/* Hands one event to the writer and answers with its result. Takes event. */
+static int
+s_apply_one(os_server_t *self, struct mg_connection *conn, json_t *event)
+{
+    json_t *batch = json_pack("[o]", event);
+    char *text = json_dumps(batch, JSON_COMPACT), *results = NULL;
+    json_decref(batch);
+    int rc = os_writer_apply(self->writer, text, 1, &results);
+    free(text);
+    if (rc) return cc_http_error(conn, 503, "storage unavailable; retry later");
+    json_t *all = json_loads(results, 0, NULL), *r = json_array_get(all, 0);
+    int code = (int) json_integer_value(json_object_get(r, "code"));
+    int status;
+    if (code == 200) {
+        char *body = NULL;
+        json_t *ok = json_pack("{s:O}", "result", json_object_get(r, "result"));
+        body = json_dumps(ok, JSON_COMPACT);
+        status = cc_http_send(conn, 200, "application/json", body, strlen(body));
+        free(body);
+        json_decref(ok);
     } else {
-        const char *why = NULL;
-        const char *id = mg_get_header(conn, "webhook-id");
-        int bad = os_verify(PQgetvalue(res, 0, 0), id, mg_get_header(conn, "webhook-timestamp"), body, got,
-                            mg_get_header(conn, "webhook-signature"), (int64_t) time(NULL), &why);
-        if (bad) {
-            CC_WARN("webhook refused", "platform=%s reason=\"%s\"", platform, why);
-            status = cc_http_error(conn, bad, why);
-        } else if (strlen(id) > 128) {
-            status = cc_http_error(conn, 400, "webhook-id longer than 128 characters");
+        const char *why = json_string_value(json_object_get(r, "error"));
+        status = cc_http_error(conn, code >= 400 && code < 600 ? code : 500, why ? why : "not applied");
+    }
+    json_decref(all);
+    free(results);
+    return status;
+}
+
+/* The host of a URL ("https://shop.example.com/" -> "shop.example.com"). */
+static void
+s_url_host(const char *url, char *host, size_t cap)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+    p = p ? p + 3 : (url ? url : "");
+    size_t n = strcspn(p, "/:?#");
+    snprintf(host, cap, "%.*s", (int) (n < cap ? n : cap - 1), p);
+}
+
+/* POST /webhooks/<platform>: Standard Webhooks, Shopify (X-Shopify-*) or
+ * WooCommerce (X-WC-Webhook-*). Acknowledged once committed. */
+static int
+s_webhook(struct mg_connection *conn, void *arg)
+{
+    os_server_t *self = arg;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->request_method, "POST") != 0) return cc_http_error(conn, 405, "POST only");
+    const char *name = ri->local_uri + strlen("/webhooks/");
+    if (!*name || strlen(name) > 64 || strchr(name, '/')) return cc_http_error(conn, 404, "no such platform");
+    const char *shopify_topic = mg_get_header(conn, "X-Shopify-Topic");
+    const char *woo_topic = mg_get_header(conn, "X-WC-Webhook-Topic");
+    os_platform_t pf;
+    bool found;
+    char host[256];
+    if (shopify_topic) {
+        const char *domain = mg_get_header(conn, "X-Shopify-Shop-Domain");
+        found = domain && os_platforms_find(self->platforms, domain, true, &pf);
+    } else if (woo_topic) {
+        s_url_host(mg_get_header(conn, "X-WC-Webhook-Source"), host, sizeof host);
+        found = os_platforms_find(self->platforms, host, true, &pf);
+    } else {
+        found = os_platforms_find(self->platforms, name, false, &pf);
+    }
+    const char *dialect = shopify_topic ? "shopify" : woo_topic ? "woocommerce" : "standard";
+    if (!found || strcmp(pf.dialect, dialect) != 0 || (strcmp(name, dialect) != 0 && strcmp(name, pf.name) != 0)) {
+        cc_metric_add(self->m_refused, 1);
+        return cc_http_error(conn, 404, "no such platform");
+    }
+    size_t len = 0;
+    int status = 0;
+    char *body = s_read_body(conn, &len, &status);
+    if (!body) {
+        cc_metric_add(self->m_refused, 1);
+        return status;
+    }
+    const char *why = NULL, *id;
+    int bad;
+    if (shopify_topic) {
+        id = mg_get_header(conn, "X-Shopify-Webhook-Id");
+        bad = os_verify_body(pf.secret, body, len, mg_get_header(conn, "X-Shopify-Hmac-Sha256"), &why);
+    } else if (woo_topic) {
+        id = mg_get_header(conn, "X-WC-Webhook-Delivery-ID");
+        bad = os_verify_body(pf.secret, body, len, mg_get_header(conn, "X-WC-Webhook-Signature"), &why);
+    } else {
+        id = mg_get_header(conn, "webhook-id");
+        bad = os_verify(pf.secret, id, mg_get_header(conn, "webhook-timestamp"), body, len,
+                        mg_get_header(conn, "webhook-signature"), (int64_t) time(NULL), &why);
+    }
+    if (!bad && (!id || !*id || strlen(id) > 128)) {
+        bad = 400;
+        why = "the delivery id header is missing or longer than 128 characters";
+    }
+    if (bad) {
+        CC_WARN("webhook refused", "platform=%s dialect=%s reason=\"%s\"", pf.name, dialect, why);
+        status = cc_http_error(conn, bad, why);
+    } else {
+        char msg[256];
+        const char *kind = NULL;
+        json_t *data = NULL;
+        int code = os_dialect_map(dialect, shopify_topic ? shopify_topic : woo_topic, body, len, &kind, &data,
+                                  msg, sizeof msg);
+        if (code == 200 && !os_check(kind, data, msg, sizeof msg)) code = 400;
+        if (code != 200) {
+            json_decref(data);
+            status = cc_http_error(conn, code, msg);
         } else {
-            os_change_t change;
-            int code = os_store(pg, platform, id, body, got, reply, sizeof reply, &change);
-            status = cc_http_send(conn, code, "application/json", reply, strlen(reply));
-            if (change.applied) s_tell_change(self, &change);
+            status = s_apply_one(self, conn, os_event(kind, pf.name, id, data));
         }
     }
     cc_metric_add(status == 200 ? self->m_applied : self->m_refused, 1);
-    PQclear(res);
     free(body);
     return status;
 }
@@ -194,7 +246,7 @@ s_lookup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         cc__money__init(&totals[i]);
         orders[i].order_number = PQgetvalue(res, i, 0);
         orders[i].customer_id = PQgetvalue(res, i, 1);
-        orders[i].status = s_status(PQgetvalue(res, i, 2));
+        orders[i].status = os_order_status(PQgetvalue(res, i, 2));
         totals[i].minor = atoll(PQgetvalue(res, i, 3));
         totals[i].currency = PQgetvalue(res, i, 4);
         orders[i].total = &totals[i];
@@ -230,13 +282,23 @@ os_server_new(cc_service_t *svc)
     cc_metrics_t *m = cc_service_metrics(svc);
     self->m_applied = cc_metrics_counter(m, "order_sync_webhooks_total", "result=\"accepted\"", "Webhooks answered");
     self->m_refused = cc_metrics_counter(m, "order_sync_webhooks_total", "result=\"refused\"", "Webhooks answered");
-    self->db_url = strdup(cc_cfg_str(cfg, "DATABASE_URL"));
-    self->reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS");
-    pthread_key_create(&self->pg_key, s_pg_free);
-    pthread_key_create(&self->push_key, s_push_free);
+    self->batch_max = (int) cc_cfg_int(cfg, "ORDER_SYNC_BATCH_MAX");
     self->changes = zsock_new_pull("@" CHANGES_ENDPOINT);
     if (!self->changes) goto err;
     cc_loop_add_zsock(cc_service_loop(svc), self->changes, s_on_change, self);
+    self->platforms = os_platforms_new();
+    os_writer_opts_t wo = {
+        .db_url = cc_cfg_str(cfg, "DATABASE_URL"),
+        .reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS"),
+        .batch_max = self->batch_max,
+        .refresh_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PLATFORM_REFRESH_MS"),
+        .wait_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_WRITE_WAIT_MS"),
+        .platforms = self->platforms,
+        .changes = CHANGES_ENDPOINT,
+        .metrics = m,
+    };
+    self->writer = os_writer_new(&wo);
+    if (!self->writer) goto err;
     cc_pg_statement(cc_service_pg(svc), "os_lookup",
                     "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                     " extract(epoch FROM o.updated_at) FROM commerce.orders o LEFT JOIN commerce.customers c"
@@ -246,7 +308,7 @@ os_server_new(cc_service_t *svc)
     if (!self->rpc) goto err;
     cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
     self->http = cc_http_new(cc_cfg_str(cfg, "CC_BIND_HOST"), (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_PORT"),
-                             (int) cc_cfg_int(cfg, "CC_HTTP_THREADS"));
+                             (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_THREADS"));
     if (!self->http) goto err;
     cc_http_route(self->http, "/webhooks/", s_webhook, self);
     return self;
@@ -260,16 +322,15 @@ os_server_destroy(os_server_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
-    cc_http_destroy(&self->http);   /* its threads end: their connections close */
+    cc_http_destroy(&self->http);   /* no more webhooks come in */
+    os_writer_destroy(&self->writer);   /* what was queued is committed and its changes handed over */
     cc_rpc_server_destroy(&self->rpc);
     if (self->changes) {
         while (zsock_events(self->changes) & ZMQ_POLLIN) s_on_change(self, self->changes);
         cc_loop_remove_zsock(cc_service_loop(self->svc), self->changes);
         zsock_destroy(&self->changes);
     }
-    pthread_key_delete(self->pg_key);
-    pthread_key_delete(self->push_key);
-    free(self->db_url);
+    os_platforms_destroy(&self->platforms);
     free(self);
     *self_p = NULL;
 }
