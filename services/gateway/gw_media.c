@@ -146,6 +146,7 @@ struct gw_call {
     bool api_bridge;           /* bridged by media.bridge: each call lives on when the other ends */
     bool moh;                  /* on hold by request: music, nothing relayed */
     char callback_number[64];  /* a callback's agent leg: the customer dialled once the agent answers */
+    int64_t offer_end_ms;      /* a callback's agent leg: when acd gives the offer up (agent and customer ringing) */
     bool bridged;              /* media relayed between the legs */
     bool queued;               /* the caller is in an acd queue */
     bool answered_told;        /* the agent leg's answer was reported */
@@ -618,7 +619,7 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
         }
     } else {
         if (c->queued) s_tell_call(c->media, GW_MSG_ENDED, c->cdr.call_id, NULL, reason);
-        if (peer) s_call_end(peer, 200, "system", "caller hung up");
+        if (peer) s_call_end(peer, 200, "system", reason);   /* the other leg ends for the same reason */
     }
     CC_INFO("call ended", "call_id=%s cause=%d by=%s reason=\"%s\" rtp_sent=%llu rtp_received=%llu dtmf=%s",
             c->cdr.call_id, cause, by, reason, (unsigned long long) c->cdr.rtp_sent,
@@ -698,7 +699,7 @@ s_on_close(int err, const struct sip_msg *msg, void *arg)
             pl_strcpy(&msg->reason, reason, sizeof reason);
             s_call_end(c, msg->scode, "callee", reason);
         } else if (err == ECONNRESET || !err) {
-            s_call_end(c, 200, "callee", "agent hung up");
+            s_call_end(c, 200, "callee", c->agent_leg ? "agent hung up" : "callee hung up");
         } else {
             s_call_end(c, err == ETIMEDOUT ? 408 : 500, "system", strerror(err));
         }
@@ -1075,7 +1076,11 @@ s_leg_estab(const struct sip_msg *msg, void *arg)
         }
         char uri[256];
         re_snprintf(uri, sizeof uri, "sip:%s@%s", a->callback_number, m->trunk_out);
-        gw_call_t *c = s_dial(m, a->cdr.call_id, uri, "callcenter", a->callback_number, a->pt, m->o.dial_ring_ms);
+        /* acd's offer time covers both phones ringing: the customer gets
+         * what is left of it (at least 5 s). */
+        int64_t left = a->offer_end_ms - cc_mono_ms() - 500;
+        int ring = left < 5000 ? 5000 : left > m->o.dial_ring_ms ? m->o.dial_ring_ms : (int) left;
+        gw_call_t *c = s_dial(m, a->cdr.call_id, uri, "callcenter", a->callback_number, a->pt, ring);
         if (!c) {
             s_tell_call(m, GW_MSG_CALLBACK_FAILED, a->cdr.call_id, a->agent, "unreachable");
             s_call_end(a, 503, "system", "customer unreachable");
@@ -1199,6 +1204,7 @@ s_offer(gw_media_t *m, const mq_req_t *q)
     re_snprintf(a->cdr.source, sizeof a->cdr.source, "%J", &r->source);
     if (callback) {
         snprintf(a->callback_number, sizeof a->callback_number, "%s", q->callback_number);
+        a->offer_end_ms = cc_mono_ms() + (q->ring_ms > 0 ? q->ring_ms : 15000);
     } else {
         a->peer = c;
         c->peer = a;
