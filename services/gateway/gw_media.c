@@ -281,6 +281,16 @@ s_rate_count(gw_media_t *m, const struct sa *src)
 static void s_call_end(gw_call_t *c, int cause, const char *by, const char *reason);
 static void s_op_done(gw_call_t *c, const char *result);
 
+/* Closes the recording under way, if any; the CDR gets its length. */
+static void
+s_rec_close(gw_call_t *c)
+{
+    if (!c->rec) return;
+    sf_close(c->rec);
+    c->rec = NULL;
+    if (c->cdr.nrecs) c->cdr.recs[c->cdr.nrecs - 1].ms = c->rec_frames / 8;
+}
+
 static void
 s_call_destroy(void *arg)
 {
@@ -289,7 +299,7 @@ s_call_destroy(void *arg)
     tmr_cancel(&c->answer_tmr);
     tmr_cancel(&c->ring_tmr);
     tmr_cancel(&c->op_tmr);
-    if (c->rec) sf_close(c->rec);
+    s_rec_close(c);
     list_unlink(&c->le);
     c->sess = mem_deref(c->sess);
     c->rtp = mem_deref(c->rtp);
@@ -446,10 +456,7 @@ s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, vo
         size_t n = mbuf_get_left(mb) < 1024 ? mbuf_get_left(mb) : 1024;
         gw_g711_decode(c->pt, mbuf_buf(mb), pcm, n);
         c->rec_frames += sf_write_short(c->rec, pcm, (sf_count_t) n);
-        if (c->rec_max_frames && c->rec_frames >= c->rec_max_frames) {
-            sf_close(c->rec);
-            c->rec = NULL;
-        }
+        if (c->rec_max_frames && c->rec_frames >= c->rec_max_frames) s_rec_close(c);
     }
     if (hdr->pt != c->telev_pt || !c->telev) return;
     int event;
@@ -581,6 +588,7 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
     if (c->outbound && !c->cdr.answered_us && strcmp(by, "system") != 0) s_leg_failed(c, s_why(cause));
     c->ended = true;
     gw_clock_leave(c->media->clock, &c->tx);
+    s_rec_close(c);   /* whole, and its length in the CDR */
     s_op_done(c, "hangup");
     c->cdr.ended_us = cc_wall_us();
     c->cdr.sip_cause = cause;
@@ -1428,9 +1436,11 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             char path[600];
             snprintf(path, sizeof path, "%s/%s", m->recordings_dir, op->path);
             SF_INFO info = { .samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
-            if (c->rec) sf_close(c->rec);
-            c->rec = sf_open(path, SFM_WRITE, &info);
-            if (!c->rec) {
+            s_rec_close(c);
+            if (c->cdr.nrecs == GW_MAX_RECORDINGS) {
+                CC_WARN("recording refused: too many on this call", "call_id=%s max=%d", c->cdr.call_id, GW_MAX_RECORDINGS);
+                result = "too_many";
+            } else if (!(c->rec = sf_open(path, SFM_WRITE, &info))) {
                 CC_ERROR("recording not started", "call_id=%s path=%s error=\"%s\"", c->cdr.call_id, path, sf_strerror(NULL));
                 result = "no_file";
             } else {
@@ -1438,6 +1448,10 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
                 c->rec_paused = false;
                 c->rec_max_frames = (int64_t) op->max_ms * 8;
                 snprintf(c->cdr.recording, sizeof c->cdr.recording, "%s", op->path);
+                gw_recording_t *r = &c->cdr.recs[c->cdr.nrecs++];
+                snprintf(r->path, sizeof r->path, "%s", op->path);
+                r->started_us = cc_wall_us();
+                r->ms = 0;
             }
         } else if (!c->rec) {
             result = "not_recording";
@@ -1445,8 +1459,7 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             c->rec_paused = op->record_cmd == GW_REC_PAUSE;
             CC_INFO(c->rec_paused ? "recording paused" : "recording resumed", "call_id=%s", c->cdr.call_id);
         } else {
-            sf_close(c->rec);
-            c->rec = NULL;
+            s_rec_close(c);
         }
         s_tell_done(m, op->token, op->call_id, result, NULL);
         return;

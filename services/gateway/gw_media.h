@@ -36,6 +36,13 @@ typedef struct {
     const char *service, *instance;
 } gw_media_opts_t;
 
+/* One recording of a leg (media.record start .. stop). */
+#define GW_MAX_RECORDINGS 16
+typedef struct {
+    char path[160];            /* under the recordings folder */
+    int64_t started_us, ms;    /* ms: audio in the file (paused parts are not in it) */
+} gw_recording_t;
+
 /* A finished call leg. */
 typedef struct {
     char call_id[64], sip_call_id[128], caller[64], dialled[64], source[64], codec[8], hangup_by[8];
@@ -44,6 +51,8 @@ typedef struct {
     int64_t started_us, answered_us, ended_us;
     int sip_cause;
     uint64_t rtp_sent, rtp_received;
+    gw_recording_t recs[GW_MAX_RECORDINGS];   /* every recording, in order */
+    int nrecs;
 } gw_cdr_t;
 
 /* What the media thread tells the service thread, through the inproc socket

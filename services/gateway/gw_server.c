@@ -105,12 +105,16 @@ s_enqueue(gw_server_t *self, const char *call_id, const char *queue, const char 
     s_acd(self, GW_MSG_ENQUEUE, "acd.enqueue", call_id, NULL, &e.base, queue, caller);
 }
 
+/* The leg's row and every recording's, in one statement. */
 static const char *s_insert =
-    "INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
+    "WITH leg AS (INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
     " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance, leg, recording)"
     " VALUES ($1, $2, $17, $3, $4, $5, $6, to_timestamp($7::float8 / 1e6),"
     " CASE WHEN $8::bigint = 0 THEN NULL ELSE to_timestamp($8::float8 / 1e6) END, to_timestamp($9::float8 / 1e6),"
-    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18, $19)";
+    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18, $19) RETURNING id, call_id)"
+    " INSERT INTO telephony.cdr_recording (cdr_id, call_id, seq, path, started_at, duration_ms)"
+    " SELECT leg.id, leg.call_id, r.seq, r.path, to_timestamp(r.started::float8 / 1e6), r.ms"
+    " FROM leg, unnest($20::text[], $21::bigint[], $22::bigint[]) WITH ORDINALITY AS r(path, started, ms, seq)";
 
 /* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
 static int
@@ -123,11 +127,25 @@ s_store(gw_server_t *self, const gw_cdr_t *c)
     snprintf(cause, sizeof cause, "%d", c->sip_cause);
     snprintf(sent, sizeof sent, "%" PRIu64, c->rtp_sent);
     snprintf(received, sizeof received, "%" PRIu64, c->rtp_received);
+    /* Array literals; recording names are letters, digits and -_. only,
+     * quoted all the same. */
+    char paths[GW_MAX_RECORDINGS * 164 + 4], starts[GW_MAX_RECORDINGS * 22 + 4], lengths[GW_MAX_RECORDINGS * 22 + 4];
+    size_t np = 0, ns = 0, nl = 0;
+    paths[np++] = starts[ns++] = lengths[nl++] = '{';
+    for (int i = 0; i < c->nrecs && i < GW_MAX_RECORDINGS; i++) {
+        const char *sep = i ? "," : "";
+        np += (size_t) snprintf(paths + np, sizeof paths - np, "%s\"%s\"", sep, c->recs[i].path);
+        ns += (size_t) snprintf(starts + ns, sizeof starts - ns, "%s%" PRId64, sep, c->recs[i].started_us);
+        nl += (size_t) snprintf(lengths + nl, sizeof lengths - nl, "%s%" PRId64, sep, c->recs[i].ms);
+    }
+    snprintf(paths + np, sizeof paths - np, "}");
+    snprintf(starts + ns, sizeof starts - ns, "}");
+    snprintf(lengths + nl, sizeof lengths - nl, "}");
     const char *p[] = { c->call_id, c->sip_call_id, c->caller, c->dialled, c->source, c->codec, started, answered,
                         ended, cause, c->hangup_by, c->reason, sent, received, c->dtmf,
                         cc_service_instance(self->svc), c->direction[0] ? c->direction : "inbound",
-                        c->leg[0] ? c->leg : "caller", c->recording };
-    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 19, p, NULL);
+                        c->leg[0] ? c->leg : "caller", c->recording, paths, starts, lengths };
+    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 22, p, NULL);
     if (rc) CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id,
                      cc_pg_error(cc_service_pg(self->svc)));
     else cc_metric_add(self->m_cdrs, 1);

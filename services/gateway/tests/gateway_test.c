@@ -582,6 +582,21 @@ recording_has_the_right_duration_without_the_paused_part(void)
     PGresult *res = s_query("SELECT recording FROM telephony.cdr WHERE recording <> '' ORDER BY id DESC LIMIT 1");
     CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rec-2.wav") == 0, "CDR names the call's last recording");
     PQclear(res);
+    /* Every recording of the call, in order, with the audio each file holds. */
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT r.seq, r.path, r.duration_ms, r.started_at >= c.answered_at FROM telephony.cdr_recording r"
+             " JOIN telephony.cdr c ON c.id = r.cdr_id WHERE r.call_id = '%s' ORDER BY r.seq", call_id);
+    res = s_query(sql);
+    CHECK(PQntuples(res) == 2, "two recordings kept for the call, got %d", PQntuples(res));
+    long ms1 = atol(PQgetvalue(res, 0, 2)), ms2 = atol(PQgetvalue(res, 1, 2));
+    printf("recordings: %s %ld ms, %s %ld ms\n", PQgetvalue(res, 0, 1), ms1, PQgetvalue(res, 1, 1), ms2);
+    CHECK(strcmp(PQgetvalue(res, 0, 0), "1") == 0 && strcmp(PQgetvalue(res, 0, 1), "rec-1.wav") == 0
+          && strcmp(PQgetvalue(res, 1, 1), "rec-2.wav") == 0 && strcmp(PQgetvalue(res, 1, 3), "t") == 0, "in order");
+    CHECK(ms1 == (long) (info.frames / 8), "the first one's length matches its file: %ld ms, %lld frames", ms1,
+          (long long) info.frames);
+    CHECK(ms2 == (long) (info2.frames / 8) && ms2 >= 250, "the one cut by the hang-up: %ld ms, file %lld frames", ms2,
+          (long long) info2.frames);
+    PQclear(res);
     TEST_PASS(__func__);
 }
 
