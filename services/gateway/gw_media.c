@@ -1194,6 +1194,11 @@ s_offer(gw_media_t *m, const mq_req_t *q)
         s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "busy");
         return;
     }
+    if (callback && !m->trunk_out[0]) {
+        CC_WARN("callback offer refused: no outbound trunk (GATEWAY_TRUNK_OUT)", "call_id=%s agent_id=%s", q->call_id, q->agent);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "no_trunk");
+        return;
+    }
     reg_t *r = s_reg_find(m, q->extension);
     if (!r) {
         CC_WARN("agent phone not registered", "call_id=%s agent_id=%s extension=%s", q->call_id, q->agent, q->extension);
@@ -1415,6 +1420,15 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
         /* Ringing: answered now; answered already: nothing to do. */
         const char *result = c->cdr.answered_us || c->outbound ? "done" : s_answer_now(c) ? "hangup" : "done";
         s_tell_done(m, op->token, op->call_id, result, NULL);
+        return;
+    }
+    if (c && op->kind == GW_MEDIA_HANGUP && !c->cdr.answered_us) {
+        /* Still ringing: an originated call is cancelled, an inbound one refused. */
+        const char *reason = op->reason[0] ? op->reason : "hung up by request";
+        if (!c->outbound) sipsess_reject(c->sess, op->cause >= 300 ? (uint16_t) op->cause : 480, "Temporarily Unavailable",
+                                         "Content-Length: 0\r\n\r\n");
+        s_call_end(c, c->outbound ? 487 : op->cause >= 300 ? op->cause : 480, "system", reason);
+        s_tell_done(m, op->token, op->call_id, "hangup", NULL);
         return;
     }
     if (!c || !c->cdr.answered_us) {

@@ -14,7 +14,8 @@
  * no_dead_air_when_acd_does_not_answer
  * media_api_collects_a_digit_plays_and_hangs_up
  * recording_has_the_right_duration_without_the_paused_part
- * call_control_answer_originate_bridge_hold_transfer */
+ * call_control_answer_originate_bridge_hold_transfer
+ * ringing_calls_refused_cancelled_or_timed_out */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -779,6 +780,74 @@ call_control_answer_originate_bridge_hold_transfer(void)
 }
 
 static void
+ringing_calls_refused_cancelled_or_timed_out(void)
+{
+    TEST_BEGIN(__func__);
+    /* A wait: route nobody answers: 480 after its ring time. */
+    CHECK(s_sipp("uac_ringing_refused", "821", 1, "-t", "u1") == 0, "480 after the ring time");
+    PGresult *r = s_cdr("13800138011");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "480") == 0 && strcmp(PQgetvalue(r, 0, 1), "system") == 0, "cause %s by %s",
+          PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
+
+    /* media.hangup while it rings: the caller gets the cause asked for. */
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    char sf[512], remote[64], lp[16], mp[16];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ringing_refused.xml", GW_SOURCE_DIR);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 8);
+    const char *args[] = { "-sf", sf, "-s", "820", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "30s",
+                           "-timeout_error", remote, NULL };
+    pid_t caller = cc_harness_spawn_as(s_h, "sipp-refused", "/usr/bin/sipp", args);
+    env = s_event("call.started", 5000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 15000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    h.sip_cause = 486;
+    h.reason = "agents busy";
+    s_done(s_media(c, "media.hangup", &h.base, 5000), "hang up a ringing call", "hangup");
+    CHECK(s_wait_sipp(caller) == 0, "the ringing caller got 486");
+    r = s_cdr("13800138011");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "486") == 0 && strcmp(PQgetvalue(r, 0, 6), "agents busy") == 0, "cause %s: %s",
+          PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 6));
+    PQclear(r);
+
+    /* An originated call nobody picks up: CANCEL after its ring time, and
+     * the request is answered UNAVAILABLE no_answer. */
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uas_ring_forever.xml", GW_SOURCE_DIR);
+    snprintf(lp, sizeof lp, "%d", s_trunk_port);
+    const char *targs[] = { "-sf", sf, "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "30s", "-timeout_error",
+                            remote, NULL };
+    pid_t trunk = cc_harness_spawn_as(s_h, "sipp-ring-forever", "/usr/bin/sipp", targs);
+    cc_sleep_ms(300);
+    Cc__MediaOriginate org = CC__MEDIA_ORIGINATE__INIT;
+    org.destination = "5550003";
+    org.timeout_ms = 1500;
+    Cc__Reply *rep = s_media(c, "media.originate", &org.base, 10000);
+    CHECK(rep->status == CC__STATUS__STATUS_UNAVAILABLE && strcmp(rep->error, "no_answer") == 0, "originate: %d %s",
+          rep->status, rep->error);
+    cc__reply__free_unpacked(rep, NULL);
+    CHECK(s_wait_sipp(trunk) == 0, "the trunk got the CANCEL (see %s)", cc_harness_dir(s_h));
+    org.agent_id = "1009";
+    rep = s_media(c, "media.originate", &org.base, 10000);
+    CHECK(rep->status == CC__STATUS__STATUS_UNAVAILABLE && strcmp(rep->error, "unregistered") == 0,
+          "originate to a phone that is not registered: %d %s", rep->status, rep->error);
+    cc__reply__free_unpacked(rep, NULL);
+    cc_rpc_client_destroy(&c);
+    PGresult *res = s_query("SELECT sip_cause, hangup_by, answered_at IS NULL FROM telephony.cdr WHERE dialled = '5550003'");
+    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "408") == 0 && strcmp(PQgetvalue(res, 0, 2), "t") == 0,
+          "the unanswered originate's CDR");
+    PQclear(res);
+    TEST_PASS(__func__);
+}
+
+static void
 hundred_concurrent_calls(void)
 {
     TEST_BEGIN(__func__);
@@ -822,7 +891,7 @@ main(void)
     setenv("GATEWAY_TRUNKS", "127.0.0.1", 1);
     setenv("GATEWAY_INVITES_PER_S", "60", 1);
     setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales,"
-           "800=play:tone:350,810=play:tone:350,820=wait:tone:350", 1);
+           "800=play:tone:350,810=play:tone:350,820=wait:tone:350,821=wait:tone:350@800", 1);
     s_trunk_port = cc_harness_free_port();
     char trunk_out[32];
     snprintf(trunk_out, sizeof trunk_out, "127.0.0.1:%d", s_trunk_port);
@@ -860,6 +929,7 @@ main(void)
     media_api_collects_a_digit_plays_and_hangs_up();
     recording_has_the_right_duration_without_the_paused_part();
     call_control_answer_originate_bridge_hold_transfer();
+    ringing_calls_refused_cancelled_or_timed_out();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -867,6 +937,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 16 passed, 0 failed\n");
+    printf("gateway_test: 17 passed, 0 failed\n");
     return 0;
 }
