@@ -1,10 +1,15 @@
-/* callback_test: a caller asks to be called back; acd keeps the place and,
- * when the agent is free, offers the callback; the gateway rings the agent's
- * phone first, then dials the customer's number through the outbound trunk
- * (SIPp playing the customer) and bridges them, every part real.
+/* callpath_test: calls that leave the inbound path, through acd and the
+ * gateway with every part real (SIPp plays the agent's phone, the caller and
+ * the customers behind the outbound trunk).
+ *
+ * A caller asks to be called back; acd keeps the place and, when the agent
+ * is free, offers the callback; the gateway rings the agent's phone first,
+ * then dials the customer's number and bridges them. A caller talking to an
+ * agent is transferred blind to a number, then back to the queue.
  *
  * callback_rings_the_agent_then_the_customer_and_bridges_them
- * busy_customer_fails_the_callback_and_frees_the_agent */
+ * busy_customer_fails_the_callback_and_frees_the_agent
+ * agent_transfers_the_caller_to_a_number_then_back_to_the_queue */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -275,10 +280,110 @@ busy_customer_fails_the_callback_and_frees_the_agent(void)
     TEST_PASS(__func__);
 }
 
+/* Waits for events of both types about call_id, in either order. */
+static void
+s_events_both(const char *a, const char *b, const char *call_id, int timeout_ms)
+{
+    bool got_a = false, got_b = false;
+    int64_t end = cc_mono_ms() + timeout_ms;
+    Cc__Envelope *env;
+    while (!(got_a && got_b) && cc_mono_ms() < end) {
+        if (cc_bus_recv(s_events, &env, 100) != 0) continue;
+        if (strcmp(env->trace_id, call_id) == 0) {
+            got_a |= strcmp(env->type, a) == 0;
+            got_b |= strcmp(env->type, b) == 0;
+        }
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    CHECK(got_a && got_b, "events for %s: %s %d, %s %d", call_id, a, got_a, b, got_b);
+}
+
+static void
+agent_transfers_the_caller_to_a_number_then_back_to_the_queue(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
+    const char *echo[] = { "-rtp_echo", NULL };
+    pid_t phone = s_sipp("sipp-phone-3", "uas_agent", "a", s_phone_port, echo);
+    cc_sleep_ms(300);
+    /* The caller waits for the gateway's BYE; the agent answers. */
+    pid_t caller = s_sipp("sipp-caller-3", "uac_ivr", "100", NULL, NULL);
+    env = s_event("call.started", NULL, 10000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    s_events_both("queue.answered", "call.bridged", call_id, 20000);
+
+    /* Blind transfer to a number: the agent's phone gets its BYE, acd lets
+     * the agent go (wrap-up, then ready), the number answers. */
+    char tp[16];
+    snprintf(tp, sizeof tp, "%d", s_trunk_port);
+    pid_t number = s_sipp("sipp-number-3", "uas_trunk", "c", tp, NULL);
+    cc_sleep_ms(300);
+    Cc__MediaTransfer tr = CC__MEDIA_TRANSFER__INIT;
+    tr.call_id = call_id;
+    tr.destination = "5550300";
+    Cc__Reply *r = s_call(s_gw, "media.transfer", &tr.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "transfer: %s", r->error);
+    Cc__MediaDone *d = cc__media_done__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(d && strcmp(d->result, "answered") == 0, "the number answered: %s", d ? d->result : "?");
+    cc__media_done__free_unpacked(d, NULL);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait(phone, 30000) == 0, "the agent's phone got its BYE at the transfer");
+    s_wait_agent("ready");
+
+    /* And back to the queue: the number's leg ends, acd offers the call
+     * again and the agent's phone answers it. */
+    phone = s_sipp("sipp-phone-4", "uas_agent", "a", s_phone_port, echo);
+    cc_sleep_ms(300);
+    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
+    tr.destination = "queue:sales";
+    r = s_call(s_gw, "media.transfer", &tr.base);
+    d = r->status == CC__STATUS__STATUS_OK ? cc__media_done__unpack(NULL, r->payload.len, r->payload.data) : NULL;
+    CHECK(d && strcmp(d->result, "queued") == 0, "transfer to the queue: %s %s", r->error, d ? d->result : "?");
+    cc__media_done__free_unpacked(d, NULL);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait(number, 30000) == 0, "the number's leg got its BYE at the transfer back");
+    s_events_both("queue.answered", "call.bridged", call_id, 20000);
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    h.reason = "served";
+    r = s_call(s_gw, "media.hangup", &h.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
+    CHECK(s_wait(phone, 30000) == 0, "the agent's phone got the BYE");
+
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT leg, dialled, reason, answered_at IS NOT NULL FROM telephony.cdr"
+             " WHERE call_id = '%s' ORDER BY id", call_id);
+    PGresult *res = NULL;
+    for (int i = 0; i < 50; i++) {
+        if (res) PQclear(res);
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr query");
+        if (PQntuples(res) == 4) break;
+        cc_sleep_ms(100);
+    }
+    CHECK(PQntuples(res) == 4, "four legs, got %d", PQntuples(res));
+    for (int i = 0; i < 4; i++)
+        printf("leg %s dialled %s reason '%s' answered %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+               PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+    /* In the order they ended: the first agent, the number, the caller and the second agent. */
+    CHECK(strcmp(PQgetvalue(res, 0, 0), "agent") == 0 && strcmp(PQgetvalue(res, 0, 2), "transferred") == 0, "first agent leg");
+    CHECK(strcmp(PQgetvalue(res, 1, 0), "transfer") == 0 && strcmp(PQgetvalue(res, 1, 1), "5550300") == 0
+          && strcmp(PQgetvalue(res, 1, 2), "transferred") == 0 && strcmp(PQgetvalue(res, 1, 3), "t") == 0, "the number's leg");
+    CHECK(strcmp(PQgetvalue(res, 2, 0), "caller") == 0 && strcmp(PQgetvalue(res, 2, 2), "served") == 0, "the caller's leg");
+    CHECK(strcmp(PQgetvalue(res, 3, 0), "agent") == 0 && strcmp(PQgetvalue(res, 3, 2), "served") == 0, "second agent leg");
+    PQclear(res);
+    s_wait_agent("ready");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
-    cc_log_init("callback_test", "callback_test");
+    cc_log_init("callpath_test", "callpath_test");
     s_h = cc_harness_new("callback");
     cc_harness_start_pg(s_h);
     cc_harness_start_redis(s_h);
@@ -303,9 +408,9 @@ main(void)
     s_events = cc_bus_new(&bo);
     cc_bus_subscribe(s_events, "queue.");
     cc_bus_subscribe(s_events, "call.");
-    cc_rpc_client_opts_t ro = { .endpoint = path.acd_rpc, .source = "callback_test", .retry_ms = 300, .max_attempts = 3 };
+    cc_rpc_client_opts_t ro = { .endpoint = path.acd_rpc, .source = "callpath_test", .retry_ms = 300, .max_attempts = 3 };
     s_acd = cc_rpc_client_new(&ro);
-    cc_rpc_client_opts_t go = { .endpoint = path.gw_rpc, .source = "callback_test", .retry_ms = 5000, .max_attempts = 1 };
+    cc_rpc_client_opts_t go = { .endpoint = path.gw_rpc, .source = "callpath_test", .retry_ms = 5000, .max_attempts = 1 };
     s_gw = cc_rpc_client_new(&go);
     s_redis = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
     CHECK(cc_redis_connect(s_redis) == 0, "redis");
@@ -318,6 +423,7 @@ main(void)
 
     callback_rings_the_agent_then_the_customer_and_bridges_them();
     busy_customer_fails_the_callback_and_frees_the_agent();
+    agent_transfers_the_caller_to_a_number_then_back_to_the_queue();
 
     cc_redis_destroy(&s_redis);
     cc_rpc_client_destroy(&s_gw);
@@ -326,6 +432,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("callback_test: 2 passed, 0 failed\n");
+    printf("callpath_test: 3 passed, 0 failed\n");
     return 0;
 }
