@@ -97,6 +97,7 @@ struct _gw_media_t {
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
     _Atomic int64_t register_refused;
+    _Atomic int64_t rtcp_received;
     gw_clock_t *clock;         /* every call's 20 ms frames, from one timer */
 };
 
@@ -471,12 +472,14 @@ s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, vo
     if (digit > 0) s_digit(c, (char) digit, "rfc4733", 0);
 }
 
+/* RTCP from a peer: counted (gateway_rtcp_received_total). */
 static void
 s_on_rtcp(const struct sa *src, struct rtcp_msg *msg, void *arg)
 {
     (void) src;
     (void) msg;
-    (void) arg;
+    gw_call_t *c = arg;
+    atomic_fetch_add_explicit(&c->media->rtcp_received, 1, memory_order_relaxed);
 }
 
 /* Picks PCMU or PCMA and telephone-event from the remote description.
@@ -1812,6 +1815,12 @@ int64_t
 gw_media_register_refused(gw_media_t *self)
 {
     return atomic_load(&self->register_refused);
+}
+
+int64_t
+gw_media_rtcp_received(gw_media_t *self)
+{
+    return atomic_load_explicit(&self->rtcp_received, memory_order_relaxed);
 }
 
 static int
