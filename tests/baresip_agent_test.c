@@ -382,6 +382,16 @@ s_metric_becomes(const char *name, long want, int timeout_ms)
     CHECK(0, "%s is %ld, not %ld", name, v, want);
 }
 
+/* Waits for the counter name to reach at least want. */
+static void
+s_metric_reaches(const char *name, long want, int timeout_ms)
+{
+    long v = -1;
+    for (int64_t end = cc_mono_ms() + timeout_ms; cc_mono_ms() < end; cc_sleep_ms(100))
+        if ((v = s_metric(name)) >= want) return;
+    CHECK(0, "%s is %ld, not %ld or more", name, v, want);
+}
+
 /* The next agent.registered event of agent; fails the test after
  * timeout_ms. */
 static Cc__AgentRegistered *
@@ -529,6 +539,7 @@ right_password_registers(phone_t *agent)
 static void
 s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label, const char *agent_codec)
 {
+    long rtcp_before = s_metric("gateway_rtcp_received_total");
     pid_t caller = s_caller(label, "uac_queue_talk", "100", true, 8000);
     char *peer = s_phone_event(agent, "CALL_ESTABLISHED", 30000);
     printf("baresip answered a call from %s\n", peer);
@@ -586,6 +597,7 @@ s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label, 
     CHECK(blocks >= 20 && share > 0.8, "the tone came back clean: %.3f in %d blocks", share, blocks);
     /* The call lasts 8 s: the gateway's first report leaves 5 s after the answer. */
     CHECK(rtcp_ok, "baresip got the gateway's RTCP on its RTCP port (see %s/%s.log)", cc_harness_dir(s_h), agent->label);
+    s_metric_reaches("gateway_rtcp_received_total", rtcp_before + 1, 5000);   /* and the gateway baresip's */
     s_agent_becomes(redis, "ready", 10000);
 }
 
