@@ -962,7 +962,8 @@ s_expires(const struct sip_msg *msg, const struct sip_addr *contact)
 /* REGISTER with digest authentication against the stored HA1 values:
  * no or another realm's credentials get a challenge; a nonce we did not
  * give, that is too old, or whose count does not grow (a replay) gets a
- * fresh one with stale=true; a wrong password 403; a malformed
+ * fresh one with stale=true; a wrong password, or credentials for another
+ * user than the To address's, 403; a malformed
  * Authorization or Contact 400. No Contact is a query (RFC 3261 10.3):
  * the binding is listed, not changed. "Contact: *" with Expires 0 removes
  * it. */
@@ -997,6 +998,11 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
         if (strcmp(m->users[i].user, user) == 0) u = &m->users[i];
     if (!u || httpauth_digest_response_auth(&resp, &msg->met, u->ha1) != 0) {
         s_register_refuse(m, msg, 403, "Bad Credentials", user, src);
+        return;
+    }
+    /* RFC 3261 10.3: a user registers their own address of record only. */
+    if (pl_strcmp(&msg->to.uri.user, user)) {
+        s_register_refuse(m, msg, 403, "Not Allowed For This Address", user, src);
         return;
     }
     /* Without qop the nonce is good once; with it, each count once. */
