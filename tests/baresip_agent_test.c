@@ -97,16 +97,16 @@ s_port_free(int port)
     return free_;
 }
 
-/* A SIP port for baresip: it listens on UDP and TCP there, and for TLS on
- * the next port, so both must be free. */
+/* A port free for UDP and TCP (several tests share the machine). With
+ * pair, the next port too: baresip listens for TLS there. */
 static int
-s_sip_port_pair(void)
+s_udp_tcp_port(bool pair)
 {
     for (int i = 0; i < 100; i++) {
         int port = cc_harness_free_port();
-        if (port < 65535 && s_port_free(port) && s_port_free(port + 1)) return port;
+        if (port < 65535 && s_port_free(port) && (!pair || s_port_free(port + 1))) return port;
     }
-    CHECK(0, "no two free ports in a row");
+    CHECK(0, "no free port");
     return 0;
 }
 
@@ -148,7 +148,7 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
     snprintf(p->label, sizeof p->label, "%s", label);
     snprintf(p->dir, sizeof p->dir, "%s/%s", cc_harness_dir(s_h), label);
     CHECK(mkdir(p->dir, 0755) == 0 || errno == EEXIST, "mkdir %s", p->dir);
-    p->sip_port = s_sip_port_pair();
+    p->sip_port = s_udp_tcp_port(true);
     p->ctrl_port = cc_harness_free_port();
     int rtp = s_media_base;
     s_media_base += 20;
@@ -347,7 +347,7 @@ s_caller(const char *label, const char *scenario, const char *service, bool echo
     char sf[512], remote[64], lp[16], mp[16], d[16];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/%s.xml", CC_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_path.sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(lp, sizeof lp, "%d", s_udp_tcp_port(false));
     snprintf(mp, sizeof mp, "%d", s_media_base);
     snprintf(d, sizeof d, "%d", pause_ms);
     s_media_base += 20;
@@ -775,10 +775,10 @@ s_transact(const char *text)
     return msg;
 }
 
-/* A REGISTER for 1002; extra holds its Authorization, Contact and Expires
- * lines (each ending in \r\n). */
+/* A REGISTER for the address of record of user (To); extra holds its
+ * Authorization, Contact and Expires lines (each ending in \r\n). */
 static struct sip_msg *
-s_register(const char *extra)
+s_register_as(const char *user, const char *extra)
 {
     struct sockaddr_in l = { .sin_family = AF_INET };
     l.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -791,19 +791,25 @@ s_register(const char *extra)
     char *text = NULL;
     CHECK(asprintf(&text, "REGISTER sip:127.0.0.1:%d SIP/2.0\r\n"
                           "Via: SIP/2.0/UDP 127.0.0.1:%d;rport;branch=z9hG4bK-bare-%u\r\n"
-                          "From: <sip:1002@127.0.0.1>;tag=bare%u\r\n"
-                          "To: <sip:1002@127.0.0.1>\r\n"
-                          "Call-ID: bare-register-1002\r\n"
+                          "From: <sip:%s@127.0.0.1>;tag=bare%u\r\n"
+                          "To: <sip:%s@127.0.0.1>\r\n"
+                          "Call-ID: bare-register-%s\r\n"
                           "CSeq: %u REGISTER\r\n"
                           "Max-Forwards: 70\r\n"
                           "%s"
                           "Content-Length: 0\r\n\r\n",
-                   s_path.sip_port, ntohs(l.sin_port), s_cseq + 1, getpid(), s_cseq + 1, extra) > 0,
+                   s_path.sip_port, ntohs(l.sin_port), s_cseq + 1, user, getpid(), user, user, s_cseq + 1, extra) > 0,
           "asprintf");
     s_cseq++;
     struct sip_msg *msg = s_transact(text);
     free(text);
     return msg;
+}
+
+static struct sip_msg *
+s_register(const char *extra)
+{
+    return s_register_as("1002", extra);
 }
 
 /* A fresh nonce from a 401 to a REGISTER without credentials. */
@@ -820,19 +826,26 @@ s_nonce(char *nonce, size_t cap)
     mem_deref(msg);
 }
 
-/* An Authorization line for 1002 with password in realm, nonce and nc. */
+/* An Authorization line for user with password in realm, nonce and nc. */
 static void
-s_auth(char *out, size_t cap, const char *realm, const char *password, const char *nonce, unsigned nc)
+s_auth_as(char *out, size_t cap, const char *user, const char *realm, const char *password, const char *nonce,
+          unsigned nc)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "sip:127.0.0.1:%d", s_path.sip_port);
     uint8_t ha1[16], ha2[16], resp[16];
-    CHECK(md5_printf(ha1, "1002:%s:%s", realm, password) == 0, "md5");
+    CHECK(md5_printf(ha1, "%s:%s:%s", user, realm, password) == 0, "md5");
     CHECK(md5_printf(ha2, "REGISTER:%s", uri) == 0, "md5");
     CHECK(md5_printf(resp, "%w:%s:%08x:0a4f113b:auth:%w", ha1, sizeof ha1, nonce, nc, ha2, sizeof ha2) == 0, "md5");
-    re_snprintf(out, cap, "Authorization: Digest username=\"1002\", realm=\"%s\", nonce=\"%s\", uri=\"%s\","
+    re_snprintf(out, cap, "Authorization: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\","
                           " response=\"%w\", algorithm=MD5, cnonce=\"0a4f113b\", qop=auth, nc=%08x\r\n",
-                realm, nonce, uri, resp, sizeof resp, nc);
+                user, realm, nonce, uri, resp, sizeof resp, nc);
+}
+
+static void
+s_auth(char *out, size_t cap, const char *realm, const char *password, const char *nonce, unsigned nc)
+{
+    s_auth_as(out, cap, "1002", realm, password, nonce, nc);
 }
 
 /* Sends the REGISTER and checks its status; returns the answer. */
@@ -871,7 +884,8 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
 {
     TEST_BEGIN(__func__);
     const char *contact = "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 120\r\n";
-    char nonce[64], auth[1024];
+    char nonce[64], auth[1024], extra[2048];
+    struct sip_msg *msg;
     s_good("nothing");
     s_metric_becomes("gateway_registrations", 1, 5000);
 
@@ -879,8 +893,24 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     s_good("a bad Authorization");
 
     s_nonce(nonce, sizeof nonce);
+    s_auth_as(auth, sizeof auth, "1999", "callcenter", "secret1999", nonce, 1);
+    msg = s_register_as("1999", (snprintf(extra, sizeof extra, "%s%s", auth, contact), extra));
+    CHECK(msg->scode == 403, "a user who is not in telephony.sip_users: %u", msg->scode);
+    mem_deref(msg);
+    s_good("an unknown user");
+
+    /* 1002's own password, for 1001's address of record. */
+    s_nonce(nonce, sizeof nonce);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
+    msg = s_register_as("1001", (snprintf(extra, sizeof extra, "%s%s", auth, contact), extra));
+    CHECK(msg->scode == 403, "credentials of another user than To's: %u", msg->scode);
+    mem_deref(msg);
+    s_good("credentials for another address of record");
+    s_metric_becomes("gateway_registrations", 1, 5000);   /* only 1002 */
+
+    s_nonce(nonce, sizeof nonce);
     s_auth(auth, sizeof auth, "elsewhere", "secret1002", nonce, 1);
-    struct sip_msg *msg = s_expect("wrong realm", auth, contact, 401);
+    msg = s_expect("wrong realm", auth, contact, 401);
     const struct sip_hdr *h = sip_msg_hdr(msg, SIP_HDR_WWW_AUTHENTICATE);
     CHECK(s_has(h, "realm=\"callcenter\""), "a fresh challenge for our realm");
     mem_deref(msg);
@@ -938,7 +968,7 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     mem_deref(s_expect("invalid Contact", auth, "Contact: <<not a uri\r\n", 400));
     s_good("an invalid Contact");
     s_metric_becomes("gateway_registrations", 1, 5000);
-    s_metric_becomes("gateway_register_refused_total", 3, 5000);   /* baresip's 403, the two 400s */
+    s_metric_becomes("gateway_register_refused_total", 5, 5000);   /* baresip's 403, these two 403s and two 400s */
 
     /* Contact * with Expires 0 removes the binding. */
     s_nonce(nonce, sizeof nonce);
@@ -948,7 +978,7 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     s_good("removing every binding");
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 2);
     mem_deref(s_expect("Contact * without Expires 0", auth, "Contact: *\r\n", 400));
-    s_metric_becomes("gateway_register_refused_total", 4, 5000);
+    s_metric_becomes("gateway_register_refused_total", 6, 5000);
     s_nonce(nonce, sizeof nonce);
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
     mem_deref(s_expect("unregister 1002", auth, "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 0\r\n", 200));
