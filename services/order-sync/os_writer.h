@@ -22,7 +22,7 @@ typedef struct {
     int wait_ms;                 /* a caller gives up (503) after wait_ms */
     os_platforms_t *platforms;   /* loaded before os_writer_new returns; NULL: another writer keeps it */
     const char *changes;         /* PULL endpoint of the loop: frames topic, key, protobuf */
-    cc_metrics_t *metrics;
+    cc_metrics_t *metrics;       /* required: batches, events, failures, dropped events */
 } os_writer_opts_t;
 
 /* Starts the writer thread. NULL when its sockets cannot be made (logged). */
