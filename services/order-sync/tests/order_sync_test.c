@@ -607,6 +607,15 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     s_standard_refused("sh-2", "{\"type\":\"shipment.updated\",\"data\":{\"id\":\"sh-2\",\"order_number\":\"A1002\","
                        "\"status\":\"teleported\",\"version\":1}}", 400, "status");
     s_standard_refused("ty-1", "{\"type\":\"order.deleted\",\"data\":{}}", 400, "type");
+    char longname[400], *body = NULL;
+    memset(longname, 'x', 201);
+    longname[201] = '\0';
+    if (asprintf(&body, "{\"type\":\"customer.updated\",\"data\":{\"id\":\"c-long\",\"name\":\"%s\",\"version\":1}}",
+                 longname) < 0)
+        abort();
+    s_standard_refused("lo-1", body, 400, "data.name must be text of 0 to 200 characters");
+    free(body);
+    s_expect("SELECT count(*) FROM commerce.customers WHERE external_id = 'c-long'", "0");
     TEST_PASS(__func__);
 }
 
