@@ -13,6 +13,7 @@
  * customers_products_stock_payments_and_shipments_are_kept_and_told
  * bulk_import_of_events_and_csv_of_customers_and_products
  * csv_export_reads_back_as_it_was
+ * database_down_webhooks_get_503_and_apply_once_when_delivered_again
  * kill_9_during_a_burst_loses_no_acknowledged_webhook */
 #define _GNU_SOURCE
 #include "cc_check.h"
@@ -707,6 +708,36 @@ csv_export_reads_back_as_it_was(void)
     TEST_PASS(__func__);
 }
 
+static void
+database_down_webhooks_get_503_and_apply_once_when_delivered_again(void)
+{
+    TEST_BEGIN(__func__);
+    cc_pg_destroy(&s_pg);
+    cc_harness_stop_pg(s_h);
+    char *reply = NULL, *body = s_order("PGD-1", "ordered", 1, 3, "Down Time");
+    int st = s_post("pgdown-1", time(NULL), body, false, &reply);
+    CHECK(st == 503 && strstr(reply, "retry"), "while the database is down: %d %s", st, reply);
+    free(reply);
+    cc_harness_restart_pg(s_h);
+    s_pg = cc_pg_new(getenv("DATABASE_URL"), 10000, NULL);
+    CHECK(cc_pg_connect(s_pg) == 0, "pg back");
+    /* The platform delivers again until it gets a 200 (bounded). */
+    for (int attempt = 0; attempt < 20; attempt++) {
+        st = s_post("pgdown-1", time(NULL), body, false, &reply);
+        bool done = st == 200;
+        CHECK(done || st == 503, "delivery %d: %d %s", attempt, st, reply);
+        if (done) CHECK(strstr(reply, "applied") || strstr(reply, "duplicate"), "%s", reply);
+        free(reply);
+        if (done) break;
+    }
+    CHECK(st == 200, "delivered once the database is back");
+    free(body);
+    s_expect("SELECT count(*) || ' ' || (SELECT count(*) FROM commerce.order_items WHERE order_number = 'PGD-1') || ' ' ||"
+             " (SELECT count(*) FROM commerce.order_audit WHERE order_number = 'PGD-1')"
+             " FROM commerce.orders WHERE order_number = 'PGD-1'", "1 2 1");
+    TEST_PASS(__func__);
+}
+
 /* ------------------------------------------------ kill -9 during a burst */
 
 #define BURST_THREADS 8
@@ -857,6 +888,7 @@ main(void)
     customers_products_stock_payments_and_shipments_are_kept_and_told();
     bulk_import_of_events_and_csv_of_customers_and_products();
     csv_export_reads_back_as_it_was();
+    database_down_webhooks_get_503_and_apply_once_when_delivered_again();
     kill_9_during_a_burst_loses_no_acknowledged_webhook();
     int status = cc_harness_stop(h, s_os, SIGTERM, 10000);
     CHECK(status == 0, "order-sync stops cleanly (%d)", status);
@@ -864,6 +896,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("order_sync_test: 12 passed, 0 failed\n");
+    printf("order_sync_test: 13 passed, 0 failed\n");
     return 0;
 }
