@@ -227,8 +227,8 @@ s_webhook(struct mg_connection *conn, void *arg)
         char msg[256];
         const char *kind = NULL;
         json_t *data = NULL;
-        int code = os_dialect_map(dialect, shopify_topic ? shopify_topic : woo_topic, body, len, &kind, &data,
-                                  msg, sizeof msg);
+        int code = os_dialect_map_shop(dialect, shopify_topic ? shopify_topic : woo_topic, pf.currency, body, len,
+                                       &kind, &data, msg, sizeof msg);
         if (code == 200 && !os_check(kind, data, msg, sizeof msg)) code = 400;
         if (code != 200) {
             json_decref(data);

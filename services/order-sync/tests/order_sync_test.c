@@ -506,6 +506,20 @@ woocommerce_orders_are_mapped(void)
              "reviewed 4540 EUR Marie Curie +33142345678");
     s_expect("SELECT string_agg(sku || ' x' || quantity || ' @' || unit_minor, ', ' ORDER BY line)"
              " FROM commerce.order_items WHERE order_number = '727'", "NB-A5 x2 @1250, product-94 x5 @310");
+    /* A product: WooCommerce's JSON names no currency; the shop's (EUR) is used. */
+    const char *product =
+        "{\"id\":93,\"name\":\"Lab Notebook\",\"slug\":\"lab-notebook\",\"type\":\"simple\",\"status\":\"publish\","
+        "\"sku\":\"NB-A5\",\"price\":\"12.50\",\"regular_price\":\"12.50\",\"sale_price\":\"\","
+        "\"date_created_gmt\":\"2026-11-01T08:00:00\",\"date_modified_gmt\":\"2026-12-01T08:00:00\","
+        "\"short_description\":\"A5, dotted, 120 pages\",\"categories\":[{\"id\":9,\"name\":\"Stationery\","
+        "\"slug\":\"stationery\"}],\"stock_quantity\":120,\"stock_status\":\"instock\"}";
+    const char *ph = "X-WC-Webhook-Source: https://woo.example.com/\r\nX-WC-Webhook-Topic: product.updated\r\n"
+                     "X-WC-Webhook-Delivery-ID: 9f1c2b\r\n";
+    st = s_post_body_signed("/webhooks/woocommerce", WOO_SECRET, "X-WC-Webhook-Signature", ph, product, false, &reply);
+    CHECK(st == 200 && strstr(reply, "applied"), "product: %d %s", st, reply);
+    free(reply);
+    s_expect("SELECT name || ' ' || price_minor || ' ' || currency || ' ' || category || ' ' || status || ' ' || platform"
+             " FROM commerce.products WHERE code = 'NB-A5'", "Lab Notebook 1250 EUR Stationery active woo1");
     TEST_PASS(__func__);
 }
 
@@ -856,9 +870,10 @@ main(void)
     sodium_bin2base64(b64, sizeof b64, s_key, sizeof s_key, sodium_base64_VARIANT_ORIGINAL);
     snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, secret) VALUES ('shop1', 'whsec_%s')", b64);
     CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "platform");
-    CHECK(cc_pg_run(s_pg, "INSERT INTO commerce.platforms (name, dialect, secret, domain) VALUES"
-                          " ('acme', 'shopify', '" SHOPIFY_SECRET "', 'acme-store.myshopify.com'),"
-                          " ('woo1', 'woocommerce', '" WOO_SECRET "', 'woo.example.com')", NULL) == 0, "%s", cc_pg_error(s_pg));
+    CHECK(cc_pg_run(s_pg, "INSERT INTO commerce.platforms (name, dialect, secret, domain, currency) VALUES"
+                          " ('acme', 'shopify', '" SHOPIFY_SECRET "', 'acme-store.myshopify.com', 'USD'),"
+                          " ('woo1', 'woocommerce', '" WOO_SECRET "', 'woo.example.com', 'EUR')", NULL) == 0, "%s",
+          cc_pg_error(s_pg));
     char v[16];
     s_http = cc_harness_free_port();
     int admin = s_admin = cc_harness_free_port();
