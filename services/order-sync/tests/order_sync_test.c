@@ -13,6 +13,7 @@
  * customers_products_stock_payments_and_shipments_are_kept_and_told
  * bulk_import_of_events_and_csv_of_customers_and_products
  * csv_export_reads_back_as_it_was
+ * two_instances_given_the_same_deliveries_apply_each_once
  * database_down_webhooks_get_503_and_apply_once_when_delivered_again
  * kill_9_during_a_burst_loses_no_acknowledged_webhook */
 #define _GNU_SOURCE
@@ -722,6 +723,76 @@ csv_export_reads_back_as_it_was(void)
     TEST_PASS(__func__);
 }
 
+/* --------------------------------- two instances, the same deliveries */
+
+#define TWIN_EVENTS 100
+
+typedef struct { int ports[2]; int first; int applied; } s_twin_t;
+
+static void *
+s_twin(void *arg)
+{
+    s_twin_t *t = arg;
+    for (int i = 0; i < TWIN_EVENTS; i++) {
+        char number[32], id[32], headers[512], *reply = NULL;
+        snprintf(number, sizeof number, "TW-%d", i);
+        snprintf(id, sizeof id, "twin-%d", i);
+        char *body = s_order(number, "ordered", 1, 1, "Twin");
+        int st = 0;
+        for (int attempt = 0; attempt < 10 && st != 200; attempt++) {   /* a platform delivers again on 503 */
+            free(reply);
+            reply = NULL;
+            s_sign(id, time(NULL), body, false, headers, sizeof headers);
+            st = cc_harness_http_post(t->ports[(i + t->first + attempt) % 2], "/webhooks/shop1", headers, body, &reply);
+        }
+        CHECK(st == 200, "%s: %d %s", id, st, reply);
+        if (strstr(reply, "applied")) t->applied++;
+        free(reply);
+        free(body);
+    }
+    return NULL;
+}
+
+static void
+two_instances_given_the_same_deliveries_apply_each_once(void)
+{
+    TEST_BEGIN(__func__);
+    char v[64], saved_http[16], saved_admin[16], saved_rpc[64];
+    snprintf(saved_http, sizeof saved_http, "%s", getenv("ORDER_SYNC_HTTP_PORT"));
+    snprintf(saved_admin, sizeof saved_admin, "%s", getenv("ORDER_SYNC_ADMIN_PORT"));
+    snprintf(saved_rpc, sizeof saved_rpc, "%s", getenv("ORDER_SYNC_RPC"));
+    int http2 = cc_harness_free_port(), admin2 = cc_harness_free_port();
+    snprintf(v, sizeof v, "%d", http2);
+    setenv("ORDER_SYNC_HTTP_PORT", v, 1);
+    snprintf(v, sizeof v, "%d", admin2);
+    setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
+    snprintf(v, sizeof v, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_RPC", v, 1);
+    pid_t second = cc_harness_spawn_as(s_h, "order-sync-2", "order-sync", NULL);
+    setenv("ORDER_SYNC_HTTP_PORT", saved_http, 1);
+    setenv("ORDER_SYNC_ADMIN_PORT", saved_admin, 1);
+    setenv("ORDER_SYNC_RPC", saved_rpc, 1);
+    CHECK(cc_harness_wait_http(admin2, "/healthz", 20000), "second order-sync healthy");
+    /* Four senders deliver every event, to both instances at once. */
+    s_twin_t t[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (s_twin_t) { .ports = { s_http, http2 }, .first = i, .applied = 0 };
+        pthread_create(&th[i], NULL, s_twin, &t[i]);
+    }
+    int applied = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        applied += t[i].applied;
+    }
+    CHECK(applied == TWIN_EVENTS, "%d deliveries said applied, want %d", applied, TWIN_EVENTS);
+    s_expect("SELECT count(*) || ' ' || (SELECT count(*) FROM commerce.order_items WHERE order_number LIKE 'TW-%') || ' ' ||"
+             " (SELECT count(*) FROM commerce.order_audit WHERE order_number LIKE 'TW-%')"
+             " FROM commerce.orders WHERE order_number LIKE 'TW-%'", "100 200 100");
+    CHECK(cc_harness_stop(s_h, second, SIGTERM, 10000) == 0, "second order-sync stops cleanly");
+    TEST_PASS(__func__);
+}
+
 static void
 database_down_webhooks_get_503_and_apply_once_when_delivered_again(void)
 {
@@ -903,6 +974,7 @@ main(void)
     customers_products_stock_payments_and_shipments_are_kept_and_told();
     bulk_import_of_events_and_csv_of_customers_and_products();
     csv_export_reads_back_as_it_was();
+    two_instances_given_the_same_deliveries_apply_each_once();
     database_down_webhooks_get_503_and_apply_once_when_delivered_again();
     kill_9_during_a_burst_loses_no_acknowledged_webhook();
     int status = cc_harness_stop(h, s_os, SIGTERM, 10000);
@@ -911,6 +983,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("order_sync_test: 13 passed, 0 failed\n");
+    printf("order_sync_test: 14 passed, 0 failed\n");
     return 0;
 }
