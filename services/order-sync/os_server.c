@@ -394,6 +394,14 @@ s_export(struct mg_connection *conn, void *arg)
     return status;
 }
 
+/* SIGHUP: the platform table is read again at once. */
+static void
+s_on_reload(void *arg)
+{
+    os_server_t *self = arg;
+    os_writer_reload(self->writers[0]);
+}
+
 /* order.lookup: by order number, or the orders of a phone number's customers. */
 static void
 s_lookup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
@@ -494,6 +502,7 @@ os_server_new(cc_service_t *svc)
     self->http = cc_http_new(cc_cfg_str(cfg, "CC_BIND_HOST"), (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_PORT"),
                              (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_THREADS"));
     if (!self->http) goto err;
+    cc_service_on_reload(svc, s_on_reload, self);
     cc_http_route(self->http, "/webhooks/", s_webhook, self);
     cc_http_route(self->http, "/import/", s_import, self);
     cc_http_route(self->http, "/export/", s_export, self);
@@ -508,6 +517,7 @@ os_server_destroy(os_server_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
+    cc_service_off(self->svc, self);
     cc_http_destroy(&self->http);   /* no more webhooks come in */
     for (int i = 0; i < self->nwriters; i++)
         os_writer_destroy(&self->writers[i]);   /* what was queued is committed and its changes handed over */

@@ -288,6 +288,7 @@ s_actor(zsock_t *pipe, void *arg)
         if (which == pipe) {
             char *cmd = zstr_recv(pipe);
             stop = !cmd || strcmp(cmd, "$TERM") == 0;
+            if (cmd && strcmp(cmd, "RELOAD") == 0) next_refresh = cc_mono_ms();
             zstr_free(&cmd);
             if (!stop) continue;
             /* Answer what is already queued before stopping. */
@@ -371,6 +372,12 @@ os_writer_destroy(os_writer_t **self_p)
     free(self->changes);
     free(self);
     *self_p = NULL;
+}
+
+void
+os_writer_reload(os_writer_t *self)
+{
+    zstr_send(self->actor, "RELOAD");
 }
 
 int

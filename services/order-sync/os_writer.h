@@ -30,6 +30,10 @@ os_writer_t *os_writer_new(const os_writer_opts_t *opts);
 /* Applies what is queued, then stops the thread. */
 void os_writer_destroy(os_writer_t **self_p);
 
+/* Asks the writer to read the platform table again now (any thread that
+ * created the writer). */
+void os_writer_reload(os_writer_t *self);
+
 /* Applies events (a JSON array text of 1..batch_max events, {"kind",
  * "platform", "event_id", "data"}) and returns once they are committed or
  * refused: 0 with *results_p (a JSON array text, one {"code", "result" |

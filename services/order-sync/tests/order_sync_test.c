@@ -7,6 +7,7 @@
  * forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing
  * status_machine_is_enforced_and_late_updates_do_not_win
  * lookups_by_order_number_and_phone
+ * a_platform_added_is_taken_after_sighup
  * shopify_orders_as_shopify_sends_them_are_mapped_exactly
  * shopify_forged_or_malformed_webhooks_store_nothing
  * woocommerce_orders_are_mapped
@@ -313,6 +314,32 @@ lookups_by_order_number_and_phone(void)
     TEST_PASS(__func__);
 }
 
+static void
+a_platform_added_is_taken_after_sighup(void)
+{
+    TEST_BEGIN(__func__);
+    char b64[64], sql[256], *reply = NULL;
+    sodium_bin2base64(b64, sizeof b64, s_key, sizeof s_key, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, secret) VALUES ('late-shop', 'whsec_%s')", b64);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "%s", cc_pg_error(s_pg));
+    char *body = s_order("LATE-1", "ordered", 1, 1, "Late");
+    /* The table is re-read every 10 minutes in this test: not yet known. */
+    CHECK(s_post_to("/webhooks/late-shop", "late-1", time(NULL), body, false, &reply) == 404, "before SIGHUP: %s", reply);
+    free(reply);
+    kill(s_os, SIGHUP);
+    int st = 404;
+    for (int attempt = 0; attempt < 100 && st == 404; attempt++) {
+        if (attempt) cc_sleep_ms(20);
+        st = s_post_to("/webhooks/late-shop", "late-1", time(NULL), body, false, &reply);
+        if (st != 404) CHECK(st == 200 && strstr(reply, "applied"), "after SIGHUP: %d %s", st, reply);
+        free(reply);
+    }
+    CHECK(st == 200, "late-shop taken after SIGHUP");
+    free(body);
+    s_expect("SELECT platform FROM commerce.orders WHERE order_number = 'LATE-1'", "late-shop");
+    TEST_PASS(__func__);
+}
+
 /* Shopify's REST order JSON, trimmed to what a real orders/create carries
  * about money, lines, the customer and the address. */
 static const char *s_shopify_order_1001 =
@@ -555,10 +582,10 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     s_expect("SELECT name || ' ' || category || ' ' || birthday || ' ' || (custom_fields->>'wechat')"
              " FROM commerce.customers WHERE platform = 'shop1' AND external_id = 'c-77'", "李雷 vip 1990-05-17 lilei90");
     s_expect("SELECT string_agg(p.phone || ':' || p.kind, ',' ORDER BY p.phone) FROM commerce.customer_phones p"
-             " JOIN commerce.customers c ON c.id = p.customer_id WHERE c.external_id = 'c-77'",
+             " JOIN commerce.customers c ON c.id = p.customer_id WHERE c.platform = 'shop1' AND c.external_id = 'c-77'",
              "010-62345678:home,13800138000:mobile");
     s_expect("SELECT a.city || ' ' || a.postal_code || ' ' || a.is_default FROM commerce.customer_addresses a"
-             " JOIN commerce.customers c ON c.id = a.customer_id WHERE c.external_id = 'c-77'", "Beijing 100080 true");
+             " JOIN commerce.customers c ON c.id = a.customer_id WHERE c.platform = 'shop1' AND c.external_id = 'c-77'", "Beijing 100080 true");
     Cc__Envelope *env = s_event("customer.updated", "c-77");
     Cc__CustomerUpdated *cu = cc__customer_updated__unpack(NULL, env->payload.len, env->payload.data);
     CHECK(cu && cu->customer->n_phones == 2 && strcmp(cu->customer->category, "vip") == 0
@@ -567,7 +594,7 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     cc__envelope__free_unpacked(env, NULL);
     s_standard_ok("cu-2", "{\"type\":\"customer.updated\",\"data\":{\"id\":\"c-77\",\"category\":\"regular\",\"version\":9}}",
                   "stale");
-    s_expect("SELECT category FROM commerce.customers WHERE external_id = 'c-77'", "vip");
+    s_expect("SELECT category FROM commerce.customers WHERE platform = 'shop1' AND external_id = 'c-77'", "vip");
 
     s_standard_ok("pr-1", "{\"type\":\"product.updated\",\"data\":{\"code\":\"TV-55\",\"name\":\"55-inch OLED TV\","
                   "\"price\":1299000,\"currency\":\"CNY\",\"category\":\"tv\",\"specification\":{\"size\":\"55 inch\","
@@ -954,6 +981,7 @@ main(void)
     setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
     snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     setenv("ORDER_SYNC_RPC", s_rpc, 1);
+    setenv("ORDER_SYNC_PLATFORM_REFRESH_MS", "600000", 1);   /* only a SIGHUP re-reads the platforms */
     s_os = cc_harness_spawn(h, "order-sync", NULL);
     CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "order-sync healthy");
     cc_bus_opts_t bo = { .service = "test", .instance = "os", .sub_endpoint = getenv("CC_BUS_SUB") };
@@ -968,6 +996,7 @@ main(void)
     forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing();
     status_machine_is_enforced_and_late_updates_do_not_win();
     lookups_by_order_number_and_phone();
+    a_platform_added_is_taken_after_sighup();
     shopify_orders_as_shopify_sends_them_are_mapped_exactly();
     shopify_forged_or_malformed_webhooks_store_nothing();
     woocommerce_orders_are_mapped();
@@ -983,6 +1012,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("order_sync_test: 14 passed, 0 failed\n");
+    printf("order_sync_test: 15 passed, 0 failed\n");
     return 0;
 }
