@@ -6,6 +6,7 @@
  * duplicate_event_is_acknowledged_not_applied_twice
  * forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing
  * status_machine_is_enforced_and_late_updates_do_not_win
+ * status_walks_are_the_shortest_over_the_transition_table
  * lookups_by_order_number_and_phone
  * a_platform_added_is_taken_after_sighup
  * shopify_orders_as_shopify_sends_them_are_mapped_exactly
@@ -277,6 +278,65 @@ status_machine_is_enforced_and_late_updates_do_not_win(void)
     cc__order_updated__free_unpacked(u, NULL);
     s_expect("SELECT string_agg(coalesce(from_status, '-') || '>' || to_status, ',' ORDER BY id)"
              " FROM commerce.order_audit WHERE order_number = 'A1001'", "->ordered,ordered>reviewed,reviewed>shipped");
+    TEST_PASS(__func__);
+}
+
+/* commerce.status_path, for every pair of statuses, against a breadth-first
+ * walk of commerce.status_transitions done here: the same reachability, the
+ * shortest length, every step a row of the table. */
+static void
+status_walks_are_the_shortest_over_the_transition_table(void)
+{
+    TEST_BEGIN(__func__);
+    static const char *const st[] = { "ordered", "reviewed", "shipped", "delivered", "settled", "returned", "exchanged",
+                                      "cancelled" };
+    enum { N = 8 };
+    bool edge[N][N] = { { false } };
+    PGresult *res = NULL;
+    CHECK(cc_pg_run(s_pg, "SELECT from_status, to_status FROM commerce.status_transitions", &res) == 0, "transitions");
+    for (int r = 0; r < PQntuples(res); r++) {
+        int a = -1, b = -1;
+        for (int k = 0; k < N; k++) {
+            if (strcmp(PQgetvalue(res, r, 0), st[k]) == 0) a = k;
+            if (strcmp(PQgetvalue(res, r, 1), st[k]) == 0) b = k;
+        }
+        CHECK(a >= 0 && b >= 0, "a transition between known statuses");
+        edge[a][b] = true;
+    }
+    PQclear(res);
+    for (int a = 0; a < N; a++) {
+        int dist[N], queue[N], head = 0, tail = 0;
+        for (int k = 0; k < N; k++) dist[k] = -1;
+        dist[a] = 0;
+        queue[tail++] = a;
+        while (head < tail) {
+            int u = queue[head++];
+            for (int v = 0; v < N; v++) if (edge[u][v] && dist[v] < 0) { dist[v] = dist[u] + 1; queue[tail++] = v; }
+        }
+        for (int b = 0; b < N; b++) {
+            if (a == b) continue;
+            char sql[256];
+            snprintf(sql, sizeof sql, "SELECT coalesce(array_to_string(commerce.status_path('%s', '%s'), ' '), '-')", st[a], st[b]);
+            char *path = s_one(sql);
+            if (dist[b] < 0) {
+                CHECK(strcmp(path, "-") == 0, "%s -> %s has no walk, got %s", st[a], st[b], path);
+            } else {
+                int steps = 0, prev = a;
+                for (char *save = NULL, *t = strtok_r(path, " ", &save); t; t = strtok_r(NULL, " ", &save), steps++) {
+                    int k = -1;
+                    for (int i = 0; i < N; i++) if (strcmp(t, st[i]) == 0) k = i;
+                    CHECK(k >= 0 && edge[prev][k], "%s -> %s: step %s is not a transition", st[a], st[b], t);
+                    prev = k;
+                }
+                CHECK(prev == b && steps == dist[b], "%s -> %s: %d steps ending at %s, shortest is %d", st[a], st[b], steps,
+                      st[prev], dist[b]);
+            }
+            free(path);
+        }
+    }
+    s_expect("SELECT coalesce(array_to_string(commerce.status_path('shipped', 'ordered'), ' '), '-')", "-");
+    s_expect("SELECT count(*) FROM commerce.status_transitions WHERE from_status = 'cancelled'", "0");
+    s_expect("SELECT array_to_string(commerce.status_path('ordered', 'shipped'), ' ')", "reviewed shipped");
     TEST_PASS(__func__);
 }
 
@@ -995,6 +1055,7 @@ main(void)
     duplicate_event_is_acknowledged_not_applied_twice();
     forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing();
     status_machine_is_enforced_and_late_updates_do_not_win();
+    status_walks_are_the_shortest_over_the_transition_table();
     lookups_by_order_number_and_phone();
     a_platform_added_is_taken_after_sighup();
     shopify_orders_as_shopify_sends_them_are_mapped_exactly();
@@ -1012,6 +1073,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("order_sync_test: 15 passed, 0 failed\n");
+    printf("order_sync_test: 16 passed, 0 failed\n");
     return 0;
 }
