@@ -524,6 +524,22 @@ shopify_orders_as_shopify_sends_them_are_mapped_exactly(void)
     free(reply);
     s_expect("SELECT status || ' ' || total_minor || ' ' || currency FROM commerce.orders WHERE order_number = '1002'",
              "cancelled 12800 JPY");
+    /* Created and paid in the same second: Shopify's updated_at cannot tell
+     * them apart, the status machine does (in either order of arrival). */
+    const char *same_second[2] = {
+        "{\"id\":5832014807215,\"name\":\"#1005\",\"updated_at\":\"2026-12-01T10:00:00Z\",\"currency\":\"USD\","
+        "\"financial_status\":\"paid\",\"fulfillment_status\":null,\"total_price\":\"10.00\","
+        "\"line_items\":[{\"id\":1,\"sku\":\"A\",\"quantity\":1,\"price\":\"10.00\"}]}",
+        "{\"id\":5832014807215,\"name\":\"#1005\",\"updated_at\":\"2026-12-01T10:00:00Z\",\"currency\":\"USD\","
+        "\"financial_status\":\"pending\",\"fulfillment_status\":null,\"total_price\":\"10.00\","
+        "\"line_items\":[{\"id\":1,\"sku\":\"A\",\"quantity\":1,\"price\":\"10.00\"}]}" };
+    CHECK(s_shopify("orders/create", "b4b1c7d2-0007", same_second[1], false, &reply) == 200 && strstr(reply, "applied"), "%s", reply);
+    free(reply);
+    CHECK(s_shopify("orders/paid", "b4b1c7d2-0008", same_second[0], false, &reply) == 200 && strstr(reply, "applied"), "%s", reply);
+    free(reply);
+    CHECK(s_shopify("orders/updated", "b4b1c7d2-0009", same_second[1], false, &reply) == 200 && strstr(reply, "stale"), "%s", reply);
+    free(reply);
+    s_expect("SELECT status FROM commerce.orders WHERE order_number = '1005'", "reviewed");
     TEST_PASS(__func__);
 }
 
