@@ -1,6 +1,7 @@
 /* os_ops: order lookups and changes requested over the bus; one transaction
  * per request, events after its commit. */
 #include "os_ops.h"
+#include "os_lookup.h"
 #include "os_outbox.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
@@ -21,13 +22,10 @@
 struct _os_ops_t {
     cc_service_t *svc;
     cc_pg_t *pg;
+    os_lookup_t *lookup;
 };
 
 static const struct { const char *name, *sql; } s_stmts[] = {
-    { "op_lookup", "SELECT o.order_number FROM commerce.orders o LEFT JOIN commerce.customers c ON c.id = o.customer_id"
-                   " WHERE ($1 <> '' AND o.order_number = $1) OR ($1 = '' AND (c.phone = $2 OR c.id IN"
-                   " (SELECT customer_id FROM commerce.customer_phones WHERE phone = $2)))"
-                   " ORDER BY o.created_at DESC, o.order_number DESC LIMIT $3::int" },
     { "op_order", "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                   " (extract(epoch FROM o.created_at) * 1e6)::bigint, (extract(epoch FROM o.updated_at) * 1e6)::bigint,"
                   " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, '')"
@@ -540,43 +538,12 @@ s_phone_ok(const char *phone)
 
 /* ---- the requests ---- */
 
-/* order.lookup: by order number, or a phone's orders, newest first. */
+/* order.lookup: batched, on the thread pool (os_lookup). */
 static void
 s_lookup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
-    Cc__OrderLookup *q = cc__order_lookup__unpack(NULL, req->payload.len, req->payload.data);
-    if (!q || (!q->order_number[0] && !q->phone[0]) || strlen(q->order_number) > 64 || strlen(q->phone) > 32) {
-        s_bad(call, "want an order number or a phone");
-        if (q) cc__order_lookup__free_unpacked(q, NULL);
-        return;
-    }
-    char limit[12];
-    snprintf(limit, sizeof limit, "%u", q->limit ? (q->limit > 50 ? 50 : q->limit) : 10);
-    PGresult *res = NULL;
-    const char *p[] = { q->order_number, q->phone, limit };
-    if (cc_pg_exec(self->pg, "op_lookup", 3, p, &res)) {
-        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable", NULL, 0);
-        cc__order_lookup__free_unpacked(q, NULL);
-        return;
-    }
-    int n = PQntuples(res), got = 0;
-    s_order_t *os = calloc((size_t) n + 1, sizeof *os);
-    Cc__Order **op = calloc((size_t) n + 1, sizeof *op);
-    if (!os || !op) abort();
-    for (int i = 0; i < n; i++)
-        if (s_order_load(self->pg, PQgetvalue(res, i, 0), &os[got]) == 0) op[got] = &os[got].order, got++;
-        else s_order_free(&os[got]);
-    Cc__OrderList out = CC__ORDER_LIST__INIT;
-    out.orders = op;
-    out.n_orders = (size_t) got;
-    if (got == 0) cc_rpc_reply(call, CC__STATUS__STATUS_NOT_FOUND, "no such order", NULL, 0);
-    else cc_rpc_reply_msg(call, &out);
-    for (int i = 0; i < got; i++) s_order_free(&os[i]);
-    free(os);
-    free(op);
-    PQclear(res);
-    cc__order_lookup__free_unpacked(q, NULL);
+    os_lookup_request(self->lookup, call, req);
 }
 
 /* Shipping address as a JSON object text (caller frees), or NULL when a
@@ -1147,13 +1114,24 @@ os_ops_new(cc_service_t *svc)
     self->pg = cc_service_pg(svc);
     for (size_t i = 0; i < sizeof s_stmts / sizeof *s_stmts; i++) cc_pg_statement(self->pg, s_stmts[i].name, s_stmts[i].sql);
     os_outbox_statements(self->pg);
+    cc_cfg_t *cfg = cc_service_cfg(svc);
+    self->lookup = os_lookup_new(cc_service_loop(svc), cc_cfg_str(cfg, "DATABASE_URL"),
+                                 (int) cc_cfg_int(cfg, "CC_RECONNECT_MS"),
+                                 (int) cc_cfg_int(cfg, "ORDER_SYNC_LOOKUP_CONNECTIONS"), cc_service_metrics(svc));
     return self;
+}
+
+void
+os_ops_drain(os_ops_t *self)
+{
+    if (self) os_lookup_drain(self->lookup);
 }
 
 void
 os_ops_destroy(os_ops_t **self_p)
 {
     if (!self_p || !*self_p) return;
+    os_lookup_destroy(&(*self_p)->lookup);
     free(*self_p);
     *self_p = NULL;
 }

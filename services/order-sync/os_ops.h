@@ -16,8 +16,12 @@
 
 typedef struct _os_ops_t os_ops_t;
 
-/* Registers its statements on the service's PostgreSQL connection. */
+/* Registers its statements on the service's PostgreSQL connection; lookups
+ * get connections of their own (os_lookup, ORDER_SYNC_LOOKUP_CONNECTIONS). */
 os_ops_t *os_ops_new(cc_service_t *svc);
+/* Answers the lookups still in flight (runs the loop until they are done);
+ * call before the rpc server is destroyed. */
+void os_ops_drain(os_ops_t *self);
 void os_ops_destroy(os_ops_t **self_p);
 
 /* The request table; every handler takes the os_ops_t as its arg. */

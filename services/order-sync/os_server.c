@@ -40,6 +40,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_PUSH_BACKOFF_MAX_MS", CC_CFG_INT, 1, 86400000, NULL, 0, "Longest delay between push attempts (Retry-After too)" },
     { "ORDER_SYNC_PUSH_MAX_ATTEMPTS", CC_CFG_INT, 1, 100, NULL, 0, "Attempts before a push becomes a dead letter" },
     { "ORDER_SYNC_PUSH_TIMEOUT_MS", CC_CFG_INT, 100, 120000, NULL, 0, "Timeout of one push attempt" },
+    { "ORDER_SYNC_LOOKUP_CONNECTIONS", CC_CFG_INT, 1, 16, NULL, 0,
+      "PostgreSQL connections for order lookups: batches answered at once" },
     { "ORDER_SYNC_PUSH_POLL_MS", CC_CFG_INT, 10, 600000, NULL, 0, "Look for due pushes at least this often" },
     CC_CFG_END
 };
@@ -290,6 +292,7 @@ os_server_destroy(os_server_t **self_p)
     cc_http_destroy(&self->http);   /* no more webhooks come in */
     os_writer_destroy(&self->writer);   /* what was queued is committed and its changes handed over */
     os_outbox_destroy(&self->outbox);   /* after its current push */
+    os_ops_drain(self->ops);            /* lookups in flight are answered */
     cc_rpc_server_destroy(&self->rpc);
     os_ops_destroy(&self->ops);
     if (self->changes) {

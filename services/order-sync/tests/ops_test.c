@@ -11,7 +11,8 @@
  * payments_up_to_what_is_due
  * returns_and_exchanges
  * customer_points_product_stock_and_lookups_by_phone
- * back_in_stock_subscription */
+ * back_in_stock_subscription
+ * concurrent_lookups_each_get_their_own_answer */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -530,9 +531,95 @@ customer_points_product_stock_and_lookups_by_phone(void)
     Cc__OrderList *l = cc__order_list__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(l && l->n_orders == 2 && strcmp(l->orders[1]->order_number, s_first) == 0
           && l->orders[1]->status == CC__ORDER_STATUS__ORDER_RETURNED && l->orders[1]->paid_minor == 1000
-          && l->orders[1]->n_items == 1, "the phone's orders, newest first, in full");
+          && strcmp(l->orders[1]->tracking_number, "SF1234567890") == 0 && l->orders[1]->n_items == 0,
+          "the phone's orders, newest first, summed up");
     cc__order_list__free_unpacked(l, NULL);
     cc__reply__free_unpacked(r, NULL);
+    ol.with_items = true;
+    ol.limit = 1;
+    r = s_call("order.lookup", &ol.base);
+    l = r->status == 0 ? cc__order_list__unpack(NULL, r->payload.len, r->payload.data) : NULL;
+    CHECK(l && l->n_orders == 1 && l->orders[0]->n_items == 1 && strcmp(l->orders[0]->items[0]->sku, "TV-55") == 0,
+          "limit 1 with its items");
+    cc__order_list__free_unpacked(l, NULL);
+    cc__reply__free_unpacked(r, NULL);
+    ol.phone = "";
+    ol.order_number = s_first;
+    r = s_call("order.lookup", &ol.base);
+    l = r->status == 0 ? cc__order_list__unpack(NULL, r->payload.len, r->payload.data) : NULL;
+    CHECK(l && l->n_orders == 1 && l->orders[0]->n_items == 1 && l->orders[0]->items[0]->quantity == 4
+          && strcmp(l->orders[0]->carrier, "SF Express") == 0, "by number, in full");
+    cc__order_list__free_unpacked(l, NULL);
+    cc__reply__free_unpacked(r, NULL);
+    ol.order_number = "NO\"PE\\";
+    s_refused("order.lookup", &ol.base, CC__STATUS__STATUS_NOT_FOUND, "no such order");
+    TEST_PASS(__func__);
+}
+
+/* ---- many lookups in flight at once: each gets its own answer ---- */
+
+typedef struct { int *pending, *wrong; char want[65]; int want_n; cc_loop_t *loop; } s_flight_t;
+
+static void
+s_landed(void *arg, const Cc__Reply *reply)
+{
+    s_flight_t *f = arg;
+    Cc__OrderList *l = reply->status == 0 ? cc__order_list__unpack(NULL, reply->payload.len, reply->payload.data) : NULL;
+    bool ok = f->want_n == 0 ? reply->status == CC__STATUS__STATUS_NOT_FOUND
+                             : l && (int) l->n_orders == f->want_n && strcmp(l->orders[0]->order_number, f->want) == 0;
+    if (!ok) (*f->wrong)++;
+    cc__order_list__free_unpacked(l, NULL);
+    if (--(*f->pending) == 0) cc_loop_stop(f->loop);
+    free(f);
+}
+
+static void
+concurrent_lookups_each_get_their_own_answer(void)
+{
+    TEST_BEGIN(__func__);
+    s_one("INSERT INTO commerce.customers (platform, external_id, name, phone) SELECT 'shop1', 'lc' || g, 'L', '1570000' || lpad(g::text, 4, '0')"
+          " FROM generate_series(1, 40) g RETURNING 1");
+    s_one("INSERT INTO commerce.orders (order_number, platform, customer_id, status, total_minor, currency, version, created_at)"
+          " SELECT 'L' || g || '-' || k, 'shop1', c.id, 'ordered', 100, 'CNY', 1, now() - (k || ' minutes')::interval"
+          " FROM generate_series(1, 40) g, generate_series(1, 1 + g %% 3) k JOIN commerce.customers c ON true"
+          " WHERE c.external_id = 'lc' || g RETURNING 1");
+    cc_loop_t *loop = cc_loop_new();
+    cc_rpc_client_opts_t o = { .endpoint = getenv("ORDER_SYNC_RPC"), .source = "ops_test_async", .retry_ms = 3000,
+                               .max_attempts = 2 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    cc_rpc_client_attach(c, loop);
+    int pending = 0, wrong = 0;
+    for (int i = 0; i < 600; i++) {
+        int g = 1 + i % 40;
+        char number[32], phone[32];
+        Cc__OrderLookup q = CC__ORDER_LOOKUP__INIT;
+        s_flight_t *f = calloc(1, sizeof *f);
+        f->pending = &pending;
+        f->wrong = &wrong;
+        f->loop = loop;
+        if (i % 5 == 4) {
+            snprintf(number, sizeof number, "L%d-9", g);           /* no such order */
+            q.order_number = number;
+        } else if (i % 2) {
+            snprintf(number, sizeof number, "L%d-%d", g, 1 + i % (1 + g % 3));
+            q.order_number = number;
+            snprintf(f->want, sizeof f->want, "%s", number);
+            f->want_n = 1;
+        } else {
+            snprintf(phone, sizeof phone, "1570000%04d", g);
+            q.phone = phone;
+            snprintf(f->want, sizeof f->want, "L%d-1", g);          /* the newest first */
+            f->want_n = 1 + g % 3;
+        }
+        uint8_t buf[128];
+        size_t len = cc__order_lookup__pack(&q, buf);
+        pending++;
+        cc_rpc_call(c, "order.lookup", NULL, buf, len, 10000, s_landed, f);
+    }
+    cc_loop_run(loop);
+    CHECK(pending == 0 && wrong == 0, "%d of 600 lookups answered wrongly, %d unanswered", wrong, pending);
+    cc_rpc_client_destroy(&c);
+    cc_loop_destroy(&loop);
     TEST_PASS(__func__);
 }
 
@@ -612,6 +699,7 @@ main(void)
     returns_and_exchanges();
     customer_points_product_stock_and_lookups_by_phone();
     back_in_stock_subscription();
+    concurrent_lookups_each_get_their_own_answer();
 
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
     cc_rpc_client_destroy(&s_client);
@@ -619,6 +707,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("ops_test: 10 passed, 0 failed\n");
+    printf("ops_test: 11 passed, 0 failed\n");
     return 0;
 }
