@@ -7,6 +7,7 @@
 #include "os_ops.h"
 #include "os_outbox.h"
 #include "os_platforms.h"
+#include "os_reconcile.h"
 #include "os_webhook.h"
 #include "os_writer.h"
 #include "cc/cc_errno.h"
@@ -39,7 +40,12 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_PUSH_BACKOFF_MS", CC_CFG_INT, 1, 3600000, NULL, 0, "First retry delay of a failed push (doubled each time)" },
     { "ORDER_SYNC_PUSH_BACKOFF_MAX_MS", CC_CFG_INT, 1, 86400000, NULL, 0, "Longest delay between push attempts (Retry-After too)" },
     { "ORDER_SYNC_PUSH_MAX_ATTEMPTS", CC_CFG_INT, 1, 100, NULL, 0, "Attempts before a push becomes a dead letter" },
-    { "ORDER_SYNC_PUSH_TIMEOUT_MS", CC_CFG_INT, 100, 120000, NULL, 0, "Timeout of one push attempt" },
+    { "ORDER_SYNC_PUSH_TIMEOUT_MS", CC_CFG_INT, 100, 120000, NULL, 0,
+      "Timeout of one push attempt (and of one reconciliation page)" },
+    { "ORDER_SYNC_RECONCILE_MS", CC_CFG_INT, 100, 86400000, NULL, 0,
+      "Platforms with a reconcile_url are polled for missed changes this often" },
+    { "ORDER_SYNC_RECONCILE_OVERLAP_S", CC_CFG_INT, 0, 86400, NULL, 0,
+      "Each reconciliation pass looks this far before the previous one began" },
     { "ORDER_SYNC_LOOKUP_CONNECTIONS", CC_CFG_INT, 1, 16, NULL, 0,
       "PostgreSQL connections for order lookups: batches answered at once" },
     { "ORDER_SYNC_PUSH_POLL_MS", CC_CFG_INT, 10, 600000, NULL, 0, "Look for due pushes at least this often" },
@@ -60,6 +66,7 @@ struct _os_server_t {
     cc_rpc_server_t *rpc;
     os_ops_t *ops;
     os_outbox_t *outbox;
+    os_reconcile_t *reconcile;
     os_platforms_t *platforms;
     os_writer_t *writer;
     zsock_t *changes;          /* the loop's end: the writer's committed changes, published as events */
@@ -278,6 +285,17 @@ os_server_new(cc_service_t *svc)
     };
     self->outbox = os_outbox_new(&oo);
     if (!self->outbox) goto err;
+    os_reconcile_opts_t ro = {
+        .db_url = cc_cfg_str(cfg, "DATABASE_URL"),
+        .reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS"),
+        .every_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_RECONCILE_MS"),
+        .overlap_s = (int) cc_cfg_int(cfg, "ORDER_SYNC_RECONCILE_OVERLAP_S"),
+        .timeout_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_TIMEOUT_MS"),
+        .writer = self->writer,
+        .metrics = m,
+    };
+    self->reconcile = os_reconcile_new(&ro);
+    if (!self->reconcile) goto err;
     return self;
 err:
     os_server_destroy(&self);
@@ -290,6 +308,7 @@ os_server_destroy(os_server_t **self_p)
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
     cc_http_destroy(&self->http);   /* no more webhooks come in */
+    os_reconcile_destroy(&self->reconcile);   /* it applies through the writer */
     os_writer_destroy(&self->writer);   /* what was queued is committed and its changes handed over */
     os_outbox_destroy(&self->outbox);   /* after its current push */
     os_ops_drain(self->ops);            /* lookups in flight are answered */
