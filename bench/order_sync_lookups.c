@@ -110,7 +110,7 @@ os_bench_lookups(const char *rpc, int orders, int seconds, int window)
 {
     load_t l = { 0 };
     l.orders = orders;
-    l.by = getenv("BENCH_LOOKUP_BY") ? getenv("BENCH_LOOKUP_BY")[0] : 'b';
+    l.by = getenv("OS_BENCH_LOOKUP_BY") ? getenv("OS_BENCH_LOOKUP_BY")[0] : 'b';
     l.loop = cc_loop_new();
     cc_rpc_client_opts_t o = { .endpoint = rpc, .source = "bench", .retry_ms = 2000, .max_attempts = 2 };
     l.client = cc_rpc_client_new(&o);

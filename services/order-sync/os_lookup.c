@@ -11,6 +11,7 @@
 
 #define BATCH_MAX 256
 #define MAX_CONNECTIONS 16
+#define MAX_WAITING 32        /* full batches waiting for a connection; past that, UNAVAILABLE */
 
 #define ORDER_COLUMNS \
     "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform," \
@@ -48,8 +49,9 @@ typedef struct {
     size_t len;
 } s_req_t;
 
-typedef struct {
+typedef struct s_batch {
     uv_work_t work;
+    struct s_batch *next;     /* in the waiting queue */
     os_lookup_t *owner;
     int conn;                 /* index of the connection it runs on */
     int n;
@@ -62,6 +64,8 @@ struct _os_lookup_t {
     bool busy[MAX_CONNECTIONS];
     int npool, inflight;
     s_batch_t *cur;           /* gathering during this turn */
+    s_batch_t *head, *tail;   /* full, waiting for a connection */
+    int nwaiting;
     bool stopping;
     cc_metric_t *m_batches, *m_lookups;
 };
@@ -317,26 +321,49 @@ s_ran(uv_work_t *work, int status)
     s_flush(self);
 }
 
-/* Sends the gathered batch to the pool when a connection is free. */
+/* Queues cur (full) behind the waiting batches. */
+static void
+s_park(os_lookup_t *self)
+{
+    if (self->tail) self->tail->next = self->cur;
+    else self->head = self->cur;
+    self->tail = self->cur;
+    self->cur = NULL;
+    self->nwaiting++;
+}
+
+/* Sends the waiting batches, then the one being gathered, to the pool while
+ * connections are free. */
 static void
 s_flush(void *arg)
 {
     os_lookup_t *self = arg;
-    if (!self->cur || self->cur->n == 0) return;
-    int conn = -1;
-    for (int i = 0; i < self->npool && conn < 0; i++) if (!self->busy[i]) conn = i;
-    if (conn < 0) return;   /* sent when a batch comes back */
-    s_batch_t *b = self->cur;
-    self->cur = NULL;
-    b->conn = conn;
-    b->work.data = b;
-    self->busy[conn] = true;
-    self->inflight++;
-    int rc = uv_queue_work(cc_loop_uv(self->loop), &b->work, s_run, s_ran);
-    if (rc) {
-        CC_ERROR("uv_queue_work failed", "error=\"%s\"", uv_strerror(rc));
-        s_fail_all(b, CC__STATUS__STATUS_UNAVAILABLE, "lookup not started");
-        s_ran(&b->work, 0);
+    for (;;) {
+        int conn = -1;
+        for (int i = 0; i < self->npool && conn < 0; i++) if (!self->busy[i]) conn = i;
+        if (conn < 0) return;   /* sent when a batch comes back */
+        s_batch_t *b = self->head;
+        if (b) {
+            self->head = b->next;
+            if (!self->head) self->tail = NULL;
+            self->nwaiting--;
+        } else if (self->cur && self->cur->n > 0) {
+            b = self->cur;
+            self->cur = NULL;
+        } else {
+            return;
+        }
+        b->next = NULL;
+        b->conn = conn;
+        b->work.data = b;
+        self->busy[conn] = true;
+        self->inflight++;
+        int rc = uv_queue_work(cc_loop_uv(self->loop), &b->work, s_run, s_ran);
+        if (rc) {
+            CC_ERROR("uv_queue_work failed", "error=\"%s\"", uv_strerror(rc));
+            s_fail_all(b, CC__STATUS__STATUS_UNAVAILABLE, "lookup not started");
+            s_ran(&b->work, 0);
+        }
     }
 }
 
@@ -354,7 +381,10 @@ os_lookup_request(os_lookup_t *self, cc_rpc_call_t *call, const Cc__Request *req
         cc__order_lookup__free_unpacked(q, NULL);
         return;
     }
-    if (self->cur && self->cur->n == BATCH_MAX) s_flush(self);
+    if (self->cur && self->cur->n == BATCH_MAX) {
+        if (self->nwaiting < MAX_WAITING) s_park(self);
+        s_flush(self);
+    }
     if (self->cur && self->cur->n == BATCH_MAX) {
         cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "too many lookups waiting; retry", NULL, 0);
         cc__order_lookup__free_unpacked(q, NULL);
@@ -407,7 +437,7 @@ os_lookup_drain(os_lookup_t *self)
     if (!self) return;
     self->stopping = true;
     s_flush(self);
-    while (self->inflight > 0 || (self->cur && self->cur->n > 0)) {
+    while (self->inflight > 0 || self->head || (self->cur && self->cur->n > 0)) {
         uv_run(cc_loop_uv(self->loop), UV_RUN_ONCE);
         s_flush(self);
     }

@@ -1,5 +1,5 @@
 /* os_reconcile: the reconciliation worker: list pages fetched with libcurl,
- * mapped by dialect, applied by the writer like webhooks. */
+ * mapped by dialect, applied like webhooks. */
 #define _GNU_SOURCE
 #include "os_reconcile.h"
 #include "os_dialects.h"
@@ -21,6 +21,7 @@
 
 #define MAX_PAGE (8 * 1024 * 1024)
 #define MAX_PAGES 1000
+#define BATCH 64                  /* events handed to apply at once */
 
 struct _os_reconcile_t {
     os_reconcile_opts_t opts;
@@ -90,21 +91,13 @@ s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *to
     return rc == CURLE_OK ? status : 0;
 }
 
-/* Applies a batch of events through the writer; adds to the counts. */
-static int
+/* Applies a batch of events; adds to the counts and empties the batch. */
+static void
 s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied, int *unchanged, int *refused)
 {
-    size_t n = json_array_size(batch);
-    if (n == 0) return 0;
-    char *text = json_dumps(batch, JSON_COMPACT), *results = NULL;
-    int rc = os_writer_apply(self->opts.writer, text, (int) n, &results);
-    free(text);
+    if (json_array_size(batch) == 0) return;
+    json_t *all = self->opts.apply(self->opts.apply_arg, batch);
     json_array_clear(batch);
-    if (rc) {
-        CC_WARN("reconciliation not applied", "platform=%s events=%zu reason=\"writer unavailable\"", platform, n);
-        return -1;
-    }
-    json_t *all = json_loads(results, 0, NULL);
     for (size_t i = 0; i < json_array_size(all); i++) {
         json_t *r = json_array_get(all, i);
         const char *result = json_string_value(json_object_get(r, "result"));
@@ -119,8 +112,6 @@ s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied,
         }
     }
     json_decref(all);
-    free(results);
-    return 0;
 }
 
 /* The URL of the first page: url with the dialect's "changed since" query. */
@@ -191,8 +182,7 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
                 refused++;
                 CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why);
             }
-            if (json_array_size(batch) == OS_BATCH_LIMIT && s_apply(self, platform, batch, &applied, &unchanged, &refused))
-                rc = -1;
+            if (json_array_size(batch) == BATCH) s_apply(self, platform, batch, &applied, &unchanged, &refused);
         }
         free(url);
         url = NULL;
@@ -202,7 +192,7 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
         body = NULL;
         if (rc) break;
     }
-    if (!rc && s_apply(self, platform, batch, &applied, &unchanged, &refused)) rc = -1;
+    if (!rc) s_apply(self, platform, batch, &applied, &unchanged, &refused);
     free(url);
     free(body);
     json_decref(batch);

@@ -4,7 +4,7 @@
  * list endpoint of every platform that has one (commerce.platforms
  * reconcile_url) every every_ms: the orders updated since the last pass
  * (minus an overlap), page by page, each mapped by the platform's dialect and
- * applied through the same path as its webhooks (os_check, os_writer_apply),
+ * applied through the same path as its webhooks (os_check, then the writers),
  * so the version decides: a newer copy repairs, an older or equal one changes
  * nothing. One instance at a time works on a platform (an advisory lock). The
  * list formats:
@@ -17,10 +17,16 @@
 #ifndef OS_RECONCILE_H
 #define OS_RECONCILE_H
 
-#include "os_writer.h"
 #include "cc/cc_metrics.h"
 
+#include <jansson.h>
+
 typedef struct _os_reconcile_t os_reconcile_t;
+
+/* Applies events (a JSON array of {"kind", "platform", "event_id", "data"})
+ * the way webhooks are applied. Returns their results (a new JSON array, one
+ * {"code", "result" | "error"} per event, in order). Called on the worker. */
+typedef json_t *(os_reconcile_apply_fn)(void *arg, json_t *events);
 
 typedef struct {
     const char *db_url;
@@ -28,7 +34,8 @@ typedef struct {
     int every_ms;              /* between passes */
     int overlap_s;             /* each pass looks this far before the last one began */
     int timeout_ms;            /* per HTTP request */
-    os_writer_t *writer;       /* borrowed; outlives this */
+    os_reconcile_apply_fn *apply;
+    void *apply_arg;           /* outlives this */
     cc_metrics_t *metrics;
 } os_reconcile_opts_t;
 

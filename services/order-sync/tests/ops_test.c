@@ -567,7 +567,9 @@ s_landed(void *arg, const Cc__Reply *reply)
     Cc__OrderList *l = reply->status == 0 ? cc__order_list__unpack(NULL, reply->payload.len, reply->payload.data) : NULL;
     bool ok = f->want_n == 0 ? reply->status == CC__STATUS__STATUS_NOT_FOUND
                              : l && (int) l->n_orders == f->want_n && strcmp(l->orders[0]->order_number, f->want) == 0;
-    if (!ok) (*f->wrong)++;
+    if (!ok && (*f->wrong)++ < 5)
+        fprintf(stderr, "wrong: want %s x%d, got status %d '%s' n=%zu first=%s\n", f->want, f->want_n, reply->status,
+                reply->error, l ? l->n_orders : 0, l && l->n_orders ? l->orders[0]->order_number : "-");
     cc__order_list__free_unpacked(l, NULL);
     if (--(*f->pending) == 0) cc_loop_stop(f->loop);
     free(f);
