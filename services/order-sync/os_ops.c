@@ -495,7 +495,10 @@ static void
 s_end(s_tx_t *tx, cc_rpc_call_t *call, const char *number, const char *event, const char *previous, const char *by,
       const ProtobufCMessage *reply_msg)
 {
-    tx->by = by;
+    char who[65];   /* by may be the request's: gone once replied */
+    snprintf(who, sizeof who, "%s", by ? by : "");
+    by = who;
+    tx->by = who;
     if (tx->status == CC__STATUS__STATUS_OK && cc_pg_commit(tx->pg)) {
         CC_ERROR("order change not committed", "order=%s error=\"%s\"", number, cc_pg_error(tx->pg));
         s_fail(tx, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable; retry later");
@@ -948,8 +951,8 @@ end:
             cc_bus_publish_msg(cc_service_bus(self->svc), "order.updated", m->order_number, &ev);
         }
         out.return_number = number;
-        cc_rpc_reply_msg(call, &out);
         CC_INFO("return registered", "order=%s return=%s kind=%s by=%s", m->order_number, number, kind, by);
+        cc_rpc_reply_msg(call, &out);
     }
     s_order_free(&o);
     cc__return_register__free_unpacked(m, NULL);

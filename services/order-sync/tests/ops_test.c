@@ -470,7 +470,7 @@ returns_and_exchanges(void)
            " WHERE subject = '%s' ORDER BY id DESC LIMIT 1", s_first);
     /* An exchange, on a delivered order. */
     Cc__Order *o = s_create("13800000004", "shop1", "TV-55", 1, NULL, 0);
-    s_one("UPDATE commerce.orders SET status = 'delivered' WHERE order_number = '%s' RETURNING 1", o->order_number);
+    free(s_one("UPDATE commerce.orders SET status = 'delivered' WHERE order_number = '%s' RETURNING 1", o->order_number));
     Cc__ReturnLine xl = CC__RETURN_LINE__INIT, *xlp[] = { &xl };
     xl.line = 1;
     xl.quantity = 1;
@@ -494,9 +494,9 @@ static void
 customer_points_product_stock_and_lookups_by_phone(void)
 {
     TEST_BEGIN(__func__);
-    s_one("INSERT INTO commerce.points_ledger (customer_id, delta, reason, ref) SELECT id, 500, 'purchase', 'o1'"
+    free(s_one("INSERT INTO commerce.points_ledger (customer_id, delta, reason, ref) SELECT id, 500, 'purchase', 'o1'"
           " FROM commerce.customers WHERE phone = '13800000001' UNION ALL SELECT id, -120, 'redeem', 'r1'"
-          " FROM commerce.customers WHERE phone = '13800000001' RETURNING 1");
+          " FROM commerce.customers WHERE phone = '13800000001' RETURNING 1"));
     Cc__CustomerLookup cl = CC__CUSTOMER_LOOKUP__INIT;
     cl.phone = "13800000001";
     Cc__Reply *r = s_call("customer.lookup", &cl.base);
@@ -579,12 +579,12 @@ static void
 concurrent_lookups_each_get_their_own_answer(void)
 {
     TEST_BEGIN(__func__);
-    s_one("INSERT INTO commerce.customers (platform, external_id, name, phone) SELECT 'shop1', 'lc' || g, 'L', '1570000' || lpad(g::text, 4, '0')"
-          " FROM generate_series(1, 40) g RETURNING 1");
-    s_one("INSERT INTO commerce.orders (order_number, platform, customer_id, status, total_minor, currency, version, created_at)"
+    free(s_one("INSERT INTO commerce.customers (platform, external_id, name, phone) SELECT 'shop1', 'lc' || g, 'L', '1570000' || lpad(g::text, 4, '0')"
+          " FROM generate_series(1, 40) g RETURNING 1"));
+    free(s_one("INSERT INTO commerce.orders (order_number, platform, customer_id, status, total_minor, currency, version, created_at)"
           " SELECT 'L' || g || '-' || k, 'shop1', c.id, 'ordered', 100, 'CNY', 1, now() - (k || ' minutes')::interval"
           " FROM generate_series(1, 40) g, generate_series(1, 1 + g %% 3) k JOIN commerce.customers c ON true"
-          " WHERE c.external_id = 'lc' || g RETURNING 1");
+          " WHERE c.external_id = 'lc' || g RETURNING 1"));
     cc_loop_t *loop = cc_loop_new();
     cc_rpc_client_opts_t o = { .endpoint = getenv("ORDER_SYNC_RPC"), .source = "ops_test_async", .retry_ms = 3000,
                                .max_attempts = 2 };

@@ -87,9 +87,11 @@ s_platform(struct mg_connection *conn, void *arg)
 {
     bool gone_path = arg != NULL;
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    char body[65536];
+    enum { CAP = 65536 };
+    char *body = malloc(CAP);   /* not on the small stack of CivetWeb's threads */
+    CHECK(body, "malloc");
     size_t got = 0;
-    for (int n; got < sizeof body - 1 && (n = mg_read(conn, body + got, sizeof body - 1 - got)) > 0;) got += (size_t) n;
+    for (int n; got < CAP - 1 && (n = mg_read(conn, body + got, CAP - 1 - got)) > 0;) got += (size_t) n;
     body[got] = '\0';
     s_seen_t s;
     memset(&s, 0, sizeof s);
@@ -104,6 +106,7 @@ s_platform(struct mg_connection *conn, void *arg)
     snprintf(s.order, sizeof s.order, "%s", json_string_value(json_object_get(data, "order_number")) ?: "");
     snprintf(s.note, sizeof s.note, "%s", json_string_value(json_object_get(data, "note")) ?: "");
     json_decref(j);
+    free(body);
     s.at_ms = cc_mono_ms();
     pthread_mutex_lock(&s_mu);
     int before = s_attempts(s.id);

@@ -192,7 +192,7 @@ a_failed_page_keeps_the_cursor(void)
     s_failing = 1;
     pthread_mutex_unlock(&s_mu);
     s_wait_failures(1);   /* from now on no pass moves the cursor */
-    s_one("UPDATE commerce.platforms SET reconcile_since = 12345 WHERE name = 'shop1' RETURNING 1");
+    free(s_one("UPDATE commerce.platforms SET reconcile_since = 12345 WHERE name = 'shop1' RETURNING 1"));
     s_wait_failures(s_failures() + 2);
     pthread_mutex_lock(&s_mu);
     CHECK(strcmp(s_last_query, "updated_since=12345") == 0, "asked again from the same cursor: %s", s_last_query);
