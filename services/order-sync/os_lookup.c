@@ -13,26 +13,27 @@
 #define MAX_CONNECTIONS 16
 #define MAX_WAITING 32        /* full batches waiting for a connection; past that, UNAVAILABLE */
 
-#define ORDER_COLUMNS \
-    "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform," \
-    " (extract(epoch FROM o.created_at) * 1e6)::bigint, (extract(epoch FROM o.updated_at) * 1e6)::bigint," \
-    " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, '')," \
-    " o.created_at AS sort_at" \
-    " FROM commerce.orders o LEFT JOIN commerce.customers c ON c.id = o.customer_id" \
-    " LEFT JOIN LATERAL (SELECT carrier, tracking_number FROM commerce.shipments" \
-    "   WHERE order_number = o.order_number ORDER BY id DESC LIMIT 1) s ON true" \
-    " LEFT JOIN LATERAL (SELECT sum(CASE kind WHEN 'refund' THEN -amount_minor ELSE amount_minor END) paid" \
-    "   FROM commerce.payments WHERE order_number = o.order_number AND status = 'paid') p ON true"
-
+/* Orders by number with their latest shipment and what was paid, each of
+ * those read once for the whole batch (not once per order). */
 static const struct { const char *name, *sql; } s_stmts[] = {
     /* Each phone request's order numbers, newest first, grouped by request. */
-    { "lk_phones", "SELECT k.i, x.* FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS k(phone, lim, i)"
-                   " CROSS JOIN LATERAL (" ORDER_COLUMNS
+    { "lk_phones", "SELECT k.i, x.order_number FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS k(phone, lim, i)"
+                   " CROSS JOIN LATERAL (SELECT o.order_number, o.created_at FROM commerce.orders o"
                    "  WHERE o.customer_id IN (SELECT c.id FROM commerce.customers c WHERE c.phone = k.phone"
                    "   UNION SELECT p.customer_id FROM commerce.customer_phones p WHERE p.phone = k.phone)"
                    "  ORDER BY o.created_at DESC, o.order_number DESC LIMIT k.lim) x"
-                   " ORDER BY k.i, x.sort_at DESC, x.order_number DESC" },
-    { "lk_orders", ORDER_COLUMNS " WHERE o.order_number = ANY ($1::text[]) ORDER BY o.order_number COLLATE \"C\"" },
+                   " ORDER BY k.i, x.created_at DESC, x.order_number DESC" },
+    { "lk_orders", "WITH s AS (SELECT DISTINCT ON (order_number) order_number, carrier, tracking_number"
+                   "   FROM commerce.shipments WHERE order_number = ANY ($1::text[]) ORDER BY order_number, id DESC),"
+                   " p AS (SELECT order_number, sum(CASE kind WHEN 'refund' THEN -amount_minor ELSE amount_minor END) paid"
+                   "   FROM commerce.payments WHERE order_number = ANY ($1::text[]) AND status = 'paid'"
+                   "   GROUP BY order_number)"
+                   " SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
+                   " (extract(epoch FROM o.created_at) * 1e6)::bigint, (extract(epoch FROM o.updated_at) * 1e6)::bigint,"
+                   " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, '')"
+                   " FROM commerce.orders o LEFT JOIN commerce.customers c ON c.id = o.customer_id"
+                   " LEFT JOIN s ON s.order_number = o.order_number LEFT JOIN p ON p.order_number = o.order_number"
+                   " WHERE o.order_number = ANY ($1::text[]) ORDER BY o.order_number COLLATE \"C\"" },
     { "lk_items", "SELECT order_number, line, sku, name, quantity, unit_minor, coalesce(warehouse_code, '')"
                   " FROM commerce.order_items WHERE order_number = ANY ($1::text[])"
                   " ORDER BY order_number COLLATE \"C\", line" },
@@ -206,8 +207,8 @@ s_pack(s_req_t *r, Cc__OrderList *out)
     r->status = CC__STATUS__STATUS_OK;
 }
 
-/* The batch's queries: the phones' orders (their columns included), the
- * orders asked by number, and the items of both where wanted. */
+/* The batch's queries: the phones' order numbers, every order asked (by
+ * number or through a phone), and the items where wanted. */
 static void
 s_run(uv_work_t *work)
 {
@@ -215,13 +216,12 @@ s_run(uv_work_t *work)
     cc_pg_t *pg = b->owner->pool[b->conn];
     char *phones = NULL, *lims = NULL, *numbers = NULL, *with_items = NULL;
     size_t pl = 0, pc = 0, ll = 0, lc = 0, nl = 0, nc = 0, wl = 0, wc = 0;
-    int nphones = 0, nnumbers = 0;
+    int nphones = 0;
     for (int i = 0; i < b->n; i++) {
         s_req_t *r = &b->req[i];
         if (r->number[0]) {
             s_array_add(&numbers, &nl, &nc, r->number);
             s_array_add(&with_items, &wl, &wc, r->number);
-            nnumbers++;
         } else {
             char lim[12];
             snprintf(lim, sizeof lim, "%d", r->limit);
@@ -233,28 +233,32 @@ s_run(uv_work_t *work)
     PGresult *ph = NULL, *orders = NULL, *items = NULL;
     phones = s_array_done(phones, pl);
     lims = s_array_done(lims, ll);
-    numbers = s_array_done(numbers, nl);
     if (nphones) {
         const char *p[] = { phones, lims };
         if (cc_pg_exec(pg, "lk_phones", 2, p, &ph)) goto failed;
         for (int i = 0, q = 0, row = 0; i < b->n; i++) {
             if (b->req[i].number[0]) continue;
             q++;
-            for (; row < PQntuples(ph) && atoi(PQgetvalue(ph, row, 0)) == q; row++)
+            for (; row < PQntuples(ph) && atoi(PQgetvalue(ph, row, 0)) == q; row++) {
+                s_array_add(&numbers, &nl, &nc, PQgetvalue(ph, row, 1));
                 if (b->req[i].with_items) s_array_add(&with_items, &wl, &wc, PQgetvalue(ph, row, 1));
+            }
         }
     }
+    numbers = s_array_done(numbers, nl);
     with_items = s_array_done(with_items, wl);
     const char *np[] = { numbers }, *wp[] = { with_items };
-    if ((nnumbers && cc_pg_exec(pg, "lk_orders", 1, np, &orders)) || (wl && cc_pg_exec(pg, "lk_items", 1, wp, &items)))
+    if ((nl && cc_pg_exec(pg, "lk_orders", 1, np, &orders)) || (wl && cc_pg_exec(pg, "lk_items", 1, wp, &items)))
         goto failed;
 
+    /* Every order found once with its items; a phone's summary is a copy
+     * without them (unless asked). */
     int no = PQntuples(orders), nph = PQntuples(ph), ni = PQntuples(items);
-    Cc__Order *ov = calloc((size_t) (no + nph) + 1, sizeof *ov);
-    Cc__Money *totals = calloc((size_t) (no + nph) + 1, sizeof *totals), *prices = calloc((size_t) ni + 1, sizeof *prices);
+    Cc__Order *ov = calloc((size_t) no + 1, sizeof *ov), *pv = calloc((size_t) nph + 1, sizeof *pv);
+    Cc__Money *totals = calloc((size_t) no + 1, sizeof *totals), *prices = calloc((size_t) ni + 1, sizeof *prices);
     Cc__OrderItem *iv = calloc((size_t) ni + 1, sizeof *iv), **ip = calloc((size_t) ni + 1, sizeof *ip);
     Cc__Order **list = calloc(51, sizeof *list);
-    if (!ov || !totals || !prices || !iv || !ip || !list) abort();
+    if (!ov || !pv || !totals || !prices || !iv || !ip || !list) abort();
     for (int k = 0; k < no; k++) {
         s_order_row(orders, k, 0, &ov[k], &totals[k]);
         s_attach_items(items, iv, ip, prices, &ov[k]);
@@ -270,15 +274,20 @@ s_run(uv_work_t *work)
             /* lk_phones rows are grouped by the request's place among the phones (1-based). */
             q++;
             for (; row < nph && atoi(PQgetvalue(ph, row, 0)) == q; row++) {
-                Cc__Order *o = &ov[no + row];
-                s_order_row(ph, row, 1, o, &totals[no + row]);
-                if (r->with_items) s_attach_items(items, iv, ip, prices, o);
-                if (out.n_orders < 50) list[out.n_orders++] = o;
+                int k = s_find(orders, PQgetvalue(ph, row, 1));
+                if (k < 0 || out.n_orders == 50) continue;
+                pv[row] = ov[k];
+                if (!r->with_items) {
+                    pv[row].items = NULL;
+                    pv[row].n_items = 0;
+                }
+                list[out.n_orders++] = &pv[row];
             }
         }
         s_pack(r, &out);
     }
     free(ov);
+    free(pv);
     free(totals);
     free(prices);
     free(iv);

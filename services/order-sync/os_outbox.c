@@ -3,6 +3,7 @@
 #include "os_outbox.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -39,6 +40,7 @@ static const struct { const char *name, *sql; } s_worker_stmts[] = {
                  " INSERT INTO commerce.outbox_dead (id, platform, type, subject, body, attempts, last_status, last_error,"
                  " created_at) SELECT id, platform, type, subject, body, attempts + 1, $2::int, $3, created_at FROM d" },
     { "ob_gone", "UPDATE commerce.platforms SET push_gone_at = now() WHERE name = $1" },
+    { "ob_purge", "DELETE FROM commerce.outbox WHERE delivered_at < now() - $1::int * interval '1 day'" },
 };
 
 struct _os_outbox_t {
@@ -290,11 +292,33 @@ s_wait(os_outbox_t *self, long long ms)
     if (poll(fds, 2, (int) ms) > 0 && (fds[1].revents & POLLIN)) s_notified(self);
 }
 
+/* Forgets pushes delivered more than keep_days ago (at start, then hourly). */
+static void
+s_purge(os_outbox_t *self, int64_t *last_ms)
+{
+    int64_t now = cc_mono_ms();
+    if (*last_ms && now - *last_ms < 3600 * 1000) return;
+    *last_ms = now;
+    char days[16];
+    snprintf(days, sizeof days, "%d", self->opts.keep_days);
+    const char *p[] = { days };
+    PGresult *res = NULL;
+    if (cc_pg_exec(self->pg, "ob_purge", 1, p, &res)) {
+        CC_WARN("delivered pushes not purged", "error=\"%s\"", cc_pg_error(self->pg));
+        return;
+    }
+    const char *n = PQcmdTuples(res);
+    if (n && atoi(n) > 0) CC_INFO("delivered pushes purged", "rows=%s older_than_days=%d", n, self->opts.keep_days);
+    PQclear(res);
+}
+
 static void *
 s_run(void *arg)
 {
     os_outbox_t *self = arg;
+    int64_t purged_ms = 0;
     while (!atomic_load(&self->stop)) {
+        s_purge(self, &purged_ms);
         int rc = s_push_one(self);
         if (rc == 1) continue;
         long long wait = self->opts.poll_ms;

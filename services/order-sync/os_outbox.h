@@ -29,6 +29,7 @@ typedef struct {
     int max_attempts;     /* then the push is a dead letter */
     int timeout_ms;       /* per HTTP attempt */
     int poll_ms;          /* look for due rows at least this often */
+    int keep_days;        /* delivered pushes are deleted after this (at start, then hourly) */
     cc_metrics_t *metrics;
 } os_outbox_opts_t;
 

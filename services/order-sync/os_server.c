@@ -50,6 +50,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_PUSH_TIMEOUT_MS", CC_CFG_INT, 100, 120000, NULL, 0,
       "Timeout of one push attempt (and of one reconciliation page)" },
     { "ORDER_SYNC_PUSH_POLL_MS", CC_CFG_INT, 10, 600000, NULL, 0, "Look for due pushes at least this often" },
+    { "ORDER_SYNC_PUSH_KEEP_DAYS", CC_CFG_INT, 1, 3650, NULL, 0, "Delivered pushes are deleted from the outbox after this" },
     { "ORDER_SYNC_RECONCILE_MS", CC_CFG_INT, 100, 86400000, NULL, 0,
       "Platforms with a reconcile_url are polled for missed changes this often" },
     { "ORDER_SYNC_RECONCILE_OVERLAP_S", CC_CFG_INT, 0, 86400, NULL, 0,
@@ -504,6 +505,7 @@ os_server_new(cc_service_t *svc)
         .max_attempts = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_MAX_ATTEMPTS"),
         .timeout_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_TIMEOUT_MS"),
         .poll_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_POLL_MS"),
+        .keep_days = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_KEEP_DAYS"),
         .metrics = m,
     };
     self->outbox = os_outbox_new(&oo);

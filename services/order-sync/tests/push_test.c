@@ -9,6 +9,7 @@
  * permanent_refusals_and_exhausted_retries_become_dead_letters
  * gone_stops_the_platform_until_replay
  * dead_letters_are_listed_and_replayed_with_the_same_webhook_id
+ * old_delivered_pushes_are_purged
  * two_instances_never_push_one_row_twice */
 #define _GNU_SOURCE
 #include "cc_check.h"
@@ -474,6 +475,7 @@ main(void)
     setenv("ORDER_SYNC_PUSH_BACKOFF_MS", "50", 1);
     setenv("ORDER_SYNC_PUSH_MAX_ATTEMPTS", "4", 1);
     setenv("ORDER_SYNC_PUSH_POLL_MS", "200", 1);
+    setenv("ORDER_SYNC_PUSH_KEEP_DAYS", "30", 1);
     pid_t os1 = s_start_order_sync("order-sync-1", s_rpc, sizeof s_rpc);
     cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "push_test", .retry_ms = 1000, .max_attempts = 3 };
     s_client = cc_rpc_client_new(&o);
@@ -484,7 +486,19 @@ main(void)
     permanent_refusals_and_exhausted_retries_become_dead_letters();
     gone_stops_the_platform_until_replay();
     dead_letters_are_listed_and_replayed_with_the_same_webhook_id();
+    /* A push delivered 40 days ago: the next instance to start forgets it
+     * (ORDER_SYNC_PUSH_KEEP_DAYS=30); one delivered yesterday stays. */
+    char *old = s_one("UPDATE commerce.outbox SET delivered_at = now() - interval '40 days' WHERE id ="
+                      " (SELECT min(id) FROM commerce.outbox) RETURNING id");
+    char *recent = s_one("UPDATE commerce.outbox SET delivered_at = now() - interval '1 day' WHERE id ="
+                         " (SELECT max(id) FROM commerce.outbox) RETURNING id");
     pid_t os2 = s_start_order_sync("order-sync-2", s_rpc2, sizeof s_rpc2);
+    TEST_BEGIN("old_delivered_pushes_are_purged");
+    s_until("0", "SELECT count(*) FROM commerce.outbox WHERE id = %s", old);
+    EXPECT("1", "SELECT count(*) FROM commerce.outbox WHERE id = %s", recent);
+    TEST_PASS("old_delivered_pushes_are_purged");
+    free(old);
+    free(recent);
     two_instances_never_push_one_row_twice();
 
     CHECK(cc_harness_stop(s_h, os2, SIGTERM, 10000) == 0, "second instance stops cleanly");
@@ -494,6 +508,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("push_test: 7 passed, 0 failed\n");
+    printf("push_test: 8 passed, 0 failed\n");
     return 0;
 }
