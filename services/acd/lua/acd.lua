@@ -28,8 +28,8 @@
 --   acd:seq                    counter for round robin
 --   acd:strategies             hash: queue -> "strategy skills" (ranking ready agents
 --                              reads only this)
---   acd:req:<minute>           hash: request id -> the operation's actions (JSON), kept
---                              three minutes so a retry never acts twice
+--   acd:req:<10 s period>      hash: request id -> the operation's actions (JSON), kept
+--                              10 to 20 s so a retry never acts twice
 --
 -- Returns a list of actions, each a list of strings, for the caller to
 -- publish as events and carry out (ring the agent):
@@ -898,9 +898,10 @@ end
 -- Returns one list of actions per operation.
 --
 -- Idempotent by request id: the outcome of an operation with an id is kept
--- (in acd:req:<minute>, for two to three minutes) and a retry with the same
--- id returns it again without acting twice, so a reply lost on the way back
--- (Redis ran it) never makes a retry fail or act again.
+-- (in acd:req:<10 s period>, for 10 to 20 seconds at least: longer than a
+-- request's deadline and its retries) and a retry with the same id returns
+-- it again without acting twice, so a reply lost on the way back (Redis ran
+-- it) never makes a retry fail or act again.
 local nops = tonumber(ARGV[1]) or 0
 local batch, rids = {}, {}
 local at = 2
@@ -913,7 +914,7 @@ for n = 1, nops do
   at = at + k + 1
 end
 local kept, store = {}, {}
-local bucket = math.floor((batch[1] and batch[1].now or 0) / 60000)
+local bucket = math.floor((batch[1] and batch[1].now or 0) / 10000)
 if #rids > 0 then
   for _, b in ipairs({ bucket, bucket - 1 }) do
     local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
@@ -952,6 +953,6 @@ for n, o in ipairs(batch) do
 end
 if #store > 0 then
   redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
-  redis.call('EXPIRE', 'acd:req:' .. bucket, 180)
+  redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
 end
 return results
