@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "gw_media.h"
 #include "gw_audio.h"
+#include "gw_clock.h"
 #include <sndfile.h>
 #include "cc/cc_bus.h"
 #include "cc/cc_errno.h"
@@ -33,11 +34,11 @@ enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQU
 #define MAX_REGS 4096
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
-#define NONCE_TTL_MS 300000
+#define REG_MAX_S 3600                 /* the longest registration granted */
 
 /* A request from the service thread (heap, freed by the media thread). */
 typedef struct {
-    char call_id[64], agent[64], extension[64], reason[64];
+    char call_id[64], agent[64], extension[64], reason[64], callback_number[64];
     int ring_ms;
     bool fallback;
     gw_media_op_t op;
@@ -50,10 +51,10 @@ typedef struct {
     char contact[256];         /* the phone's Contact URI */
     struct sa source;          /* where its REGISTER came from */
     enum sip_transp tp;
-    int64_t expires_ms;
+    _Atomic int64_t expires_ms;   /* read by the service thread too */
 } reg_t;
 
-typedef struct { char nonce[40]; int64_t issued_ms; } nonce_t;
+typedef struct { char nonce[40]; int64_t issued_ms; uint32_t nc; } nonce_t;   /* nc: highest count used */
 
 typedef struct { uint32_t net, mask; } cidr_t;
 typedef struct { char number[32]; char action[16]; char prompt[128]; int ring_ms; char queue[64]; } route_t;
@@ -67,7 +68,7 @@ typedef struct { char name[128]; gw_prompt_t prompt; } cached_prompt_t;
 struct _gw_media_t {
     gw_media_opts_t o;
     char *routes_text, *trunks_text, *sip_host, *prompts_dir, *bus_pub, *cdr_endpoint, *service, *instance;
-    char *fallback, *recordings_dir, *tts_dir;
+    char *fallback, *recordings_dir, *tts_dir, *trunk_out, *hold_music;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -95,6 +96,8 @@ struct _gw_media_t {
     _Atomic uint64_t late_hist[LATE_BUCKETS];   /* RTP send lateness, 100 us buckets */
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
+    _Atomic int64_t register_refused;
+    gw_clock_t *clock;         /* every call's 20 ms frames, from one timer */
 };
 
 /* The prompt called name, loaded on first use. NULL when it cannot be read. */
@@ -120,7 +123,8 @@ struct gw_call {
     struct sdp_media *sdpm;
     struct rtp_sock *rtp;
     struct telev *telev;
-    struct tmr tx_tmr, answer_tmr;
+    gw_clock_member_t tx;      /* on the media clock while it sends */
+    struct tmr answer_tmr;
     bool offered;
     struct sa raddr;
     int pt;                    /* 0 PCMU or 8 PCMA; -1 until negotiated */
@@ -130,13 +134,20 @@ struct gw_call {
     const gw_prompt_t *music;   /* the route's prompt, to come back to */
     size_t pos;
     uint32_t ts, ssrc_seq;
-    uint64_t tx_start, tx_n;
-    int64_t tx_start_us;
     int last_digit_ts_valid;
     uint32_t last_digit_ts;
     gw_cdr_t cdr;
     gw_call_t *peer;           /* caller <-> agent leg */
-    bool outbound;             /* the agent leg, which we called */
+    bool outbound;             /* we called it */
+    bool agent_leg;            /* the far leg of a caller's call (same call id): an agent, a transfer's target */
+    bool acd_offer;            /* acd offered it: acd hears whether it was answered */
+    bool direct;               /* rung by media.transfer: the caller's operation hears how it went */
+    bool originated;           /* an outbound call with its own id (media.originate, a callback's customer) */
+    bool told;                 /* its failure to answer was reported */
+    bool api_bridge;           /* bridged by media.bridge: each call lives on when the other ends */
+    bool moh;                  /* on hold by request: music, nothing relayed */
+    char callback_number[64];  /* a callback's agent leg: the customer dialled once the agent answers */
+    int64_t offer_end_ms;      /* a callback's agent leg: when acd gives the offer up (agent and customer ringing) */
     bool bridged;              /* media relayed between the legs */
     bool queued;               /* the caller is in an acd queue */
     bool answered_told;        /* the agent leg's answer was reported */
@@ -217,8 +228,8 @@ s_parse_routes(gw_media_t *m, const char *text)
             if (slash) *slash = '\0';
             snprintf(r->queue, sizeof r->queue, "%s", target);
             snprintf(r->prompt, sizeof r->prompt, "%s", slash ? slash + 1 : "tone:425");
-        } else if (strcmp(r->action, "play") != 0 && strcmp(r->action, "announce") != 0) {
-            CC_ERROR("bad route action: play, announce or queue", "route=%s", t);
+        } else if (strcmp(r->action, "play") != 0 && strcmp(r->action, "announce") != 0 && strcmp(r->action, "wait") != 0) {
+            CC_ERROR("bad route action: play, announce, wait or queue", "route=%s", t);
             return CC_EINVAL;
         }
     }
@@ -271,15 +282,25 @@ s_rate_count(gw_media_t *m, const struct sa *src)
 static void s_call_end(gw_call_t *c, int cause, const char *by, const char *reason);
 static void s_op_done(gw_call_t *c, const char *result);
 
+/* Closes the recording under way, if any; the CDR gets its length. */
+static void
+s_rec_close(gw_call_t *c)
+{
+    if (!c->rec) return;
+    sf_close(c->rec);
+    c->rec = NULL;
+    if (c->cdr.nrecs) c->cdr.recs[c->cdr.nrecs - 1].ms = c->rec_frames / 8;
+}
+
 static void
 s_call_destroy(void *arg)
 {
     gw_call_t *c = arg;
-    tmr_cancel(&c->tx_tmr);
+    gw_clock_leave(c->media->clock, &c->tx);
     tmr_cancel(&c->answer_tmr);
     tmr_cancel(&c->ring_tmr);
     tmr_cancel(&c->op_tmr);
-    if (c->rec) sf_close(c->rec);
+    s_rec_close(c);
     list_unlink(&c->le);
     c->sess = mem_deref(c->sess);
     c->rtp = mem_deref(c->rtp);
@@ -287,22 +308,17 @@ s_call_destroy(void *arg)
     c->telev = mem_deref(c->telev);
 }
 
-/* Sends one 20 ms frame and re-arms for the next, against the start time so
- * the schedule does not drift. */
+/* Sends one 20 ms frame, when the media clock says it is due (against the
+ * call's start: the schedule does not drift). */
 static void
-s_on_tx(void *arg)
+s_on_tx(void *arg, int64_t late)
 {
     gw_call_t *c = arg;
-    uint64_t due = c->tx_start + (c->tx_n + 1) * PTIME;
-    uint64_t now = tmr_jiffies();
-    tmr_start(&c->tx_tmr, due > now ? due - now : 0, s_on_tx, c);
-    c->tx_n++;
     /* How late this frame leaves against its ideal 20 ms slot. */
-    int64_t late = cc_mono_us() - (c->tx_start_us + (int64_t) c->tx_n * PTIME * 1000);
     size_t bucket = late <= 0 ? 0 : (size_t) (late / 100);
     atomic_fetch_add_explicit(&c->media->late_hist[bucket < LATE_BUCKETS ? bucket : LATE_BUCKETS - 1], 1,
                               memory_order_relaxed);
-    if (c->bridged || !c->prompt || c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
+    if ((c->bridged && !c->moh) || !c->prompt || c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
     /* The prompt is encoded already: copy 20 ms of it, wrapping around. */
     bool wrapped = false;
     const uint8_t *src = c->pt == 8 ? c->prompt->pcma : c->prompt->pcmu;
@@ -402,7 +418,7 @@ static void
 s_relay(gw_call_t *c, const struct rtp_header *hdr, struct mbuf *mb)
 {
     gw_call_t *p = c->peer;
-    if (!p || !c->bridged || p->held || p->pt < 0 || !sa_isset(&p->raddr, SA_ALL)) return;
+    if (!p || !c->bridged || c->moh || p->moh || p->held || p->pt < 0 || !sa_isset(&p->raddr, SA_ALL)) return;
     int pt;
     if (hdr->pt == c->telev_pt) {
         if (p->telev_pt < 0) return;
@@ -441,10 +457,7 @@ s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, vo
         size_t n = mbuf_get_left(mb) < 1024 ? mbuf_get_left(mb) : 1024;
         gw_g711_decode(c->pt, mbuf_buf(mb), pcm, n);
         c->rec_frames += sf_write_short(c->rec, pcm, (sf_count_t) n);
-        if (c->rec_max_frames && c->rec_frames >= c->rec_max_frames) {
-            sf_close(c->rec);
-            c->rec = NULL;
-        }
+        if (c->rec_max_frames && c->rec_frames >= c->rec_max_frames) s_rec_close(c);
     }
     if (hdr->pt != c->telev_pt || !c->telev) return;
     int event;
@@ -485,7 +498,10 @@ s_negotiate(gw_call_t *c)
     const struct sa *ra = sdp_media_raddr(c->sdpm);
     if (sa_isset(ra, SA_ALL)) {
         c->raddr = *ra;
-        rtcp_start(c->rtp, c->cdr.call_id, ra);
+        /* RTCP goes to the peer's RTCP port (a=rtcp, else RTP + 1), not its RTP port. */
+        struct sa rtcp;
+        sdp_media_raddr_rtcp(c->sdpm, &rtcp);
+        rtcp_start(c->rtp, c->cdr.call_id, &rtcp);
     }
     enum sdp_dir dir = sdp_media_rdir(c->sdpm);
     c->held = dir == SDP_SENDONLY || dir == SDP_INACTIVE || sa_is_any(ra);
@@ -537,12 +553,46 @@ s_cdr_push(gw_call_t *c)
     s_tell(c->media, &msg);
 }
 
+/* The result a call that was not answered ends its dialling with. */
+static const char *
+s_why(int cause)
+{
+    return cause == 486 || cause == 600 || cause == 603 ? "busy" : cause == 408 || cause == 480 ? "no_answer"
+         : cause == 404 || cause == 484 ? "not_found" : "rejected";
+}
+
+/* Back to its music (or silence), nothing relayed. */
+static void
+s_back_to_music(gw_call_t *c)
+{
+    c->prompt = c->music;
+    c->pos = 0;
+}
+
+/* An outbound leg that will not be answered (why: busy, no_answer...):
+ * whoever asked for it hears so, once. */
+static void
+s_leg_failed(gw_call_t *c, const char *why)
+{
+    if (c->told) return;
+    c->told = true;
+    gw_call_t *p = c->peer;
+    if (c->acd_offer) s_tell_call(c->media, GW_MSG_REJECTED, c->cdr.call_id, c->agent, why);
+    if (c->direct && p) s_op_done(p, why);   /* a transfer's target: the caller is back to the music */
+    if (c->originated && c->op.kind == GW_MEDIA_ORIGINATE) s_op_done(c, why);
+    if (c->originated && p && p->callback_number[0])   /* a callback's customer */
+        s_tell_call(c->media, GW_MSG_CALLBACK_FAILED, c->cdr.call_id, p->agent, why);
+}
+
 /* Ends the call once: BYE (or a final reply) through libre, CDR and event. */
 static void
 s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
 {
     if (c->ended) return;
+    if (c->outbound && !c->cdr.answered_us && strcmp(by, "system") != 0) s_leg_failed(c, s_why(cause));
     c->ended = true;
+    gw_clock_leave(c->media->clock, &c->tx);
+    s_rec_close(c);   /* whole, and its length in the CDR */
     s_op_done(c, "hangup");
     c->cdr.ended_us = cc_wall_us();
     c->cdr.sip_cause = cause;
@@ -555,27 +605,33 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
                  : strcmp(by, "callee") == 0 ? CC__PARTY__PARTY_CALLEE : CC__PARTY__PARTY_SYSTEM;
     ev.reason = (char *) reason;
     ev.duration_ms = c->cdr.answered_us ? (c->cdr.ended_us - c->cdr.answered_us) / 1000 : 0;
-    if (!c->outbound) s_publish(c->media, "call.ended", c->cdr.call_id, &ev);   /* the call, not the agent leg */
+    if (!c->agent_leg) s_publish(c->media, "call.ended", c->cdr.call_id, &ev);   /* the call, not the agent leg */
     s_cdr_push(c);
     gw_call_t *peer = c->peer;
+    bool was_bridged = c->bridged;
     if (peer) {
         peer->peer = NULL;
         c->peer = NULL;
+        peer->bridged = c->bridged = false;
     }
-    if (c->outbound) {
-        if (peer && !c->bridged && strcmp(by, "system") != 0) {
-            /* The agent's phone did not take the call: acd re-routes it. */
-            s_tell_call(c->media, GW_MSG_REJECTED, peer->cdr.call_id, c->agent,
-                        cause == 486 ? "busy" : cause == 408 ? "no_answer" : "unreachable");
-        } else if (peer && c->bridged) {
-            peer->bridged = false;
+    if (peer && c->api_bridge) {
+        /* Bridged on request: the other call lives on, back to its music. */
+        peer->api_bridge = c->api_bridge = false;
+        s_back_to_music(peer);
+        peer = NULL;
+    }
+    if (c->agent_leg) {
+        if (peer && was_bridged) {
             s_call_end(peer, 200, "callee", "agent hung up");
-        } else if (peer) {
-            peer->bridged = false;
+        } else if (peer && peer->originated && !peer->cdr.answered_us) {
+            /* A callback's customer still ringing: acd tries again later. */
+            s_tell_call(c->media, GW_MSG_CALLBACK_FAILED, peer->cdr.call_id, c->agent, "agent hung up");
+            peer->told = true;
+            s_call_end(peer, 487, "system", "agent hung up");
         }
     } else {
         if (c->queued) s_tell_call(c->media, GW_MSG_ENDED, c->cdr.call_id, NULL, reason);
-        if (peer) s_call_end(peer, 200, "system", "caller hung up");
+        if (peer) s_call_end(peer, 200, "system", reason);   /* the other leg ends for the same reason */
     }
     CC_INFO("call ended", "call_id=%s cause=%d by=%s reason=\"%s\" rtp_sent=%llu rtp_received=%llu dtmf=%s",
             c->cdr.call_id, cause, by, reason, (unsigned long long) c->cdr.rtp_sent,
@@ -655,7 +711,7 @@ s_on_close(int err, const struct sip_msg *msg, void *arg)
             pl_strcpy(&msg->reason, reason, sizeof reason);
             s_call_end(c, msg->scode, "callee", reason);
         } else if (err == ECONNRESET || !err) {
-            s_call_end(c, 200, "callee", "agent hung up");
+            s_call_end(c, 200, "callee", c->agent_leg ? "agent hung up" : "callee hung up");
         } else {
             s_call_end(c, err == ETIMEDOUT ? 408 : 500, "system", strerror(err));
         }
@@ -680,6 +736,7 @@ s_random_id(char *buf, size_t cap)
 }
 
 static void s_answer(void *arg);
+static void s_on_unanswered(void *arg);
 
 /* A call refused before any session: its CDR says why. */
 static void
@@ -731,7 +788,6 @@ s_on_connect(const struct sip_msg *msg, void *arg)
     }
     snprintf(c->cdr.leg, sizeof c->cdr.leg, "caller");
     snprintf(c->cdr.direction, sizeof c->cdr.direction, "inbound");
-    tmr_init(&c->tx_tmr);
     tmr_init(&c->answer_tmr);
     tmr_init(&c->op_tmr);
     s_random_id(c->cdr.call_id, sizeof c->cdr.call_id);
@@ -791,32 +847,50 @@ s_on_connect(const struct sip_msg *msg, void *arg)
             dialled, src, route->action, route->prompt);
 
     c->offered = offered;
-    tmr_start(&c->answer_tmr, (uint64_t) route->ring_ms, s_answer, c);
+    if (strcmp(route->action, "wait") == 0)   /* rings until media.answer */
+        tmr_start(&c->answer_tmr, (uint64_t) (route->ring_ms ? route->ring_ms : 30000), s_on_unanswered, c);
+    else
+        tmr_start(&c->answer_tmr, (uint64_t) route->ring_ms, s_answer, c);
 }
 
 /* Answers a ringing call: our SDP answers the offer, or offers itself (late
- * offer), and the prompt starts. */
-static void
-s_answer(void *arg)
+ * offer), and the prompt starts. Returns 0, or -1 when the answer failed
+ * and the call was ended (c is gone). */
+static int
+s_answer_now(gw_call_t *c)
 {
-    gw_call_t *c = arg;
     gw_media_t *m = c->media;
+    tmr_cancel(&c->answer_tmr);
     struct mbuf *desc = NULL;
     int err = s_offer_answer(c, &desc, !c->offered);
     if (!err) err = sipsess_answer(c->sess, 200, "OK", desc, NULL);
     mem_deref(desc);
     if (err) {
         s_call_end(c, 500, "system", "answer failed");
-        return;
+        return -1;
     }
     c->cdr.answered_us = cc_wall_us();
     Cc__CallAnswered ans = CC__CALL_ANSWERED__INIT;
     ans.call_id = c->cdr.call_id;
     s_publish(m, "call.answered", c->cdr.call_id, &ans);
-    c->tx_start = tmr_jiffies();
-    c->tx_start_us = cc_mono_us();
-    tmr_start(&c->tx_tmr, PTIME, s_on_tx, c);
+    gw_clock_join(m->clock, &c->tx, cc_mono_us(), s_on_tx, c);
     if (c->queued) s_tell_enqueue(m, c);
+    return 0;
+}
+
+static void
+s_answer(void *arg)
+{
+    s_answer_now(arg);
+}
+
+/* A wait route's call that nobody answered in time. */
+static void
+s_on_unanswered(void *arg)
+{
+    gw_call_t *c = arg;
+    sipsess_reject(c->sess, 480, "Temporarily Unavailable", "Content-Length: 0\r\n\r\n");
+    s_call_end(c, 480, "system", "not answered by request in time");
 }
 
 /* ---------------------------------------------------------------- registrar */
@@ -827,19 +901,31 @@ s_challenge(gw_media_t *m, const struct sip_msg *msg, bool stale)
     nonce_t *n = &m->nonces[m->next_nonce++ % MAX_NONCES];
     s_random_id(n->nonce, sizeof n->nonce);
     n->issued_ms = cc_mono_ms();
+    n->nc = 0;
     sip_treplyf(NULL, NULL, m->sip, msg, false, 401, "Unauthorized",
                 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5, qop=\"auth\"%s\r\n"
                 "Content-Length: 0\r\n\r\n", GW_REALM, n->nonce, stale ? ", stale=true" : "");
 }
 
-static bool
-s_nonce_fresh(gw_media_t *m, const struct pl *nonce)
+/* A REGISTER refused for good: counted, logged, answered with code. */
+static void
+s_register_refuse(gw_media_t *m, const struct sip_msg *msg, uint16_t code, const char *reason, const char *user,
+                  const char *src)
+{
+    atomic_fetch_add(&m->register_refused, 1);
+    CC_WARN("REGISTER refused", "user=%s source=%s status=%u reason=\"%s\"", user, src, code, reason);
+    sip_treply(NULL, m->sip, msg, code, reason);
+}
+
+/* The nonce we issued less than GATEWAY_NONCE_TTL_S ago, or NULL. */
+static nonce_t *
+s_nonce_find(gw_media_t *m, const struct pl *nonce)
 {
     int64_t now = cc_mono_ms();
     for (int i = 0; i < MAX_NONCES; i++)
         if (m->nonces[i].nonce[0] && !pl_strcmp(nonce, m->nonces[i].nonce))
-            return now - m->nonces[i].issued_ms < NONCE_TTL_MS;
-    return false;
+            return now - m->nonces[i].issued_ms < (int64_t) m->o.nonce_ttl_s * 1000 ? &m->nonces[i] : NULL;
+    return NULL;
 }
 
 static reg_t *
@@ -851,62 +937,117 @@ s_reg_find(gw_media_t *m, const char *user)
     return NULL;
 }
 
-/* REGISTER with digest authentication against the stored HA1 values. */
+/* How long a binding asks to live: the Contact's expires parameter, else
+ * the Expires header, else the maximum. A value that is not a number of
+ * seconds counts as the maximum (RFC 3261 20.19), and so does one above it. */
+static int
+s_expires(const struct sip_msg *msg, const struct sip_addr *contact)
+{
+    struct pl v;
+    const struct sip_hdr *eh = sip_msg_hdr(msg, SIP_HDR_EXPIRES);
+    if (!contact || msg_param_decode(&contact->params, "expires", &v) != 0) {
+        if (!eh) return REG_MAX_S;
+        v = eh->val;
+    }
+    if (!v.l || v.l > 9) return REG_MAX_S;
+    for (size_t i = 0; i < v.l; i++)
+        if (v.p[i] < '0' || v.p[i] > '9') return REG_MAX_S;
+    uint32_t e = pl_u32(&v);
+    return e > REG_MAX_S ? REG_MAX_S : (int) e;
+}
+
+/* REGISTER with digest authentication against the stored HA1 values:
+ * no or another realm's credentials get a challenge; a nonce we did not
+ * give, that is too old, or whose count does not grow (a replay) gets a
+ * fresh one with stale=true; a wrong password 403; a malformed
+ * Authorization or Contact 400. No Contact is a query (RFC 3261 10.3):
+ * the binding is listed, not changed. "Contact: *" with Expires 0 removes
+ * it. */
 static void
 s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
 {
     const struct sip_hdr *auth = sip_msg_hdr(msg, SIP_HDR_AUTHORIZATION);
-    struct httpauth_digest_resp resp;
-    if (!auth || httpauth_digest_response_decode(&resp, &auth->val)) {
+    struct pl scheme;
+    if (!auth || re_regex(auth->val.p, auth->val.l, "[ \t]*[^ \t]+", NULL, &scheme) || pl_strcasecmp(&scheme, "Digest")) {
         s_challenge(m, msg, false);
         return;
     }
-    if (!s_nonce_fresh(m, &resp.nonce)) {
-        s_challenge(m, msg, true);
+    struct httpauth_digest_resp resp;
+    if (httpauth_digest_response_decode(&resp, &auth->val)) {
+        s_register_refuse(m, msg, 400, "Malformed Authorization", "-", src);
         return;
     }
     char user[64];
     pl_strcpy(&resp.username, user, sizeof user);
+    if (pl_strcmp(&resp.realm, GW_REALM)) {
+        CC_WARN("REGISTER for another realm: challenged", "user=%s source=%s", user, src);
+        s_challenge(m, msg, false);
+        return;
+    }
+    nonce_t *nonce = s_nonce_find(m, &resp.nonce);
+    if (!nonce) {
+        s_challenge(m, msg, true);
+        return;
+    }
     const gw_user_t *u = NULL;
     for (size_t i = 0; i < m->nusers; i++)
         if (strcmp(m->users[i].user, user) == 0) u = &m->users[i];
     if (!u || httpauth_digest_response_auth(&resp, &msg->met, u->ha1) != 0) {
-        CC_WARN("REGISTER refused: bad credentials", "user=%s source=%s", user, src);
-        sip_treply(NULL, m->sip, msg, 403, "Bad Credentials");
+        s_register_refuse(m, msg, 403, "Bad Credentials", user, src);
         return;
     }
+    /* Without qop the nonce is good once; with it, each count once. */
+    uint32_t nc = pl_isset(&resp.qop) ? pl_x32(&resp.nc) : 1;
+    if (nc <= nonce->nc) {
+        CC_WARN("REGISTER replayed: challenged", "user=%s source=%s nc=%u", user, src, nc);
+        s_challenge(m, msg, true);
+        return;
+    }
+    nonce->nc = nc;
     const struct sip_hdr *ch = sip_msg_hdr(msg, SIP_HDR_CONTACT);
-    struct sip_addr contact;
-    if (!ch || sip_addr_decode(&contact, &ch->val)) {
-        sip_treply(NULL, m->sip, msg, 400, "Contact Missing Or Invalid");
-        return;
-    }
-    int expires = 3600;
-    struct pl ev;
-    const struct sip_hdr *eh = sip_msg_hdr(msg, SIP_HDR_EXPIRES);
-    if (msg_param_decode(&contact.params, "expires", &ev) == 0) expires = pl_u32(&ev);
-    else if (eh) expires = pl_u32(&eh->val);
-    if (expires > 3600) expires = 3600;
     reg_t *r = NULL;
     int n = atomic_load(&m->nregs);
     for (int i = 0; i < n; i++) if (strcmp(m->regs[i].user, user) == 0) r = &m->regs[i];
+    if (!ch) {
+        int64_t left = r ? (r->expires_ms - cc_mono_ms()) / 1000 : 0;
+        if (left > 0)
+            sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%s>;expires=%d\r\nContent-Length: 0\r\n\r\n",
+                        r->contact, (int) left);
+        else
+            sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Content-Length: 0\r\n\r\n");
+        return;
+    }
+    struct sip_addr contact;
+    bool wildcard = !pl_strcmp(&ch->val, "*");
+    if (wildcard && s_expires(msg, NULL) != 0) {
+        s_register_refuse(m, msg, 400, "Contact * Needs Expires 0", user, src);
+        return;
+    }
+    if (!wildcard && sip_addr_decode(&contact, &ch->val)) {
+        s_register_refuse(m, msg, 400, "Contact Invalid", user, src);
+        return;
+    }
+    int expires = wildcard ? 0 : s_expires(msg, &contact);
     if (!r && expires > 0) {
         if (n == MAX_REGS) {
             sip_treply(NULL, m->sip, msg, 503, "Registrar Full");
             return;
         }
         r = &m->regs[n];
+        snprintf(r->user, sizeof r->user, "%s", user);
         atomic_store(&m->nregs, n + 1);
     }
     if (r) {
-        snprintf(r->user, sizeof r->user, "%s", user);
-        pl_strcpy(&contact.auri, r->contact, sizeof r->contact);
+        if (!wildcard) pl_strcpy(&contact.auri, r->contact, sizeof r->contact);
         r->source = msg->src;
         r->tp = msg->tp;
         r->expires_ms = cc_mono_ms() + (int64_t) expires * 1000;
     }
-    sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%r>;expires=%d\r\nContent-Length: 0\r\n\r\n",
-                &contact.auri, expires);
+    if (wildcard)
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Content-Length: 0\r\n\r\n");
+    else
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%r>;expires=%d\r\nContent-Length: 0\r\n\r\n",
+                    &contact.auri, expires);
     Cc__AgentRegistered ev2 = CC__AGENT_REGISTERED__INIT;
     ev2.agent_id = user;
     ev2.contact = r ? r->contact : "";
@@ -918,18 +1059,18 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
 /* --------------------------------------------------------------- agent legs */
 
 static gw_call_t *
-s_call_find(gw_media_t *m, const char *call_id, bool outbound)
+s_call_find(gw_media_t *m, const char *call_id, bool agent_leg)
 {
     struct le *le;
     LIST_FOREACH(&m->calls, le) {
         gw_call_t *c = le->data;
-        if (!c->ended && c->outbound == outbound && strcmp(c->cdr.call_id, call_id) == 0) return c;
+        if (!c->ended && c->agent_leg == agent_leg && strcmp(c->cdr.call_id, call_id) == 0) return c;
     }
     return NULL;
 }
 
 static int
-s_agent_answer(const struct sip_msg *msg, void *arg)
+s_leg_answer(const struct sip_msg *msg, void *arg)
 {
     gw_call_t *a = arg;
     int err = sdp_decode(a->sdp, msg->mb, false);
@@ -939,7 +1080,7 @@ s_agent_answer(const struct sip_msg *msg, void *arg)
 }
 
 static void
-s_agent_progress(const struct sip_msg *msg, void *arg)
+s_leg_progress(const struct sip_msg *msg, void *arg)
 {
     gw_call_t *a = arg;
     if (msg->scode == 180 || msg->scode == 183) {
@@ -950,66 +1091,127 @@ s_agent_progress(const struct sip_msg *msg, void *arg)
     }
 }
 
-/* The agent answered: the legs are bridged and acd is told. */
 static void
-s_agent_estab(const struct sip_msg *msg, void *arg)
+s_publish_answered(gw_call_t *c, const char *leg_id)
+{
+    Cc__CallAnswered ev = CC__CALL_ANSWERED__INIT;
+    ev.call_id = c->cdr.call_id;
+    ev.leg_id = (char *) leg_id;
+    s_publish(c->media, "call.answered", c->cdr.call_id, &ev);
+}
+
+/* Relays media between a and b from now on; call.bridged says so. */
+static void
+s_bridge(gw_call_t *a, gw_call_t *b, const char *agent_id)
+{
+    a->peer = b;
+    b->peer = a;
+    a->bridged = b->bridged = true;
+    Cc__CallBridged ev = CC__CALL_BRIDGED__INIT;
+    ev.call_id = a->cdr.call_id;
+    ev.other_call_id = b->cdr.call_id;
+    ev.agent_id = (char *) agent_id;
+    s_publish(a->media, "call.bridged", a->cdr.call_id, &ev);
+    CC_INFO("call bridged", "call_id=%s other_call_id=%s agent_id=%s codec=%s other_codec=%s", a->cdr.call_id,
+            b->cdr.call_id, agent_id, a->cdr.codec, b->cdr.codec);
+}
+
+static gw_call_t *s_dial(gw_media_t *m, const char *call_id, const char *uri, const char *caller, const char *dialled,
+                         int prefer_pt, int ring_ms);
+static void s_on_ring_timeout(void *arg);
+
+/* The far leg answered: an agent (acd hears it), a transfer's target (the
+ * caller's media.transfer is done), or a callback's agent (the customer is
+ * dialled now). */
+static void
+s_leg_estab(const struct sip_msg *msg, void *arg)
 {
     gw_call_t *a = arg;
+    gw_media_t *m = a->media;
     tmr_cancel(&a->ring_tmr);
     a->established = true;
     a->cdr.answered_us = cc_wall_us();
+    s_publish_answered(a, a->agent[0] ? a->agent : a->cdr.dialled);
+    if (a->originated) {
+        /* media.originate: the call is the caller's to drive now. */
+        gw_clock_join(m->clock, &a->tx, cc_mono_us(), s_on_tx, a);
+        if (a->op.kind == GW_MEDIA_ORIGINATE) s_op_done(a, "answered");
+        gw_call_t *agent = a->peer;
+        if (agent && agent->callback_number[0]) {
+            /* A callback's customer: the waiting agent talks to them. */
+            a->queued = true;   /* its end tells acd */
+            s_bridge(a, agent, agent->agent);
+            s_tell_call(m, GW_MSG_ANSWERED, a->cdr.call_id, agent->agent, NULL);
+        }
+        return;
+    }
+    if (a->callback_number[0]) {
+        /* The agent first (a customer never answers into silence); they
+         * hear a ring tone while the customer's phone rings. */
+        if (!m->trunk_out[0]) {
+            s_tell_call(m, GW_MSG_REJECTED, a->cdr.call_id, a->agent, "no_trunk");
+            s_call_end(a, 503, "system", "no outbound trunk for the callback");
+            return;
+        }
+        char uri[256];
+        re_snprintf(uri, sizeof uri, "sip:%s@%s", a->callback_number, m->trunk_out);
+        /* acd's offer time covers both phones ringing: the customer gets
+         * what is left of it (at least 5 s). */
+        int64_t left = a->offer_end_ms - cc_mono_ms() - 500;
+        int ring = left < 5000 ? 5000 : left > m->o.dial_ring_ms ? m->o.dial_ring_ms : (int) left;
+        gw_call_t *c = s_dial(m, a->cdr.call_id, uri, "callcenter", a->callback_number, a->pt, ring);
+        if (!c) {
+            s_tell_call(m, GW_MSG_CALLBACK_FAILED, a->cdr.call_id, a->agent, "unreachable");
+            s_call_end(a, 503, "system", "customer unreachable");
+            return;
+        }
+        c->originated = true;
+        snprintf(c->agent, sizeof c->agent, "%s", a->agent);
+        snprintf(c->cdr.leg, sizeof c->cdr.leg, "customer");
+        c->peer = a;
+        a->peer = c;
+        a->music = a->prompt = s_prompt(m, "tone:425");
+        gw_clock_join(m->clock, &a->tx, cc_mono_us(), s_on_tx, a);
+        CC_INFO("callback: agent answered, dialling the customer", "call_id=%s agent_id=%s number=%s", a->cdr.call_id,
+                a->agent, a->callback_number);
+        return;
+    }
     gw_call_t *c = a->peer;
     if (!c) return;
-    a->bridged = c->bridged = true;
-    s_tell_call(a->media, GW_MSG_ANSWERED, c->cdr.call_id, a->agent, NULL);
-    Cc__CallBridged ev = CC__CALL_BRIDGED__INIT;
-    ev.call_id = c->cdr.call_id;
-    ev.agent_id = a->agent;
-    s_publish(a->media, "call.bridged", c->cdr.call_id, &ev);
-    CC_INFO("call bridged", "call_id=%s agent_id=%s codec_caller=%s codec_agent=%s", c->cdr.call_id, a->agent,
-            c->cdr.codec, a->cdr.codec);
+    s_bridge(c, a, a->agent);
+    if (a->acd_offer) s_tell_call(m, GW_MSG_ANSWERED, c->cdr.call_id, a->agent, NULL);
+    if (a->direct) s_op_done(c, "answered");
 }
 
 static void
 s_on_ring_timeout(void *arg)
 {
     gw_call_t *a = arg;
-    if (a->peer) s_tell_call(a->media, GW_MSG_REJECTED, a->peer->cdr.call_id, a->agent, "no_answer");
-    s_call_end(a, 408, "system", "agent did not answer");
+    s_leg_failed(a, "no_answer");
+    s_call_end(a, 408, "system", "not answered in time");
 }
 
-/* Calls the agent's registered phone for caller call c. */
-static void
-s_offer(gw_media_t *m, const mq_req_t *q)
+/* Calls uri (INVITE with PCMU and PCMA, prefer_pt first) for call_id and
+ * rings it for ring_ms. Returns the new leg (linked in the calls, counted),
+ * or NULL when it could not be started (logged). */
+static gw_call_t *
+s_dial(gw_media_t *m, const char *call_id, const char *uri, const char *caller, const char *dialled, int prefer_pt,
+       int ring_ms)
 {
-    gw_call_t *c = s_call_find(m, q->call_id, false);
-    if (!c || c->peer) {
-        CC_WARN("offer for a call that is gone or already ringing", "call_id=%s agent_id=%s", q->call_id, q->agent);
-        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, c ? "busy" : "gone");
-        return;
-    }
-    reg_t *r = s_reg_find(m, q->extension);
-    if (!r) {
-        CC_WARN("agent phone not registered", "call_id=%s agent_id=%s extension=%s", q->call_id, q->agent, q->extension);
-        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "unregistered");
-        return;
-    }
     gw_call_t *a = mem_zalloc(sizeof *a, s_call_destroy);
-    if (!a) return;
+    if (!a) return NULL;
     a->media = m;
     a->outbound = true;
     a->pt = a->telev_pt = -1;
-    tmr_init(&a->tx_tmr);
     tmr_init(&a->answer_tmr);
     tmr_init(&a->ring_tmr);
     tmr_init(&a->op_tmr);
-    snprintf(a->agent, sizeof a->agent, "%s", q->agent);
-    snprintf(a->cdr.call_id, sizeof a->cdr.call_id, "%s", c->cdr.call_id);
-    snprintf(a->cdr.caller, sizeof a->cdr.caller, "%s", c->cdr.caller);
-    snprintf(a->cdr.dialled, sizeof a->cdr.dialled, "%s", q->extension);
+    snprintf(a->cdr.call_id, sizeof a->cdr.call_id, "%s", call_id);
+    snprintf(a->cdr.caller, sizeof a->cdr.caller, "%s", caller);
+    snprintf(a->cdr.dialled, sizeof a->cdr.dialled, "%s", dialled);
     snprintf(a->cdr.leg, sizeof a->cdr.leg, "agent");
     snprintf(a->cdr.direction, sizeof a->cdr.direction, "outbound");
-    re_snprintf(a->cdr.source, sizeof a->cdr.source, "%J", &r->source);
+    snprintf(a->cdr.source, sizeof a->cdr.source, "%.63s", uri);
     a->cdr.started_us = cc_wall_us();
     list_append(&m->calls, &a->le, a);
     struct sa laddr;
@@ -1021,31 +1223,78 @@ s_offer(gw_media_t *m, const mq_req_t *q)
     if (!err) err = udp_local_get(rtp_sock(a->rtp), &rtp_local);
     if (!err) err = sdp_session_alloc(&a->sdp, &laddr);
     if (!err) err = sdp_media_add(&a->sdpm, a->sdp, "audio", sa_port(&rtp_local), "RTP/AVP");
-    /* The caller's codec first: no conversion when the phone takes it. */
-    const char *first = c->pt == 8 ? "8" : "0", *second = c->pt == 8 ? "0" : "8";
-    if (!err) err = sdp_format_add(NULL, a->sdpm, false, first, c->pt == 8 ? "PCMA" : "PCMU", 8000, 1, NULL, NULL, NULL, false, NULL);
-    if (!err) err = sdp_format_add(NULL, a->sdpm, false, second, c->pt == 8 ? "PCMU" : "PCMA", 8000, 1, NULL, NULL, NULL, false, NULL);
+    /* The other leg's codec first: no conversion when the phone takes it. */
+    bool alaw = prefer_pt == 8;
+    if (!err) err = sdp_format_add(NULL, a->sdpm, false, alaw ? "8" : "0", alaw ? "PCMA" : "PCMU", 8000, 1, NULL, NULL, NULL, false, NULL);
+    if (!err) err = sdp_format_add(NULL, a->sdpm, false, alaw ? "0" : "8", alaw ? "PCMU" : "PCMA", 8000, 1, NULL, NULL, NULL, false, NULL);
     if (!err) err = sdp_format_add(NULL, a->sdpm, false, "101", "telephone-event", 8000, 1, NULL, NULL, NULL, false, "0-15");
+    if (!err) err = telev_alloc(&a->telev, PTIME);
     if (!err) err = sdp_encode(&desc, a->sdp, true);
     char from[128];
-    re_snprintf(from, sizeof from, "sip:%s@%s:%d", c->cdr.caller[0] ? c->cdr.caller : "callcenter", m->sip_host, m->o.sip_port);
-    if (!err) err = sipsess_connect(&a->sess, m->sess_sock, r->contact, c->cdr.caller, from, "gateway", NULL, 0,
-                                    "application/sdp", desc, NULL, NULL, false, s_on_offer, s_agent_answer,
-                                    s_agent_progress, s_agent_estab, s_on_info, NULL, s_on_close, a,
-                                    "X-Call-Id: %s\r\n", c->cdr.call_id);
+    re_snprintf(from, sizeof from, "sip:%s@%s:%d", caller[0] ? caller : "callcenter", m->sip_host, m->o.sip_port);
+    if (!err) err = sipsess_connect(&a->sess, m->sess_sock, uri, caller, from, "gateway", NULL, 0,
+                                    "application/sdp", desc, NULL, NULL, false, s_on_offer, s_leg_answer,
+                                    s_leg_progress, s_leg_estab, s_on_info, NULL, s_on_close, a,
+                                    "X-Call-Id: %s\r\n", call_id);
     mem_deref(desc);
     if (err) {
-        CC_ERROR("calling the agent failed", "call_id=%s agent_id=%s error=\"%s\"", c->cdr.call_id, q->agent, strerror(err));
+        CC_ERROR("dialling failed", "call_id=%s uri=%s error=\"%s\"", call_id, uri, strerror(err));
         list_unlink(&a->le);
         mem_deref(a);
+        return NULL;
+    }
+    atomic_fetch_add(&m->ncalls, 1);
+    tmr_start(&a->ring_tmr, (uint64_t) (ring_ms > 0 ? ring_ms : 15000), s_on_ring_timeout, a);
+    return a;
+}
+
+/* Calls the agent's registered phone for caller call c; for a callback (no
+ * caller waiting), the customer is dialled once the agent answers. */
+static void
+s_offer(gw_media_t *m, const mq_req_t *q)
+{
+    gw_call_t *c = s_call_find(m, q->call_id, false);
+    bool callback = q->callback_number[0] && (!c || !c->cdr.answered_us);
+    if (!callback && (!c || c->peer)) {
+        CC_WARN("offer for a call that is gone or already ringing", "call_id=%s agent_id=%s", q->call_id, q->agent);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, c ? "busy" : "gone");
+        return;
+    }
+    if (callback && (c || s_call_find(m, q->call_id, true))) {
+        CC_WARN("callback offer for a call still in progress", "call_id=%s agent_id=%s", q->call_id, q->agent);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "busy");
+        return;
+    }
+    if (callback && !m->trunk_out[0]) {
+        CC_WARN("callback offer refused: no outbound trunk (GATEWAY_TRUNK_OUT)", "call_id=%s agent_id=%s", q->call_id, q->agent);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "no_trunk");
+        return;
+    }
+    reg_t *r = s_reg_find(m, q->extension);
+    if (!r) {
+        CC_WARN("agent phone not registered", "call_id=%s agent_id=%s extension=%s", q->call_id, q->agent, q->extension);
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "unregistered");
+        return;
+    }
+    gw_call_t *a = s_dial(m, q->call_id, r->contact, callback ? q->callback_number : c->cdr.caller, q->extension,
+                          callback ? 0 : c->pt, q->ring_ms);
+    if (!a) {
         s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "unreachable");
         return;
     }
-    atomic_fetch_add(&m->ncalls, 1);
-    a->peer = c;
-    c->peer = a;
-    tmr_start(&a->ring_tmr, (uint64_t) (q->ring_ms > 0 ? q->ring_ms : 15000), s_on_ring_timeout, a);
-    CC_INFO("ringing agent", "call_id=%s agent_id=%s contact=%s", c->cdr.call_id, q->agent, r->contact);
+    a->agent_leg = true;
+    a->acd_offer = true;
+    snprintf(a->agent, sizeof a->agent, "%s", q->agent);
+    re_snprintf(a->cdr.source, sizeof a->cdr.source, "%J", &r->source);
+    if (callback) {
+        snprintf(a->callback_number, sizeof a->callback_number, "%s", q->callback_number);
+        a->offer_end_ms = cc_mono_ms() + (q->ring_ms > 0 ? q->ring_ms : 15000);
+    } else {
+        a->peer = c;
+        c->peer = a;
+    }
+    CC_INFO(callback ? "ringing agent for a callback" : "ringing agent", "call_id=%s agent_id=%s contact=%s",
+            q->call_id, q->agent, r->contact);
 }
 
 /* Requests outside an INVITE dialog: access control first, then OPTIONS;
@@ -1086,13 +1335,183 @@ s_on_request(const struct sip_msg *msg, void *arg)
 
 /* ------------------------------------------------------------------ thread */
 
+/* media.originate: calls a number through the trunk, or an agent's
+ * registered phone ("agent:ID"); done when answered (the reply carries the
+ * new call's id) or when it will not be. */
+static void
+s_originate(gw_media_t *m, const gw_media_op_t *op)
+{
+    const char *d = op->destination;
+    bool agent = strncmp(d, "agent:", 6) == 0;
+    reg_t *r = agent ? s_reg_find(m, d + 6) : NULL;
+    const char *refused = agent && !r ? "unregistered" : !agent && !m->trunk_out[0] ? "no_trunk"
+                        : atomic_load(&m->ncalls) >= m->o.max_calls ? "over_capacity" : NULL;
+    if (refused) {
+        CC_WARN("originate refused", "destination=%s reason=%s", d, refused);
+        s_tell_done(m, op->token, "", refused, NULL);
+        return;
+    }
+    char uri[320], call_id[64];
+    if (agent) snprintf(uri, sizeof uri, "%s", r->contact);
+    else re_snprintf(uri, sizeof uri, "sip:%s@%s", d, m->trunk_out);
+    s_random_id(call_id, sizeof call_id);
+    const char *from = op->caller_id[0] ? op->caller_id : "callcenter";
+    gw_call_t *c = s_dial(m, call_id, uri, from, agent ? d + 6 : d, 0, op->timeout_ms ? op->timeout_ms : m->o.dial_ring_ms);
+    if (!c) {
+        s_tell_done(m, op->token, "", "unreachable", NULL);
+        return;
+    }
+    c->originated = true;
+    c->op = *op;
+    snprintf(c->cdr.leg, sizeof c->cdr.leg, "outbound");
+    if (agent) snprintf(c->agent, sizeof c->agent, "%s", d + 6);
+    Cc__CallStarted ev = CC__CALL_STARTED__INIT;
+    ev.call_id = c->cdr.call_id;
+    ev.caller = c->cdr.caller;
+    ev.dialled = c->cdr.dialled;
+    ev.trunk = agent ? "" : m->trunk_out;
+    ev.direction = "outbound";
+    ev.codec = "";
+    s_publish(m, "call.started", c->cdr.call_id, &ev);
+    CC_INFO("originating", "call_id=%s destination=%s uri=%s", call_id, d, uri);
+}
+
+/* media.transfer, blind: the caller leaves whoever they talk to (an agent
+ * leg ends, a bridged call goes back to its music) and goes to a queue
+ * ("queue:NAME": done once handed to acd), an agent's phone ("agent:ID") or
+ * a number through the trunk (done when it answers, or busy, no_answer...:
+ * the caller then hears the music again). */
+static void
+s_transfer(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
+{
+    const char *d = op->destination;
+    bool to_queue = strncmp(d, "queue:", 6) == 0, to_agent = strncmp(d, "agent:", 6) == 0;
+    char uri[320] = "";
+    reg_t *r = to_agent ? s_reg_find(m, d + 6) : NULL;
+    const char *refused = to_agent && !r ? "unregistered" : !to_queue && !to_agent && !m->trunk_out[0] ? "no_trunk" : NULL;
+    if (refused) {
+        s_tell_done(m, op->token, c->cdr.call_id, refused, NULL);
+        return;
+    }
+    if (r) snprintf(uri, sizeof uri, "%s", r->contact);
+    else if (!to_queue) re_snprintf(uri, sizeof uri, "sip:%s@%s", d, m->trunk_out);
+    s_op_done(c, "replaced");
+    gw_call_t *p = c->peer;
+    if (p) {
+        c->peer = p->peer = NULL;
+        c->bridged = p->bridged = false;
+        c->api_bridge = p->api_bridge = false;
+        if (p->agent_leg) s_call_end(p, 200, "system", "transferred");
+        else s_back_to_music(p);
+    }
+    if (c->queued) {
+        /* acd lets the agent go (wrap-up) before the call goes anywhere else. */
+        s_tell_call(m, GW_MSG_ENDED, c->cdr.call_id, NULL, "transferred");
+        c->queued = false;
+    }
+    c->moh = false;
+    s_back_to_music(c);
+    CC_INFO("transferring", "call_id=%s destination=%s", c->cdr.call_id, d);
+    if (to_queue) {
+        c->queued = true;
+        snprintf(c->queue, sizeof c->queue, "%s", d + 6);
+        s_tell_enqueue(m, c);
+        s_tell_done(m, op->token, c->cdr.call_id, "queued", NULL);
+        return;
+    }
+    gw_call_t *a = s_dial(m, c->cdr.call_id, uri, c->cdr.caller, to_agent ? d + 6 : d, c->pt,
+                          op->timeout_ms ? op->timeout_ms : m->o.dial_ring_ms);
+    if (!a) {
+        s_tell_done(m, op->token, c->cdr.call_id, "unreachable", NULL);
+        return;
+    }
+    a->agent_leg = true;
+    a->direct = true;
+    snprintf(a->cdr.leg, sizeof a->cdr.leg, "transfer");
+    if (to_agent) snprintf(a->agent, sizeof a->agent, "%s", d + 6);
+    a->peer = c;
+    c->peer = a;
+    c->op = *op;   /* done when the target answers or will not */
+}
+
+/* media.answer, bridge, unbridge, hold: call control that answers at once.
+ * Returns the result. */
+static const char *
+s_control(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
+{
+    if (op->kind == GW_MEDIA_BRIDGE) {
+        gw_call_t *o = s_call_find(m, op->other, false);
+        if (!o || !o->cdr.answered_us) return "other_gone";
+        if (o == c || c->peer || o->peer) return "conflict";
+        s_op_done(c, "replaced");
+        s_op_done(o, "replaced");
+        c->api_bridge = o->api_bridge = true;
+        c->moh = o->moh = false;
+        s_bridge(c, o, "");
+        return "done";
+    }
+    if (op->kind == GW_MEDIA_UNBRIDGE) {
+        gw_call_t *p = c->peer;
+        if (!p || !c->api_bridge) return p ? "conflict" : "not_bridged";
+        c->peer = p->peer = NULL;
+        c->bridged = p->bridged = false;
+        c->api_bridge = p->api_bridge = false;
+        s_back_to_music(c);
+        s_back_to_music(p);
+        CC_INFO("call unbridged", "call_id=%s other_call_id=%s", c->cdr.call_id, p->cdr.call_id);
+        return "done";
+    }
+    /* Hold: the caller hears music and nothing is relayed either way;
+     * unhold: the other party again, or the call's own music. */
+    if (op->hold) {
+        const gw_prompt_t *music = s_prompt(m, op->prompt[0] ? op->prompt : m->hold_music);
+        if (!music) return "no_prompt";
+        s_op_done(c, "replaced");
+        c->moh = true;
+        c->prompt = music;
+        c->pos = 0;
+    } else {
+        c->moh = false;
+        s_back_to_music(c);
+    }
+    CC_INFO(op->hold ? "call held" : "call resumed", "call_id=%s", c->cdr.call_id);
+    return "done";
+}
+
 /* Starts a media operation on a caller's call, ending the one before. */
 static void
 s_media_op(gw_media_t *m, const gw_media_op_t *op)
 {
+    if (op->kind == GW_MEDIA_ORIGINATE) {
+        s_originate(m, op);
+        return;
+    }
     gw_call_t *c = s_call_find(m, op->call_id, false);
+    if (c && op->kind == GW_MEDIA_ANSWER) {
+        /* Ringing: answered now; answered already: nothing to do. */
+        const char *result = c->cdr.answered_us || c->outbound ? "done" : s_answer_now(c) ? "hangup" : "done";
+        s_tell_done(m, op->token, op->call_id, result, NULL);
+        return;
+    }
+    if (c && op->kind == GW_MEDIA_HANGUP && !c->cdr.answered_us) {
+        /* Still ringing: an originated call is cancelled, an inbound one refused. */
+        const char *reason = op->reason[0] ? op->reason : "hung up by request";
+        if (!c->outbound) sipsess_reject(c->sess, op->cause >= 300 ? (uint16_t) op->cause : 480, "Temporarily Unavailable",
+                                         "Content-Length: 0\r\n\r\n");
+        s_call_end(c, c->outbound ? 487 : op->cause >= 300 ? op->cause : 480, "system", reason);
+        s_tell_done(m, op->token, op->call_id, "hangup", NULL);
+        return;
+    }
     if (!c || !c->cdr.answered_us) {
         s_tell_done(m, op->token, op->call_id, "gone", NULL);
+        return;
+    }
+    if (op->kind == GW_MEDIA_TRANSFER) {
+        s_transfer(m, c, op);
+        return;
+    }
+    if (op->kind == GW_MEDIA_BRIDGE || op->kind == GW_MEDIA_UNBRIDGE || op->kind == GW_MEDIA_HOLD) {
+        s_tell_done(m, op->token, op->call_id, s_control(m, c, op), NULL);
         return;
     }
     if (op->kind == GW_MEDIA_RECORD) {
@@ -1102,9 +1521,11 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             char path[600];
             snprintf(path, sizeof path, "%s/%s", m->recordings_dir, op->path);
             SF_INFO info = { .samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
-            if (c->rec) sf_close(c->rec);
-            c->rec = sf_open(path, SFM_WRITE, &info);
-            if (!c->rec) {
+            s_rec_close(c);
+            if (c->cdr.nrecs == GW_MAX_RECORDINGS) {
+                CC_WARN("recording refused: too many on this call", "call_id=%s max=%d", c->cdr.call_id, GW_MAX_RECORDINGS);
+                result = "too_many";
+            } else if (!(c->rec = sf_open(path, SFM_WRITE, &info))) {
                 CC_ERROR("recording not started", "call_id=%s path=%s error=\"%s\"", c->cdr.call_id, path, sf_strerror(NULL));
                 result = "no_file";
             } else {
@@ -1112,6 +1533,10 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
                 c->rec_paused = false;
                 c->rec_max_frames = (int64_t) op->max_ms * 8;
                 snprintf(c->cdr.recording, sizeof c->cdr.recording, "%s", op->path);
+                gw_recording_t *r = &c->cdr.recs[c->cdr.nrecs++];
+                snprintf(r->path, sizeof r->path, "%s", op->path);
+                r->started_us = cc_wall_us();
+                r->ms = 0;
             }
         } else if (!c->rec) {
             result = "not_recording";
@@ -1119,8 +1544,7 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             c->rec_paused = op->record_cmd == GW_REC_PAUSE;
             CC_INFO(c->rec_paused ? "recording paused" : "recording resumed", "call_id=%s", c->cdr.call_id);
         } else {
-            sf_close(c->rec);
-            c->rec = NULL;
+            s_rec_close(c);
         }
         s_tell_done(m, op->token, op->call_id, result, NULL);
         return;
@@ -1189,7 +1613,7 @@ s_on_mqueue(int id, void *data, void *arg)
         struct le *le;
         LIST_FOREACH(&m->calls, le) {
             gw_call_t *c = le->data;
-            if (c->outbound || c->ended || !c->queued || c->bridged || c->peer || !c->cdr.answered_us) continue;
+            if (c->agent_leg || c->ended || !c->queued || c->bridged || c->peer || !c->cdr.answered_us) continue;
             s_tell_enqueue(m, c);
         }
     }
@@ -1240,6 +1664,7 @@ s_thread(void *arg)
         err = fd_setsize(rl.rlim_cur > 1000000 ? 1000000 : (int) rl.rlim_cur);
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
+    if (!err) m->clock = gw_clock_new(PTIME);
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
     if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
@@ -1273,6 +1698,7 @@ out:
     for (int i = 0; i < m->nprompts; i++) gw_prompt_free(&m->prompts[i].prompt);
     free(m->users);
     m->users = NULL;
+    gw_clock_destroy(&m->clock);
     libre_close();
     return NULL;
 }
@@ -1298,6 +1724,8 @@ s_media_free(gw_media_t *m)
     free(m->fallback);
     free(m->recordings_dir);
     free(m->tts_dir);
+    free(m->trunk_out);
+    free(m->hold_music);
     free(m->regs);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
@@ -1319,6 +1747,8 @@ gw_media_start(const gw_media_opts_t *opts)
     m->fallback = s_dup(opts->fallback);
     m->recordings_dir = s_dup(opts->recordings_dir);
     m->tts_dir = s_dup(opts->tts_dir);
+    m->trunk_out = s_dup(opts->trunk_out);
+    m->hold_music = s_dup(opts->hold_music && *opts->hold_music ? opts->hold_music : "tone:425");
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     list_init(&m->calls);
@@ -1371,7 +1801,17 @@ gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p)
 int
 gw_media_registrations(gw_media_t *self)
 {
-    return atomic_load(&self->nregs);
+    int64_t now = cc_mono_ms();
+    int live = 0;
+    for (int i = 0; i < atomic_load(&self->nregs); i++)
+        if (self->regs[i].expires_ms > now) live++;
+    return live;
+}
+
+int64_t
+gw_media_register_refused(gw_media_t *self)
+{
+    return atomic_load(&self->register_refused);
 }
 
 static int
@@ -1395,9 +1835,11 @@ s_req(const char *call_id)
 }
 
 int
-gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, const char *extension, int ring_ms)
+gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, const char *extension, int ring_ms,
+               const char *callback_number)
 {
     mq_req_t *q = s_req(call_id);
+    snprintf(q->callback_number, sizeof q->callback_number, "%s", callback_number ? callback_number : "");
     snprintf(q->agent, sizeof q->agent, "%s", agent_id);
     snprintf(q->extension, sizeof q->extension, "%s", extension && *extension ? extension : agent_id);
     q->ring_ms = ring_ms;

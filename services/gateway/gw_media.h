@@ -29,17 +29,31 @@ typedef struct {
     const char *fallback;     /* prompt played once before a release: no dead air */
     const char *recordings_dir; /* where media.record writes WAV files */
     const char *tts_dir;      /* rendered speech: prompts named "tts:<file>" */
+    const char *trunk_out;    /* "host:port" numbers are dialled through (originate, transfer,
+                               * callbacks); empty: none */
+    const char *hold_music;   /* prompt of media.hold when the request names none */
+    int dial_ring_ms;         /* how long an outbound call rings when the request says nothing */
     const char *service, *instance;
+    int nonce_ttl_s;          /* how long a REGISTER nonce stays good */
 } gw_media_opts_t;
+
+/* One recording of a leg (media.record start .. stop). */
+#define GW_MAX_RECORDINGS 16
+typedef struct {
+    char path[160];            /* under the recordings folder */
+    int64_t started_us, ms;    /* ms: audio in the file (paused parts are not in it) */
+} gw_recording_t;
 
 /* A finished call leg. */
 typedef struct {
     char call_id[64], sip_call_id[128], caller[64], dialled[64], source[64], codec[8], hangup_by[8];
-    char leg[8], direction[12];
+    char leg[16], direction[12];
     char reason[64], dtmf[64], recording[160];
     int64_t started_us, answered_us, ended_us;
     int sip_cause;
     uint64_t rtp_sent, rtp_received;
+    gw_recording_t recs[GW_MAX_RECORDINGS];   /* every recording, in order */
+    int nrecs;
 } gw_cdr_t;
 
 /* What the media thread tells the service thread, through the inproc socket
@@ -51,6 +65,7 @@ typedef enum {
     GW_MSG_REJECTED,     /* call_id, agent, reason: the agent could not be reached */
     GW_MSG_ENDED,        /* call_id: a queued caller's call ended */
     GW_MSG_MEDIA_DONE,   /* token, call_id, result (done, max, terminator, timeout, hangup, gone), digits */
+    GW_MSG_CALLBACK_FAILED, /* call_id, agent, reason: the customer of a callback did not answer */
 } gw_msg_type_t;
 
 typedef struct {
@@ -58,6 +73,7 @@ typedef struct {
     char call_id[64], queue[64], caller[64], agent[64], reason[64];
     uint64_t token;            /* GW_MSG_MEDIA_DONE: the request it answers */
     char result[16], digits[64];
+    char other[64];            /* GW_MSG_MEDIA_DONE of an originate: the new call's id */
     gw_cdr_t cdr;
 } gw_msg_t;
 
@@ -71,9 +87,14 @@ typedef struct {
     char path[160];            /* record: file under the recordings folder */
     int then_music;            /* play: afterwards, back to the call's music */
     int record_cmd, max_ms;    /* record: GW_REC_START, PAUSE, RESUME, STOP */
+    char other[64];            /* bridge: the other call */
+    char destination[64];      /* originate: a number or an agent; transfer: queue:NAME, agent:ID or a number */
+    char caller_id[64];        /* originate: the From user */
+    int hold, timeout_ms;      /* hold: on (1) or off (0); originate and transfer: ring time */
 } gw_media_op_t;
 
-enum { GW_MEDIA_PLAY = 1, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP, GW_MEDIA_RECORD };
+enum { GW_MEDIA_PLAY = 1, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP, GW_MEDIA_RECORD, GW_MEDIA_ANSWER, GW_MEDIA_BRIDGE,
+       GW_MEDIA_UNBRIDGE, GW_MEDIA_HOLD, GW_MEDIA_ORIGINATE, GW_MEDIA_TRANSFER };
 enum { GW_REC_START = 1, GW_REC_PAUSE, GW_REC_RESUME, GW_REC_STOP };
 
 /* A phone's credentials: HA1 = MD5(user:realm:password), never the password. */
@@ -94,14 +115,19 @@ int gw_media_calls(gw_media_t *self);
  * schedule, in microseconds, over all frames sent so far (thread-safe);
  * *frames_p (may be NULL) gets how many frames that covers. */
 int64_t gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p);
-/* Phones registered now (thread-safe). */
+/* Phones registered now, expired ones left out (thread-safe). */
 int gw_media_registrations(gw_media_t *self);
+/* REGISTERs refused so far: wrong password, malformed (thread-safe). */
+int64_t gw_media_register_refused(gw_media_t *self);
 
 /* Requests from the service thread, carried out on the media thread. Each
  * returns 0, or CC_ENOMEM / CC_EIO when it could not be queued. */
-/* Ring the phone registered as extension for caller call_id. */
+/* Ring the phone registered as extension for caller call_id. With a
+ * callback_number (a callback: no caller is waiting), the agent's answer
+ * dials that number through the trunk and bridges the two; acd hears
+ * answered when the customer answers, callback_failed when they do not. */
 int gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, const char *extension,
-                   int ring_ms);
+                   int ring_ms, const char *callback_number);
 /* End call_id (and any agent leg) with reason. With fallback, the caller
  * first hears the fallback prompt once (no dead air). */
 int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, int fallback);

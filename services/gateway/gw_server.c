@@ -28,7 +28,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Calls at once; more get 503" },
     { "GATEWAY_INVITES_PER_S", CC_CFG_INT, 1, 100000, NULL, 0, "New INVITEs per second per source; more get 503" },
     { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
-      "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop) or announce:PROMPT (once, then hang up)" },
+      "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop), announce:PROMPT (once, then hang up),"
+      " queue:NAME[/MUSIC], or wait:MUSIC (rings until media.answer); @MS rings that long first" },
     { "GATEWAY_PROMPTS_DIR", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Folder of 8 kHz mono WAV prompts (relative to the defaults file)" },
     { "GATEWAY_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the gateway's request server (gateway.offer...)" },
     { "GATEWAY_ACD_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "acd's request endpoint, for queue routes" },
@@ -41,6 +42,12 @@ static const cc_cfg_key_t s_keys[] = {
       "Cache folder of rendered speech (media.say), relative to the defaults file" },
     { "GATEWAY_FALLBACK_PROMPT", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY,
       "Prompt a caller hears once before being released because no queue took the call" },
+    { "GATEWAY_TRUNK_OUT", CC_CFG_STR, 0, 128, NULL, 0,
+      "host:port numbers are dialled through (media.originate, media.transfer, callbacks); empty: none" },
+    { "GATEWAY_DIAL_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an outbound call rings before it is given up" },
+    { "GATEWAY_HOLD_MUSIC", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY, "Prompt a held caller hears (media.hold without music)" },
+    { "GATEWAY_NONCE_TTL_S", CC_CFG_INT, 1, 3600, NULL, 0,
+      "How long a REGISTER digest nonce stays good; older ones get a fresh challenge (stale=true)" },
     CC_CFG_END
 };
 
@@ -59,7 +66,7 @@ struct _gw_server_t {
     gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
     size_t nbacklog;
     uv_timer_t *timer;
-    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_late_p99, *m_frames;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_reg_refused, *m_late_p99, *m_frames;
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *acd;
     int ring_ms, acd_timeout_ms;
@@ -100,12 +107,16 @@ s_enqueue(gw_server_t *self, const char *call_id, const char *queue, const char 
     s_acd(self, GW_MSG_ENQUEUE, "acd.enqueue", call_id, NULL, &e.base, queue, caller);
 }
 
+/* The leg's row and every recording's, in one statement. */
 static const char *s_insert =
-    "INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
+    "WITH leg AS (INSERT INTO telephony.cdr (call_id, sip_call_id, direction, caller, dialled, source, codec, started_at,"
     " answered_at, ended_at, sip_cause, hangup_by, reason, rtp_sent, rtp_received, dtmf, instance, leg, recording)"
     " VALUES ($1, $2, $17, $3, $4, $5, $6, to_timestamp($7::float8 / 1e6),"
     " CASE WHEN $8::bigint = 0 THEN NULL ELSE to_timestamp($8::float8 / 1e6) END, to_timestamp($9::float8 / 1e6),"
-    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18, $19)";
+    " $10::int, $11, $12, $13::bigint, $14::bigint, $15, $16, $18, $19) RETURNING id, call_id)"
+    " INSERT INTO telephony.cdr_recording (cdr_id, call_id, seq, path, started_at, duration_ms)"
+    " SELECT leg.id, leg.call_id, r.seq, r.path, to_timestamp(r.started::float8 / 1e6), r.ms"
+    " FROM leg, unnest($20::text[], $21::bigint[], $22::bigint[]) WITH ORDINALITY AS r(path, started, ms, seq)";
 
 /* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
 static int
@@ -118,11 +129,25 @@ s_store(gw_server_t *self, const gw_cdr_t *c)
     snprintf(cause, sizeof cause, "%d", c->sip_cause);
     snprintf(sent, sizeof sent, "%" PRIu64, c->rtp_sent);
     snprintf(received, sizeof received, "%" PRIu64, c->rtp_received);
+    /* Array literals; recording names are letters, digits and -_. only,
+     * quoted all the same. */
+    char paths[GW_MAX_RECORDINGS * 164 + 4], starts[GW_MAX_RECORDINGS * 22 + 4], lengths[GW_MAX_RECORDINGS * 22 + 4];
+    size_t np = 0, ns = 0, nl = 0;
+    paths[np++] = starts[ns++] = lengths[nl++] = '{';
+    for (int i = 0; i < c->nrecs && i < GW_MAX_RECORDINGS; i++) {
+        const char *sep = i ? "," : "";
+        np += (size_t) snprintf(paths + np, sizeof paths - np, "%s\"%s\"", sep, c->recs[i].path);
+        ns += (size_t) snprintf(starts + ns, sizeof starts - ns, "%s%" PRId64, sep, c->recs[i].started_us);
+        nl += (size_t) snprintf(lengths + nl, sizeof lengths - nl, "%s%" PRId64, sep, c->recs[i].ms);
+    }
+    snprintf(paths + np, sizeof paths - np, "}");
+    snprintf(starts + ns, sizeof starts - ns, "}");
+    snprintf(lengths + nl, sizeof lengths - nl, "}");
     const char *p[] = { c->call_id, c->sip_call_id, c->caller, c->dialled, c->source, c->codec, started, answered,
                         ended, cause, c->hangup_by, c->reason, sent, received, c->dtmf,
                         cc_service_instance(self->svc), c->direction[0] ? c->direction : "inbound",
-                        c->leg[0] ? c->leg : "caller", c->recording };
-    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 19, p, NULL);
+                        c->leg[0] ? c->leg : "caller", c->recording, paths, starts, lengths };
+    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 22, p, NULL);
     if (rc) CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id,
                      cc_pg_error(cc_service_pg(self->svc)));
     else cc_metric_add(self->m_cdrs, 1);
@@ -214,6 +239,19 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
     } else if (strcmp(msg->result, "no_prompt") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (strcmp(msg->result, "other_gone") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call to bridge with", NULL, 0);
+    } else if (strcmp(msg->result, "conflict") == 0 || strcmp(msg->result, "not_bridged") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT,
+                     strcmp(msg->result, "conflict") == 0 ? "the call is bridged or ringing already (or bridged by acd)"
+                                                          : "the call is not bridged", NULL, 0);
+    } else if (w->kind == GW_MEDIA_ORIGINATE && strcmp(msg->result, "answered") != 0) {
+        /* busy, no_answer, not_found, rejected, unregistered, no_trunk, over_capacity, unreachable */
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_UNAVAILABLE, msg->result, NULL, 0);
+    } else if (w->kind == GW_MEDIA_ORIGINATE) {
+        Cc__MediaOriginated out = CC__MEDIA_ORIGINATED__INIT;
+        out.call_id = (char *) msg->call_id;
+        cc_rpc_reply_msg(w->call, &out);
     } else if (w->kind == GW_MEDIA_COLLECT) {
         Cc__MediaCollected out = CC__MEDIA_COLLECTED__INIT;
         out.call_id = (char *) msg->call_id;
@@ -251,7 +289,8 @@ s_on_media_msg(void *arg, void *sock)
             r.agent_id = msg.agent;
             r.reason = msg.reason;
             const char *method = msg.type == GW_MSG_ANSWERED ? "acd.answered"
-                               : msg.type == GW_MSG_REJECTED ? "acd.rejected" : "acd.ended";
+                               : msg.type == GW_MSG_REJECTED ? "acd.rejected"
+                               : msg.type == GW_MSG_CALLBACK_FAILED ? "acd.callback_failed" : "acd.ended";
             s_acd(self, msg.type, method, msg.call_id, msg.agent, &r.base, NULL, NULL);
         }
     }
@@ -259,6 +298,17 @@ s_on_media_msg(void *arg, void *sock)
 }
 
 /* ------------------------------------------------------- gateway requests */
+
+/* A number to dial: digits with an optional leading +, and * or #. */
+static bool
+s_number_ok(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    if (len == 0 || len > 32) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((n[i] >= '0' && n[i] <= '9') || n[i] == '*' || n[i] == '#' || (n[i] == '+' && i == 0))) return false;
+    return true;
+}
 
 static void
 s_offer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
@@ -268,9 +318,10 @@ s_offer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (!o || !o->call_id[0] || !o->agent_id[0] || strlen(o->call_id) > 63 || strlen(o->agent_id) > 63
         || strlen(o->extension) > 63) {
         cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "malformed AgentOffer", NULL, 0);
-    } else if (strcmp(o->kind, "callback") == 0) {
-        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "outbound callbacks are not dialled by this gateway yet", NULL, 0);
-    } else if (gw_media_offer(self->media, o->call_id, o->agent_id, o->extension, self->ring_ms)) {
+    } else if (strcmp(o->kind, "callback") == 0 && !s_number_ok(o->callback_number)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "a callback wants a number (digits, +, *, #; up to 32)", NULL, 0);
+    } else if (gw_media_offer(self->media, o->call_id, o->agent_id, o->extension, self->ring_ms,
+                              strcmp(o->kind, "callback") == 0 ? o->callback_number : NULL)) {
         cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "media thread unavailable", NULL, 0);
     } else {
         cc_rpc_reply(call, CC__STATUS__STATUS_OK, NULL, NULL, 0);   /* ringing; the answer comes as acd.answered */
@@ -480,7 +531,119 @@ s_announce(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (m) cc__queue_position__free_unpacked(m, NULL);
 }
 
+static void
+s_media_answer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaAnswer *m = cc__media_answer__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_ANSWER };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_answer__free_unpacked(m, NULL);
+}
+
+static void
+s_media_bridge(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaBridge *m = cc__media_bridge__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_BRIDGE };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || !s_id_fits(m->other_call_id, sizeof op.other)
+        || strcmp(m->call_id, m->other_call_id) == 0) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want two different call ids", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.other, sizeof op.other, "%s", m->other_call_id);
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_bridge__free_unpacked(m, NULL);
+}
+
+static void
+s_media_unbridge(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaUnbridge *m = cc__media_unbridge__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_UNBRIDGE };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_unbridge__free_unpacked(m, NULL);
+}
+
+static void
+s_media_hold(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaHold *m = cc__media_hold__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_HOLD };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || strlen(m->music) >= sizeof op.prompt) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id (and a music prompt name)", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.prompt, sizeof op.prompt, "%s", m->music);
+        op.hold = m->hold;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_hold__free_unpacked(m, NULL);
+}
+
+static void
+s_media_originate(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaOriginate *m = cc__media_originate__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_ORIGINATE };
+    bool agent = m && m->agent_id[0];
+    if (!m || (agent ? !s_id_fits(m->agent_id, sizeof op.destination - 6) : !s_number_ok(m->destination))
+        || strlen(m->caller_id) >= sizeof op.caller_id || m->timeout_ms > 300000) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST,
+                     "want a number (digits, +, *, #) or an agent id, a caller id, a timeout up to 5 min", NULL, 0);
+    } else {
+        if (agent) snprintf(op.destination, sizeof op.destination, "agent:%s", m->agent_id);
+        else snprintf(op.destination, sizeof op.destination, "%s", m->destination);
+        snprintf(op.caller_id, sizeof op.caller_id, "%s", m->caller_id);
+        op.timeout_ms = (int) m->timeout_ms;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_originate__free_unpacked(m, NULL);
+}
+
+/* A transfer's destination: queue:NAME, agent:ID or a number. */
+static bool
+s_destination_ok(const char *d)
+{
+    if (!d || strlen(d) >= 64) return false;
+    if (strncmp(d, "queue:", 6) == 0 || strncmp(d, "agent:", 6) == 0) return d[6] != '\0';
+    return s_number_ok(d);
+}
+
+static void
+s_media_transfer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaTransfer *m = cc__media_transfer__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_TRANSFER };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || !s_destination_ok(m->destination)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id and queue:NAME, agent:ID or a number", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.destination, sizeof op.destination, "%s", m->destination);
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_transfer__free_unpacked(m, NULL);
+}
+
 static const cc_rpc_method_t s_methods[] = {
+    { "media.answer", s_media_answer, "MediaAnswer -> MediaDone: answers a ringing call (a wait route's)" },
+    { "media.bridge", s_media_bridge, "MediaBridge -> MediaDone: relays RTP between two answered calls" },
+    { "media.unbridge", s_media_unbridge, "MediaUnbridge -> MediaDone: splits a media.bridge; both back to their music" },
+    { "media.hold", s_media_hold, "MediaHold -> MediaDone: music on hold, nothing relayed (hold=false: back)" },
+    { "media.originate", s_media_originate,
+      "MediaOriginate -> MediaOriginated: calls a number (trunk) or an agent; replies when answered, UNAVAILABLE if not" },
+    { "media.transfer", s_media_transfer,
+      "MediaTransfer -> MediaDone: blind transfer to queue:NAME (queued), agent:ID or a number (answered, busy...)" },
     { "gateway.announce", s_announce, "QueuePosition -> ok: speaks the caller's position and wait between the music" },
     { "media.say", s_media_say, "MediaSay -> MediaDone: speaks text (espeak-ng, cached by text) and replies when said" },
     { "media.record", s_media_record, "MediaRecord -> MediaDone: records the caller to WAV; pause, resume, stop" },
@@ -524,6 +687,7 @@ s_on_timer(uv_timer_t *t)
     if (!self->media) return;
     cc_metric_set(self->m_calls, gw_media_calls(self->media));
     cc_metric_set(self->m_regs, gw_media_registrations(self->media));
+    cc_metric_set(self->m_reg_refused, gw_media_register_refused(self->media));
     uint64_t frames;
     cc_metric_set(self->m_late_p99, gw_media_send_late_us(self->media, 0.99, &frames));
     cc_metric_set(self->m_frames, (int64_t) frames);
@@ -571,6 +735,8 @@ gw_server_new(cc_service_t *svc)
     self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
     self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
     self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
+    self->m_reg_refused = cc_metrics_counter(m, "gateway_register_refused_total", NULL,
+                                             "REGISTERs refused: wrong password, malformed Authorization or Contact");
     self->ops = zhashx_new();
     zhashx_set_destructor(self->ops, s_wait_free);
     self->m_late_p99 = cc_metrics_gauge(m, "gateway_rtp_send_late_p99_us", NULL,
@@ -602,7 +768,9 @@ gw_server_new(cc_service_t *svc)
         .prompts_dir = prompts, .bus_pub = cc_cfg_str(cfg, "CC_BUS_PUB"), .bus_hwm = (int) cc_cfg_int(cfg, "CC_BUS_HWM"),
         .cdr_endpoint = CDR_ENDPOINT, .service = "gateway", .instance = cc_service_instance(svc),
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
-        .tts_dir = self->tts_dir,
+        .tts_dir = self->tts_dir, .trunk_out = cc_cfg_str(cfg, "GATEWAY_TRUNK_OUT"),
+        .hold_music = cc_cfg_str(cfg, "GATEWAY_HOLD_MUSIC"), .dial_ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_DIAL_RING_MS"),
+        .nonce_ttl_s = (int) cc_cfg_int(cfg, "GATEWAY_NONCE_TTL_S"),
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;

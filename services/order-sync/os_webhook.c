@@ -1,4 +1,4 @@
-/* os_webhook: Standard Webhooks verification (libsodium) and storage. */
+/* os_webhook: signatures (libsodium), the model's validation tables, amounts. */
 #include "os_webhook.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
@@ -21,10 +21,15 @@ os_verify(const char *secret, const char *id, const char *timestamp, const char 
         *why = "webhook-timestamp outside the 5 minute replay window";
         return 401;
     }
-    const char *b64 = strncmp(secret, "whsec_", 6) == 0 ? secret + 6 : secret;
+    /* "whsec_<base64>" is the Standard Webhooks form; any other secret (a
+     * Shopify or WooCommerce one, for the bulk API) is used as its bytes. */
     unsigned char key[256];
     size_t keylen = 0;
-    if (sodium_base642bin(key, sizeof key, b64, strlen(b64), NULL, &keylen, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+    if (strncmp(secret, "whsec_", 6) != 0) {
+        keylen = strlen(secret) < sizeof key ? strlen(secret) : sizeof key;
+        memcpy(key, secret, keylen);
+    } else if (sodium_base642bin(key, sizeof key, secret + 6, strlen(secret + 6), NULL, &keylen, NULL,
+                                 sodium_base64_VARIANT_ORIGINAL)) {
         *why = "platform secret unusable";
         return 401;
     }
@@ -53,183 +58,388 @@ os_verify(const char *secret, const char *id, const char *timestamp, const char 
     return 0;
 }
 
-static const struct { const char *name, *sql; } s_stmts[] = {
-    { "os_event", "INSERT INTO commerce.webhook_events (platform, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1" },
-    { "os_customer", "INSERT INTO commerce.customers (platform, external_id, name, phone, email) VALUES ($1, $2, $3, $4, $5)"
-                     " ON CONFLICT (platform, external_id) DO UPDATE SET name = $3, phone = $4, email = $5 RETURNING id" },
-    { "os_order_get", "SELECT status, version FROM commerce.orders WHERE order_number = $1 FOR UPDATE" },
-    { "os_transition", "SELECT 1 FROM commerce.status_transitions WHERE from_status = $1 AND to_status = $2" },
-    { "os_order_put", "INSERT INTO commerce.orders (order_number, platform, customer_id, status, total_minor, currency, version)"
-                      " VALUES ($1, $2, $3::bigint, $4, $5::bigint, $6, $7::bigint) ON CONFLICT (order_number) DO UPDATE"
-                      " SET customer_id = $3::bigint, status = $4, total_minor = $5::bigint, currency = $6, version = $7::bigint,"
-                      " updated_at = now()" },
-    { "os_items_del", "DELETE FROM commerce.order_items WHERE order_number = $1" },
-    { "os_item", "INSERT INTO commerce.order_items (order_number, line, sku, name, quantity, unit_minor)"
-                 " VALUES ($1, $2::int, $3, $4, $5::int, $6::bigint)" },
-    { "os_audit", "INSERT INTO commerce.order_audit (order_number, from_status, to_status, by_whom, source)"
-                  " VALUES ($1, $2, $3, $4, $5)" },
-};
-
-void
-os_statements(cc_pg_t *pg)
-{
-    for (size_t i = 0; i < sizeof s_stmts / sizeof *s_stmts; i++) cc_pg_statement(pg, s_stmts[i].name, s_stmts[i].sql);
-}
-
-static const char *s_statuses[] = { "ordered", "reviewed", "shipped", "delivered", "settled", "returned",
-                                    "exchanged", "cancelled", NULL };
-
-static int
-s_reply(char *reply, size_t cap, int status, const char *key, const char *text)
-{
-    json_t *j = json_pack("{s:s}", key, text);
-    char *t = json_dumps(j, JSON_COMPACT);
-    snprintf(reply, cap, "%s", t);
-    free(t);
-    json_decref(j);
-    return status;
-}
-
-/* A string field of 1..max characters, or NULL. */
-static const char *
-s_str(json_t *obj, const char *key, size_t max, bool required)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return required ? NULL : "";
-    const char *s = json_string_value(v);
-    if (!s || (required && !*s) || strlen(s) > max) return NULL;
-    return s;
-}
 
 int
-os_store(cc_pg_t *pg, const char *platform, const char *event_id, const char *body, size_t len,
-         char *reply, size_t cap, os_change_t *change)
+os_verify_body(const char *secret, const char *body, size_t len, const char *signature, const char **why)
 {
-    memset(change, 0, sizeof *change);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
-    if (!root) {
-        char why[256];
-        snprintf(why, sizeof why, "malformed JSON at line %d: %s", jerr.line, jerr.text);
-        return s_reply(reply, cap, 400, "error", why);
+    if (!signature || !*signature) { *why = "signature header missing"; return 401; }
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *) secret, strlen(secret));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *) body, len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    char expected[sodium_base64_ENCODED_LEN(crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(expected, sizeof expected, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
+    size_t elen = strlen(expected);
+    if (strlen(signature) != elen || sodium_memcmp(signature, expected, elen) != 0) {
+        *why = "signature does not match";
+        return 401;
     }
-    int status = 400;
-    const char *why = NULL;
-    json_t *data = json_object_get(root, "data");
-    json_t *cust = json_object_get(data, "customer"), *items = json_object_get(data, "items");
-    const char *type = s_str(root, "type", 64, true);
-    const char *number = s_str(data, "order_number", 64, true), *st = s_str(data, "status", 16, true);
-    const char *currency = s_str(data, "currency", 3, true);
-    json_t *total = json_object_get(data, "total"), *version = json_object_get(data, "version");
-    bool known = false;
-    for (int i = 0; st && s_statuses[i]; i++) known |= strcmp(st, s_statuses[i]) == 0;
-    if (!type || (strcmp(type, "order.created") != 0 && strcmp(type, "order.updated") != 0)) why = "type must be order.created or order.updated";
-    else if (!number) why = "data.order_number must be 1-64 characters";
-    else if (!known) why = "data.status is not a known status";
-    else if (!currency || strlen(currency) != 3) why = "data.currency must be a 3-letter code";
-    else if (!json_is_integer(total) || json_integer_value(total) < 0 || json_integer_value(total) > 1000000000000LL)
-        why = "data.total must be an amount in minor units, 0 to 10^12";
-    else if (!json_is_integer(version) || json_integer_value(version) < 0) why = "data.version must be a non-negative integer";
-    else if (!json_is_object(cust) || !s_str(cust, "id", 64, true) || !s_str(cust, "name", 200, false)
-             || !s_str(cust, "phone", 32, false) || !s_str(cust, "email", 200, false))
-        why = "data.customer needs an id (and name, phone, email within their lengths)";
-    else if (!json_is_array(items) || json_array_size(items) == 0 || json_array_size(items) > 500)
-        why = "data.items must list 1 to 500 items";
-    for (size_t i = 0; !why && i < json_array_size(items); i++) {
-        json_t *it = json_array_get(items, i), *q = json_object_get(it, "quantity"), *p = json_object_get(it, "unit_price");
-        if (!s_str(it, "sku", 64, true) || !s_str(it, "name", 200, false) || !json_is_integer(q)
-            || json_integer_value(q) < 1 || json_integer_value(q) > 100000 || !json_is_integer(p)
-            || json_integer_value(p) < 0 || json_integer_value(p) > 1000000000000LL)
-            why = "each item needs a sku, a quantity of 1 to 100000 and a unit_price in minor units";
-    }
-    if (why) {
-        json_decref(root);
-        return s_reply(reply, cap, 400, "error", why);
-    }
+    return 0;
+}
 
-    PGresult *res = NULL;
-    char buf[6][32];
-    if (cc_pg_begin(pg)) goto unavailable;
-    const char *ev[] = { platform, event_id };
-    if (cc_pg_exec(pg, "os_event", 2, ev, &res)) goto failed;
-    if (PQntuples(res) == 0) {   /* seen before: acknowledged, not applied again */
-        PQclear(res);
-        cc_pg_commit(pg);
-        json_decref(root);
-        return s_reply(reply, cap, 200, "result", "duplicate");
-    }
-    PQclear(res);
-    const char *cp[] = { platform, s_str(cust, "id", 64, true), s_str(cust, "name", 200, false),
-                         s_str(cust, "phone", 32, false), s_str(cust, "email", 200, false) };
-    if (cc_pg_exec(pg, "os_customer", 5, cp, &res)) goto failed;
-    char customer_id[32];
-    snprintf(customer_id, sizeof customer_id, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    const char *gp[] = { number };
-    if (cc_pg_exec(pg, "os_order_get", 1, gp, &res)) goto failed;
-    char old_status[16] = "";
-    if (PQntuples(res) == 1) {
-        snprintf(old_status, sizeof old_status, "%s", PQgetvalue(res, 0, 0));
-        long long old_version = atoll(PQgetvalue(res, 0, 1));
-        PQclear(res);
-        if (json_integer_value(version) <= old_version) {
-            /* An older update arriving late: recorded as received, not applied. */
-            cc_pg_commit(pg);
-            json_decref(root);
-            return s_reply(reply, cap, 200, "result", "stale");
+/* ------------------------------------------------------------ the model */
+
+typedef enum { F_STR, F_INT, F_OBJ, F_ARR, F_STATUS } s_type_t;
+
+typedef struct s_field {
+    const char *key;
+    s_type_t type;
+    long long min, max;              /* F_STR: length; F_INT: value; F_ARR: count */
+    bool required;
+    const struct s_field *items;     /* F_ARR: the fields of each element; F_OBJ: of the object (NULL: any) */
+} s_field_t;
+
+#define MONEY_MAX 1000000000000LL
+#define VERSION_MAX 9223372036854775807LL
+
+static const char *const s_statuses[] = { "ordered", "reviewed", "shipped", "delivered", "settled", "returned",
+                                          "exchanged", "cancelled", NULL };
+
+static const s_field_t s_item[] = {
+    { "sku", F_STR, 1, 64, true, NULL },
+    { "name", F_STR, 0, 200, false, NULL },
+    { "quantity", F_INT, 1, 100000, true, NULL },
+    { "unit_price", F_INT, 0, MONEY_MAX, true, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_phone[] = {
+    { "phone", F_STR, 1, 32, true, NULL },
+    { "kind", F_STR, 1, 16, false, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_address[] = {
+    { "kind", F_STR, 1, 16, false, NULL },
+    { "name", F_STR, 0, 200, false, NULL },
+    { "phone", F_STR, 0, 32, false, NULL },
+    { "line1", F_STR, 0, 300, false, NULL },
+    { "line2", F_STR, 0, 300, false, NULL },
+    { "city", F_STR, 0, 100, false, NULL },
+    { "province", F_STR, 0, 100, false, NULL },
+    { "postal_code", F_STR, 0, 20, false, NULL },
+    { "country", F_STR, 0, 2, false, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_customer[] = {
+    { "id", F_STR, 1, 64, true, NULL },
+    { "name", F_STR, 0, 200, false, NULL },
+    { "phone", F_STR, 0, 32, false, NULL },
+    { "email", F_STR, 0, 200, false, NULL },
+    { "category", F_STR, 1, 32, false, NULL },
+    { "birthday", F_STR, 0, 10, false, NULL },
+    { "gender", F_STR, 0, 8, false, NULL },
+    { "language", F_STR, 0, 16, false, NULL },
+    { "note", F_STR, 0, 2000, false, NULL },
+    { "custom_fields", F_OBJ, 0, 0, false, NULL },
+    { "phones", F_ARR, 0, 20, false, s_phone },
+    { "addresses", F_ARR, 0, 20, false, s_address },
+    { "version", F_INT, 0, VERSION_MAX, false, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_customer_event[] = {
+    { "id", F_STR, 1, 64, true, NULL },
+    { "version", F_INT, 0, VERSION_MAX, true, NULL },
+    { NULL, 0, 0, 0, false, s_customer }     /* and the rest of a customer */
+};
+
+static const s_field_t s_track[] = {
+    { "at", F_STR, 10, 40, true, NULL },
+    { "status", F_STR, 1, 32, true, NULL },
+    { "location", F_STR, 0, 200, false, NULL },
+    { "description", F_STR, 0, 500, false, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_parcel_item[] = {
+    { "line", F_INT, 1, 500, true, NULL },
+    { "quantity", F_INT, 1, 100000, true, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_shipment[] = {
+    { "id", F_STR, 1, 64, true, NULL },
+    { "order_number", F_STR, 1, 64, false, NULL },
+    { "order_external_id", F_STR, 1, 64, false, NULL },
+    { "carrier", F_STR, 0, 64, false, NULL },
+    { "tracking_number", F_STR, 0, 64, false, NULL },
+    { "fee", F_INT, 0, MONEY_MAX, false, NULL },
+    { "currency", F_STR, 3, 3, false, NULL },
+    { "status", F_STR, 1, 32, false, NULL },
+    { "version", F_INT, 0, VERSION_MAX, false, NULL },
+    { "events", F_ARR, 0, 200, false, s_track },
+    { "items", F_ARR, 0, 500, false, s_parcel_item },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_order[] = {
+    { "order_number", F_STR, 1, 64, true, NULL },
+    { "status", F_STATUS, 0, 0, true, NULL },
+    { "currency", F_STR, 3, 3, true, NULL },
+    { "total", F_INT, 0, MONEY_MAX, true, NULL },
+    { "version", F_INT, 0, VERSION_MAX, true, NULL },
+    { "external_id", F_STR, 1, 64, false, NULL },
+    { "financial_status", F_STR, 0, 32, false, NULL },
+    { "fulfillment_status", F_STR, 0, 32, false, NULL },
+    { "note", F_STR, 0, 2000, false, NULL },
+    { "shipping_address", F_OBJ, 0, 0, false, s_address },
+    { "customer", F_OBJ, 0, 0, false, s_customer },
+    { "items", F_ARR, 1, 500, true, s_item },
+    { "shipments", F_ARR, 0, 50, false, s_shipment },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_product[] = {
+    { "code", F_STR, 1, 64, true, NULL },
+    { "name", F_STR, 1, 200, true, NULL },
+    { "price", F_INT, 0, MONEY_MAX, true, NULL },
+    { "currency", F_STR, 3, 3, true, NULL },
+    { "version", F_INT, 0, VERSION_MAX, true, NULL },
+    { "external_id", F_STR, 1, 64, false, NULL },
+    { "description", F_STR, 0, 5000, false, NULL },
+    { "category", F_STR, 0, 100, false, NULL },
+    { "specification", F_OBJ, 0, 0, false, NULL },
+    { "status", F_STR, 1, 16, false, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_stock[] = {
+    { "product_code", F_STR, 1, 64, true, NULL },
+    { "warehouse", F_STR, 1, 32, true, NULL },
+    { "on_hand", F_INT, 0, 1000000000, true, NULL },
+    { "version", F_INT, 0, VERSION_MAX, true, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+static const s_field_t s_payment[] = {
+    { "id", F_STR, 1, 64, true, NULL },
+    { "order_number", F_STR, 1, 64, false, NULL },
+    { "order_external_id", F_STR, 1, 64, false, NULL },
+    { "method", F_STR, 1, 32, true, NULL },
+    { "kind", F_STR, 1, 16, false, NULL },
+    { "status", F_STR, 1, 16, false, NULL },
+    { "amount", F_INT, 0, MONEY_MAX, true, NULL },
+    { "currency", F_STR, 3, 3, true, NULL },
+    { "reference", F_STR, 0, 128, false, NULL },
+    { "paid_at", F_STR, 10, 40, false, NULL },
+    { "version", F_INT, 0, VERSION_MAX, true, NULL },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
+const char *const os_kinds[] = { "order", "customer", "product", "stock", "payment", "shipment", NULL };
+
+static const struct { const char *kind; const s_field_t *fields; bool needs_order; } s_models[] = {
+    { "order", s_order, false }, { "customer", s_customer_event, false }, { "product", s_product, false },
+    { "stock", s_stock, false }, { "payment", s_payment, true }, { "shipment", s_shipment, true },
+};
+
+static bool s_fields(json_t *obj, const s_field_t *spec, const char *path, char *why, size_t cap);
+
+static bool
+s_field(json_t *v, const s_field_t *f, const char *path, char *why, size_t cap)
+{
+    switch (f->type) {
+    case F_STR: {
+        const char *s = json_string_value(v);
+        long long n = 0;   /* characters: jansson has checked the UTF-8 */
+        for (const char *c = s; c && *c; c++) n += ((unsigned char) *c & 0xC0) != 0x80;
+        if (!s || n < f->min || n > f->max) {
+            snprintf(why, cap, "%s must be text of %lld to %lld characters", path, f->min, f->max);
+            return false;
         }
-        if (strcmp(old_status, st) != 0) {
-            const char *tp[] = { old_status, st };
-            if (cc_pg_exec(pg, "os_transition", 2, tp, &res)) goto failed;
-            int allowed = PQntuples(res);
-            PQclear(res);
-            if (!allowed) {
-                cc_pg_rollback(pg);
-                char msg[96];
-                snprintf(msg, sizeof msg, "status %s -> %s is not allowed", old_status, st);
-                json_decref(root);
-                return s_reply(reply, cap, 422, "error", msg);
+        return true;
+    }
+    case F_INT:
+        if (!json_is_integer(v) || json_integer_value(v) < f->min || json_integer_value(v) > f->max) {
+            snprintf(why, cap, "%s must be an integer from %lld to %lld", path, f->min, f->max);
+            return false;
+        }
+        return true;
+    case F_STATUS:
+        for (int i = 0; json_is_string(v) && s_statuses[i]; i++)
+            if (strcmp(json_string_value(v), s_statuses[i]) == 0) return true;
+        snprintf(why, cap, "%s must be one of ordered, reviewed, shipped, delivered, settled, returned, exchanged, "
+                 "cancelled", path);
+        return false;
+    case F_OBJ:
+        if (!json_is_object(v)) {
+            snprintf(why, cap, "%s must be an object", path);
+            return false;
+        }
+        return !f->items || s_fields(v, f->items, path, why, cap);
+    case F_ARR:
+        if (!json_is_array(v) || (long long) json_array_size(v) < f->min || (long long) json_array_size(v) > f->max) {
+            snprintf(why, cap, "%s must list %lld to %lld entries", path, f->min, f->max);
+            return false;
+        }
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            char sub[160];
+            snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+            json_t *e = json_array_get(v, i);
+            if (!json_is_object(e)) {
+                snprintf(why, cap, "%s must be an object", sub);
+                return false;
+            }
+            if (!s_fields(e, f->items, sub, why, cap)) return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static bool
+s_fields(json_t *obj, const s_field_t *spec, const char *path, char *why, size_t cap)
+{
+    const s_field_t *f = spec;
+    for (; f->key; f++) {
+        char sub[160];
+        snprintf(sub, sizeof sub, "%s.%s", path, f->key);
+        json_t *v = json_object_get(obj, f->key);
+        if (!v || json_is_null(v)) {
+            if (f->required) {
+                snprintf(why, cap, "%s is required", sub);
+                return false;
+            }
+            if (v) json_object_del(obj, f->key);   /* null means left out */
+            continue;
+        }
+        if (!s_field(v, f, sub, why, cap)) return false;
+    }
+    return !f->items || s_fields(obj, f->items, path, why, cap);   /* a spec's tail may extend another */
+}
+
+bool
+os_check(const char *kind, json_t *data, char *why, size_t cap)
+{
+    for (size_t i = 0; i < sizeof s_models / sizeof *s_models; i++) {
+        if (strcmp(kind, s_models[i].kind) != 0) continue;
+        if (!json_is_object(data)) {
+            snprintf(why, cap, "data must be an object");
+            return false;
+        }
+        if (!s_fields(data, s_models[i].fields, "data", why, cap)) return false;
+        if (s_models[i].needs_order && !json_object_get(data, "order_number") && !json_object_get(data, "order_external_id")) {
+            snprintf(why, cap, "data.order_number or data.order_external_id is required");
+            return false;
+        }
+        return true;
+    }
+    snprintf(why, cap, "unknown kind %s", kind);
+    return false;
+}
+
+size_t
+os_fields(const char *kind, os_field_info_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof s_models / sizeof *s_models; i++) {
+        if (strcmp(kind, s_models[i].kind) != 0) continue;
+        for (const s_field_t *spec = s_models[i].fields; spec; ) {
+            const s_field_t *f = spec;
+            for (; f->key; f++) {
+                bool seen = false;
+                for (size_t k = 0; k < n; k++) seen |= strcmp(out[k].name, f->key) == 0;
+                if (seen || n == cap) continue;
+                out[n].name = f->key;
+                out[n++].required = f->required;
+            }
+            spec = f->items;   /* a spec's tail may extend another */
+        }
+    }
+    return n;
+}
+
+static const struct { const char *type, *kind; } s_types[] = {
+    { "order.created", "order" }, { "order.updated", "order" },
+    { "customer.created", "customer" }, { "customer.updated", "customer" },
+    { "product.created", "product" }, { "product.updated", "product" },
+    { "stock.changed", "stock" }, { "stock.updated", "stock" },
+    { "payment.created", "payment" }, { "payment.updated", "payment" },
+    { "shipment.created", "shipment" }, { "shipment.updated", "shipment" },
+};
+
+const char *
+os_standard_kind(const char *type)
+{
+    for (size_t i = 0; type && i < sizeof s_types / sizeof *s_types; i++)
+        if (strcmp(type, s_types[i].type) == 0) return s_types[i].kind;
+    return NULL;
+}
+
+json_t *
+os_event(const char *kind, const char *platform, const char *event_id, json_t *data)
+{
+    return json_pack("{s:s, s:s, s:s?, s:o}", "kind", kind, "platform", platform, "event_id", event_id, "data", data);
+}
+
+/* ISO 4217 currencies whose minor unit is not the cent. */
+static const struct { const char *code; int exponent; } s_exponents[] = {
+    { "BIF", 0 }, { "CLP", 0 }, { "DJF", 0 }, { "GNF", 0 }, { "ISK", 0 }, { "JPY", 0 }, { "KMF", 0 }, { "KRW", 0 },
+    { "PYG", 0 }, { "RWF", 0 }, { "UGX", 0 }, { "UYI", 0 }, { "VND", 0 }, { "VUV", 0 }, { "XAF", 0 }, { "XOF", 0 },
+    { "XPF", 0 }, { "BHD", 3 }, { "IQD", 3 }, { "JOD", 3 }, { "KWD", 3 }, { "LYD", 3 }, { "OMR", 3 }, { "TND", 3 },
+};
+
+static int
+s_exponent(const char *currency)
+{
+    for (size_t i = 0; i < sizeof s_exponents / sizeof *s_exponents; i++)
+        if (strcmp(currency, s_exponents[i].code) == 0) return s_exponents[i].exponent;
+    return 2;
+}
+
+void
+os_amount_text(long long minor, const char *currency, char *buf, size_t cap)
+{
+    int e = s_exponent(currency);
+    long long scale = e == 0 ? 1 : e == 3 ? 1000 : 100;
+    if (e == 0) snprintf(buf, cap, "%lld", minor);
+    else snprintf(buf, cap, "%lld.%0*lld", minor / scale, e, minor % scale);
+}
+
+bool
+os_amount_minor(const char *text, const char *currency, long long *minor)
+{
+    if (!text || !currency) return false;
+    int exponent = s_exponent(currency);
+    const char *p = text;
+    long long units = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (digits >= 13) return false;
+        units = units * 10 + (*p - '0');
+    }
+    if (digits == 0) return false;
+    long long frac = 0;
+    int fdigits = 0;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            if (fdigits < exponent) {
+                frac = frac * 10 + (*p - '0');
+                fdigits++;
+            } else if (*p != '0') {
+                return false;                    /* finer than the currency's minor unit */
             }
         }
-    } else {
-        PQclear(res);
     }
-    snprintf(buf[0], sizeof buf[0], "%lld", (long long) json_integer_value(total));
-    snprintf(buf[1], sizeof buf[1], "%lld", (long long) json_integer_value(version));
-    const char *op[] = { number, platform, customer_id, st, buf[0], currency, buf[1] };
-    if (cc_pg_exec(pg, "os_order_put", 7, op, NULL) || cc_pg_exec(pg, "os_items_del", 1, gp, NULL)) goto failed;
-    for (size_t i = 0; i < json_array_size(items); i++) {
-        json_t *it = json_array_get(items, i);
-        snprintf(buf[2], sizeof buf[2], "%zu", i + 1);
-        snprintf(buf[3], sizeof buf[3], "%lld", (long long) json_integer_value(json_object_get(it, "quantity")));
-        snprintf(buf[4], sizeof buf[4], "%lld", (long long) json_integer_value(json_object_get(it, "unit_price")));
-        const char *ip[] = { number, buf[2], s_str(it, "sku", 64, true), s_str(it, "name", 200, false), buf[3], buf[4] };
-        if (cc_pg_exec(pg, "os_item", 6, ip, NULL)) goto failed;
-    }
-    if (strcmp(old_status, st) != 0) {
-        const char *ap[] = { number, old_status[0] ? old_status : NULL, st, platform, "webhook" };
-        if (cc_pg_exec(pg, "os_audit", 5, ap, NULL)) goto failed;
-    }
-    if (cc_pg_commit(pg)) goto unavailable;
-    change->applied = 1;
-    snprintf(change->order_number, sizeof change->order_number, "%s", number);
-    snprintf(change->status, sizeof change->status, "%s", st);
-    snprintf(change->previous, sizeof change->previous, "%s", old_status);
-    snprintf(change->currency, sizeof change->currency, "%s", currency);
-    change->total_minor = (long long) json_integer_value(total);
-    change->version = (long long) json_integer_value(version);
-    json_decref(root);
-    status = 200;
-    return s_reply(reply, cap, status, "result", "applied");
-failed:
-    if (strcmp(cc_pg_sqlstate(pg), "23514") == 0 || strcmp(cc_pg_sqlstate(pg), "22001") == 0) {
-        cc_pg_rollback(pg);
-        json_decref(root);
-        return s_reply(reply, cap, 400, "error", "a value is out of range");
-    }
-    cc_pg_rollback(pg);
-unavailable:
-    CC_ERROR("webhook not stored", "platform=%s event_id=%s error=\"%s\"", platform, event_id, cc_pg_error(pg));
-    json_decref(root);
-    return s_reply(reply, cap, 503, "error", "storage unavailable; retry later");
+    if (*p) return false;
+    for (; fdigits < exponent; fdigits++) frac *= 10;
+    long long scale = 1;
+    for (int i = 0; i < exponent; i++) scale *= 10;
+    long long v = units * scale + frac;
+    if (v > MONEY_MAX) return false;
+    *minor = v;
+    return true;
+}
+
+static const char *const s_status_names[] = { "", "ordered", "reviewed", "shipped", "delivered", "settled", "returned",
+                                               "exchanged", "cancelled" };
+
+Cc__OrderStatus
+os_order_status(const char *name)
+{
+    for (int k = 1; k < 9; k++) if (strcmp(name, s_status_names[k]) == 0) return (Cc__OrderStatus) k;
+    return CC__ORDER_STATUS__ORDER_UNKNOWN;
 }

@@ -13,7 +13,9 @@
  * hundred_concurrent_calls
  * no_dead_air_when_acd_does_not_answer
  * media_api_collects_a_digit_plays_and_hangs_up
- * recording_has_the_right_duration_without_the_paused_part */
+ * recording_has_the_right_duration_without_the_paused_part
+ * call_control_answer_originate_bridge_hold_transfer
+ * ringing_calls_refused_cancelled_or_timed_out */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -45,6 +47,7 @@ static pid_t s_gw;
 static cc_pg_t *s_pg;
 static cc_bus_t *s_events;
 static int s_local_port = 0;
+static int s_trunk_port;
 static char s_rpc[64];
 
 static int
@@ -580,6 +583,267 @@ recording_has_the_right_duration_without_the_paused_part(void)
     PGresult *res = s_query("SELECT recording FROM telephony.cdr WHERE recording <> '' ORDER BY id DESC LIMIT 1");
     CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rec-2.wav") == 0, "CDR names the call's last recording");
     PQclear(res);
+    /* Every recording of the call, in order, with the audio each file holds. */
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT r.seq, r.path, r.duration_ms, r.started_at >= c.answered_at FROM telephony.cdr_recording r"
+             " JOIN telephony.cdr c ON c.id = r.cdr_id WHERE r.call_id = '%s' ORDER BY r.seq", call_id);
+    res = s_query(sql);
+    CHECK(PQntuples(res) == 2, "two recordings kept for the call, got %d", PQntuples(res));
+    long ms1 = atol(PQgetvalue(res, 0, 2)), ms2 = atol(PQgetvalue(res, 1, 2));
+    printf("recordings: %s %ld ms, %s %ld ms\n", PQgetvalue(res, 0, 1), ms1, PQgetvalue(res, 1, 1), ms2);
+    CHECK(strcmp(PQgetvalue(res, 0, 0), "1") == 0 && strcmp(PQgetvalue(res, 0, 1), "rec-1.wav") == 0
+          && strcmp(PQgetvalue(res, 1, 1), "rec-2.wav") == 0 && strcmp(PQgetvalue(res, 1, 3), "t") == 0, "in order");
+    CHECK(ms1 == (long) (info.frames / 8), "the first one's length matches its file: %ld ms, %lld frames", ms1,
+          (long long) info.frames);
+    CHECK(ms2 == (long) (info2.frames / 8) && ms2 >= 250, "the one cut by the hang-up: %ld ms, file %lld frames", ms2,
+          (long long) info2.frames);
+    PQclear(res);
+    TEST_PASS(__func__);
+}
+
+/* The next event of type about call_id (others are skipped). */
+static Cc__Envelope *
+s_event_for(const char *type, const char *call_id, int timeout_ms)
+{
+    int64_t end = cc_mono_ms() + timeout_ms;
+    Cc__Envelope *env;
+    while (cc_mono_ms() < end) {
+        if (cc_bus_recv(s_events, &env, 100) != 0) continue;
+        if (strcmp(env->type, type) == 0 && strcmp(env->trace_id, call_id) == 0) return env;
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    CHECK(0, "no %s event for %s", type, call_id);
+    return NULL;
+}
+
+/* A MediaDone reply's result (the test fails on another status). */
+static void
+s_done(Cc__Reply *r, const char *method, const char *want)
+{
+    CHECK(r->status == CC__STATUS__STATUS_OK, "%s: status %d %s", method, r->status, r->error);
+    Cc__MediaDone *d = cc__media_done__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(d && strcmp(d->result, want) == 0, "%s: result %s, want %s", method, d ? d->result : "?", want);
+    cc__media_done__free_unpacked(d, NULL);
+    cc__reply__free_unpacked(r, NULL);
+}
+
+static void
+s_status(Cc__Reply *r, const char *what, int want)
+{
+    CHECK((int) r->status == want, "%s: status %d (%s), want %d", what, r->status, r->error, want);
+    cc__reply__free_unpacked(r, NULL);
+}
+
+static void
+call_control_answer_originate_bridge_hold_transfer(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    /* The carrier's side of the outbound trunk takes two calls. */
+    char sf[512], lp[16], mp[16], remote[64];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uas_trunk.xml", GW_SOURCE_DIR);
+    snprintf(lp, sizeof lp, "%d", s_trunk_port);
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 16);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    const char *targs[] = { "-sf", sf, "-m", "2", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s", "-timeout_error",
+                            remote, NULL };
+    pid_t trunk = cc_harness_spawn_as(s_h, "sipp-trunk", "/usr/bin/sipp", targs);
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 15000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+
+    /* A wait route: the call rings until media.answer. */
+    pid_t caller = s_ivr_caller("sipp-wait", "820", 12, true);
+    env = s_event("call.started", 5000);
+    char a_id[64];
+    snprintf(a_id, sizeof a_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    Cc__MediaPlay play = CC__MEDIA_PLAY__INIT;
+    char *files[] = { "tone:880" };
+    play.call_id = a_id;
+    play.files = files;
+    play.n_files = 1;
+    s_status(s_media(c, "media.play", &play.base, 5000), "play on a ringing call", CC__STATUS__STATUS_NOT_FOUND);
+    Cc__MediaAnswer ans = CC__MEDIA_ANSWER__INIT;
+    ans.call_id = a_id;
+    s_done(s_media(c, "media.answer", &ans.base, 5000), "media.answer", "done");
+    cc__envelope__free_unpacked(s_event_for("call.answered", a_id, 5000), NULL);
+    s_done(s_media(c, "media.answer", &ans.base, 5000), "media.answer again", "done");
+
+    /* Originate through the trunk: ringing, then answered with its own id. */
+    Cc__MediaOriginate org = CC__MEDIA_ORIGINATE__INIT;
+    org.destination = "5550001";
+    org.caller_id = "4001";
+    org.timeout_ms = 10000;
+    Cc__Reply *r = s_media(c, "media.originate", &org.base, 15000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "originate: %d %s", r->status, r->error);
+    Cc__MediaOriginated *made = cc__media_originated__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(made && made->call_id[0] && strcmp(made->call_id, a_id) != 0, "originated call id");
+    char b_id[64];
+    snprintf(b_id, sizeof b_id, "%s", made->call_id);
+    cc__media_originated__free_unpacked(made, NULL);
+    cc__reply__free_unpacked(r, NULL);
+    cc__envelope__free_unpacked(s_event_for("call.ringing", b_id, 5000), NULL);
+    cc__envelope__free_unpacked(s_event_for("call.answered", b_id, 5000), NULL);
+
+    /* Bridge: the customer's audio (PCMA) reaches the caller (PCMU), whose
+     * echo goes back. */
+    Cc__MediaBridge br = CC__MEDIA_BRIDGE__INIT;
+    br.call_id = a_id;
+    br.other_call_id = "no-such-call";
+    s_status(s_media(c, "media.bridge", &br.base, 5000), "bridge with a call that is not there", CC__STATUS__STATUS_NOT_FOUND);
+    br.other_call_id = b_id;
+    s_done(s_media(c, "media.bridge", &br.base, 5000), "media.bridge", "done");
+    env = s_event_for("call.bridged", a_id, 5000);
+    Cc__CallBridged *cb = cc__call_bridged__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(cb && strcmp(cb->other_call_id, b_id) == 0, "call.bridged names the other call");
+    cc__call_bridged__free_unpacked(cb, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    s_status(s_media(c, "media.bridge", &br.base, 5000), "bridging a bridged call", CC__STATUS__STATUS_CONFLICT);
+    cc_sleep_ms(1500);
+    Cc__MediaHold hold = CC__MEDIA_HOLD__INIT;
+    hold.call_id = a_id;
+    hold.hold = 1;
+    s_done(s_media(c, "media.hold", &hold.base, 5000), "media.hold", "done");
+    hold.music = "no-such-prompt";
+    s_status(s_media(c, "media.hold", &hold.base, 5000), "hold with a prompt that is not there", CC__STATUS__STATUS_BAD_REQUEST);
+    cc_sleep_ms(500);
+    hold.hold = 0;
+    hold.music = "";
+    s_done(s_media(c, "media.hold", &hold.base, 5000), "media.hold off", "done");
+    cc_sleep_ms(500);
+    Cc__MediaUnbridge ub = CC__MEDIA_UNBRIDGE__INIT;
+    ub.call_id = a_id;
+    s_done(s_media(c, "media.unbridge", &ub.base, 5000), "media.unbridge", "done");
+    s_status(s_media(c, "media.unbridge", &ub.base, 5000), "unbridging twice", CC__STATUS__STATUS_CONFLICT);
+
+    /* Blind transfers: to a phone that is not registered, to a number
+     * (answered), then to a queue (acd is silent here: the fallback
+     * message, then the release). */
+    Cc__MediaTransfer tr = CC__MEDIA_TRANSFER__INIT;
+    tr.call_id = a_id;
+    tr.destination = "agent:1009";
+    s_done(s_media(c, "media.transfer", &tr.base, 5000), "transfer to an unregistered phone", "unregistered");
+    tr.destination = "5550002";
+    s_done(s_media(c, "media.transfer", &tr.base, 15000), "transfer to a number", "answered");
+    cc_sleep_ms(500);
+    tr.destination = "queue:sales";
+    s_done(s_media(c, "media.transfer", &tr.base, 5000), "transfer to a queue", "queued");
+    tr.destination = "bad destination";
+    s_status(s_media(c, "media.transfer", &tr.base, 5000), "a bad destination", CC__STATUS__STATUS_BAD_REQUEST);
+    org.destination = "not-a-number";
+    s_status(s_media(c, "media.originate", &org.base, 5000), "originate to a bad number", CC__STATUS__STATUS_BAD_REQUEST);
+    CHECK(s_wait_sipp(caller) == 0, "the caller was released after the fallback message");
+
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = b_id;
+    h.reason = "customer call done";
+    s_done(s_media(c, "media.hangup", &h.base, 5000), "hang up the originated call", "hangup");
+    CHECK(s_wait_sipp(trunk) == 0, "the trunk's two calls were answered and got their BYE (see %s)", cc_harness_dir(s_h));
+    cc_rpc_client_destroy(&c);
+
+    /* The CDRs: the caller, its transfer leg, and the originated call. */
+    char sql[512];
+    PGresult *res = NULL;
+    for (int i = 0; i < 50; i++) {
+        if (res) PQclear(res);
+        snprintf(sql, sizeof sql, "SELECT call_id = '%s', leg, direction, dialled, codec, rtp_sent, rtp_received, reason,"
+                 " answered_at IS NOT NULL FROM telephony.cdr WHERE call_id IN ('%s', '%s') ORDER BY leg", a_id, a_id, b_id);
+        res = s_query(sql);
+        if (PQntuples(res) == 3) break;
+        cc_sleep_ms(100);
+    }
+    CHECK(PQntuples(res) == 3, "three legs, got %d", PQntuples(res));
+    for (int i = 0; i < 3; i++)
+        printf("leg %s %s dialled %s codec %s sent %s received %s reason '%s'\n", PQgetvalue(res, i, 1),
+               PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), PQgetvalue(res, i, 5),
+               PQgetvalue(res, i, 6), PQgetvalue(res, i, 7));
+    /* ORDER BY leg: caller, outbound, transfer. */
+    CHECK(strcmp(PQgetvalue(res, 0, 1), "caller") == 0 && strcmp(PQgetvalue(res, 0, 7), "acd did not answer") == 0,
+          "the caller's leg ended after the queue transfer: %s", PQgetvalue(res, 0, 7));
+    CHECK(strcmp(PQgetvalue(res, 1, 1), "outbound") == 0 && strcmp(PQgetvalue(res, 1, 0), "f") == 0
+          && strcmp(PQgetvalue(res, 1, 3), "5550001") == 0 && strcmp(PQgetvalue(res, 1, 4), "PCMA") == 0
+          && strcmp(PQgetvalue(res, 1, 7), "customer call done") == 0, "the originated call's row");
+    CHECK(strcmp(PQgetvalue(res, 2, 1), "transfer") == 0 && strcmp(PQgetvalue(res, 2, 3), "5550002") == 0
+          && strcmp(PQgetvalue(res, 2, 8), "t") == 0 && strcmp(PQgetvalue(res, 2, 7), "transferred") == 0,
+          "the number the caller was transferred to answered, and was let go by the queue transfer");
+    long b_received = atol(PQgetvalue(res, 1, 6)), b_sent = atol(PQgetvalue(res, 1, 5));
+    long a_received = atol(PQgetvalue(res, 0, 6));
+    /* 2.5 s bridged (1.5 s, 0.5 s held, 0.5 s): the customer's audio went
+     * to the caller and the caller's echo came back to the customer. */
+    CHECK(b_received >= 100, "the customer's audio reached the gateway: %ld packets", b_received);
+    CHECK(b_sent >= 50, "the caller's audio was relayed to the customer: %ld packets", b_sent);
+    CHECK(a_received >= 100, "the caller echoed what it heard: %ld packets", a_received);
+    PQclear(res);
+    CHECK(kill(s_gw, 0) == 0, "gateway alive");
+    TEST_PASS(__func__);
+}
+
+static void
+ringing_calls_refused_cancelled_or_timed_out(void)
+{
+    TEST_BEGIN(__func__);
+    /* A wait: route nobody answers: 480 after its ring time. */
+    CHECK(s_sipp("uac_ringing_refused", "821", 1, "-t", "u1") == 0, "480 after the ring time");
+    PGresult *r = s_cdr("13800138011");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "480") == 0 && strcmp(PQgetvalue(r, 0, 1), "system") == 0, "cause %s by %s",
+          PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
+
+    /* media.hangup while it rings: the caller gets the cause asked for. */
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    char sf[512], remote[64], lp[16], mp[16];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ringing_refused.xml", GW_SOURCE_DIR);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 8);
+    const char *args[] = { "-sf", sf, "-s", "820", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "30s",
+                           "-timeout_error", remote, NULL };
+    pid_t caller = cc_harness_spawn_as(s_h, "sipp-refused", "/usr/bin/sipp", args);
+    env = s_event("call.started", 5000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 15000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    h.sip_cause = 486;
+    h.reason = "agents busy";
+    s_done(s_media(c, "media.hangup", &h.base, 5000), "hang up a ringing call", "hangup");
+    CHECK(s_wait_sipp(caller) == 0, "the ringing caller got 486");
+    r = s_cdr("13800138011");
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "486") == 0 && strcmp(PQgetvalue(r, 0, 6), "agents busy") == 0, "cause %s: %s",
+          PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 6));
+    PQclear(r);
+
+    /* An originated call nobody picks up: CANCEL after its ring time, and
+     * the request is answered UNAVAILABLE no_answer. */
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uas_ring_forever.xml", GW_SOURCE_DIR);
+    snprintf(lp, sizeof lp, "%d", s_trunk_port);
+    const char *targs[] = { "-sf", sf, "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "30s", "-timeout_error",
+                            remote, NULL };
+    pid_t trunk = cc_harness_spawn_as(s_h, "sipp-ring-forever", "/usr/bin/sipp", targs);
+    cc_sleep_ms(300);
+    Cc__MediaOriginate org = CC__MEDIA_ORIGINATE__INIT;
+    org.destination = "5550003";
+    org.timeout_ms = 1500;
+    Cc__Reply *rep = s_media(c, "media.originate", &org.base, 10000);
+    CHECK(rep->status == CC__STATUS__STATUS_UNAVAILABLE && strcmp(rep->error, "no_answer") == 0, "originate: %d %s",
+          rep->status, rep->error);
+    cc__reply__free_unpacked(rep, NULL);
+    CHECK(s_wait_sipp(trunk) == 0, "the trunk got the CANCEL (see %s)", cc_harness_dir(s_h));
+    org.agent_id = "1009";
+    rep = s_media(c, "media.originate", &org.base, 10000);
+    CHECK(rep->status == CC__STATUS__STATUS_UNAVAILABLE && strcmp(rep->error, "unregistered") == 0,
+          "originate to a phone that is not registered: %d %s", rep->status, rep->error);
+    cc__reply__free_unpacked(rep, NULL);
+    cc_rpc_client_destroy(&c);
+    PGresult *res = s_query("SELECT sip_cause, hangup_by, answered_at IS NULL FROM telephony.cdr WHERE dialled = '5550003'");
+    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "408") == 0 && strcmp(PQgetvalue(res, 0, 2), "t") == 0,
+          "the unanswered originate's CDR");
+    PQclear(res);
     TEST_PASS(__func__);
 }
 
@@ -627,7 +891,11 @@ main(void)
     setenv("GATEWAY_TRUNKS", "127.0.0.1", 1);
     setenv("GATEWAY_INVITES_PER_S", "60", 1);
     setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales,"
-           "800=play:tone:350,810=play:tone:350", 1);
+           "800=play:tone:350,810=play:tone:350,820=wait:tone:350,821=wait:tone:350@800", 1);
+    s_trunk_port = cc_harness_free_port();
+    char trunk_out[32];
+    snprintf(trunk_out, sizeof trunk_out, "127.0.0.1:%d", s_trunk_port);
+    setenv("GATEWAY_TRUNK_OUT", trunk_out, 1);
     setenv("GATEWAY_RECORDINGS_DIR", cc_harness_dir(s_h), 1);
     char tts[512];
     snprintf(tts, sizeof tts, "%s/tts", cc_harness_dir(s_h));
@@ -660,6 +928,8 @@ main(void)
     no_dead_air_when_acd_does_not_answer();
     media_api_collects_a_digit_plays_and_hangs_up();
     recording_has_the_right_duration_without_the_paused_part();
+    call_control_answer_originate_bridge_hold_transfer();
+    ringing_calls_refused_cancelled_or_timed_out();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -667,6 +937,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 15 passed, 0 failed\n");
+    printf("gateway_test: 17 passed, 0 failed\n");
     return 0;
 }
