@@ -313,8 +313,15 @@ end
 local function route_agent(agent, a)
   a = a or load_agent(agent)
   if not a or a.state ~= 'ready' then return end
+  local qs = list(a.queues)
+  if #qs == 0 then return end
+  -- Usually no call waits in any of them: one command says so (an empty
+  -- wait set does not exist).
+  local keys = {}
+  for i, q in ipairs(qs) do keys[i] = 'acd:queue:' .. q .. ':wait' end
+  if redis.call('EXISTS', unpack(keys)) == 0 then return end
   local best, best_rank, best_c = nil, nil, nil
-  for _, q in ipairs(list(a.queues)) do
+  for _, q in ipairs(qs) do
     local conf = nil   -- read only for a queue with calls waiting
     local done = false
     for first = 0, SCAN - 1, PAGE do
