@@ -1593,7 +1593,7 @@ s_thread(void *arg)
         err = fd_setsize(rl.rlim_cur > 1000000 ? 1000000 : (int) rl.rlim_cur);
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
-    if (!err) m->clock = gw_clock_new(PTIME);
+    if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
     if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
