@@ -117,6 +117,23 @@ s_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Redis time spent in acd's scripts per decision (INFO commandstats), in
+ * microseconds: what a decision costs Redis itself, without the network. */
+static double
+s_script_us(uint64_t decisions)
+{
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
+    if (!r || cc_redis_connect(r)) return 0;
+    redisReply *x = cc_redis_cmdf(r, "INFO commandstats");
+    double usec = 0;
+    if (getenv("BENCH_COMMANDSTATS") && x && x->type == REDIS_REPLY_STRING) fputs(x->str, stderr);
+    const char *p = x && x->type == REDIS_REPLY_STRING ? strstr(x->str, "cmdstat_evalsha:") : NULL;
+    if (p && (p = strstr(p, "usec="))) usec = strtod(p + 5, NULL);
+    if (x) freeReplyObject(x);
+    cc_redis_destroy(&r);
+    return decisions ? usec / (double) decisions : 0;
+}
+
 /* redis-benchmark's EVALSHA rate for a reservation-shaped script. */
 static double
 s_redis_bound(int port)
@@ -243,6 +260,7 @@ main(void)
     for (int i = 0; i < s_window; i++) s_next(&l, i % instances);
     cc_loop_run(l.loop);
     double secs = (cc_mono_ms() - t0) / 1000.0;
+    double script_us = s_script_us(l.decisions);
     double bound = s_redis_bound(redis_port);
 
     qsort(l.lat, l.nlat, sizeof *l.lat, s_cmp);
@@ -252,6 +270,7 @@ main(void)
     printf("acd.offer_p99_ms %.3f ms\n", l.nlat ? l.lat[(size_t) (l.nlat * 0.99)] : 0);
     printf("acd.redis_evalsha_per_s %.0f requests/s\n", bound);
     printf("acd.ratio %.2f ratio\n", bound > 0 ? rate / bound : 0);
+    printf("acd.redis_us_per_decision %.1f us\n", script_us);
     printf("acd.failures %llu requests\n", (unsigned long long) l.failures);
     printf("acd.instances %d processes\n", instances);
     printf("acd.window %d calls\n", s_window);

@@ -1,10 +1,14 @@
 /* redis_restart_test: Redis loses the live state while a caller waits.
  *
- * A SIPp caller dials a queue with no agent; acd holds the call in Redis.
- * Redis restarts empty. acd notices, loads the queues again and publishes
- * acd.rebuilt; the gateway, which still has the caller, enqueues it again:
- * the call is back in its queue in Redis, nobody hung up. The caller is then
- * released through the media API and the call leaves acd's state. */
+ * Two agents are logged in: one in sales gone not_ready (lunch), one ready
+ * in support. A SIPp caller dials sales; acd holds the call in Redis. Redis
+ * restarts empty. acd notices, loads the queues again, puts the agents'
+ * sessions back from PostgreSQL (each in the state it asked for last) and
+ * publishes acd.rebuilt; the gateway, which still has the caller, enqueues
+ * it again: the call is back in its queue in Redis, nobody hung up. The
+ * sales agent comes back from lunch and is offered the call at once. The
+ * caller is then released through the media API and the call leaves acd's
+ * state. */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -13,7 +17,9 @@
 #include "cc/cc_redis.h"
 #include "cc/cc_rpc.h"
 #include "cc/cc_util.h"
+#include "agent.pb-c.h"
 #include "media.pb-c.h"
+#include "queue.pb-c.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +40,59 @@ s_waiting(cc_redis_t *r, const char *call_id)
     return there;
 }
 
+/* The agent's state and reason in Redis ("" when absent). */
+static void
+s_agent(cc_redis_t *r, const char *agent, char *state, char *reason, char *queues)
+{
+    redisReply *rep = cc_redis_cmdf(r, "HMGET acd:agent:%s state reason queues", agent);
+    state[0] = reason[0] = queues[0] = '\0';
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
+        if (rep->element[0]->type == REDIS_REPLY_STRING) snprintf(state, 32, "%s", rep->element[0]->str);
+        if (rep->element[1]->type == REDIS_REPLY_STRING) snprintf(reason, 32, "%s", rep->element[1]->str);
+        if (rep->element[2]->type == REDIS_REPLY_STRING) snprintf(queues, 64, "%s", rep->element[2]->str);
+    }
+    if (rep) freeReplyObject(rep);
+}
+
+static int
+s_ask(cc_rpc_client_t *c, const char *method, const ProtobufCMessage *m)
+{
+    uint8_t buf[512];
+    size_t len = protobuf_c_message_pack(m, buf);
+    Cc__Reply *reply = NULL;
+    if (cc_rpc_call_sync(c, method, buf, len, 5000, &reply)) return -1;
+    int st = reply->status;
+    cc__reply__free_unpacked(reply, NULL);
+    return st;
+}
+
+static int
+s_login(cc_rpc_client_t *c, const char *agent, const char *queue)
+{
+    Cc__AgentLogin m = CC__AGENT_LOGIN__INIT;
+    Cc__AgentSkill sk = CC__AGENT_SKILL__INIT, *skp[] = { &sk };
+    char *queues[] = { (char *) queue };
+    sk.name = "english";
+    sk.level = 3;
+    m.agent_id = (char *) agent;
+    m.extension = (char *) agent;
+    m.skills = skp;
+    m.n_skills = 1;
+    m.queues = queues;
+    m.n_queues = 1;
+    return s_ask(c, "agent.login", &m.base);
+}
+
+static int
+s_set_state(cc_rpc_client_t *c, const char *agent, Cc__AgentState state, const char *reason)
+{
+    Cc__AgentSetState m = CC__AGENT_SET_STATE__INIT;
+    m.agent_id = (char *) agent;
+    m.state = state;
+    m.reason = (char *) reason;
+    return s_ask(c, "agent.set_state", &m.base);
+}
+
 int
 main(void)
 {
@@ -47,7 +106,7 @@ main(void)
     CHECK(cc_pg_connect(pg) == 0, "pg");
     CHECK(cc_pg_migrate(pg, "acd", CC_SOURCE_DIR "/services/acd/sql", NULL) == 0, "acd sql");
     CHECK(cc_pg_migrate(pg, "gateway", CC_SOURCE_DIR "/services/gateway/sql", NULL) == 0, "gateway sql");
-    CHECK(cc_pg_run(pg, "INSERT INTO acd.queues (name) VALUES ('sales')", NULL) == 0, "queue");
+    CHECK(cc_pg_run(pg, "INSERT INTO acd.queues (name) VALUES ('sales'), ('support')", NULL) == 0, "queues");
     cc_pg_destroy(&pg);
 
     cc_callpath_t path;
@@ -59,7 +118,13 @@ main(void)
     cc_bus_t *bus = cc_bus_new(&bo);
     cc_bus_subscribe(bus, "call.started");
     cc_bus_subscribe(bus, "acd.rebuilt");
+    cc_bus_subscribe(bus, "queue.offered");
     cc_sleep_ms(2000);   /* acd's first epoch check (a fresh Redis) has passed */
+    cc_rpc_client_opts_t ao = { .endpoint = path.acd_rpc, .source = "rr", .retry_ms = 2000, .max_attempts = 2 };
+    cc_rpc_client_t *acd = cc_rpc_client_new(&ao);
+    CHECK(s_login(acd, "rr-sales", "sales") == 0, "sales agent logged in");
+    CHECK(s_set_state(acd, "rr-sales", CC__AGENT_STATE__AGENT_NOT_READY, "lunch") == 0, "sales agent at lunch");
+    CHECK(s_login(acd, "rr-support", "support") == 0, "support agent logged in, ready");
     Cc__Envelope *env;
     while (cc_bus_recv(bus, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
 
@@ -94,9 +159,31 @@ main(void)
     }
     CHECK(rebuilt, "acd published acd.rebuilt");
     CHECK(s_waiting(r, call_id), "the gateway's caller is back in its queue");
+    char state[32], reason[32], queues[64];
+    s_agent(r, "rr-sales", state, reason, queues);
+    CHECK(strcmp(state, "not_ready") == 0 && strcmp(reason, "lunch") == 0 && strcmp(queues, "sales") == 0,
+          "the sales agent is back, still at lunch (%s, %s, in %s)", state, reason, queues);
+    s_agent(r, "rr-support", state, reason, queues);
+    CHECK(strcmp(state, "ready") == 0 && strcmp(queues, "support") == 0, "the support agent is back ready (%s, in %s)",
+          state, queues);
+    redisReply *lvl = cc_redis_cmdf(r, "HGET acd:agent:rr-sales:skills english");
+    CHECK(lvl && lvl->type == REDIS_REPLY_STRING && strcmp(lvl->str, "3") == 0, "with their skills");
+    freeReplyObject(lvl);
 
     cc_sleep_ms(2500);   /* the caller's scenario has reached its wait for the BYE */
     CHECK(s_waiting(r, call_id), "still waiting in its queue");
+    CHECK(s_set_state(acd, "rr-sales", CC__AGENT_STATE__AGENT_READY, "") == 0, "the sales agent is back from lunch");
+    bool offered = false;
+    for (int i = 0; i < 50 && !offered; i++)
+        if (cc_bus_recv(bus, &env, 100) == 0) {
+            if (strcmp(env->type, "queue.offered") == 0) {
+                Cc__QueueOffered *o = cc__queue_offered__unpack(NULL, env->payload.len, env->payload.data);
+                offered = o && strcmp(o->call_id, call_id) == 0 && strcmp(o->agent_id, "rr-sales") == 0;
+                if (o) cc__queue_offered__free_unpacked(o, NULL);
+            }
+            cc__envelope__free_unpacked(env, NULL);
+        }
+    CHECK(offered, "the waiting call is offered to the restored sales agent");
     cc_rpc_client_opts_t o = { .endpoint = gw_rpc, .source = "rr", .retry_ms = 2000, .max_attempts = 2 };
     cc_rpc_client_t *c = cc_rpc_client_new(&o);
     Cc__MediaHangup hang = CC__MEDIA_HANGUP__INIT;
@@ -112,6 +199,7 @@ main(void)
     for (int i = 0; i < 50 && s_waiting(r, call_id); i++) cc_sleep_ms(100);
     CHECK(!s_waiting(r, call_id), "the ended call left acd's state");
     cc_rpc_client_destroy(&c);
+    cc_rpc_client_destroy(&acd);
     cc_redis_destroy(&r);
     cc_bus_destroy(&bus);
     cc_harness_destroy(&h);

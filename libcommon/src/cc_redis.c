@@ -233,30 +233,34 @@ cc_redis_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys, 
     for (int i = 0; i < self->nscripts; i++)
         if (strcmp(self->scripts[i].name, name) == 0) s = &self->scripts[i];
     assert(s && "script not registered");
-    const char *argv[3 + 64];
-    assert(nkeys + nargs <= 64);
+    /* Any number of arguments (a batch of operations may carry thousands). */
+    const char **argv = malloc((size_t) (3 + nkeys + nargs) * sizeof *argv);
+    if (!argv) abort();
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
+    redisReply *r = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!s->sha[0]) {
-            redisReply *err = s_load(self, s);
-            if (!s->sha[0]) return err;
+            r = s_load(self, s);
+            if (!s->sha[0]) break;
         }
         argv[0] = "EVALSHA";
         argv[1] = s->sha;
         argv[2] = nk;
         if (nkeys) memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
         if (nargs) memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
-        redisReply *r = cc_redis_cmd(self, 3 + nkeys + nargs, argv);
+        r = cc_redis_cmd(self, 3 + nkeys + nargs, argv);
         if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
             /* Redis restarted or flushed its scripts: load and run again. */
             freeReplyObject(r);
+            r = NULL;
             s->sha[0] = '\0';
             continue;
         }
-        return r;
+        break;
     }
-    return NULL;
+    free(argv);
+    return r;
 }
 
 static script_t *

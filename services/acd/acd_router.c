@@ -1,4 +1,5 @@
-/* acd_router: runs acd.lua, pipelined, and hands its actions to the caller. */
+/* acd_router: runs acd.lua, a batch of operations per call, and hands their
+ * actions to the caller. */
 #include "acd_router.h"
 #include "cc/cc_log.h"
 
@@ -15,7 +16,7 @@ typedef struct {
     acd_action_fn *fn;
     acd_done_fn *done;
     void *arg;
-    char *argv[MAX_ARGS + 2];  /* kept to run again after NOSCRIPT */
+    char *argv[MAX_ARGS + 4];  /* field count, request id, op, time, args */
     int argc;
 } op_t;
 
@@ -60,10 +61,12 @@ s_status(const char *code)
     if (strcmp(code, "conflict") == 0 || strcmp(code, "full") == 0 || strcmp(code, "empty") == 0
         || strcmp(code, "closed") == 0)
         return CC__STATUS__STATUS_CONFLICT;
+    if (strcmp(code, "internal") == 0) return CC__STATUS__STATUS_INTERNAL;
     return CC__STATUS__STATUS_BAD_REQUEST;
 }
 
-/* Hands one reply's actions and outcome to the op's callbacks. */
+/* Hands one operation's result (its list of actions; NULL when Redis could
+ * not be reached, an error reply when the script failed) to its callbacks. */
 static void
 s_deliver(acd_router_t *self, op_t *op, redisReply *r)
 {
@@ -73,7 +76,6 @@ s_deliver(acd_router_t *self, op_t *op, redisReply *r)
         status = CC__STATUS__STATUS_UNAVAILABLE;
         error = "redis unavailable";
     } else if (r->type == REDIS_REPLY_ERROR) {
-        CC_ERROR("acd script failed", "op=%s error=\"%s\"", op->argv[0], r->str);
         snprintf(self->error, sizeof self->error, "%s", r->str);
         status = CC__STATUS__STATUS_INTERNAL;
         error = self->error;
@@ -87,6 +89,8 @@ s_deliver(acd_router_t *self, op_t *op, redisReply *r)
                 v[n++] = a->element[j]->type == REDIS_REPLY_STRING ? a->element[j]->str : "";
             if (strcmp(v[0], "error") == 0 && n >= 3) {
                 status = s_status(v[1]);
+                if (status == CC__STATUS__STATUS_INTERNAL)
+                    CC_ERROR("acd operation failed in the script", "op=%s error=\"%s\"", op->argv[2], v[2]);
                 snprintf(self->error, sizeof self->error, "%s", v[2]);
                 error = self->error;
                 continue;
@@ -98,7 +102,7 @@ s_deliver(acd_router_t *self, op_t *op, redisReply *r)
 }
 
 void
-acd_router_submit(acd_router_t *self, int64_t now_ms, const char *op_name, int argc,
+acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, const char *op_name, int argc,
                   const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg)
 {
     assert(argc <= MAX_ARGS && "too many script arguments");
@@ -107,27 +111,20 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *op_name, int a
         self->ops = realloc(self->ops, (size_t) self->cap * sizeof *self->ops);
         if (!self->ops) abort();
     }
-    op_t *op = &self->ops[self->nops];
+    op_t *op = &self->ops[self->nops++];
     memset(op, 0, sizeof *op);
     op->fn = fn;
     op->done = done;
     op->arg = arg;
-    char now[32];
+    char count[16], now[32];
+    snprintf(count, sizeof count, "%d", argc + 3);
     snprintf(now, sizeof now, "%lld", (long long) now_ms);
+    op->argv[op->argc++] = strdup(count);
+    op->argv[op->argc++] = strdup(request_id ? request_id : "");
     op->argv[op->argc++] = strdup(op_name);
     op->argv[op->argc++] = strdup(now);
     for (int i = 0; i < argc; i++) op->argv[op->argc++] = strdup(args[i] ? args[i] : "");
     for (int i = 0; i < op->argc; i++) if (!op->argv[i]) abort();
-    if (cc_redis_pipeline_eval(self->redis, "acd", 0, NULL, op->argc, (const char **) op->argv)) {
-        /* Not queued: fail it now, after the ones already queued (the flush
-         * frees the array op points into: copy it first). */
-        op_t copy = *op;
-        acd_router_flush(self);
-        s_deliver(self, &copy, NULL);
-        s_op_free(&copy);
-        return;
-    }
-    self->nops++;
 }
 
 void
@@ -135,44 +132,41 @@ acd_router_flush(acd_router_t *self)
 {
     int n = self->nops;
     if (n == 0) return;
-    /* Read every reply first: a NOSCRIPT one is run again synchronously,
-     * which needs the pipeline empty. */
-    redisReply **replies = calloc((size_t) n, sizeof *replies);
-    if (!replies) abort();
-    for (int i = 0; i < n; i++) {
-        replies[i] = cc_redis_pipeline_reply(self->redis);
-        if (!replies[i]) break;   /* connection lost: the rest fail */
-    }
+    /* The callbacks may submit again: take the batch first. */
     op_t *ops = self->ops;
     self->ops = NULL;
     self->nops = self->cap = 0;
+    size_t nargs = 1;
+    for (int i = 0; i < n; i++) nargs += (size_t) ops[i].argc;
+    const char **argv = malloc(nargs * sizeof *argv);
+    if (!argv) abort();
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    size_t at = 0;
+    argv[at++] = count;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < ops[i].argc; j++) argv[at++] = ops[i].argv[j];
+    /* cc_redis_eval sends the batch once more after a broken connection:
+     * operations with a request id then return their first outcome. */
+    redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
+    free(argv);
+    if (r && r->type == REDIS_REPLY_ERROR)
+        CC_ERROR("acd script failed", "ops=%d first=%s error=\"%s\"", n, ops[0].argv[2], r->str);
+    bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t) n;
+    if (r && r->type == REDIS_REPLY_ARRAY && !whole)
+        CC_ERROR("acd script returned a short batch", "ops=%d results=%zu", n, r->elements);
     for (int i = 0; i < n; i++) {
-        redisReply *r = replies[i];
-        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-            freeReplyObject(r);
-            r = cc_redis_eval(self->redis, "acd", 0, NULL, ops[i].argc, (const char **) ops[i].argv);
-        }
-        s_deliver(self, &ops[i], r);
-        if (r) freeReplyObject(r);
+        redisReply *one = whole ? r->element[i] : r && r->type == REDIS_REPLY_ERROR ? r : NULL;
+        s_deliver(self, &ops[i], one);
         s_op_free(&ops[i]);
     }
+    if (r) freeReplyObject(r);
     free(ops);
-    free(replies);
 }
 
 int acd_router_pending(acd_router_t *self) { return self->nops; }
 
-typedef struct { Cc__Status status; char error[256]; } sync_t;
-
-static void
-s_sync_done(void *arg, Cc__Status status, const char *error)
-{
-    sync_t *s = arg;
-    s->status = status;
-    snprintf(s->error, sizeof s->error, "%s", error ? error : "");
-}
-
-typedef struct { acd_action_fn *fn; void *arg; sync_t sync; } run_t;
+typedef struct { acd_action_fn *fn; void *arg; Cc__Status status; char error[256]; } run_t;
 
 static void
 s_run_action(void *arg, int argc, const char *const *argv)
@@ -185,17 +179,18 @@ static void
 s_run_done(void *arg, Cc__Status status, const char *error)
 {
     run_t *r = arg;
-    s_sync_done(&r->sync, status, error);
+    r->status = status;
+    snprintf(r->error, sizeof r->error, "%s", error ? error : "");
 }
 
 Cc__Status
 acd_router_run(acd_router_t *self, int64_t now_ms, const char *op, int argc,
                const char *const *args, acd_action_fn *fn, void *arg, const char **error_p)
 {
-    run_t r = { fn, arg, { CC__STATUS__STATUS_INTERNAL, "" } };
-    acd_router_submit(self, now_ms, op, argc, args, s_run_action, s_run_done, &r);
+    run_t r = { fn, arg, CC__STATUS__STATUS_INTERNAL, "" };
+    acd_router_submit(self, now_ms, NULL, op, argc, args, s_run_action, s_run_done, &r);
     acd_router_flush(self);
-    snprintf(self->error, sizeof self->error, "%s", r.sync.error);
+    snprintf(self->error, sizeof self->error, "%s", r.error);
     *error_p = self->error;
-    return r.sync.status;
+    return r.status;
 }

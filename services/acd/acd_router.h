@@ -1,10 +1,13 @@
 /* acd_router: the live ACD state in Redis, changed only through acd.lua.
  *
- * Each operation is one atomic script call that returns the actions to carry
- * out (offer a call to an agent, publish an event). Several acd instances
- * share one Redis safely: no agent is ever given two calls, no call two
- * agents. Operations submitted in one turn of the loop are pipelined to
- * Redis and flushed together: one round trip for many decisions. */
+ * Each operation is atomic and returns the actions to carry out (offer a
+ * call to an agent, publish an event). Several acd instances share one Redis
+ * safely: no agent is ever given two calls, no call two agents. Operations
+ * submitted in one turn of the loop go to Redis together, as one script call
+ * (one round trip, one script run, for many decisions). An operation with a
+ * request id runs once: a retry with the same id gets the first run's
+ * actions back, so a reply lost between Redis and acd is never an error
+ * that acts twice when retried. */
 #ifndef ACD_ROUTER_H
 #define ACD_ROUTER_H
 
@@ -26,16 +29,17 @@ typedef void (acd_done_fn)(void *arg, Cc__Status status, const char *error);
 acd_router_t *acd_router_new(cc_redis_t *redis);
 void acd_router_destroy(acd_router_t **self_p);
 
-/* Queues operation op at now_ms with args (copied). fn gets the actions and
- * done the outcome, both at the next flush (or at once if Redis is down). */
-void acd_router_submit(acd_router_t *self, int64_t now_ms, const char *op, int argc,
-                       const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg);
-/* Reads the replies of every queued operation and calls their callbacks. */
+/* Queues operation op at now_ms with args (copied). request_id (may be NULL
+ * or empty: no idempotence) names the request it serves. fn gets the actions
+ * and done the outcome, both at the next flush. */
+void acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, const char *op,
+                       int argc, const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg);
+/* Runs every queued operation in one script call and calls their callbacks. */
 void acd_router_flush(acd_router_t *self);
 int acd_router_pending(acd_router_t *self);
 
-/* Submits and flushes at once. Returns the status; *error_p points to the
- * error text until the next call. */
+/* Submits (without a request id) and flushes at once. Returns the status;
+ * *error_p points to the error text until the next call. */
 Cc__Status acd_router_run(acd_router_t *self, int64_t now_ms, const char *op, int argc,
                           const char *const *args, acd_action_fn *fn, void *arg, const char **error_p);
 

@@ -42,6 +42,7 @@ struct _acd_server_t {
     uv_timer_t *reload;
     unsigned ticks;
     bool stopping;
+    bool restoring;            /* putting sessions back: they are in PostgreSQL already */
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
     cc_metric_t *m_overflowed, *m_left, *m_callbacks;
 };
@@ -55,6 +56,7 @@ typedef struct {
     uint32_t position;
     uint32_t estimated_wait_s;
     char music[64];
+    char *session[4];          /* a login's agent, extension, skills, queues: kept when it succeeds */
 } op_ctx_t;
 
 static int64_t s_now_ms(void) { return cc_wall_us() / 1000; }
@@ -144,6 +146,60 @@ s_ignore_reply(void *arg, const Cc__Reply *reply)
         CC_DEBUG("announcement not played", "call_id=%s error=\"%s\"", reply->request_id, reply->error);
 }
 
+/* ------------------------------------------------------------ sessions */
+
+/* Agents' sessions are kept in acd.sessions (what an agent asked for last:
+ * logged in to which queues with which skills, ready or not_ready), so that
+ * they come back when Redis loses its data. Written when an agent logs in,
+ * out, or changes between ready and not_ready: rare next to routing. A
+ * failed write is logged and the live state goes on. */
+static void
+s_session_write(acd_server_t *self, const char *statement, int n, const char *const *params)
+{
+    if (cc_pg_exec(cc_service_pg(self->svc), statement, n, params, NULL))
+        CC_WARN("agent session not saved", "statement=%s agent_id=%s error=\"%s\"", statement, params[0],
+                cc_pg_error(cc_service_pg(self->svc)));
+}
+
+/* An agent state change, as the script reported it (agent, state, previous,
+ * ms, reason): the durable part of it, if any. */
+static void
+s_session_state(acd_server_t *self, const char *const *v)
+{
+    if (self->restoring) return;
+    const char *agent = v[1], *state = v[2], *previous = v[3], *reason = v[5];
+    if (strcmp(state, "logged_out") == 0) {
+        const char *p[] = { agent };
+        s_session_write(self, "acd_session_end", 1, p);
+    } else if (strcmp(state, "not_ready") == 0
+               || (strcmp(state, "ready") == 0 && strcmp(previous, "not_ready") == 0)) {
+        const char *p[] = { agent, state, reason };
+        s_session_write(self, "acd_session_state", 3, p);
+    }
+}
+
+/* Puts every kept session back into Redis after it lost its data. Returns
+ * the number restored, or -1 when PostgreSQL could not be read. */
+static int
+s_restore_sessions(acd_server_t *self)
+{
+    PGresult *res = NULL;
+    if (cc_pg_exec(cc_service_pg(self->svc), "acd_sessions", 0, NULL, &res)) {
+        CC_ERROR("agent sessions not restored", "error=\"%s\"", cc_pg_error(cc_service_pg(self->svc)));
+        return -1;
+    }
+    int n = PQntuples(res), restored = 0;
+    self->restoring = true;
+    for (int i = 0; i < n; i++) {
+        const char *args[6];
+        for (int c = 0; c < 6; c++) args[c] = PQgetvalue(res, i, c);
+        restored += s_run(self, "restore", 6, args) == CC__STATUS__STATUS_OK;
+    }
+    self->restoring = false;
+    PQclear(res);
+    return restored;
+}
+
 static void
 s_on_action(void *arg, int argc, const char *const *v)
 {
@@ -161,6 +217,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.reason = (char *) v[5];
         ev.call_id = (char *) v[6];
         cc_bus_publish_msg(self->bus, "agent.state", v[6], &ev);
+        s_session_state(self, v);
     } else if (strcmp(kind, "entered") == 0 && argc >= 5) {
         Cc__QueueEntered ev = CC__QUEUE_ENTERED__INIT;
         ev.call_id = (char *) v[1];
@@ -262,6 +319,9 @@ s_on_done(void *arg, Cc__Status st, const char *error)
 {
     op_ctx_t *ctx = arg;
     s_count_error(ctx->server, st);
+    if (st == CC__STATUS__STATUS_OK && ctx->session[0])
+        s_session_write(ctx->server, "acd_session_login", 4, (const char *const *) ctx->session);
+    for (int i = 0; i < 4; i++) free(ctx->session[i]);
     if (st == CC__STATUS__STATUS_OK && ctx->enqueue) {
         Cc__Enqueued out = CC__ENQUEUED__INIT;
         out.call_id = ctx->call_id;
@@ -276,10 +336,11 @@ s_on_done(void *arg, Cc__Status st, const char *error)
 }
 
 /* Queues a request's operation; the reply goes out when the loop turn's
- * operations are flushed to Redis together. */
-static void
-s_submit(acd_server_t *self, cc_rpc_call_t *call, const char *op, int argc, const char *const *args,
-         bool enqueue)
+ * operations are flushed to Redis together. Returns its context (owned by
+ * the router's callbacks: valid until the flush). */
+static op_ctx_t *
+s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const char *op, int argc,
+         const char *const *args, bool enqueue)
 {
     op_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (!ctx) abort();
@@ -287,7 +348,15 @@ s_submit(acd_server_t *self, cc_rpc_call_t *call, const char *op, int argc, cons
     ctx->call = call;
     ctx->enqueue = enqueue;
     if (enqueue) snprintf(ctx->call_id, sizeof ctx->call_id, "%s", args[0]);
-    acd_router_submit(self->router, s_now_ms(), op, argc, args, s_on_action, s_on_done, ctx);
+    acd_router_submit(self->router, s_now_ms(), req->request_id, op, argc, args, s_on_action, s_on_done, ctx);
+    return ctx;
+}
+
+/* Past a full batch, the operations go to Redis without waiting for the
+ * end of the loop turn. */
+static void
+s_flush_if_full(acd_server_t *self)
+{
     if (acd_router_pending(self->router) >= 256) acd_router_flush(self->router);
 }
 
@@ -383,7 +452,12 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         PQclear(res);
     }
     const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
-    s_submit(self, call, "login", 4, args, false);
+    op_ctx_t *ctx = s_submit(self, call, req, "login", 4, args, false);
+    for (int i = 0; i < 4; i++) {
+        ctx->session[i] = strdup(i == 0 ? args[0] : i == 1 ? args[1] : i == 2 ? skills : queues);
+        if (!ctx->session[i]) abort();
+    }
+    s_flush_if_full(self);
     cc__agent_login__free_unpacked(m, NULL);
     return;
 out:
@@ -407,7 +481,8 @@ s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         /* A request naming who asks ("by": a supervisor) is a forced change. */
         const char *args[] = { m->agent_id, state, m->reason, m->by[0] ? "1" : "0" };
         if (m->by[0]) CC_INFO("agent state set", "agent_id=%s state=%s by=%s", m->agent_id, state, m->by);
-        s_submit(self, call, "set_state", 4, args, false);
+        s_submit(self, call, req, "set_state", 4, args, false);
+        s_flush_if_full(self);
     }
     cc__agent_set_state__free_unpacked(m, NULL);
 }
@@ -419,7 +494,8 @@ s_agent_logout(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     DECODE(Cc__AgentLogout, cc__agent_logout, m);
     if (s_id_ok(m->agent_id)) {
         const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout", m->by[0] ? "1" : "0" };
-        s_submit(self, call, "set_state", 4, args, false);
+        s_submit(self, call, req, "set_state", 4, args, false);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id");
     }
@@ -439,7 +515,8 @@ s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         && (!m->caller[0] || s_id_ok(m->caller))) {
         snprintf(prio, sizeof prio, "%d", m->priority);
         const char *args[] = { m->call_id, m->queue, prio, skills, m->customer_id, m->last_agent_id, m->caller, flags };
-        s_submit(self, call, "enqueue", 8, args, true);
+        s_submit(self, call, req, "enqueue", 8, args, true);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id, queue, skills, flags or priority");
     }
@@ -454,7 +531,8 @@ s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Req
     bool need_agent = strcmp(op, "ended") != 0 && strcmp(op, "cancel") != 0;
     if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && strlen(m->reason) <= 64) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
-        s_submit(self, call, op, 3, args, false);
+        s_submit(self, call, req, op, 3, args, false);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id");
     }
@@ -472,7 +550,8 @@ s_callback(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     DECODE(Cc__CallbackRequest, cc__callback_request, m);
     if (s_id_ok(m->call_id) && s_id_ok(m->number) && strlen(m->number) <= 32) {
         const char *args[] = { m->call_id, m->number };
-        s_submit(self, call, "callback", 2, args, false);
+        s_submit(self, call, req, "callback", 2, args, false);
+        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id or number");
     }
@@ -481,74 +560,108 @@ s_callback(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 static void s_rejected(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "rejected", call, req); }
 static void s_ended(void *arg, cc_rpc_call_t *call, const Cc__Request *req) { s_call_op(arg, "ended", call, req); }
 
-/* Reads queue and agent state straight from Redis for operators. */
+/* acd.status: queues and agents as the script reads them in one atomic
+ * step, batched with the turn's other operations (no round trip of its own). */
+typedef struct {
+    cc_rpc_call_t *call;
+    Cc__QueueStatus **queues;
+    size_t nq, capq;
+    Cc__AgentStatus **agents;
+    size_t na, capa;
+} status_ctx_t;
+
+static char *
+s_dup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) abort();
+    return d;
+}
+
+static void *
+s_grow(void *array, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return array;
+    *cap = *cap ? *cap * 2 : 16;
+    array = realloc(array, *cap * size);
+    if (!array) abort();
+    return array;
+}
+
+static void
+s_status_action(void *arg, int argc, const char *const *v)
+{
+    status_ctx_t *ctx = arg;
+    if (strcmp(v[0], "queue_status") == 0 && argc >= 5) {
+        ctx->queues = s_grow(ctx->queues, &ctx->capq, ctx->nq, sizeof *ctx->queues);
+        Cc__QueueStatus *q = calloc(1, sizeof *q);
+        if (!q) abort();
+        cc__queue_status__init(q);
+        q->queue = s_dup(v[1]);
+        q->waiting = (uint32_t) atoi(v[2]);
+        q->ready = (uint32_t) atoi(v[3]);
+        q->longest_wait_ms = atoll(v[4]);
+        ctx->queues[ctx->nq++] = q;
+    } else if (strcmp(v[0], "agent_status") == 0 && argc >= 9) {
+        ctx->agents = s_grow(ctx->agents, &ctx->capa, ctx->na, sizeof *ctx->agents);
+        Cc__AgentStatus *a = calloc(1, sizeof *a);
+        if (!a) abort();
+        cc__agent_status__init(a);
+        a->agent_id = s_dup(v[1]);
+        a->state = s_dup(v[2]);
+        a->since_ms = atoll(v[3]);
+        a->reason = s_dup(v[4]);
+        a->call_id = s_dup(v[5]);
+        a->queues = s_dup(v[6]);
+        a->extension = s_dup(v[7]);
+        a->skills = s_dup(v[8]);
+        ctx->agents[ctx->na++] = a;
+    }
+}
+
+static void
+s_status_done(void *arg, Cc__Status st, const char *error)
+{
+    status_ctx_t *ctx = arg;
+    if (st == CC__STATUS__STATUS_OK) {
+        Cc__AcdStatus out = CC__ACD_STATUS__INIT;
+        out.queues = ctx->queues;
+        out.n_queues = ctx->nq;
+        out.agents = ctx->agents;
+        out.n_agents = ctx->na;
+        cc_rpc_reply_msg(ctx->call, &out);
+    } else {
+        cc_rpc_reply(ctx->call, st, error, NULL, 0);
+    }
+    for (size_t i = 0; i < ctx->nq; i++) {
+        free(ctx->queues[i]->queue);
+        free(ctx->queues[i]);
+    }
+    for (size_t i = 0; i < ctx->na; i++) {
+        Cc__AgentStatus *a = ctx->agents[i];
+        free(a->agent_id);
+        free(a->state);
+        free(a->reason);
+        free(a->call_id);
+        free(a->queues);
+        free(a->extension);
+        free(a->skills);
+        free(a);
+    }
+    free(ctx->queues);
+    free(ctx->agents);
+    free(ctx);
+}
+
 static void
 s_status(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     acd_server_t *self = arg;
-    cc_redis_t *r = cc_service_redis(self->svc);
-    acd_router_flush(self->router);   /* plain commands need the pipeline empty */
-    Cc__AcdStatus out = CC__ACD_STATUS__INIT;
-    redisReply *queues = cc_redis_cmdf(r, "SMEMBERS acd:queues");
-    redisReply *agents = cc_redis_cmdf(r, "SMEMBERS acd:agents");
-    if (!queues || !agents || queues->type != REDIS_REPLY_ARRAY || agents->type != REDIS_REPLY_ARRAY) {
-        if (queues) freeReplyObject(queues);
-        if (agents) freeReplyObject(agents);
-        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "redis unavailable", NULL, 0);
-        return;
-    }
-    int64_t now = s_now_ms();
-    size_t nq = queues->elements, na = agents->elements;
-    Cc__QueueStatus *qs = calloc(nq + 1, sizeof *qs), **qp = calloc(nq + 1, sizeof *qp);
-    Cc__AgentStatus *as = calloc(na + 1, sizeof *as), **ap = calloc(na + 1, sizeof *ap);
-    redisReply **keep = calloc(na + 1, sizeof *keep);
-    if (!qs || !qp || !as || !ap || !keep) abort();
-    for (size_t i = 0; i < nq; i++) {
-        const char *q = queues->element[i]->str;
-        cc__queue_status__init(&qs[i]);
-        qs[i].queue = (char *) q;
-        redisReply *w = cc_redis_cmdf(r, "ZCARD acd:queue:%s:wait", q);
-        redisReply *rd = cc_redis_cmdf(r, "ZCARD acd:queue:%s:ready", q);
-        redisReply *head = cc_redis_cmdf(r, "ZRANGE acd:queue:%s:wait 0 -1 WITHSCORES", q);
-        if (w && w->type == REDIS_REPLY_INTEGER) qs[i].waiting = (uint32_t) w->integer;
-        if (rd && rd->type == REDIS_REPLY_INTEGER) qs[i].ready = (uint32_t) rd->integer;
-        /* A rank is (9 - priority) * 1e13 + arrival ms: the oldest arrival waits longest. */
-        for (size_t j = 1; head && head->type == REDIS_REPLY_ARRAY && j < head->elements; j += 2) {
-            int64_t enq = (int64_t) (strtod(head->element[j]->str, NULL)) % 10000000000000LL;
-            if (now - enq > qs[i].longest_wait_ms) qs[i].longest_wait_ms = now - enq;
-        }
-        if (w) freeReplyObject(w);
-        if (rd) freeReplyObject(rd);
-        if (head) freeReplyObject(head);
-        qp[i] = &qs[i];
-    }
-    for (size_t i = 0; i < na; i++) {
-        const char *id = agents->element[i]->str;
-        cc__agent_status__init(&as[i]);
-        as[i].agent_id = (char *) id;
-        keep[i] = cc_redis_cmdf(r, "HMGET acd:agent:%s state since reason call queues ext", id);
-        redisReply *h = keep[i];
-        if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 6) {
-            char **f[] = { &as[i].state, NULL, &as[i].reason, &as[i].call_id, &as[i].queues, &as[i].extension };
-            for (int k = 0; k < 6; k++)
-                if (f[k] && h->element[k]->type == REDIS_REPLY_STRING) *f[k] = h->element[k]->str;
-            if (h->element[1]->type == REDIS_REPLY_STRING) as[i].since_ms = atoll(h->element[1]->str);
-        }
-        ap[i] = &as[i];
-    }
-    out.queues = qp;
-    out.n_queues = nq;
-    out.agents = ap;
-    out.n_agents = na;
-    cc_rpc_reply_msg(call, &out);
-    for (size_t i = 0; i < na; i++) if (keep[i]) freeReplyObject(keep[i]);
-    free(keep);
-    free(qs);
-    free(qp);
-    free(as);
-    free(ap);
-    freeReplyObject(queues);
-    freeReplyObject(agents);
+    (void) req;
+    status_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) abort();
+    ctx->call = call;
+    acd_router_submit(self->router, s_now_ms(), NULL, "status", 0, NULL, s_status_action, s_status_done, ctx);
 }
 
 static int s_load_queues(acd_server_t *self);
@@ -614,9 +727,9 @@ s_load_queues(acd_server_t *self)
 }
 
 /* Redis lost its data (a restart without persistence, a flush): the queues
- * are loaded again at once, and the first instance to notice tells everyone
- * with acd.rebuilt, so the gateway puts its waiting callers back and agents'
- * desktops log in again. */
+ * are loaded again at once; the first instance to notice puts the agents'
+ * sessions back from acd.sessions and tells everyone with acd.rebuilt, so
+ * the gateway puts its waiting callers back. */
 static void
 s_check_epoch(acd_server_t *self)
 {
@@ -634,7 +747,9 @@ s_check_epoch(acd_server_t *self)
     bool first = rep && rep->type == REDIS_REPLY_STATUS;
     if (rep) freeReplyObject(rep);
     if (first) {
-        CC_WARN("Redis state was empty: queues loaded, calls and agents asked to come back", "epoch=%s", now);
+        int agents = s_restore_sessions(self);
+        CC_WARN("Redis state was empty: queues loaded, agents' sessions restored, calls asked to come back",
+                "epoch=%s agents=%d", now, agents);
         cc_bus_publish(self->bus, "acd.rebuilt", NULL, now, strlen(now));
     }
 }
@@ -698,6 +813,16 @@ acd_server_new(cc_service_t *svc)
                     " FROM acd.queues ORDER BY name");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_login",
+                    "INSERT INTO acd.sessions (agent_id, extension, skills, queues, state, reason, since)"
+                    " VALUES ($1, $2, $3, $4, 'ready', '', now())"
+                    " ON CONFLICT (agent_id) DO UPDATE SET extension = EXCLUDED.extension, skills = EXCLUDED.skills,"
+                    " queues = EXCLUDED.queues, state = 'ready', reason = '', since = now()");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_state",
+                    "UPDATE acd.sessions SET state = $2, reason = $3, since = now() WHERE agent_id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_end", "DELETE FROM acd.sessions WHERE agent_id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_sessions",
+                    "SELECT agent_id, extension, queues, skills, state, reason FROM acd.sessions ORDER BY since");
     self->router = acd_router_new(cc_service_redis(svc));
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",

@@ -68,12 +68,13 @@ s_status(cc_rpc_client_t *c)
     for (size_t i = 0; i < st->n_queues; i++)
         printf("%-12s %8u %14.1f %6u\n", st->queues[i]->queue, st->queues[i]->waiting,
                st->queues[i]->longest_wait_ms / 1000.0, st->queues[i]->ready);
-    printf("\n%-10s %-10s %9s %-12s %-20s %s\n", "AGENT", "STATE", "SINCE_S", "REASON", "CALL", "QUEUES");
+    printf("\n%-10s %-10s %9s %-12s %-20s %-20s %s\n", "AGENT", "STATE", "SINCE_S", "REASON", "CALL", "QUEUES",
+           "SKILLS");
     for (size_t i = 0; i < st->n_agents; i++) {
         Cc__AgentStatus *a = st->agents[i];
-        printf("%-10s %-10s %9.1f %-12s %-20s %s\n", a->agent_id, a->state,
+        printf("%-10s %-10s %9.1f %-12s %-20s %-20s %s\n", a->agent_id, a->state,
                a->since_ms ? (now - a->since_ms) / 1000.0 : 0.0, a->reason[0] ? a->reason : "-",
-               a->call_id[0] ? a->call_id : "-", a->queues);
+               a->call_id[0] ? a->call_id : "-", a->queues[0] ? a->queues : "-", a->skills[0] ? a->skills : "-");
     }
     cc__acd_status__free_unpacked(st, NULL);
     return 0;

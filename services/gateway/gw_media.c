@@ -34,7 +34,7 @@ enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQU
 #define MAX_REGS 4096
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
-#define NONCE_TTL_MS 300000
+#define REG_MAX_S 3600                 /* the longest registration granted */
 
 /* A request from the service thread (heap, freed by the media thread). */
 typedef struct {
@@ -51,10 +51,10 @@ typedef struct {
     char contact[256];         /* the phone's Contact URI */
     struct sa source;          /* where its REGISTER came from */
     enum sip_transp tp;
-    int64_t expires_ms;
+    _Atomic int64_t expires_ms;   /* read by the service thread too */
 } reg_t;
 
-typedef struct { char nonce[40]; int64_t issued_ms; } nonce_t;
+typedef struct { char nonce[40]; int64_t issued_ms; uint32_t nc; } nonce_t;   /* nc: highest count used */
 
 typedef struct { uint32_t net, mask; } cidr_t;
 typedef struct { char number[32]; char action[16]; char prompt[128]; int ring_ms; char queue[64]; } route_t;
@@ -96,6 +96,7 @@ struct _gw_media_t {
     _Atomic uint64_t late_hist[LATE_BUCKETS];   /* RTP send lateness, 100 us buckets */
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
+    _Atomic int64_t register_refused;
     gw_clock_t *clock;         /* every call's 20 ms frames, from one timer */
 };
 
@@ -497,7 +498,10 @@ s_negotiate(gw_call_t *c)
     const struct sa *ra = sdp_media_raddr(c->sdpm);
     if (sa_isset(ra, SA_ALL)) {
         c->raddr = *ra;
-        rtcp_start(c->rtp, c->cdr.call_id, ra);
+        /* RTCP goes to the peer's RTCP port (a=rtcp, else RTP + 1), not its RTP port. */
+        struct sa rtcp;
+        sdp_media_raddr_rtcp(c->sdpm, &rtcp);
+        rtcp_start(c->rtp, c->cdr.call_id, &rtcp);
     }
     enum sdp_dir dir = sdp_media_rdir(c->sdpm);
     c->held = dir == SDP_SENDONLY || dir == SDP_INACTIVE || sa_is_any(ra);
@@ -897,19 +901,31 @@ s_challenge(gw_media_t *m, const struct sip_msg *msg, bool stale)
     nonce_t *n = &m->nonces[m->next_nonce++ % MAX_NONCES];
     s_random_id(n->nonce, sizeof n->nonce);
     n->issued_ms = cc_mono_ms();
+    n->nc = 0;
     sip_treplyf(NULL, NULL, m->sip, msg, false, 401, "Unauthorized",
                 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5, qop=\"auth\"%s\r\n"
                 "Content-Length: 0\r\n\r\n", GW_REALM, n->nonce, stale ? ", stale=true" : "");
 }
 
-static bool
-s_nonce_fresh(gw_media_t *m, const struct pl *nonce)
+/* A REGISTER refused for good: counted, logged, answered with code. */
+static void
+s_register_refuse(gw_media_t *m, const struct sip_msg *msg, uint16_t code, const char *reason, const char *user,
+                  const char *src)
+{
+    atomic_fetch_add(&m->register_refused, 1);
+    CC_WARN("REGISTER refused", "user=%s source=%s status=%u reason=\"%s\"", user, src, code, reason);
+    sip_treply(NULL, m->sip, msg, code, reason);
+}
+
+/* The nonce we issued less than GATEWAY_NONCE_TTL_S ago, or NULL. */
+static nonce_t *
+s_nonce_find(gw_media_t *m, const struct pl *nonce)
 {
     int64_t now = cc_mono_ms();
     for (int i = 0; i < MAX_NONCES; i++)
         if (m->nonces[i].nonce[0] && !pl_strcmp(nonce, m->nonces[i].nonce))
-            return now - m->nonces[i].issued_ms < NONCE_TTL_MS;
-    return false;
+            return now - m->nonces[i].issued_ms < (int64_t) m->o.nonce_ttl_s * 1000 ? &m->nonces[i] : NULL;
+    return NULL;
 }
 
 static reg_t *
@@ -921,62 +937,117 @@ s_reg_find(gw_media_t *m, const char *user)
     return NULL;
 }
 
-/* REGISTER with digest authentication against the stored HA1 values. */
+/* How long a binding asks to live: the Contact's expires parameter, else
+ * the Expires header, else the maximum. A value that is not a number of
+ * seconds counts as the maximum (RFC 3261 20.19), and so does one above it. */
+static int
+s_expires(const struct sip_msg *msg, const struct sip_addr *contact)
+{
+    struct pl v;
+    const struct sip_hdr *eh = sip_msg_hdr(msg, SIP_HDR_EXPIRES);
+    if (!contact || msg_param_decode(&contact->params, "expires", &v) != 0) {
+        if (!eh) return REG_MAX_S;
+        v = eh->val;
+    }
+    if (!v.l || v.l > 9) return REG_MAX_S;
+    for (size_t i = 0; i < v.l; i++)
+        if (v.p[i] < '0' || v.p[i] > '9') return REG_MAX_S;
+    uint32_t e = pl_u32(&v);
+    return e > REG_MAX_S ? REG_MAX_S : (int) e;
+}
+
+/* REGISTER with digest authentication against the stored HA1 values:
+ * no or another realm's credentials get a challenge; a nonce we did not
+ * give, that is too old, or whose count does not grow (a replay) gets a
+ * fresh one with stale=true; a wrong password 403; a malformed
+ * Authorization or Contact 400. No Contact is a query (RFC 3261 10.3):
+ * the binding is listed, not changed. "Contact: *" with Expires 0 removes
+ * it. */
 static void
 s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
 {
     const struct sip_hdr *auth = sip_msg_hdr(msg, SIP_HDR_AUTHORIZATION);
-    struct httpauth_digest_resp resp;
-    if (!auth || httpauth_digest_response_decode(&resp, &auth->val)) {
+    struct pl scheme;
+    if (!auth || re_regex(auth->val.p, auth->val.l, "[ \t]*[^ \t]+", NULL, &scheme) || pl_strcasecmp(&scheme, "Digest")) {
         s_challenge(m, msg, false);
         return;
     }
-    if (!s_nonce_fresh(m, &resp.nonce)) {
-        s_challenge(m, msg, true);
+    struct httpauth_digest_resp resp;
+    if (httpauth_digest_response_decode(&resp, &auth->val)) {
+        s_register_refuse(m, msg, 400, "Malformed Authorization", "-", src);
         return;
     }
     char user[64];
     pl_strcpy(&resp.username, user, sizeof user);
+    if (pl_strcmp(&resp.realm, GW_REALM)) {
+        CC_WARN("REGISTER for another realm: challenged", "user=%s source=%s", user, src);
+        s_challenge(m, msg, false);
+        return;
+    }
+    nonce_t *nonce = s_nonce_find(m, &resp.nonce);
+    if (!nonce) {
+        s_challenge(m, msg, true);
+        return;
+    }
     const gw_user_t *u = NULL;
     for (size_t i = 0; i < m->nusers; i++)
         if (strcmp(m->users[i].user, user) == 0) u = &m->users[i];
     if (!u || httpauth_digest_response_auth(&resp, &msg->met, u->ha1) != 0) {
-        CC_WARN("REGISTER refused: bad credentials", "user=%s source=%s", user, src);
-        sip_treply(NULL, m->sip, msg, 403, "Bad Credentials");
+        s_register_refuse(m, msg, 403, "Bad Credentials", user, src);
         return;
     }
+    /* Without qop the nonce is good once; with it, each count once. */
+    uint32_t nc = pl_isset(&resp.qop) ? pl_x32(&resp.nc) : 1;
+    if (nc <= nonce->nc) {
+        CC_WARN("REGISTER replayed: challenged", "user=%s source=%s nc=%u", user, src, nc);
+        s_challenge(m, msg, true);
+        return;
+    }
+    nonce->nc = nc;
     const struct sip_hdr *ch = sip_msg_hdr(msg, SIP_HDR_CONTACT);
-    struct sip_addr contact;
-    if (!ch || sip_addr_decode(&contact, &ch->val)) {
-        sip_treply(NULL, m->sip, msg, 400, "Contact Missing Or Invalid");
-        return;
-    }
-    int expires = 3600;
-    struct pl ev;
-    const struct sip_hdr *eh = sip_msg_hdr(msg, SIP_HDR_EXPIRES);
-    if (msg_param_decode(&contact.params, "expires", &ev) == 0) expires = pl_u32(&ev);
-    else if (eh) expires = pl_u32(&eh->val);
-    if (expires > 3600) expires = 3600;
     reg_t *r = NULL;
     int n = atomic_load(&m->nregs);
     for (int i = 0; i < n; i++) if (strcmp(m->regs[i].user, user) == 0) r = &m->regs[i];
+    if (!ch) {
+        int64_t left = r ? (r->expires_ms - cc_mono_ms()) / 1000 : 0;
+        if (left > 0)
+            sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%s>;expires=%d\r\nContent-Length: 0\r\n\r\n",
+                        r->contact, (int) left);
+        else
+            sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Content-Length: 0\r\n\r\n");
+        return;
+    }
+    struct sip_addr contact;
+    bool wildcard = !pl_strcmp(&ch->val, "*");
+    if (wildcard && s_expires(msg, NULL) != 0) {
+        s_register_refuse(m, msg, 400, "Contact * Needs Expires 0", user, src);
+        return;
+    }
+    if (!wildcard && sip_addr_decode(&contact, &ch->val)) {
+        s_register_refuse(m, msg, 400, "Contact Invalid", user, src);
+        return;
+    }
+    int expires = wildcard ? 0 : s_expires(msg, &contact);
     if (!r && expires > 0) {
         if (n == MAX_REGS) {
             sip_treply(NULL, m->sip, msg, 503, "Registrar Full");
             return;
         }
         r = &m->regs[n];
+        snprintf(r->user, sizeof r->user, "%s", user);
         atomic_store(&m->nregs, n + 1);
     }
     if (r) {
-        snprintf(r->user, sizeof r->user, "%s", user);
-        pl_strcpy(&contact.auri, r->contact, sizeof r->contact);
+        if (!wildcard) pl_strcpy(&contact.auri, r->contact, sizeof r->contact);
         r->source = msg->src;
         r->tp = msg->tp;
         r->expires_ms = cc_mono_ms() + (int64_t) expires * 1000;
     }
-    sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%r>;expires=%d\r\nContent-Length: 0\r\n\r\n",
-                &contact.auri, expires);
+    if (wildcard)
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Content-Length: 0\r\n\r\n");
+    else
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Contact: <%r>;expires=%d\r\nContent-Length: 0\r\n\r\n",
+                    &contact.auri, expires);
     Cc__AgentRegistered ev2 = CC__AGENT_REGISTERED__INIT;
     ev2.agent_id = user;
     ev2.contact = r ? r->contact : "";
@@ -1730,7 +1801,17 @@ gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p)
 int
 gw_media_registrations(gw_media_t *self)
 {
-    return atomic_load(&self->nregs);
+    int64_t now = cc_mono_ms();
+    int live = 0;
+    for (int i = 0; i < atomic_load(&self->nregs); i++)
+        if (self->regs[i].expires_ms > now) live++;
+    return live;
+}
+
+int64_t
+gw_media_register_refused(gw_media_t *self)
+{
+    return atomic_load(&self->register_refused);
 }
 
 static int

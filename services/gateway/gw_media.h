@@ -34,6 +34,7 @@ typedef struct {
     const char *hold_music;   /* prompt of media.hold when the request names none */
     int dial_ring_ms;         /* how long an outbound call rings when the request says nothing */
     const char *service, *instance;
+    int nonce_ttl_s;          /* how long a REGISTER nonce stays good */
 } gw_media_opts_t;
 
 /* One recording of a leg (media.record start .. stop). */
@@ -114,8 +115,10 @@ int gw_media_calls(gw_media_t *self);
  * schedule, in microseconds, over all frames sent so far (thread-safe);
  * *frames_p (may be NULL) gets how many frames that covers. */
 int64_t gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frames_p);
-/* Phones registered now (thread-safe). */
+/* Phones registered now, expired ones left out (thread-safe). */
 int gw_media_registrations(gw_media_t *self);
+/* REGISTERs refused so far: wrong password, malformed (thread-safe). */
+int64_t gw_media_register_refused(gw_media_t *self);
 
 /* Requests from the service thread, carried out on the media thread. Each
  * returns 0, or CC_ENOMEM / CC_EIO when it could not be queued. */

@@ -46,6 +46,8 @@ static const cc_cfg_key_t s_keys[] = {
       "host:port numbers are dialled through (media.originate, media.transfer, callbacks); empty: none" },
     { "GATEWAY_DIAL_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an outbound call rings before it is given up" },
     { "GATEWAY_HOLD_MUSIC", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY, "Prompt a held caller hears (media.hold without music)" },
+    { "GATEWAY_NONCE_TTL_S", CC_CFG_INT, 1, 3600, NULL, 0,
+      "How long a REGISTER digest nonce stays good; older ones get a fresh challenge (stale=true)" },
     CC_CFG_END
 };
 
@@ -64,7 +66,7 @@ struct _gw_server_t {
     gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
     size_t nbacklog;
     uv_timer_t *timer;
-    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_late_p99, *m_frames;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_reg_refused, *m_late_p99, *m_frames;
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *acd;
     int ring_ms, acd_timeout_ms;
@@ -685,6 +687,7 @@ s_on_timer(uv_timer_t *t)
     if (!self->media) return;
     cc_metric_set(self->m_calls, gw_media_calls(self->media));
     cc_metric_set(self->m_regs, gw_media_registrations(self->media));
+    cc_metric_set(self->m_reg_refused, gw_media_register_refused(self->media));
     uint64_t frames;
     cc_metric_set(self->m_late_p99, gw_media_send_late_us(self->media, 0.99, &frames));
     cc_metric_set(self->m_frames, (int64_t) frames);
@@ -732,6 +735,8 @@ gw_server_new(cc_service_t *svc)
     self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
     self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
     self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
+    self->m_reg_refused = cc_metrics_counter(m, "gateway_register_refused_total", NULL,
+                                             "REGISTERs refused: wrong password, malformed Authorization or Contact");
     self->ops = zhashx_new();
     zhashx_set_destructor(self->ops, s_wait_free);
     self->m_late_p99 = cc_metrics_gauge(m, "gateway_rtp_send_late_p99_us", NULL,
@@ -765,6 +770,7 @@ gw_server_new(cc_service_t *svc)
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
         .tts_dir = self->tts_dir, .trunk_out = cc_cfg_str(cfg, "GATEWAY_TRUNK_OUT"),
         .hold_music = cc_cfg_str(cfg, "GATEWAY_HOLD_MUSIC"), .dial_ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_DIAL_RING_MS"),
+        .nonce_ttl_s = (int) cc_cfg_int(cfg, "GATEWAY_NONCE_TTL_S"),
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;

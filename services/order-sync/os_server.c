@@ -3,6 +3,7 @@
  * bus (the loop's connection). */
 #include "os_server.h"
 #include "os_dialects.h"
+#include "os_import.h"
 #include "os_platforms.h"
 #include "os_webhook.h"
 #include "os_writer.h"
@@ -21,6 +22,8 @@
 #include <time.h>
 
 #define MAX_BODY (1024 * 1024)
+#define MAX_IMPORT_BODY (8 * 1024 * 1024)
+#define OS_MAX_WRITERS 16
 
 static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
@@ -28,6 +31,8 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the order lookups on the bus" },
     { "ORDER_SYNC_HTTP_THREADS", CC_CFG_INT, 1, 256, NULL, 0,
       "Platform API worker threads (each holds one webhook while its batch commits)" },
+    { "ORDER_SYNC_WRITERS", CC_CFG_INT, 1, OS_MAX_WRITERS, NULL, 0,
+      "Writer threads (database connections) applying webhook batches; one entity always goes to the same one" },
     { "ORDER_SYNC_BATCH_MAX", CC_CFG_INT, 1, OS_BATCH_LIMIT, NULL, 0, "Webhook events applied per transaction at most" },
     { "ORDER_SYNC_PLATFORM_REFRESH_MS", CC_CFG_INT, 100, 600000, NULL, 0, "commerce.platforms is re-read this often" },
     { "ORDER_SYNC_WRITE_WAIT_MS", CC_CFG_INT, 100, 60000, NULL, 0,
@@ -48,9 +53,12 @@ struct _os_server_t {
     cc_http_t *http;
     cc_rpc_server_t *rpc;
     os_platforms_t *platforms;
-    os_writer_t *writer;
+    os_writer_t *writers[OS_MAX_WRITERS];
+    int nwriters;
     zsock_t *changes;          /* the loop's end: the writer's committed changes, published as events */
     int batch_max;
+    char *db_url;
+    int reconnect_ms;
     cc_metric_t *m_applied, *m_refused;
 };
 
@@ -77,11 +85,11 @@ s_on_change(void *arg, void *sock)
 /* Reads the whole body (at most MAX_BODY). Returns it (caller frees) with
  * *len, or NULL after answering 400/413 (*status set). */
 static char *
-s_read_body(struct mg_connection *conn, size_t *len, int *status)
+s_read_body(struct mg_connection *conn, long long max, size_t *len, int *status)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (ri->content_length < 0 || ri->content_length > MAX_BODY) {
-        *status = cc_http_error(conn, 413, "body missing or over 1 MiB");
+    if (ri->content_length < 0 || ri->content_length > max) {
+        *status = cc_http_error(conn, 413, max == MAX_BODY ? "body missing or over 1 MiB" : "body missing or over 8 MiB");
         return NULL;
     }
     char *body = malloc((size_t) ri->content_length + 1);
@@ -102,14 +110,32 @@ s_read_body(struct mg_connection *conn, size_t *len, int *status)
     return body;
 }
 
-/* Hands one event to the writer and answers with its result. Takes event. */
+/* The writer of the entity event is about, so that one entity's events are
+ * applied in the order they came, by one connection (FNV-1a of its key). */
+static os_writer_t *
+s_writer_for(os_server_t *self, json_t *event)
+{
+    static const char *const keys[] = { "order_number", "order_external_id", "product_code", "code", "id", NULL };
+    json_t *data = json_object_get(event, "data");
+    const char *key = "";
+    for (int i = 0; keys[i] && !*key; i++) {
+        const char *v = json_string_value(json_object_get(data, keys[i]));
+        if (v) key = v;
+    }
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *) key; *p; p++) h = (h ^ *p) * 16777619u;
+    return self->writers[h % (uint32_t) self->nwriters];
+}
+
+/* Hands one event to its writer and answers with its result. Takes event. */
 static int
 s_apply_one(os_server_t *self, struct mg_connection *conn, json_t *event)
 {
+    os_writer_t *writer = s_writer_for(self, event);
     json_t *batch = json_pack("[o]", event);
     char *text = json_dumps(batch, JSON_COMPACT), *results = NULL;
     json_decref(batch);
-    int rc = os_writer_apply(self->writer, text, 1, &results);
+    int rc = os_writer_apply(writer, text, 1, &results);
     free(text);
     if (rc) return cc_http_error(conn, 503, "storage unavailable; retry later");
     json_t *all = json_loads(results, 0, NULL), *r = json_array_get(all, 0);
@@ -172,7 +198,7 @@ s_webhook(struct mg_connection *conn, void *arg)
     }
     size_t len = 0;
     int status = 0;
-    char *body = s_read_body(conn, &len, &status);
+    char *body = s_read_body(conn, MAX_BODY, &len, &status);
     if (!body) {
         cc_metric_add(self->m_refused, 1);
         return status;
@@ -213,6 +239,158 @@ s_webhook(struct mg_connection *conn, void *arg)
     }
     cc_metric_add(status == 200 ? self->m_applied : self->m_refused, 1);
     free(body);
+    return status;
+}
+
+/* Applies items ({"event"} or a refusal, from os_import) through the writers,
+ * batch_max events a transaction, and answers with a count per result and
+ * each item's result. 503 when a writer could not take some (their result
+ * says so; importing again applies them, de-duplicated by id or version). */
+static int
+s_apply_items(os_server_t *self, struct mg_connection *conn, json_t *items)
+{
+    size_t n = json_array_size(items);
+    json_t *results = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(results, json_null());
+    bool unavailable = false;
+    for (int w = 0; w < self->nwriters; w++) {
+        size_t at[OS_BATCH_LIMIT];
+        int count = 0;
+        json_t *batch = json_array();
+        for (size_t i = 0; i <= n; i++) {
+            json_t *ev = i < n ? json_object_get(json_array_get(items, i), "event") : NULL;
+            if (ev && s_writer_for(self, ev) == self->writers[w]) {
+                at[count++] = i;
+                json_array_append(batch, ev);
+            }
+            if (count == self->batch_max || (i == n && count)) {
+                char *text = json_dumps(batch, JSON_COMPACT), *out = NULL;
+                json_t *got = os_writer_apply(self->writers[w], text, count, &out) == 0 ? json_loads(out, 0, NULL) : NULL;
+                for (int k = 0; k < count; k++) {
+                    json_t *r = json_array_get(got, (size_t) k);
+                    if (!r) unavailable = true;
+                    json_array_set(results, at[k], r ? r : json_pack("{s:i, s:s}", "code", 503, "error",
+                                                                       "storage unavailable; import again"));
+                    if (!r) json_decref(json_array_get(results, at[k]));
+                }
+                json_decref(got);
+                free(text);
+                free(out);
+                json_array_clear(batch);
+                count = 0;
+            }
+        }
+        json_decref(batch);
+    }
+    int applied = 0, duplicate = 0, stale = 0, refused = 0;
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(results, i);
+        if (json_is_null(r)) r = json_array_get(items, i);   /* refused before the writer */
+        const char *res = json_string_value(json_object_get(r, "result"));
+        if (res && strcmp(res, "applied") == 0) applied++;
+        else if (res && strcmp(res, "duplicate") == 0) duplicate++;
+        else if (res && strcmp(res, "stale") == 0) stale++;
+        else refused++;
+        json_t *one = json_pack("{s:I, s:O*}", "index", (json_int_t) i, "code", json_object_get(r, "code"));
+        if (res) json_object_set_new(one, "result", json_string(res));
+        else json_object_set(one, "error", json_object_get(r, "error"));
+        json_array_append_new(list, one);
+    }
+    json_t *reply = json_pack("{s:i, s:i, s:i, s:i, s:o}", "applied", applied, "duplicate", duplicate, "stale", stale,
+                              "refused", refused, "results", list);
+    char *text = json_dumps(reply, JSON_COMPACT);
+    int status = cc_http_send(conn, unavailable ? 503 : 200, "application/json", text, strlen(text));
+    free(text);
+    json_decref(reply);
+    json_decref(results);
+    return status;
+}
+
+/* Checks the Standard Webhooks headers of a bulk request against the
+ * platform's secret. Returns 0, or the status sent. */
+static int
+s_bulk_auth(os_server_t *self, struct mg_connection *conn, const char *name, const char *body, size_t len,
+            os_platform_t *pf)
+{
+    if (!os_platforms_find(self->platforms, name, false, pf)) return cc_http_error(conn, 404, "no such platform");
+    const char *why = NULL;
+    int bad = os_verify(pf->secret, mg_get_header(conn, "webhook-id"), mg_get_header(conn, "webhook-timestamp"), body, len,
+                        mg_get_header(conn, "webhook-signature"), (int64_t) time(NULL), &why);
+    if (bad) {
+        CC_WARN("bulk request refused", "platform=%s reason=\"%s\"", pf->name, why);
+        return cc_http_error(conn, bad, why);
+    }
+    return 0;
+}
+
+/* Splits "/<prefix>/<platform>[/<what>.csv]" into name and what ("" when
+ * none). Returns false when the path is not one of those. */
+static bool
+s_bulk_path(const char *uri, const char *prefix, char *name, size_t cap, char *what, size_t wcap)
+{
+    const char *p = uri + strlen(prefix);
+    size_t n = strcspn(p, "/");
+    if (n == 0 || n >= cap || n > 64) return false;
+    snprintf(name, cap, "%.*s", (int) n, p);
+    p += n;
+    *what = '\0';
+    if (!*p) return true;
+    if (strcmp(p, "/customers.csv") == 0) snprintf(what, wcap, "customers");
+    else if (strcmp(p, "/products.csv") == 0) snprintf(what, wcap, "products");
+    else return false;
+    return true;
+}
+
+/* POST /import/<platform> (a JSON array of events) and
+ * POST /import/<platform>/customers.csv or products.csv. */
+static int
+s_import(struct mg_connection *conn, void *arg)
+{
+    os_server_t *self = arg;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->request_method, "POST") != 0) return cc_http_error(conn, 405, "POST only");
+    char name[80], what[16];
+    if (!s_bulk_path(ri->local_uri, "/import/", name, sizeof name, what, sizeof what))
+        return cc_http_error(conn, 404, "no such import (/import/<platform>, /import/<platform>/customers.csv or products.csv)");
+    size_t len = 0;
+    int status = 0;
+    char *body = s_read_body(conn, MAX_IMPORT_BODY, &len, &status);
+    if (!body) return status;
+    os_platform_t pf;
+    if ((status = s_bulk_auth(self, conn, name, body, len, &pf)) == 0) {
+        char why[256];
+        json_t *items = *what ? os_import_csv(pf.name, what, body, len, why, sizeof why)
+                              : os_import_json(pf.name, body, len, why, sizeof why);
+        status = items ? s_apply_items(self, conn, items) : cc_http_error(conn, 400, why);
+        json_decref(items);
+    }
+    free(body);
+    return status;
+}
+
+/* GET /export/<platform>/customers.csv or products.csv (signed like a
+ * webhook with an empty body). */
+static int
+s_export(struct mg_connection *conn, void *arg)
+{
+    os_server_t *self = arg;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->request_method, "GET") != 0) return cc_http_error(conn, 405, "GET only");
+    char name[80], what[16];
+    if (!s_bulk_path(ri->local_uri, "/export/", name, sizeof name, what, sizeof what) || !*what)
+        return cc_http_error(conn, 404, "no such export (/export/<platform>/customers.csv or products.csv)");
+    os_platform_t pf;
+    int status = s_bulk_auth(self, conn, name, "", 0, &pf);
+    if (status) return status;
+    /* Exports are rare: a connection of their own, not the loop's. */
+    cc_pg_t *pg = cc_pg_new(self->db_url, self->reconnect_ms, NULL);
+    size_t len = 0;
+    char *csv = os_export_csv(pg, pf.name, what, &len);
+    cc_pg_destroy(&pg);
+    if (!csv) return cc_http_error(conn, 503, "storage unavailable; retry later");
+    status = cc_http_send(conn, 200, "text/csv; charset=utf-8", csv, len);
+    free(csv);
     return status;
 }
 
@@ -283,6 +461,8 @@ os_server_new(cc_service_t *svc)
     self->m_applied = cc_metrics_counter(m, "order_sync_webhooks_total", "result=\"accepted\"", "Webhooks answered");
     self->m_refused = cc_metrics_counter(m, "order_sync_webhooks_total", "result=\"refused\"", "Webhooks answered");
     self->batch_max = (int) cc_cfg_int(cfg, "ORDER_SYNC_BATCH_MAX");
+    self->db_url = strdup(cc_cfg_str(cfg, "DATABASE_URL"));
+    self->reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS");
     self->changes = zsock_new_pull("@" CHANGES_ENDPOINT);
     if (!self->changes) goto err;
     cc_loop_add_zsock(cc_service_loop(svc), self->changes, s_on_change, self);
@@ -297,8 +477,12 @@ os_server_new(cc_service_t *svc)
         .changes = CHANGES_ENDPOINT,
         .metrics = m,
     };
-    self->writer = os_writer_new(&wo);
-    if (!self->writer) goto err;
+    self->nwriters = (int) cc_cfg_int(cfg, "ORDER_SYNC_WRITERS");
+    for (int i = 0; i < self->nwriters; i++) {
+        self->writers[i] = os_writer_new(&wo);
+        if (!self->writers[i]) goto err;
+        wo.platforms = NULL;   /* the first writer keeps the platform table */
+    }
     cc_pg_statement(cc_service_pg(svc), "os_lookup",
                     "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                     " extract(epoch FROM o.updated_at) FROM commerce.orders o LEFT JOIN commerce.customers c"
@@ -311,6 +495,8 @@ os_server_new(cc_service_t *svc)
                              (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_THREADS"));
     if (!self->http) goto err;
     cc_http_route(self->http, "/webhooks/", s_webhook, self);
+    cc_http_route(self->http, "/import/", s_import, self);
+    cc_http_route(self->http, "/export/", s_export, self);
     return self;
 err:
     os_server_destroy(&self);
@@ -323,7 +509,8 @@ os_server_destroy(os_server_t **self_p)
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
     cc_http_destroy(&self->http);   /* no more webhooks come in */
-    os_writer_destroy(&self->writer);   /* what was queued is committed and its changes handed over */
+    for (int i = 0; i < self->nwriters; i++)
+        os_writer_destroy(&self->writers[i]);   /* what was queued is committed and its changes handed over */
     cc_rpc_server_destroy(&self->rpc);
     if (self->changes) {
         while (zsock_events(self->changes) & ZMQ_POLLIN) s_on_change(self, self->changes);
@@ -331,6 +518,7 @@ os_server_destroy(os_server_t **self_p)
         zsock_destroy(&self->changes);
     }
     os_platforms_destroy(&self->platforms);
+    free(self->db_url);
     free(self);
     *self_p = NULL;
 }

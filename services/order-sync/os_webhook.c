@@ -21,10 +21,15 @@ os_verify(const char *secret, const char *id, const char *timestamp, const char 
         *why = "webhook-timestamp outside the 5 minute replay window";
         return 401;
     }
-    const char *b64 = strncmp(secret, "whsec_", 6) == 0 ? secret + 6 : secret;
+    /* "whsec_<base64>" is the Standard Webhooks form; any other secret (a
+     * Shopify or WooCommerce one, for the bulk API) is used as its bytes. */
     unsigned char key[256];
     size_t keylen = 0;
-    if (sodium_base642bin(key, sizeof key, b64, strlen(b64), NULL, &keylen, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+    if (strncmp(secret, "whsec_", 6) != 0) {
+        keylen = strlen(secret) < sizeof key ? strlen(secret) : sizeof key;
+        memcpy(key, secret, keylen);
+    } else if (sodium_base642bin(key, sizeof key, secret + 6, strlen(secret + 6), NULL, &keylen, NULL,
+                                 sodium_base64_VARIANT_ORIGINAL)) {
         *why = "platform secret unusable";
         return 401;
     }
@@ -326,6 +331,27 @@ os_check(const char *kind, json_t *data, char *why, size_t cap)
     return false;
 }
 
+size_t
+os_fields(const char *kind, os_field_info_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof s_models / sizeof *s_models; i++) {
+        if (strcmp(kind, s_models[i].kind) != 0) continue;
+        for (const s_field_t *spec = s_models[i].fields; spec; ) {
+            const s_field_t *f = spec;
+            for (; f->key; f++) {
+                bool seen = false;
+                for (size_t k = 0; k < n; k++) seen |= strcmp(out[k].name, f->key) == 0;
+                if (seen || n == cap) continue;
+                out[n].name = f->key;
+                out[n++].required = f->required;
+            }
+            spec = f->items;   /* a spec's tail may extend another */
+        }
+    }
+    return n;
+}
+
 static const struct { const char *type, *kind; } s_types[] = {
     { "order.created", "order" }, { "order.updated", "order" },
     { "customer.created", "customer" }, { "customer.updated", "customer" },
@@ -356,13 +382,28 @@ static const struct { const char *code; int exponent; } s_exponents[] = {
     { "XPF", 0 }, { "BHD", 3 }, { "IQD", 3 }, { "JOD", 3 }, { "KWD", 3 }, { "LYD", 3 }, { "OMR", 3 }, { "TND", 3 },
 };
 
+static int
+s_exponent(const char *currency)
+{
+    for (size_t i = 0; i < sizeof s_exponents / sizeof *s_exponents; i++)
+        if (strcmp(currency, s_exponents[i].code) == 0) return s_exponents[i].exponent;
+    return 2;
+}
+
+void
+os_amount_text(long long minor, const char *currency, char *buf, size_t cap)
+{
+    int e = s_exponent(currency);
+    long long scale = e == 0 ? 1 : e == 3 ? 1000 : 100;
+    if (e == 0) snprintf(buf, cap, "%lld", minor);
+    else snprintf(buf, cap, "%lld.%0*lld", minor / scale, e, minor % scale);
+}
+
 bool
 os_amount_minor(const char *text, const char *currency, long long *minor)
 {
     if (!text || !currency) return false;
-    int exponent = 2;
-    for (size_t i = 0; i < sizeof s_exponents / sizeof *s_exponents; i++)
-        if (strcmp(currency, s_exponents[i].code) == 0) exponent = s_exponents[i].exponent;
+    int exponent = s_exponent(currency);
     const char *p = text;
     long long units = 0;
     int digits = 0;

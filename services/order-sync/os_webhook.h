@@ -14,7 +14,8 @@
 #define OS_REPLAY_WINDOW_S 300
 
 /* Checks webhook-signature ("v1,<base64> ...") against the HMAC-SHA256 of
- * "id.timestamp.body" with secret ("whsec_<base64>"), in constant time, and
+ * "id.timestamp.body" with secret ("whsec_<base64>", or any other text used
+ * as its bytes), in constant time, and
  * the timestamp against now_s within the replay window. Returns 0, or 401
  * with *why set. The secret is never logged. */
 int os_verify(const char *secret, const char *id, const char *timestamp, const char *body, size_t len,
@@ -33,6 +34,12 @@ extern const char *const os_kinds[];
  * reason naming the field written into why. */
 bool os_check(const char *kind, json_t *data, char *why, size_t cap);
 
+/* The top-level fields of kind's data as os_check takes them (name, and
+ * whether it is required), up to cap; returns how many. For tests that hold
+ * the API description to the code. */
+typedef struct { const char *name; bool required; } os_field_info_t;
+size_t os_fields(const char *kind, os_field_info_t *out, size_t cap);
+
 /* The kind a Standard Webhooks type ("order.updated", "stock.changed"...)
  * carries, or NULL when the type is not one we take. */
 const char *os_standard_kind(const char *type);
@@ -46,6 +53,9 @@ json_t *os_event(const char *kind, const char *platform, const char *event_id, j
  * Returns true with *minor, false when malformed, negative, over 10^12 minor
  * units or finer than the currency allows. */
 bool os_amount_minor(const char *text, const char *currency, long long *minor);
+
+/* minor units of currency as decimal text ("1999" USD -> "19.99") in buf. */
+void os_amount_text(long long minor, const char *currency, char *buf, size_t cap);
 
 Cc__OrderStatus os_order_status(const char *name);
 

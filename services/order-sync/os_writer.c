@@ -258,7 +258,7 @@ s_actor(zsock_t *pipe, void *arg)
     zsock_t *push = self->changes ? zsock_new_push(self->changes) : NULL;
     cc_pg_t *pg = cc_pg_new(self->opts.db_url, self->opts.reconnect_ms, NULL);
     cc_pg_statement(pg, "os_apply_batch", "SELECT commerce.apply_batch($1::jsonb)");
-    if (router) os_platforms_load(self->opts.platforms, pg);
+    if (router && self->opts.platforms) os_platforms_load(self->opts.platforms, pg);
     self->started = router != NULL;
     zsock_signal(pipe, 0);   /* zactor_new waits for this */
     if (!router) {
@@ -314,7 +314,7 @@ s_actor(zsock_t *pipe, void *arg)
             has_carry = false;
         }
         if (cc_mono_ms() >= next_refresh) {
-            os_platforms_load(self->opts.platforms, pg);
+            if (self->opts.platforms) os_platforms_load(self->opts.platforms, pg);
             next_refresh = cc_mono_ms() + self->opts.refresh_ms;
         }
     }
@@ -335,7 +335,7 @@ os_writer_new(const os_writer_opts_t *opts)
     snprintf(self->endpoint, sizeof self->endpoint, "@inproc://os-writer-%p", (void *) self);
     if (opts->changes && asprintf(&self->changes, ">%s", opts->changes) < 0) abort();
     pthread_key_create(&self->tls, s_caller_free);
-    if (opts->metrics) {
+    if (opts->metrics) {   /* the same counters for every writer: cc_metrics hands back the one registered */
         self->m_batches = cc_metrics_counter(opts->metrics, "order_sync_batches_total", NULL, "Transactions committed by the writer");
         self->m_events = cc_metrics_counter(opts->metrics, "order_sync_batch_events_total", NULL, "Events in committed batches");
         self->m_failed = cc_metrics_counter(opts->metrics, "order_sync_batch_failed_events_total", NULL,

@@ -20,7 +20,7 @@ typedef struct {
     int batch_max;               /* events per transaction, 1..OS_BATCH_LIMIT */
     int refresh_ms;              /* platform table re-read every refresh_ms */
     int wait_ms;                 /* a caller gives up (503) after wait_ms */
-    os_platforms_t *platforms;   /* loaded before os_writer_new returns */
+    os_platforms_t *platforms;   /* loaded before os_writer_new returns; NULL: another writer keeps it */
     const char *changes;         /* PULL endpoint of the loop: frames topic, key, protobuf */
     cc_metrics_t *metrics;
 } os_writer_opts_t;

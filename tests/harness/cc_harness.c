@@ -529,6 +529,16 @@ cc_harness_http_get(int port, const char *path, char **body_p)
 }
 
 int
+cc_harness_http_get_with(int port, const char *path, const char *headers, char **body_p)
+{
+    char *req = NULL;
+    if (asprintf(&req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n", path, headers) < 0) abort();
+    int status = s_http(port, req, body_p);
+    free(req);
+    return status;
+}
+
+int
 cc_harness_http_post(int port, const char *path, const char *headers, const char *body, char **body_p)
 {
     char *req = NULL;

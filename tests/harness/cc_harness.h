@@ -68,6 +68,8 @@ int cc_harness_http_get(int port, const char *path, char **body_p);
  * ("Name: value\r\n" each, may be ""). Returns the status (0 if unreachable)
  * and the reply body in *body_p (caller frees; may be NULL). */
 int cc_harness_http_post(int port, const char *path, const char *headers, const char *body, char **body_p);
+/* GET path with extra header lines (each ending in CRLF). Same returns. */
+int cc_harness_http_get_with(int port, const char *path, const char *headers, char **body_p);
 /* Waits until GET path answers 200. Returns true, or false on timeout. */
 bool cc_harness_wait_http(int port, const char *path, int timeout_ms);
 

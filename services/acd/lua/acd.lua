@@ -1,8 +1,9 @@
 -- acd.lua: every change of live ACD state, one atomic script per operation.
 --
--- ARGV[1] is the operation, ARGV[2] the time in ms (the caller's clock, so a
--- test can drive time), then the operation's arguments. No KEYS are passed:
--- all keys live under the "acd:" prefix of one Redis (no cluster sharding).
+-- Each operation comes with its time in ms (the caller's clock, so a test can
+-- drive time) and its arguments; several come in one call (see the end of
+-- the file). No KEYS are passed: all keys live under the "acd:" prefix of
+-- one Redis (no cluster sharding).
 --
 -- Keys
 --   acd:queues                 set of queue names
@@ -25,6 +26,8 @@
 --                              (a sticky hold ends, a widen rule starts, overflow,
 --                              the maximum wait, a callback's expiry)
 --   acd:seq                    counter for round robin
+--   acd:req:<minute>           hash: request id -> the operation's actions (JSON), kept
+--                              three minutes so a retry never acts twice
 --
 -- Returns a list of actions, each a list of strings, for the caller to
 -- publish as events and carry out (ring the agent):
@@ -42,9 +45,9 @@
 --   {"announce", call, queue, position, estimated_wait_ms}   (time to tell the caller)
 --   {"ok", detail...}
 
-local op = ARGV[1]
-local now = tonumber(ARGV[2])
-local out = {}
+local now = 0      -- the time of the operation being run
+local now_s = '0'  -- the same as a string (numbers given to Redis are formatted, which costs)
+local out = {}     -- its actions
 
 local PRIO_SPAN = 10000000000000   -- 1e13 ms (> 300 years) per priority step
 local PAGE = 8                     -- candidates read at a time
@@ -109,6 +112,16 @@ local function agent_qualifies(agent, skills)
   return true
 end
 
+-- An agent's hash (the fields the script uses), nil when unknown.
+local AGENT_FIELDS = { 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls', 'last_offer', 'after_call' }
+local function load_agent(agent)
+  local f = redis.call('HMGET', 'acd:agent:' .. agent, unpack(AGENT_FIELDS))
+  if not f[1] and not f[6] then return nil end
+  local a = {}
+  for i, name in ipairs(AGENT_FIELDS) do if f[i] then a[name] = f[i] end end
+  return a
+end
+
 -- Queue settings, read once per script run.
 local conf_cache = {}
 local function qconf(q)
@@ -118,6 +131,24 @@ local function qconf(q)
     conf_cache[q] = conf
   end
   return conf or nil
+end
+
+-- A queue's strategy and required skills only (what ranking a ready agent
+-- needs), cheaper to read than all its settings; nil for no such queue.
+local lite_cache = {}
+local function qlite(q)
+  local conf = conf_cache[q] or lite_cache[q]
+  if conf == nil then
+    local f = redis.call('HMGET', 'acd:queue:' .. q, 'strategy', 'skills')
+    conf = f[1] and { strategy = f[1], skills = f[2] or '' } or false
+    lite_cache[q] = conf
+  end
+  return conf or nil
+end
+
+-- Forgets what this run read of queue q (it was just written).
+local function qforget(q)
+  conf_cache[q], lite_cache[q] = nil, nil
 end
 
 -- Whether a call's routing options change with time (sticky hold, widen).
@@ -130,6 +161,7 @@ end
 -- Rank of a ready agent in queue q (lower is offered first).
 local function ready_rank(q, conf, agent, a)
   local strategy = conf.strategy or 'longest_idle'
+  if strategy == 'longest_idle' then return a.since or now_s end
   local since = tonumber(a.since) or now
   if strategy == 'fewest_calls' then
     return (tonumber(a.calls) or 0) * PRIO_SPAN + since
@@ -145,119 +177,138 @@ end
 
 -- Moves agent a (hash) to state; keeps the ready sets and wrap-ups in step
 -- and emits the agent event.
-local function set_state(agent, a, state, reason, call)
+local function set_state(agent, a, state, reason, call, ...)
   local prev, since = a.state or 'logged_out', tonumber(a.since) or now
   if prev == 'ready' then
     for _, q in ipairs(split(a.queues, ',')) do redis.call('ZREM', 'acd:queue:' .. q .. ':ready', agent) end
   end
   if prev == 'wrap_up' then redis.call('ZREM', 'acd:wrapups', agent) end
-  a.state, a.since, a.reason, a.call = state, now, reason or '', call or ''
-  redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now, 'reason', a.reason, 'call', a.call)
+  a.state, a.since, a.reason, a.call = state, now_s, reason or '', call or ''
+  redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now_s, 'reason', a.reason, 'call', a.call, ...)
   if state == 'ready' then
     for _, q in ipairs(split(a.queues, ',')) do
-      local conf = qconf(q)
+      local conf = qlite(q)
       if conf then redis.call('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, conf, agent, a), agent) end
     end
   end
   emit({ 'agent', agent, state, prev, tostring(now - since), a.reason, a.call })
 end
 
-local function reserve(call, c, agent, a)
+-- Offers call c to agent a. A fresh call (just arriving) is written whole
+-- here, never having waited; else it leaves its wait set (and acd:due when
+-- in_due).
+local function reserve(call, c, agent, a, fresh, in_due)
   local q = c.queue
   local conf = qconf(q) or {}
-  redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-  redis.call('ZREM', 'acd:due', call)
-  local seq = redis.call('INCR', 'acd:seq')
-  redis.call('HSET', 'acd:agent:' .. agent, 'last_offer', seq)
-  set_state(agent, a, 'reserved', '', call)
-  redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now)
+  local seq = tostring(redis.call('INCR', 'acd:seq'))
+  a.last_offer = seq
+  set_state(agent, a, 'reserved', '', call, 'last_offer', seq)
+  c.state, c.agent = 'offered', agent
+  if fresh then
+    redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', c.prio, 'enq', c.enq, 'qenq', c.qenq, 'rank', c.rank,
+               'skills', c.skills, 'state', 'offered', 'agent', agent, 'offered', now_s, 'last_agent', c.last_agent,
+               'sticky_until', c.sticky_until, 'customer', c.customer, 'caller', c.caller, 'flags', c.flags,
+               'kind', 'call', 'attempts', '0')
+  else
+    redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
+    if in_due then redis.call('ZREM', 'acd:due', call) end
+    redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now_s)
+  end
   redis.call('ZADD', 'acd:offers', now + (tonumber(conf.offer_ms) or 15000), call)
   emit({ 'offer', call, agent, q, tostring(now - tonumber(c.enq)), a.ext or '', c.customer or '',
          c.caller or '', c.flags or '', c.kind or 'call', c.number or '' })
 end
 
--- Offers waiting call to the best ready agent of its queue, if any.
-local function route_call(call)
-  local c = hgetall('acd:call:' .. call)
-  if not c or c.state ~= 'waiting' then return end
+-- The best ready agent of the call's queue for waiting call c, and its
+-- hash; nil when none may take it now. Writes nothing but the end of a
+-- sticky hold (in c only, for a fresh call not yet written).
+local function pick_agent(call, c, conf, fresh)
   local q = c.queue
-  local conf = qconf(q)
-  if not conf then return end
-  if tonumber(c.hold_until or 0) > now then return end   -- a callback waiting to retry
+  if tonumber(c.hold_until or 0) > now then return nil end   -- a callback waiting to retry
   local skills = effective_skills(c, conf, now - tonumber(c.qenq or c.enq))
   if c.last_agent ~= '' and tonumber(c.sticky_until or 0) > now then
     -- Held for the agent who served this customer last, while that agent is
     -- still logged in to the queue; otherwise anyone may take it.
     local agent = c.last_agent
     if redis.call('ZSCORE', 'acd:queue:' .. q .. ':ready', agent) then
-      reserve(call, c, agent, hgetall('acd:agent:' .. agent))
-      return
+      return agent, load_agent(agent)
     end
-    if redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', agent) == 1 then return end
-    redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0)
+    if redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', agent) == 1 then return nil end
+    if not fresh then redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0) end
     c.sticky_until = '0'
   end
   -- Usually the first ready agent qualifies: read a page, then more.
   for first = 0, SCAN - 1, PAGE do
     local agents = redis.call('ZRANGE', 'acd:queue:' .. q .. ':ready', first, first + PAGE - 1)
     for _, agent in ipairs(agents) do
-      if agent_qualifies(agent, skills) then
-        reserve(call, c, agent, hgetall('acd:agent:' .. agent))
-        return
-      end
+      if agent_qualifies(agent, skills) then return agent, load_agent(agent) end
     end
-    if #agents < PAGE then return end
+    if #agents < PAGE then return nil end
   end
+  return nil
+end
+
+-- Offers waiting call (its hash c, read when not given) to the best ready
+-- agent of its queue, if any. Returns whether it was offered.
+local function route_call(call, c)
+  c = c or hgetall('acd:call:' .. call)
+  if not c or c.state ~= 'waiting' then return false end
+  local conf = qconf(c.queue)
+  if not conf then return false end
+  local in_due = timed(c, conf)
+  local agent, a = pick_agent(call, c, conf, false)
+  if not agent then return false end
+  reserve(call, c, agent, a, false, in_due)
+  return true
 end
 
 -- Offers the best waiting call of the agent's queues to a ready agent: the
 -- lowest rank wins across queues (priority, then the longest wait), so an
--- agent in several queues serves them fairly.
-local function route_agent(agent)
-  local a = hgetall('acd:agent:' .. agent)
+-- agent in several queues serves them fairly. a: the agent's hash, read
+-- when not given.
+local function route_agent(agent, a)
+  a = a or load_agent(agent)
   if not a or a.state ~= 'ready' then return end
   local best, best_rank, best_c = nil, nil, nil
   for _, q in ipairs(split(a.queues, ',')) do
-    local conf = qconf(q)
-    if conf then
-      local done = false
-      for first = 0, SCAN - 1, PAGE do
-        local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', first, first + PAGE - 1, 'WITHSCORES')
-        for i = 1, #calls, 2 do
-          local call, rank = calls[i], tonumber(calls[i + 1])
-          if best_rank and rank >= best_rank then done = true break end
-          local c = hgetall('acd:call:' .. call)
-          if not c then
-            -- A wait-set entry without its call: drop it rather than fail.
-            redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-            c = { last_agent = '', sticky_until = '0', hold_until = '0', enq = tostring(now), skills = '' }
-            rank = math.huge
-          end
-          local held = rank == math.huge
-                       or (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
-                       or tonumber(c.hold_until or 0) > now
-          if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
-            best, best_rank, best_c = call, rank, c
-            done = true
-            break
-          end
+    local conf = nil   -- read only for a queue with calls waiting
+    local done = false
+    for first = 0, SCAN - 1, PAGE do
+      local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', first, first + PAGE - 1, 'WITHSCORES')
+      if #calls > 0 and conf == nil then conf = qconf(q) or false end
+      if not conf then break end
+      for i = 1, #calls, 2 do
+        local call, rank = calls[i], tonumber(calls[i + 1])
+        if best_rank and rank >= best_rank then done = true break end
+        local c = hgetall('acd:call:' .. call)
+        if not c then
+          -- A wait-set entry without its call: drop it rather than fail.
+          redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
+          c = { last_agent = '', sticky_until = '0', hold_until = '0', enq = tostring(now), skills = '' }
+          rank = math.huge
         end
-        if done or #calls < 2 * PAGE then break end
+        local held = rank == math.huge
+                     or (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
+                     or tonumber(c.hold_until or 0) > now
+        if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
+          best, best_rank, best_c = call, rank, c
+          done = true
+          break
+        end
       end
+      if done or #calls < 2 * PAGE then break end
     end
   end
-  if best then reserve(best, best_c, agent, a) end
+  if best then reserve(best, best_c, agent, a, false, timed(best_c, qconf(best_c.queue) or {})) end
 end
 
-local function load_agent(agent)
-  local a = hgetall('acd:agent:' .. agent)
-  return a
-end
 
+-- Forgets a call. Only a waiting call can be in acd:due (an offer takes it
+-- out; a requeue schedules it again).
 local function finish_call(call, c)
   redis.call('DEL', 'acd:call:' .. call)
   if c.state == 'offered' then redis.call('ZREM', 'acd:offers', call) end
-  redis.call('ZREM', 'acd:due', call)
+  if c.state == 'waiting' then redis.call('ZREM', 'acd:due', call) end
 end
 
 -- When a waiting call's routing options change next: its sticky hold ends
@@ -293,11 +344,29 @@ local function leave(call, c, reason)
   emit({ 'left', call, c.queue, tostring(now - tonumber(c.enq)), reason })
 end
 
+-- Why queue q (settings conf) takes no new call now: nil, or an error code
+-- and text (closed: outside its hours; empty: join-empty refused with no
+-- agent logged in; full: at its maximum length).
+local function refusal(q, conf)
+  if conf.open == '0' then return 'closed', 'queue ' .. q .. ' is closed' end
+  if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
+    return 'empty', 'queue ' .. q .. ' has no agent logged in'
+  end
+  local max_len = tonumber(conf.max_len) or 0
+  if max_len > 0 and redis.call('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
+    return 'full', 'queue ' .. q .. ' is full'
+  end
+  return nil
+end
+
 -- Moves a waiting call to queue to; it keeps its rank (its priority and
--- arrival), so it is not sent to the back of the new line.
+-- arrival), so it is not sent to the back of the new line. The target's
+-- admission rules apply as to a new call (hours, join-empty, maximum
+-- length): refused, the call stays where it is and false is returned.
 local function overflow(call, c, to)
   local from = c.queue
-  if not qconf(to) then return false end
+  local tconf = qconf(to)
+  if not tconf or refusal(to, tconf) then return false end
   redis.call('ZREM', 'acd:queue:' .. from .. ':wait', call)
   c.queue, c.qenq = to, tostring(now)
   local required = qconf(to).skills or ''
@@ -327,6 +396,7 @@ local function withdraw_offer(call, c, reason)
   local a = load_agent(agent)
   redis.call('ZREM', 'acd:offers', call)
   redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '')
+  c.state, c.agent = 'waiting', ''
   if c.last_agent == agent then
     -- The agent it waited for did not take it: no longer held for them.
     redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0)
@@ -340,23 +410,46 @@ end
 
 local ops = {}
 
--- login agent ext queues skills: skills "sales:5,english:2"; queues "sales,vip".
-function ops.login(agent, ext, queues, skills)
-  if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
+-- Logs agent (hash a) in to queues with skills, in state (ready, or
+-- not_ready with reason).
+local function log_in(agent, a, ext, queues, skills, state, reason)
   local key = 'acd:agent:' .. agent
-  local a = hgetall(key) or { state = 'logged_out', since = tostring(now) }
-  if a.state ~= 'logged_out' then return fail('conflict', 'agent ' .. agent .. ' is already logged in') end
-  for _, q in ipairs(split(queues, ',')) do
-    if redis.call('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
-  end
   redis.call('DEL', key .. ':skills')
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
   redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0)
   redis.call('SADD', 'acd:agents', agent)
   for _, q in ipairs(split(queues, ',')) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
-  set_state(agent, a, 'ready', 'login', '')
-  route_agent(agent)
+  set_state(agent, a, state, reason, '')
+  if state == 'ready' then route_agent(agent, a) end
+end
+
+-- login agent ext queues skills: skills "sales:5,english:2"; queues "sales,vip".
+function ops.login(agent, ext, queues, skills)
+  if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
+  local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
+  if a.state ~= 'logged_out' then return fail('conflict', 'agent ' .. agent .. ' is already logged in') end
+  for _, q in ipairs(split(queues, ',')) do
+    if redis.call('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
+  end
+  log_in(agent, a, ext, queues, skills, 'ready', 'login')
+  return out
+end
+
+-- restore agent ext queues skills state reason: an agent's session (kept in
+-- PostgreSQL) put back after Redis lost its data, in the state it asked for
+-- last (ready, or not_ready with its reason). Queues that no longer exist
+-- are left out. Nothing happens to an agent already logged in again.
+function ops.restore(agent, ext, queues, skills, state, reason)
+  if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
+  local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
+  if a.state ~= 'logged_out' then return { { 'ok', 'logged in already' } } end
+  local kept = {}
+  for _, q in ipairs(split(queues, ',')) do
+    if redis.call('SISMEMBER', 'acd:queues', q) == 1 then kept[#kept + 1] = q end
+  end
+  if state ~= 'not_ready' then state, reason = 'ready', 'restored' end
+  log_in(agent, a, ext, table.concat(kept, ','), skills, state, reason or '')
   return out
 end
 
@@ -423,7 +516,7 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
   if conf.open == '0' then
     local to = string.match(conf.closed_action or '', '^overflow:(.+)$')
-    if not to or not qconf(to) or qconf(to).open == '0' then return fail('closed', 'queue ' .. q .. ' is closed') end
+    if not to or not qconf(to) or refusal(to, qconf(to)) then return fail('closed', 'queue ' .. q .. ' is closed') end
     emit({ 'overflowed', call, q, to, '0' })
     q, conf = to, qconf(to)
   end
@@ -433,14 +526,9 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     q = conf.blacklist_queue
     conf = qconf(q)
   end
-  if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
-    return fail('empty', 'queue ' .. q .. ' has no agent logged in')
-  end
   if redis.call('EXISTS', 'acd:call:' .. call) == 1 then return fail('conflict', 'call ' .. call .. ' is already queued') end
-  local max_len = tonumber(conf.max_len) or 0
-  if max_len > 0 and redis.call('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
-    return fail('full', 'queue ' .. q .. ' is full')
-  end
+  local code, text = refusal(q, conf)
+  if code then return fail(code, text) end
   prio = math.max(0, math.min(9, tonumber(prio) or 0))
   local rank = (9 - prio) * PRIO_SPAN + now
   local required = conf.skills or ''
@@ -451,22 +539,29 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     -- Held for the last agent only while that agent is logged in to the queue.
     sticky_until = now + tonumber(conf.sticky_ms)
   end
+  local c = { queue = q, prio = tostring(prio), enq = tostring(now), qenq = tostring(now), rank = tostring(rank),
+              skills = required, state = 'waiting', agent = '', last_agent = last_agent or '',
+              sticky_until = tostring(sticky_until), customer = customer or '', caller = caller or '',
+              flags = flags or '', kind = 'call', attempts = '0' }
+  local wait = 'acd:queue:' .. q .. ':wait'
+  local agent, a = pick_agent(call, c, conf, true)
+  if agent then
+    -- Offered at once: it never waits, its place is the calls ranked ahead.
+    local pos = redis.call('ZCOUNT', wait, '-inf', '(' .. rank) + 1
+    emit({ 'entered', call, q, tostring(prio), tostring(pos) })
+    reserve(call, c, agent, a, true, false)
+    emit({ 'position', call, '0', '0', conf.music or '' })
+    return out
+  end
   redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', now, 'qenq', now, 'rank', rank,
-             'skills', required, 'state', 'waiting', 'agent', '', 'last_agent', last_agent or '',
-             'sticky_until', sticky_until, 'customer', customer or '', 'caller', caller or '',
-             'flags', flags or '', 'kind', 'call', 'attempts', 0)
-  redis.call('ZADD', 'acd:queue:' .. q .. ':wait', rank, call)
-  local c = hgetall('acd:call:' .. call)
+             'skills', required, 'state', 'waiting', 'agent', '', 'last_agent', c.last_agent,
+             'sticky_until', c.sticky_until, 'customer', c.customer, 'caller', c.caller,
+             'flags', c.flags, 'kind', 'call', 'attempts', 0)
+  redis.call('ZADD', wait, rank, call)
   local pos, ewt = position(call, c)
   emit({ 'entered', call, q, tostring(prio), tostring(pos) })
-  route_call(call)
-  c = hgetall('acd:call:' .. call)
-  if c.state == 'waiting' then
-    if timed(c, conf) then schedule(call, c, conf) end
-    emit({ 'position', call, tostring(pos), tostring(ewt), conf.music or '' })
-  else
-    emit({ 'position', call, '0', '0', conf.music or '' })
-  end
+  if timed(c, conf) then schedule(call, c, conf) end
+  emit({ 'position', call, tostring(pos), tostring(ewt), conf.music or '' })
   return out
 end
 
@@ -500,10 +595,11 @@ end
 
 -- ended call: the caller or the agent hung up, whatever the call's state.
 function ops.ended(call)
-  local c = hgetall('acd:call:' .. call)
-  if not c then return fail('not_found', 'no call ' .. tostring(call)) end
+  local f = redis.call('HMGET', 'acd:call:' .. call, 'queue', 'state', 'agent', 'enq', 'kind', 'answered')
+  if not f[1] then return fail('not_found', 'no call ' .. tostring(call)) end
+  local c = { queue = f[1], state = f[2] or '', agent = f[3] or '', enq = f[4] or tostring(now), kind = f[5] or 'call',
+              answered = f[6] or nil }
   local q = c.queue
-  local conf = qconf(q) or {}
   if c.state == 'waiting' and c.kind == 'callback' then
     -- The caller hangs up after asking for a callback: not an abandon.
     return { { 'ok', 'callback kept' } }
@@ -518,15 +614,17 @@ function ops.ended(call)
     if a and a.state == 'reserved' and a.call == call then
       set_state(c.agent, a, 'ready', '', '')
       finish_call(call, c)
-      route_agent(c.agent)
+      route_agent(c.agent, a)
       return out
     end
   elseif c.state == 'answered' then
+    local conf = qconf(q) or {}
     -- The queue's average handle time, for estimated waits.
     local held = now - tonumber(c.answered or now)
     local aht = tonumber(conf.aht_ms or 0)
     aht = aht > 0 and math.floor(aht * 0.9 + held * 0.1) or held
     redis.call('HSET', 'acd:queue:' .. q, 'aht_ms', aht)
+    conf.aht_ms = tostring(aht)
     local a = load_agent(c.agent)
     if a and a.state == 'on_call' and a.call == call then
       local wrap = tonumber(conf.wrap_ms) or 0
@@ -540,7 +638,7 @@ function ops.ended(call)
       else
         set_state(c.agent, a, 'ready', '', '')
         finish_call(call, c)
-        route_agent(c.agent)
+        route_agent(c.agent, a)
         return out
       end
     end
@@ -618,6 +716,7 @@ end
 function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
                    overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
                    cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms)
+  qforget(q)
   redis.call('SADD', 'acd:queues', q)
   redis.call('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
              'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills,
@@ -643,6 +742,7 @@ function ops.prune(names)
         if c then leave(call, c, 'queue_removed') end
       end
       redis.call('SREM', 'acd:queues', q)
+      qforget(q)
       redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready',
                  'acd:queue:' .. q .. ':members')
     end
@@ -654,7 +754,43 @@ end
 function ops.open(q, flag)
   if not qconf(q) then return fail('not_found', 'no queue ' .. tostring(q)) end
   redis.call('HSET', 'acd:queue:' .. q, 'open', flag == '0' and '0' or '1')
+  qforget(q)
   return { { 'ok', q } }
+end
+
+-- status: what operators see, read in one atomic step:
+--   {"queue_status", queue, waiting, ready, longest_wait_ms} per queue and
+--   {"agent_status", agent, state, since, reason, call, queues, ext, skills} per agent.
+-- The longest wait is the oldest arrival over the priorities (the head of
+-- the wait set is the best ranked call, not always the oldest).
+function ops.status()
+  local queues = redis.call('SMEMBERS', 'acd:queues')
+  table.sort(queues)
+  for _, q in ipairs(queues) do
+    local wait = 'acd:queue:' .. q .. ':wait'
+    local waiting = redis.call('ZCARD', wait)
+    local longest = 0
+    if waiting > 0 then
+      for p = 0, 9 do
+        local head = redis.call('ZRANGEBYSCORE', wait, p * PRIO_SPAN, '(' .. ((p + 1) * PRIO_SPAN), 'WITHSCORES', 'LIMIT', 0, 1)
+        if head[2] then longest = math.max(longest, now - (tonumber(head[2]) - p * PRIO_SPAN)) end
+      end
+    end
+    emit({ 'queue_status', q, tostring(waiting), tostring(redis.call('ZCARD', 'acd:queue:' .. q .. ':ready')),
+           tostring(longest) })
+  end
+  local agents = redis.call('SMEMBERS', 'acd:agents')
+  table.sort(agents)
+  for _, agent in ipairs(agents) do
+    local f = redis.call('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'queues', 'ext')
+    local sk = redis.call('HGETALL', 'acd:agent:' .. agent .. ':skills')
+    local skills = {}
+    for i = 1, #sk, 2 do skills[#skills + 1] = sk[i] .. ':' .. sk[i + 1] end
+    table.sort(skills)
+    emit({ 'agent_status', agent, f[1] or 'logged_out', f[2] or '0', f[3] or '', f[4] or '', f[5] or '', f[6] or '',
+           table.concat(skills, ',') })
+  end
+  return out
 end
 
 -- cancel call: an operator removes a waiting call or callback.
@@ -713,7 +849,66 @@ function ops.callback_failed(call, agent)
   return out
 end
 
-local fn = ops[op]
-if not fn then return fail('bad_request', 'unknown operation ' .. tostring(op)) end
-if not now then return fail('bad_request', 'time missing') end
-return fn(unpack(ARGV, 3))
+-- The script's entry: a batch of operations, run one after the other in
+-- one atomic call. ARGV: the number of operations, then for each: its field
+-- count k and k fields: request id ("" for none), operation, time, args.
+-- Returns one list of actions per operation.
+--
+-- Idempotent by request id: the outcome of an operation with an id is kept
+-- (in acd:req:<minute>, for two to three minutes) and a retry with the same
+-- id returns it again without acting twice, so a reply lost on the way back
+-- (Redis ran it) never makes a retry fail or act again.
+local nops = tonumber(ARGV[1]) or 0
+local batch, rids = {}, {}
+local at = 2
+for n = 1, nops do
+  local k = tonumber(ARGV[at])
+  local o = { rid = ARGV[at + 1], name = ARGV[at + 2], now = tonumber(ARGV[at + 3]), args_now = ARGV[at + 3], args = {} }
+  for j = 4, k do o.args[j - 3] = ARGV[at + j] end
+  batch[n] = o
+  if o.rid ~= '' then rids[#rids + 1] = o.rid end
+  at = at + k + 1
+end
+local kept, store = {}, {}
+local bucket = math.floor((batch[1] and batch[1].now or 0) / 60000)
+if #rids > 0 then
+  for _, b in ipairs({ bucket, bucket - 1 }) do
+    local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
+    for j = 1, #rids do
+      if got[j] and not kept[rids[j]] then kept[rids[j]] = got[j] end
+    end
+  end
+end
+local results = {}
+for n, o in ipairs(batch) do
+  local fn = ops[o.name]
+  if o.rid ~= '' and kept[o.rid] then
+    results[n] = cjson.decode(kept[o.rid])
+  elseif not fn then
+    results[n] = fail('bad_request', 'unknown operation ' .. tostring(o.name))
+  elseif not o.now then
+    results[n] = fail('bad_request', 'time missing')
+  else
+    now, now_s, out = o.now, o.args_now, {}
+    local ok, res = pcall(fn, unpack(o.args))
+    if ok then
+      results[n] = res
+      if o.rid ~= '' then
+        local text = cjson.encode(res)
+        kept[o.rid] = text
+        store[#store + 1] = o.rid
+        store[#store + 1] = text
+      end
+    else
+      -- A failed operation (a bug, Redis refusing a command) may have
+      -- written part of its change, as a failed script would; the others
+      -- still run. Not kept: a retry may succeed.
+      results[n] = { { 'error', 'internal', type(res) == 'table' and tostring(res.err) or tostring(res) } }
+    end
+  end
+end
+if #store > 0 then
+  redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
+  redis.call('EXPIRE', 'acd:req:' .. bucket, 180)
+end
+return results

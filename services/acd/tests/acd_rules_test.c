@@ -13,6 +13,8 @@
  * max_wait_leaves_the_queue_with_an_event
  * empty_queue_rules_refuse_and_release_callers
  * closed_queue_rejects_or_overflows
+ * overflow_applies_the_target_queues_admission_rules
+ * status_lists_queues_and_agents_with_the_oldest_wait
  * callback_keeps_its_place_and_is_retried
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
@@ -49,7 +51,14 @@ static const char *s_sql =
     " ('r12', '', 0, 0, 'leave', true, true, 'reject', 300000, 3, 0),"
     " ('r13', '', 0, 0, 'leave', true, false, 'overflow:r9', 300000, 3, 0),"
     " ('r14', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
-    " ('r15', '', 0, 0, 'leave', true, false, 'reject', 1000, 2, 0);"
+    " ('r15', '', 0, 0, 'leave', true, false, 'reject', 1000, 2, 0),"
+    " ('r19', 'r20', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r20', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r21', 'r14', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r22', 'r11', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r23', 'r20', 0, 400, 'overflow', true, false, 'reject', 300000, 3, 0),"
+    " ('r24', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0);"
+    "UPDATE acd.queues SET max_len = 1 WHERE name = 'r20';"
     "INSERT INTO acd.queues (name, music, announce_ms, service_level_ms, wrap_up_ms) VALUES"
     " ('r16', 'jazz', 1000, 60000, 0), ('r17', 'default', 0, 20000, 0);"
     "UPDATE acd.queues SET blacklist_queue = 'r17' WHERE name = 'r16';"
@@ -391,6 +400,67 @@ closed_queue_rejects_or_overflows(void)
 }
 
 static void
+overflow_applies_the_target_queues_admission_rules(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t19-full", "r20", 0, NULL, NULL) == 0, "r20 holds its one call");
+    CHECK(fx_enqueue(&s_fx, 0, "t19-c1", "r19", 0, NULL, NULL) == 0, "r19 overflows to the full r20");
+    CHECK(fx_enqueue(&s_fx, 0, "t21-c1", "r21", 0, NULL, NULL) == 0, "r21 overflows to r14, closed today");
+    CHECK(fx_enqueue(&s_fx, 1, "t22-c1", "r22", 0, NULL, NULL) == 0, "r22 overflows to r11: join-empty off, nobody in");
+    CHECK(fx_enqueue(&s_fx, 1, "t23-c1", "r23", 0, NULL, NULL) == 0, "r23's maximum wait overflows to the full r20");
+    CHECK(fx_enqueue(&s_fx, 0, "t19-ctl", "r8", 0, NULL, NULL) == 0, "a control call in r8 (overflows after 500 ms)");
+    /* The maximum wait is over and the overflow refused: the caller leaves. */
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t23-c1", 3000);
+    CHECK(strcmp(l->reason, "timeout") == 0 && strcmp(l->queue, "r23") == 0, "t23 left %s: %s", l->queue, l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    /* The tick that moved the control call had the others due before it. */
+    Cc__QueueOverflowed *o = EVENT("queue.overflowed", cc__queue_overflowed, Cc__QueueOverflowed, "t19-ctl", 3000);
+    CHECK(strcmp(o->to_queue, "r9") == 0, "control overflowed to %s", o->to_queue);
+    cc__queue_overflowed__free_unpacked(o, NULL);
+    static const char *stay[][2] = { { "t19-c1", "r19" }, { "t21-c1", "r21" }, { "t22-c1", "r22" }, { "t19-full", "r20" } };
+    for (size_t i = 0; i < sizeof stay / sizeof *stay; i++) {
+        fx_call_t *c = s_call(stay[i][0]);
+        CHECK(c && strcmp(c->queue, stay[i][1]) == 0 && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1,
+              "%s still waits in %s (%s, %s)", stay[i][0], stay[i][1], c ? c->queue : "gone", c ? c->state : "-");
+    }
+    CHECK(s_call("t23-c1") == NULL, "t23 is gone from Redis");
+    const char *ids[] = { "t19-c1", "t21-c1", "t22-c1", "t19-full", "t19-ctl" };
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
+        CHECK(fx_call_op(&s_fx, 0, "acd.ended", ids[i], NULL) == 0, "end %s", ids[i]);
+    TEST_PASS(__func__);
+}
+
+static void
+status_lists_queues_and_agents_with_the_oldest_wait(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t24a", "sales:4,english:2", "r24") == 0, "login");
+    CHECK(fx_state(&s_fx, 0, "t24a", "not_ready", "coffee") == 0, "away");
+    CHECK(fx_enqueue(&s_fx, 0, "t24-old", "r24", 0, NULL, NULL) == 0, "an ordinary call waits");
+    cc_sleep_ms(300);   /* the ordinary call has waited this long at least */
+    CHECK(fx_enqueue(&s_fx, 1, "t24-vip", "r24", 9, NULL, NULL) == 0, "a VIP call waits ahead of it");
+    Cc__Reply *r = NULL;
+    CHECK(cc_rpc_call_sync(s_fx.client[1], "acd.status", NULL, 0, 3000, &r) == 0 && r->status == 0, "status");
+    Cc__AcdStatus *st = cc__acd_status__unpack(NULL, r->payload.len, r->payload.data);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(st && st->n_queues >= 20, "every queue listed (%zu)", st ? st->n_queues : 0);
+    const Cc__QueueStatus *q = NULL;
+    for (size_t i = 0; i < st->n_queues; i++) if (strcmp(st->queues[i]->queue, "r24") == 0) q = st->queues[i];
+    CHECK(q && q->waiting == 2 && q->ready == 0 && q->longest_wait_ms >= 300 && q->longest_wait_ms < 60000,
+          "r24: 2 waiting, the oldest (behind the VIP) for %lld ms, none ready", q ? (long long) q->longest_wait_ms : -1LL);
+    const Cc__AgentStatus *a = NULL;
+    for (size_t i = 0; i < st->n_agents; i++) if (strcmp(st->agents[i]->agent_id, "t24a") == 0) a = st->agents[i];
+    CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(a->reason, "coffee") == 0 && strcmp(a->queues, "r24") == 0
+          && strcmp(a->skills, "english:2,sales:4") == 0 && strcmp(a->extension, "t24a") == 0 && a->since_ms > 0,
+          "t24a: %s (%s) in %s with %s", a ? a->state : "-", a ? a->reason : "-", a ? a->queues : "-", a ? a->skills : "-");
+    cc__acd_status__free_unpacked(st, NULL);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t24-old", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.ended", "t24-vip", NULL) == 0,
+          "end");
+    CHECK(fx_state(&s_fx, 0, "t24a", "logged_out", "") == 0, "logout");
+    TEST_PASS(__func__);
+}
+
+static void
 callback_keeps_its_place_and_is_retried(void)
 {
     TEST_BEGIN(__func__);
@@ -533,6 +603,8 @@ main(void)
     max_wait_leaves_the_queue_with_an_event();
     empty_queue_rules_refuse_and_release_callers();
     closed_queue_rejects_or_overflows();
+    overflow_applies_the_target_queues_admission_rules();
+    status_lists_queues_and_agents_with_the_oldest_wait();
     callback_keeps_its_place_and_is_retried();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
@@ -540,6 +612,6 @@ main(void)
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 16 passed, 0 failed\n");
+    printf("acd_rules_test: 18 passed, 0 failed\n");
     return 0;
 }

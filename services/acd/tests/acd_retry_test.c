@@ -1,0 +1,225 @@
+/* acd_retry_test: a reply lost between Redis and acd never turns an
+ * operation Redis ran into a failure, nor runs it twice.
+ *
+ * acd reaches Redis through a small TCP relay in this test. Armed with a
+ * call or agent id, the relay lets the next command naming it through to
+ * Redis, which runs it, then drops the reply and closes the connection, as a
+ * network failure would. acd reconnects and sends the operations again; with
+ * their request ids they return the first run's outcome.
+ *
+ * lost_enqueue_reply_is_not_a_conflict: the caller is told the call is
+ *   queued (not "already queued"), it is in Redis once, and a new request
+ *   for the same call is refused as a duplicate.
+ * lost_login_reply_is_not_already_logged_in: the agent is ready, once.
+ * lost_ended_reply_is_not_unknown_call: the hang-up is told ok (not "no
+ *   call"), the agent it freed is ready and the call is gone. */
+#include "acd_fixture.h"
+#include "cc_check.h"
+#include "cc/cc_log.h"
+#include "cc/cc_util.h"
+#include "queue.pb-c.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static fx_t s_fx;
+static fx_snap_t s_snap;
+
+/* ------------------------------------------------------------- the relay */
+
+static int s_redis_port;
+static pthread_mutex_t s_arm_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_armed[64];             /* drop the reply to the next command naming this */
+static atomic_int s_dropped;
+
+static int
+s_connect_redis(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) s_redis_port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof a) == 0, "relay: connect to Redis");
+    return fd;
+}
+
+/* Whether buf holds the armed id (then disarmed). */
+static bool
+s_take_armed(const char *buf, size_t n)
+{
+    pthread_mutex_lock(&s_arm_lock);
+    size_t m = strlen(s_armed);
+    bool hit = false;
+    for (size_t i = 0; m && i + m <= n && !hit; i++) hit = memcmp(buf + i, s_armed, m) == 0;
+    if (hit) s_armed[0] = '\0';
+    pthread_mutex_unlock(&s_arm_lock);
+    return hit;
+}
+
+static void *
+s_relay_conn(void *arg)
+{
+    int client = (int) (intptr_t) arg, server = s_connect_redis();
+    bool drop_next = false;
+    char buf[65536];
+    for (;;) {
+        struct pollfd p[2] = { { .fd = client, .events = POLLIN }, { .fd = server, .events = POLLIN } };
+        if (poll(p, 2, -1) < 0) break;
+        if (p[0].revents) {
+            ssize_t n = read(client, buf, sizeof buf);
+            if (n <= 0) break;
+            if (s_take_armed(buf, (size_t) n)) drop_next = true;
+            if (write(server, buf, (size_t) n) != n) break;
+        }
+        if (p[1].revents) {
+            ssize_t n = read(server, buf, sizeof buf);
+            if (n <= 0) break;
+            if (drop_next) {
+                /* Redis ran it; its reply never arrives. */
+                atomic_fetch_add(&s_dropped, 1);
+                break;
+            }
+            if (write(client, buf, (size_t) n) != n) break;
+        }
+    }
+    close(client);
+    close(server);
+    return NULL;
+}
+
+static void *
+s_relay(void *arg)
+{
+    int listener = (int) (intptr_t) arg;
+    for (;;) {
+        int fd = accept(listener, NULL, NULL);
+        if (fd < 0) return NULL;
+        pthread_t t;
+        pthread_create(&t, NULL, s_relay_conn, (void *) (intptr_t) fd);
+        pthread_detach(t);
+    }
+}
+
+/* Listens on a free port for acd. Returns the port. */
+static int
+s_start_relay(void)
+{
+    const char *url = getenv("REDIS_URL");
+    s_redis_port = atoi(strrchr(url, ':') + 1);
+    int port = cc_harness_free_port();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *) &a, sizeof a) == 0 && listen(fd, 16) == 0, "relay listens");
+    pthread_t t;
+    pthread_create(&t, NULL, s_relay, (void *) (intptr_t) fd);
+    pthread_detach(t);
+    return port;
+}
+
+static void
+s_arm(const char *id)
+{
+    pthread_mutex_lock(&s_arm_lock);
+    snprintf(s_armed, sizeof s_armed, "%s", id);
+    pthread_mutex_unlock(&s_arm_lock);
+}
+
+/* ----------------------------------------------------------------- tests */
+
+static int
+s_count_calls(const char *id)
+{
+    fx_snapshot(&s_fx, &s_snap);
+    int n = 0;
+    for (int i = 0; i < s_snap.nc; i++) n += strcmp(s_snap.calls[i].id, id) == 0;
+    return n;
+}
+
+static void
+lost_login_reply_is_not_already_logged_in(void)
+{
+    TEST_BEGIN(__func__);
+    int before = atomic_load(&s_dropped);
+    s_arm("lostagent");
+    CHECK(fx_login(&s_fx, 0, "lostagent", "sales:3", "l1") == 0, "login told ok");
+    CHECK(atomic_load(&s_dropped) == before + 1, "the relay dropped the reply to the login");
+    fx_snapshot(&s_fx, &s_snap);
+    fx_agent_t *a = fx_snap_agent(&s_snap, "lostagent");
+    CHECK(a && strcmp(a->state, "ready") == 0, "the agent is ready (%s)", a ? a->state : "absent");
+    CHECK(fx_login(&s_fx, 0, "lostagent", "sales:3", "l1") == CC__STATUS__STATUS_CONFLICT,
+          "a new login request is still refused as a second login");
+    TEST_PASS(__func__);
+}
+
+static void
+lost_enqueue_reply_is_not_a_conflict(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_state(&s_fx, 0, "lostagent", "not_ready", "away") == 0, "nobody ready: the call will wait");
+    int before = atomic_load(&s_dropped);
+    s_arm("lost-call-1");
+    unsigned position = 0;
+    CHECK(fx_enqueue(&s_fx, 0, "lost-call-1", "l1", 0, NULL, &position) == 0, "enqueue told ok");
+    CHECK(atomic_load(&s_dropped) == before + 1, "the relay dropped the reply to the enqueue");
+    CHECK(position == 1, "with its position from the first run (%u)", position);
+    CHECK(s_count_calls("lost-call-1") == 1, "the call is in Redis once");
+    fx_call_t *c = fx_snap_call(&s_snap, "lost-call-1");
+    CHECK(strcmp(c->state, "waiting") == 0 && c->waiting_in == 1, "waiting in one wait set");
+    CHECK(fx_enqueue(&s_fx, 0, "lost-call-1", "l1", 0, NULL, NULL) == CC__STATUS__STATUS_CONFLICT,
+          "a new request for the same call is refused as a duplicate");
+    TEST_PASS(__func__);
+}
+
+static void
+lost_ended_reply_is_not_unknown_call(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_state(&s_fx, 0, "lostagent", "ready", "") == 0, "the agent takes the call");
+    fx_snapshot(&s_fx, &s_snap);
+    fx_agent_t *a = fx_snap_agent(&s_snap, "lostagent");
+    CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "lost-call-1") == 0, "offered");
+    int before = atomic_load(&s_dropped);
+    s_arm("lost-call-1");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "lost-call-1", NULL) == 0, "hang-up told ok");
+    CHECK(atomic_load(&s_dropped) == before + 1, "the relay dropped the reply to the hang-up");
+    CHECK(s_count_calls("lost-call-1") == 0, "the call is gone");
+    a = fx_snap_agent(&s_snap, "lostagent");
+    CHECK(a && strcmp(a->state, "ready") == 0 && !a->call[0], "the agent is free (%s)", a ? a->state : "absent");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "lost-call-1", NULL) == CC__STATUS__STATUS_NOT_FOUND,
+          "a new hang-up request finds no call");
+    TEST_PASS(__func__);
+}
+
+int
+main(void)
+{
+    cc_log_init("acd_retry_test", "acd_retry_test");
+    fx_start(&s_fx, "acd-retry", 0, "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('l1', 300000, 0)");
+    /* One instance, reaching Redis through the relay. */
+    char relay[64];
+    snprintf(relay, sizeof relay, "redis://127.0.0.1:%d", s_start_relay());
+    setenv("REDIS_URL", relay, 1);
+    s_fx.n = 1;
+    snprintf(s_fx.rpc[0], sizeof s_fx.rpc[0], "tcp://127.0.0.1:%d", cc_harness_free_port());
+    s_fx.admin[0] = cc_harness_free_port();
+    fx_start_instance(&s_fx, 0);
+    cc_rpc_client_opts_t o = { .endpoint = s_fx.rpc[0], .source = "acd-retry", .retry_ms = 2000, .max_attempts = 1 };
+    s_fx.client[0] = cc_rpc_client_new(&o);
+    lost_login_reply_is_not_already_logged_in();
+    lost_enqueue_reply_is_not_a_conflict();
+    lost_ended_reply_is_not_unknown_call();
+    fx_stop(&s_fx);
+    cc_log_shutdown();
+    printf("acd_retry_test: 3 passed, 0 failed\n");
+    return 0;
+}
