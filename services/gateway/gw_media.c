@@ -1118,7 +1118,8 @@ s_bridge(gw_call_t *a, gw_call_t *b, const char *agent_id)
     a->bridged = b->bridged = true;
     Cc__CallBridged ev = CC__CALL_BRIDGED__INIT;
     ev.call_id = a->cdr.call_id;
-    ev.other_call_id = b->cdr.call_id;
+    /* An agent's or a transfer's leg shares the call's id: no other call. */
+    ev.other_call_id = strcmp(a->cdr.call_id, b->cdr.call_id) != 0 ? b->cdr.call_id : "";
     ev.agent_id = (char *) agent_id;
     s_publish(a->media, "call.bridged", a->cdr.call_id, &ev);
     CC_INFO("call bridged", "call_id=%s other_call_id=%s agent_id=%s codec=%s other_codec=%s", a->cdr.call_id,
@@ -1140,7 +1141,7 @@ s_leg_estab(const struct sip_msg *msg, void *arg)
     tmr_cancel(&a->ring_tmr);
     a->established = true;
     a->cdr.answered_us = cc_wall_us();
-    s_publish_answered(a, a->agent[0] ? a->agent : a->cdr.dialled);
+    s_publish_answered(a, a->originated ? "" : a->agent[0] ? a->agent : a->cdr.dialled);
     if (a->originated) {
         /* media.originate: the call is the caller's to drive now. */
         gw_clock_join(m->clock, &a->tx, cc_mono_us(), s_on_tx, a);
@@ -1419,6 +1420,7 @@ s_transfer(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
         c->queued = false;
     }
     c->moh = false;
+    if (to_queue && !c->music) c->music = s_prompt(m, m->hold_music);   /* an originated call waits with music too */
     s_back_to_music(c);
     CC_INFO("transferring", "call_id=%s destination=%s", c->cdr.call_id, d);
     if (to_queue) {
@@ -1673,7 +1675,7 @@ s_thread(void *arg)
         err = fd_setsize(rl.rlim_cur > 1000000 ? 1000000 : (int) rl.rlim_cur);
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
-    if (!err) m->clock = gw_clock_new(PTIME);
+    if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
     if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
