@@ -68,7 +68,6 @@ static cc_harness_t *s_h;
 static cc_callpath_t s_path;
 static cc_pg_t *s_pg;
 static cc_bus_t *s_events;
-static int s_media_base;
 
 /* ------------------------------------------------------------- baresip */
 
@@ -84,35 +83,6 @@ typedef struct {
 } phone_t;
 
 static json_t *s_phone_next(phone_t *p, int timeout_ms);
-
-/* True when nothing listens on TCP or UDP port of 127.0.0.1 now. */
-static bool
-s_port_free(int port)
-{
-    bool free_ = true;
-    int types[] = { SOCK_STREAM, SOCK_DGRAM };
-    for (int i = 0; i < 2; i++) {
-        int fd = socket(AF_INET, types[i], 0);
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0) free_ = false;
-        if (fd >= 0) close(fd);
-    }
-    return free_;
-}
-
-/* A port free for UDP and TCP (several tests share the machine). With
- * pair, the next port too: baresip listens for TLS there. */
-static int
-s_udp_tcp_port(bool pair)
-{
-    for (int i = 0; i < 100; i++) {
-        int port = cc_harness_free_port();
-        if (port < 65535 && s_port_free(port) && (!pair || s_port_free(port + 1))) return port;
-    }
-    CHECK(0, "no free port");
-    return 0;
-}
 
 /* Runs a baresip command over ctrl_tcp; fails the test unless it succeeds.
  * Events that come first are kept for s_phone_event. */
@@ -152,10 +122,9 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
     snprintf(p->label, sizeof p->label, "%s", label);
     snprintf(p->dir, sizeof p->dir, "%s/%s", cc_harness_dir(s_h), label);
     CHECK(mkdir(p->dir, 0755) == 0 || errno == EEXIST, "mkdir %s", p->dir);
-    p->sip_port = s_udp_tcp_port(true);
+    p->sip_port = cc_harness_free_ports(2);   /* SIP over UDP and TCP, then TLS */
     p->ctrl_port = cc_harness_free_port();
-    int rtp = s_media_base;
-    s_media_base += 20;
+    int rtp = cc_harness_free_ports(20);
     char path[600];
     snprintf(path, sizeof path, "%s/config", p->dir);
     FILE *f = fopen(path, "w");
@@ -351,10 +320,9 @@ s_caller(const char *label, const char *scenario, const char *service, bool echo
     char sf[512], remote[64], lp[16], mp[16], d[16];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/%s.xml", CC_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_path.sip_port);
-    snprintf(lp, sizeof lp, "%d", s_udp_tcp_port(false));
-    snprintf(mp, sizeof mp, "%d", s_media_base);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_ports(1));
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));   /* SIPp binds mp and mp + 2 */
     snprintf(d, sizeof d, "%d", pause_ms);
-    s_media_base += 20;
     const char *args[] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-d", d, "-nostdin", "-timeout",
                            "60s", "-timeout_error", echo ? "-rtp_echo" : remote, echo ? remote : NULL, NULL };
     return cc_harness_spawn_as(s_h, label, "/usr/bin/sipp", args);
@@ -1026,7 +994,6 @@ main(void)
 {
     cc_log_init("baresip_agent_test", "baresip_agent_test");
     s_h = cc_harness_new("baresip");
-    s_media_base = 47000 + (getpid() % 40) * 200;
     cc_harness_start_pg(s_h);
     cc_harness_start_redis(s_h);
     cc_harness_start_forwarder(s_h, false, 100000);
