@@ -935,7 +935,7 @@ typedef struct {
     int thread;
     int sent;
     int status[BURST_MAX];
-    volatile int *acked;
+    volatile int *acked, *done;
 } s_burst_t;
 
 static char *
@@ -960,6 +960,7 @@ s_burst(void *arg)
         if (b->status[i] == 200) __atomic_add_fetch(b->acked, 1, __ATOMIC_RELAXED);
         else break;   /* the service is gone */
     }
+    __atomic_add_fetch(b->done, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -968,14 +969,16 @@ kill_9_during_a_burst_loses_no_acknowledged_webhook(void)
 {
     TEST_BEGIN(__func__);
     static s_burst_t b[BURST_THREADS];
-    volatile int acked = 0;
+    volatile int acked = 0, done = 0;
     pthread_t t[BURST_THREADS];
     for (int i = 0; i < BURST_THREADS; i++) {
         b[i].thread = i;
         b[i].acked = &acked;
+        b[i].done = &done;
         pthread_create(&t[i], NULL, s_burst, &b[i]);
     }
-    while (__atomic_load_n(&acked, __ATOMIC_RELAXED) < 300) cc_sleep_ms(5);
+    while (__atomic_load_n(&acked, __ATOMIC_RELAXED) < 300 && __atomic_load_n(&done, __ATOMIC_RELAXED) == 0) cc_sleep_ms(5);
+    CHECK(__atomic_load_n(&done, __ATOMIC_RELAXED) == 0, "a sender stopped before the kill");
     kill(s_os, SIGKILL);
     for (int i = 0; i < BURST_THREADS; i++) pthread_join(t[i], NULL);
     cc_harness_stop(s_h, s_os, SIGKILL, 5000);
