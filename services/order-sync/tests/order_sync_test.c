@@ -540,6 +540,37 @@ shopify_orders_as_shopify_sends_them_are_mapped_exactly(void)
     CHECK(s_shopify("orders/updated", "b4b1c7d2-0009", same_second[1], false, &reply) == 200 && strstr(reply, "stale"), "%s", reply);
     free(reply);
     s_expect("SELECT status FROM commerce.orders WHERE order_number = '1005'", "reviewed");
+
+    /* customers/update: Shopify's customer JSON, two addresses, no phone of its own. */
+    const char *customer =
+        "{\"id\":7391124537517,\"email\":\"jane.doe@example.com\",\"created_at\":\"2026-11-02T08:00:00-05:00\","
+        "\"updated_at\":\"2026-12-04T10:00:00-05:00\",\"first_name\":\"Jane\",\"last_name\":\"Doe-Smith\","
+        "\"orders_count\":1,\"state\":\"enabled\",\"total_spent\":\"318.09\",\"note\":\"Prefers evening calls\","
+        "\"verified_email\":true,\"tags\":\"\",\"currency\":\"USD\",\"phone\":null,\"addresses\":["
+        "{\"id\":9075409068205,\"customer_id\":7391124537517,\"first_name\":\"Jane\",\"last_name\":\"Doe-Smith\","
+        "\"address1\":\"150 Elgin Street\",\"address2\":\"Suite 800\",\"city\":\"Ottawa\",\"province\":\"Ontario\","
+        "\"country\":\"Canada\",\"zip\":\"K2P 1L4\",\"phone\":\"+16135550142\",\"name\":\"Jane Doe-Smith\","
+        "\"province_code\":\"ON\",\"country_code\":\"CA\",\"default\":true},"
+        "{\"id\":9075409068206,\"customer_id\":7391124537517,\"first_name\":\"Jane\",\"last_name\":\"Doe-Smith\","
+        "\"address1\":\"1 Rideau St\",\"city\":\"Ottawa\",\"province\":\"Ontario\",\"country\":\"Canada\","
+        "\"zip\":\"K1N 8S7\",\"phone\":\"+16135550199\",\"name\":\"Jane Doe-Smith\",\"country_code\":\"CA\","
+        "\"default\":false}],"
+        "\"default_address\":{\"id\":9075409068205,\"phone\":\"+16135550142\",\"default\":true}}";
+    CHECK(s_shopify("customers/update", "b4b1c7d2-0010", customer, false, &reply) == 200 && strstr(reply, "applied"),
+          "customers/update: %s", reply);
+    free(reply);
+    s_expect("SELECT name || ' | ' || phone || ' | ' || note FROM commerce.customers WHERE platform = 'acme'"
+             " AND external_id = '7391124537517'", "Jane Doe-Smith | +16135550142 | Prefers evening calls");
+    s_expect("SELECT string_agg(a.postal_code || ':' || a.is_default || ':' || p.phone, ',' ORDER BY a.postal_code)"
+             " FROM commerce.customer_addresses a JOIN commerce.customers c ON c.id = a.customer_id"
+             " JOIN commerce.customer_phones p ON p.customer_id = c.id AND p.phone = a.phone"
+             " WHERE c.platform = 'acme' AND c.external_id = '7391124537517'",
+             "K1N 8S7:false:+16135550199,K2P 1L4:true:+16135550142");
+    env = s_event("customer.updated", "7391124537517");
+    Cc__CustomerUpdated *cu = cc__customer_updated__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(cu && cu->customer->n_phones == 2 && strcmp(cu->customer->platform, "acme") == 0, "customer.updated");
+    cc__customer_updated__free_unpacked(cu, NULL);
+    cc__envelope__free_unpacked(env, NULL);
     TEST_PASS(__func__);
 }
 
