@@ -630,6 +630,10 @@ woocommerce_orders_are_mapped(void)
                           "X-WC-Webhook-Resource: order\r\nX-WC-Webhook-Event: created\r\nX-WC-Webhook-ID: 12\r\n"
                           "X-WC-Webhook-Delivery-ID: 9f1c2a\r\n";
     char *reply = NULL;
+    /* Saving a webhook in WooCommerce pings it first. */
+    CHECK(cc_harness_http_post(s_http, "/webhooks/woocommerce", "X-WC-Webhook-ID: 12\r\n", "webhook_id=12", &reply) == 200
+          && strstr(reply, "ping"), "ping: %s", reply);
+    free(reply);
     CHECK(s_post_body_signed("/webhooks/woocommerce", WOO_SECRET, "X-WC-Webhook-Signature", headers, order, true, &reply) == 401,
           "forged: %s", reply);
     free(reply);
