@@ -18,7 +18,8 @@
  * unanswered_and_declined_offers_then_a_manual_answer_and_the_agent_hangs_up
  * malformed_registers_get_the_right_status_and_the_next_one_works
  * unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready
- * registration_survives_a_gateway_restart */
+ * registration_survives_a_gateway_restart
+ * registration_while_postgresql_is_down_is_stored_when_it_is_back */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -458,7 +459,7 @@ s_count_lines(const char *file, const char *text)
 
 /* user's row in telephony.registrations (contact, transport, source,
  * seconds left), once its contact holds want (NULL: once there is no row);
- * fails the test after 10 s. Returns the row (caller clears), or NULL. */
+ * fails the test after 30 s. Returns the row (caller clears), or NULL. */
 static PGresult *
 s_stored_binding(const char *user, const char *want)
 {
@@ -466,7 +467,7 @@ s_stored_binding(const char *user, const char *want)
     snprintf(sql, sizeof sql, "SELECT contact, transport, source, extract(epoch FROM expires_at - now())::int"
              " FROM telephony.registrations WHERE username = '%s'", user);
     PGresult *res = NULL;
-    for (int64_t end = cc_mono_ms() + 10000;; cc_sleep_ms(100)) {
+    for (int64_t end = cc_mono_ms() + 30000;; cc_sleep_ms(100)) {
         if (res) PQclear(res);
         CHECK(cc_pg_run(s_pg, sql, &res) == 0, "registrations");
         if (!want && PQntuples(res) == 0) {
@@ -1094,6 +1095,31 @@ registration_survives_a_gateway_restart(cc_redis_t *redis, cc_rpc_client_t *acd)
     TEST_PASS(__func__);
 }
 
+/* PostgreSQL stopped: a REGISTER is still accepted (the registrar is in
+ * memory), its row waits and is written when the database is back; the
+ * removal after it too. */
+static void
+registration_while_postgresql_is_down_is_stored_when_it_is_back(void)
+{
+    TEST_BEGIN(__func__);
+    size_t kept = s_count_lines("gateway.log", "registration not stored; kept for retry");
+    cc_harness_stop_pg(s_h);
+    s_good("PostgreSQL stopped");
+    s_metric_becomes("gateway_registrations", 1, 5000);
+    for (int64_t end = cc_mono_ms() + 20000; s_count_lines("gateway.log", "registration not stored; kept for retry") == kept;
+         cc_sleep_ms(100))
+        CHECK(cc_mono_ms() < end, "the gateway says the registration waits");
+    cc_harness_restart_pg(s_h);
+    PQclear(s_stored_binding("1002", "sip:1002@127.0.0.1:5999"));
+    char nonce[64], auth[1024];
+    s_nonce(nonce, sizeof nonce);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
+    mem_deref(s_expect("unregister 1002", auth, "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 0\r\n", 200));
+    s_stored_binding("1002", NULL);
+    s_metric_becomes("gateway_registrations", 0, 5000);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -1146,6 +1172,7 @@ main(void)
     malformed_registers_get_the_right_status_and_the_next_one_works();
     unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(redis);
     registration_survives_a_gateway_restart(redis, acd);
+    registration_while_postgresql_is_down_is_stored_when_it_is_back();
 
     if (s_udp >= 0) close(s_udp);
     cc_rpc_client_destroy(&acd);
@@ -1154,6 +1181,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("baresip_agent_test: 10 passed, 0 failed\n");
+    printf("baresip_agent_test: 11 passed, 0 failed\n");
     return 0;
 }

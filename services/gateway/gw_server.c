@@ -1,8 +1,9 @@
-/* gw_server: wires the media thread to the service: CDRs to PostgreSQL,
+/* gw_server: wires the media thread to the service: CDRs and phones' bindings to PostgreSQL,
  * health, metrics, shutdown. */
 #include "gw_server.h"
 #include "gw_media.h"
 #include "gw_tts.h"
+#include "cc/cc_errno.h"
 #include "cc/cc_log.h"
 #include "cc/cc_util.h"
 #include "cc/cc_rpc.h"
@@ -78,7 +79,8 @@ struct _gw_server_t {
     uint64_t next_token;
     char tts_dir[1024];
     int renders;               /* speech being rendered on the thread pool */
-    zhashx_t *bindings;        /* user -> binding_t not stored yet (database down) */
+    zhashx_t *bindings;        /* user -> binding_t not stored yet */
+    bool bindings_told;        /* that they wait for the database: logged once an outage */
 };
 
 /* A binding on its way to telephony.registrations. */
@@ -139,8 +141,9 @@ static const char *s_bindings_live =
     " FROM telephony.registrations WHERE expires_at > now()";
 
 /* Stores every binding waiting (the newest of each user), removing what
- * is stored; stops at the first failure (logged), the rest wait for the
- * next try. */
+ * is stored; stops when the database cannot be reached (logged once an
+ * outage), the rest wait for the next try. One the database refuses (an
+ * SQL error) is logged and dropped. */
 static void
 s_bindings_flush(gw_server_t *self)
 {
@@ -156,16 +159,38 @@ s_bindings_flush(gw_server_t *self)
             const char *p[] = { w->b.user };
             rc = cc_pg_exec(pg, "gw_binding_del", 1, p, NULL);
         }
-        if (rc) {
-            CC_ERROR("registration not stored; kept for retry", "user=%s pending=%zu error=\"%s\"", w->b.user,
-                     zhashx_size(self->bindings), cc_pg_error(pg));
+        if (rc == CC_ECONN) {
+            if (!self->bindings_told)
+                CC_ERROR("registration not stored; kept for retry", "user=%s pending=%zu error=\"%s\"", w->b.user,
+                         zhashx_size(self->bindings), cc_pg_error(pg));
+            self->bindings_told = true;
             return;
         }
+        if (rc) CC_ERROR("registration refused by the database; dropped", "user=%s error=\"%s\"", w->b.user, cc_pg_error(pg));
         zhashx_delete(self->bindings, w->b.user);
+    }
+    self->bindings_told = false;
+}
+
+/* The timer's turn: stores the bindings waiting when the database answers
+ * (checked first: one that went away never holds the loop for the
+ * reconnect budget); says once an outage that they wait. */
+static void
+s_bindings_store(gw_server_t *self)
+{
+    cc_pg_t *pg = cc_service_pg(self->svc);
+    if (cc_pg_check(pg) == 0) {
+        s_bindings_flush(self);
+    } else if (!self->bindings_told) {
+        CC_ERROR("registration not stored; kept for retry", "pending=%zu error=\"%s\"", zhashx_size(self->bindings),
+                 cc_pg_error(pg));
+        self->bindings_told = true;
     }
 }
 
-/* A REGISTER accepted: its binding (or its removal) to be stored. */
+/* A REGISTER accepted: its binding (or its removal) to be stored by the
+ * next tick of the timer, which checks the connection first: a database
+ * gone away never holds the loop for the reconnect budget. */
 static void
 s_binding_keep(gw_server_t *self, const gw_binding_t *b)
 {
@@ -174,7 +199,6 @@ s_binding_keep(gw_server_t *self, const gw_binding_t *b)
     w->b = *b;
     w->expires_at_us = cc_wall_us() + b->expires_ms * 1000;
     zhashx_update(self->bindings, b->user, w);   /* replaces an older one of the user */
-    s_bindings_flush(self);
 }
 
 /* The stored bindings still live go to the registrar; expired ones are
@@ -785,7 +809,7 @@ s_on_timer(uv_timer_t *t)
     cc_metric_set(self->m_frames, (int64_t) frames);
     static int ticks;
     if (++ticks % 30 == 0) s_load_users(self);
-    if (zhashx_size(self->bindings) && cc_pg_check(cc_service_pg(self->svc)) == 0) s_bindings_flush(self);
+    if (zhashx_size(self->bindings)) s_bindings_store(self);
     size_t done = 0;
     while (done < self->nbacklog && cc_pg_check(cc_service_pg(self->svc)) == 0 && s_store(self, &self->backlog[done]) == 0)
         done++;
@@ -814,6 +838,7 @@ s_on_stop(void *arg)
     gw_server_t *self = arg;
     gw_media_stop(&self->media);
     while (self->cdr && (zsock_events(self->cdr) & ZMQ_POLLIN)) s_on_media_msg(self, self->cdr);
+    if (zhashx_size(self->bindings)) s_bindings_store(self);
 }
 
 gw_server_t *
