@@ -226,15 +226,7 @@ const char *cc_harness_dir(cc_harness_t *self) { return self->dir; }
 int
 cc_harness_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0
-        || getsockname(fd, (struct sockaddr *) &a, &len) != 0)
-        s_fail("no free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
+    return cc_harness_free_ports(1);
 }
 
 #define PORTS_LO 10000
