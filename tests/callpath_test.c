@@ -61,6 +61,13 @@ s_sipp(const char *label, const char *scenario, const char *service, const char 
     return cc_harness_spawn_as(s_h, label, "/usr/bin/sipp", args);
 }
 
+/* Waits until the SIPp started on port listens (it is called next). */
+static void
+s_listening(const char *port)
+{
+    CHECK(cc_harness_wait_udp_bound(atoi(port), 30000), "the SIPp on port %s listens (see %s)", port, cc_harness_dir(s_h));
+}
+
 static int
 s_wait(pid_t pid, int ms)
 {
@@ -166,7 +173,8 @@ callback_rings_the_agent_then_the_customer_and_bridges_them(void)
     pid_t customer = s_sipp("sipp-customer-1", "uas_trunk", "c", tp, NULL);
     const char *echo[] = { "-rtp_echo", NULL };   /* the agent answers what they hear */
     pid_t phone = s_sipp("sipp-phone-1", "uas_agent", "a", s_phone_port, echo);
-    cc_sleep_ms(300);   /* both listening */
+    s_listening(tp);
+    s_listening(s_phone_port);
     s_login();          /* the free agent takes the callback */
 
     /* The customer answered: acd counts the callback answered, the legs are bridged. */
@@ -246,7 +254,8 @@ busy_customer_fails_the_callback_and_frees_the_agent(void)
     snprintf(tp, sizeof tp, "%d", s_trunk_port);
     pid_t customer = s_sipp("sipp-customer-2", "uas_trunk_busy", "c", tp, NULL);
     pid_t phone = s_sipp("sipp-phone-2", "uas_agent", "a", s_phone_port, NULL);
-    cc_sleep_ms(300);
+    s_listening(tp);
+    s_listening(s_phone_port);
     s_login();
     CHECK(s_wait(customer, 30000) == 0, "the customer's line answered busy");
     CHECK(s_wait(phone, 30000) == 0, "the agent's phone answered and got the BYE when the customer was busy");
@@ -307,7 +316,7 @@ agent_transfers_the_caller_to_a_number_then_back_to_the_queue(void)
     while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
     const char *echo[] = { "-rtp_echo", NULL };
     pid_t phone = s_sipp("sipp-phone-3", "uas_agent", "a", s_phone_port, echo);
-    cc_sleep_ms(300);
+    s_listening(s_phone_port);
     /* The caller waits for the gateway's BYE; the agent answers. */
     pid_t caller = s_sipp("sipp-caller-3", "uac_ivr", "100", NULL, NULL);
     env = s_event("call.started", NULL, 10000);
@@ -321,7 +330,7 @@ agent_transfers_the_caller_to_a_number_then_back_to_the_queue(void)
     char tp[16];
     snprintf(tp, sizeof tp, "%d", s_trunk_port);
     pid_t number = s_sipp("sipp-number-3", "uas_trunk", "c", tp, NULL);
-    cc_sleep_ms(300);
+    s_listening(tp);
     Cc__MediaTransfer tr = CC__MEDIA_TRANSFER__INIT;
     tr.call_id = call_id;
     tr.destination = "5550300";
@@ -337,7 +346,7 @@ agent_transfers_the_caller_to_a_number_then_back_to_the_queue(void)
     /* And back to the queue: the number's leg ends, acd offers the call
      * again and the agent's phone answers it. */
     phone = s_sipp("sipp-phone-4", "uas_agent", "a", s_phone_port, echo);
-    cc_sleep_ms(300);
+    s_listening(s_phone_port);
     while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
     tr.destination = "queue:sales";
     r = s_call(s_gw, "media.transfer", &tr.base);
@@ -386,7 +395,7 @@ originate_rings_a_registered_phone(void)
 {
     TEST_BEGIN(__func__);
     pid_t phone = s_sipp("sipp-phone-5", "uas_agent", "a", s_phone_port, NULL);
-    cc_sleep_ms(300);
+    s_listening(s_phone_port);
     Cc__MediaOriginate org = CC__MEDIA_ORIGINATE__INIT;
     org.agent_id = "1001";
     org.caller_id = "supervisor";
