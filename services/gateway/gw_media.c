@@ -1606,8 +1606,11 @@ s_on_mqueue(int id, void *data, void *arg)
     if (id == MQ_DROP_AGENT) {
         gw_call_t *c = s_call_find(m, q->call_id, false);
         if (c && c->peer) {
-            c->bridged = false;
-            s_call_end(c->peer, 200, "system", "acd did not accept the answer");
+            gw_call_t *a = c->peer;
+            c->bridged = a->bridged = false;   /* the caller stays, back to its music */
+            s_call_end(a, 200, "system", "acd did not accept the answer");
+            if (c->originated)   /* a callback's customer: nobody left to talk to */
+                s_call_end(c, 200, "system", "acd did not accept the answer");
         }
     }
     if (id == MQ_OP) s_media_op(m, &q->op);
