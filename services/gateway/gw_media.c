@@ -32,6 +32,7 @@
 enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE };
 
 #define MAX_REGS 4096
+#define SIP_HASH_SIZE 16384            /* buckets of libre's transaction and session tables */
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
 #define REG_MAX_S 3600                 /* the longest registration granted */
@@ -1671,11 +1672,14 @@ s_thread(void *arg)
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
     if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
-    if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
+    /* Hash tables sized for the load: a UDP transaction lingers 32 s after
+     * its end (RFC 3261 timers J and K), so 600 calls a second keep some
+     * 40,000 of them; 32 buckets made every lookup walk a chain of 1,000. */
+    if (!err) err = sip_alloc(&m->sip, NULL, SIP_HASH_SIZE, SIP_HASH_SIZE, 256, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_TCP, &laddr);
     if (!err) err = sip_listen(&m->lsnr, m->sip, true, s_on_request, m);
-    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, 32, s_on_connect, m);
+    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, SIP_HASH_SIZE, s_on_connect, m);
     if (err) {
         CC_ERROR("SIP listen failed", "address=%s:%d error=\"%s\"", m->sip_host, m->o.sip_port, strerror(err));
         goto out;
