@@ -25,7 +25,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_RTP_MIN", CC_CFG_INT, 1024, 65534, NULL, 0, "Lowest RTP port" },
     { "GATEWAY_RTP_MAX", CC_CFG_INT, 1025, 65535, NULL, 0, "Highest RTP port" },
     { "GATEWAY_TRUNKS", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Sources allowed to send INVITEs: addresses or CIDRs, comma-separated" },
-    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Calls at once; more get 503" },
+    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Call legs at once (a bridged call is two; originate counts); more get 503" },
     { "GATEWAY_INVITES_PER_S", CC_CFG_INT, 1, 100000, NULL, 0, "New INVITEs per second per source; more get 503" },
     { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
       "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop), announce:PROMPT (once, then hang up),"
