@@ -98,6 +98,7 @@ struct _gw_media_t {
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
     _Atomic int64_t register_refused;
+    _Atomic int64_t rtcp_received;
     gw_clock_t *clock;         /* every call's 20 ms frames, from one timer */
 };
 
@@ -472,12 +473,14 @@ s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, vo
     if (digit > 0) s_digit(c, (char) digit, "rfc4733", 0);
 }
 
+/* RTCP from a peer: counted (gateway_rtcp_received_total). */
 static void
 s_on_rtcp(const struct sa *src, struct rtcp_msg *msg, void *arg)
 {
     (void) src;
     (void) msg;
-    (void) arg;
+    gw_call_t *c = arg;
+    atomic_fetch_add_explicit(&c->media->rtcp_received, 1, memory_order_relaxed);
 }
 
 /* Picks PCMU or PCMA and telephone-event from the remote description.
@@ -960,7 +963,8 @@ s_expires(const struct sip_msg *msg, const struct sip_addr *contact)
 /* REGISTER with digest authentication against the stored HA1 values:
  * no or another realm's credentials get a challenge; a nonce we did not
  * give, that is too old, or whose count does not grow (a replay) gets a
- * fresh one with stale=true; a wrong password 403; a malformed
+ * fresh one with stale=true; a wrong password, or credentials for another
+ * user than the To address's, 403; a malformed
  * Authorization or Contact 400. No Contact is a query (RFC 3261 10.3):
  * the binding is listed, not changed. "Contact: *" with Expires 0 removes
  * it. */
@@ -995,6 +999,11 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
         if (strcmp(m->users[i].user, user) == 0) u = &m->users[i];
     if (!u || httpauth_digest_response_auth(&resp, &msg->met, u->ha1) != 0) {
         s_register_refuse(m, msg, 403, "Bad Credentials", user, src);
+        return;
+    }
+    /* RFC 3261 10.3: a user registers their own address of record only. */
+    if (pl_strcmp(&msg->to.uri.user, user)) {
+        s_register_refuse(m, msg, 403, "Not Allowed For This Address", user, src);
         return;
     }
     /* Without qop the nonce is good once; with it, each count once. */
@@ -1821,6 +1830,12 @@ int64_t
 gw_media_register_refused(gw_media_t *self)
 {
     return atomic_load(&self->register_refused);
+}
+
+int64_t
+gw_media_rtcp_received(gw_media_t *self)
+{
+    return atomic_load_explicit(&self->rtcp_received, memory_order_relaxed);
 }
 
 static int
