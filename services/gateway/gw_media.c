@@ -1482,7 +1482,7 @@ s_control(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
         c->moh = true;
         c->prompt = music;
         c->pos = 0;
-    } else {
+    } else if (c->moh) {
         c->moh = false;
         s_back_to_music(c);
     }
@@ -1559,6 +1559,12 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             s_rec_close(c);
         }
         s_tell_done(m, op->token, op->call_id, result, NULL);
+        return;
+    }
+    if (op->prompt[0] && c->bridged && !c->moh) {
+        /* The caller hears the other party, not prompts (a collect without
+         * a prompt still gathers the digits). */
+        s_tell_done(m, op->token, op->call_id, "bridged", NULL);
         return;
     }
     s_op_done(c, "replaced");

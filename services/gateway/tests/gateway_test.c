@@ -700,6 +700,7 @@ call_control_answer_originate_bridge_hold_transfer(void)
     cc__call_bridged__free_unpacked(cb, NULL);
     cc__envelope__free_unpacked(env, NULL);
     s_status(s_media(c, "media.bridge", &br.base, 5000), "bridging a bridged call", CC__STATUS__STATUS_CONFLICT);
+    s_status(s_media(c, "media.play", &play.base, 5000), "a prompt to a bridged call", CC__STATUS__STATUS_CONFLICT);
     cc_sleep_ms(1500);
     Cc__MediaHold hold = CC__MEDIA_HOLD__INIT;
     hold.call_id = a_id;
