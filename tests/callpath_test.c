@@ -221,9 +221,11 @@ callback_rings_the_agent_then_the_customer_and_bridges_them(void)
           && strcmp(PQgetvalue(res, 2, 6), "callback done") == 0, "the customer's number was called and answered");
     long agent_sent = atol(PQgetvalue(res, 0, 3)), agent_recv = atol(PQgetvalue(res, 0, 4));
     long cust_sent = atol(PQgetvalue(res, 2, 3)), cust_recv = atol(PQgetvalue(res, 2, 4));
-    CHECK(cust_recv >= 50 && agent_sent >= 50, "the customer's audio reached the agent: received %ld, relayed %ld",
+    /* 1.5 s bridged: 75 packets each way, give or take the set-up (slow
+     * under --asan); nothing is relayed before the bridge. */
+    CHECK(cust_recv >= 40 && agent_sent >= 30, "the customer's audio reached the agent: received %ld, relayed %ld",
           cust_recv, agent_sent);
-    CHECK(agent_recv >= 50 && cust_sent >= 50, "the agent's audio reached the customer: received %ld, relayed %ld",
+    CHECK(agent_recv >= 40 && cust_sent >= 30, "the agent's audio reached the customer: received %ld, relayed %ld",
           agent_recv, cust_sent);
     PQclear(res);
     s_wait_agent("ready");   /* wrap-up, then ready */
@@ -461,7 +463,7 @@ int
 main(void)
 {
     cc_log_init("callpath_test", "callpath_test");
-    s_h = cc_harness_new("callback");
+    s_h = cc_harness_new("callpath");
     cc_harness_start_pg(s_h);
     cc_harness_start_redis(s_h);
     cc_harness_start_forwarder(s_h, false, 100000);
@@ -483,7 +485,7 @@ main(void)
     cc_callpath_t path;
     cc_harness_start_callpath(s_h, &path, "100=queue:sales,101=queue:slow", 35000 + (getpid() % 30) * 100);
     s_sip_port = path.sip_port;
-    cc_bus_opts_t bo = { .service = "test", .instance = "callback", .sub_endpoint = getenv("CC_BUS_SUB") };
+    cc_bus_opts_t bo = { .service = "test", .instance = "callpath", .sub_endpoint = getenv("CC_BUS_SUB") };
     s_events = cc_bus_new(&bo);
     cc_bus_subscribe(s_events, "queue.");
     cc_bus_subscribe(s_events, "call.");
