@@ -157,12 +157,24 @@ local function load_agent(agent)
   return a
 end
 
--- Queue settings, read once per script run.
+-- Queue settings, read once per script run (by name: the reply holds no
+-- field names, fewer strings for Lua to make).
+local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 'sticky_ms', 'skills', 'overflow',
+                       'overflow_ms', 'max_wait_ms', 'max_wait_action', 'join_empty', 'leave_empty', 'closed_action',
+                       'cb_attempts', 'cb_retry_ms', 'cb_expire_ms', 'open', 'sl_ms', 'blacklist_queue', 'music',
+                       'announce_ms', 'aht_ms' }
 local conf_cache = {}
 local function qconf(q)
   local conf = conf_cache[q]
   if conf == nil then
-    conf = hgetall('acd:queue:' .. q) or false
+    local f = redis.call('HMGET', 'acd:queue:' .. q, unpack(QUEUE_FIELDS))
+    conf = false
+    for i, name in ipairs(QUEUE_FIELDS) do
+      if f[i] then
+        conf = conf or {}
+        conf[name] = f[i]
+      end
+    end
     conf_cache[q] = conf
   end
   return conf or nil
