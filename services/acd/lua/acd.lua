@@ -42,9 +42,12 @@
 --   {"left", call, queue, wait_ms, reason}  (timeout | empty | callback_failed | callback_expired)
 --   {"callback", call, queue, number, position}
 --   {"agent", agent, state, previous, ms_in_previous, reason, call}
---   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed)
+--   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed
+--                           | internal: the operation failed in the script)
 --   {"position", call, position, estimated_wait_ms, music}
 --   {"announce", call, queue, position, estimated_wait_ms}   (time to tell the caller)
+--   {"queue_status", queue, waiting, ready, longest_wait_ms}  (status)
+--   {"agent_status", agent, state, since, reason, call, queues, ext, skills}  (status)
 --   {"ok", detail...}
 
 local now = 0      -- the time of the operation being run
