@@ -468,8 +468,9 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     }
     const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
     op_ctx_t *ctx = s_submit(self, call, req, "login", 4, args, false);
+    const char *session[] = { args[0], args[1], skills, queues };   /* the order of acd_session_login */
     for (int i = 0; i < 4; i++) {
-        ctx->session[i] = strdup(i == 0 ? args[0] : i == 1 ? args[1] : i == 2 ? skills : queues);
+        ctx->session[i] = strdup(session[i]);
         if (!ctx->session[i]) abort();
     }
     s_flush_if_full(self);
