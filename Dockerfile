@@ -12,6 +12,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
         libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
         libpq-dev libhiredis-dev libuv1-dev libcivetweb-dev libjansson-dev libyaml-dev \
         libre-dev libspandsp-dev libsndfile1-dev libespeak-ng-dev libsamplerate0-dev \
+        libsodium-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -19,7 +20,7 @@ COPY . .
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
         -DCC_DEFAULT_CONFIG=/etc/callcenter/callcenter.env \
     && cmake --build /build -j"$(nproc)" \
-        --target forwarder acd acdctl gateway order-sync cc-migrate
+        --target forwarder acd acdctl gateway order-sync order-syncctl cc-migrate
 # Migrations, in the layout cc-migrate --root expects: deploy/sql and
 # services/<name>/sql. Every service's sql/ folder is picked up on its own.
 RUN set -e; mkdir -p /out/share/deploy; cp -r deploy/sql /out/share/deploy/; \
@@ -33,7 +34,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libpq5 libhiredis0.14 libuv1 libcivetweb1 \
         libjansson4 libyaml-0-2 libsodium23 libre0 libspandsp2 libsndfile1 libespeak-ng1 espeak-ng-data libsamplerate0 \
-        curl ca-certificates \
+        libcurl4 curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --user-group --home-dir /var/lib/callcenter \
         --no-create-home --shell /usr/sbin/nologin callcenter \
@@ -45,6 +46,7 @@ COPY --from=build /build/services/acd/acd /usr/local/bin/
 COPY --from=build /build/services/acd/acdctl /usr/local/bin/
 COPY --from=build /build/services/gateway/gateway /usr/local/bin/
 COPY --from=build /build/services/order-sync/order-sync /usr/local/bin/
+COPY --from=build /build/services/order-sync/order-syncctl /usr/local/bin/
 COPY --from=build /build/tools/cc-migrate /usr/local/bin/
 
 # Defaults file, prompts and the other deploy/ files; migrations.

@@ -2,8 +2,11 @@
  * five items, each acknowledged only after its commit, against pgbench's
  * rate for one order and five items per transaction on the same PostgreSQL,
  * run with fsync on (the harness's test servers run with fsync off; durable
- * figures need it on). Prints "order_sync.<figure> <value> <unit>" lines. */
+ * figures need it on); then bus lookups by order number and by phone
+ * (order_sync_lookups.c) on 20,000 more orders. Prints
+ * "order_sync.<figure> <value> <unit>" lines. */
 #include "order_sync_ingest.h"
+#include "order_sync_lookups.h"
 #include "cc_harness.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"
@@ -22,6 +25,8 @@
 static int s_window = 64;       /* webhooks in flight, as many platforms' deliveries at once */
 static int s_seconds = 5;
 static int s_pg_clients = 8;
+static int s_lookup_window = 32;  /* lookups in flight, as many agents' and callers' at once */
+static int s_lookup_orders = 20000;
 
 int
 main(void)
@@ -29,6 +34,7 @@ main(void)
     cc_log_init("order_sync_bench", "order_sync_bench");
     if (sodium_init() < 0) return 1;
     if (getenv("OS_BENCH_SECONDS")) s_seconds = atoi(getenv("OS_BENCH_SECONDS"));
+    if (getenv("OS_BENCH_LOOKUP_WINDOW")) s_lookup_window = atoi(getenv("OS_BENCH_LOOKUP_WINDOW"));
     cc_harness_t *h = cc_harness_new("order-sync-bench");
     const char *db = cc_harness_start_pg(h);
     cc_harness_start_forwarder(h, false, 100000);
@@ -53,8 +59,9 @@ main(void)
     setenv("ORDER_SYNC_HTTP_PORT", v, 1);
     snprintf(v, sizeof v, "%d", admin);
     setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
-    snprintf(v, sizeof v, "tcp://127.0.0.1:%d", cc_harness_free_port());
-    setenv("ORDER_SYNC_RPC", v, 1);
+    char rpc[64];
+    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_RPC", rpc, 1);
     setenv("CC_LOG_LEVEL", "warn", 1);
     pid_t os = cc_harness_spawn(h, "order-sync", NULL);
     if (!cc_harness_wait_http(admin, "/healthz", 20000)) {
@@ -82,10 +89,14 @@ main(void)
     printf("order_sync.ingest_failures %llu webhooks\n", in.failed);
     printf("order_sync.events_per_commit %.1f events\n", batches > 0 ? events / batches : 0);
     printf("order_sync.window %d webhooks\n", s_window);
+    fflush(stdout);
+
+    int rc = os_bench_seed_lookups(pg, "bench", s_lookup_orders) == 0
+             && os_bench_lookups(rpc, s_lookup_orders, s_seconds, s_lookup_window) == 0 ? 0 : 1;
 
     cc_harness_stop(h, os, SIGTERM, 10000);
     cc_pg_destroy(&pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    return 0;
+    return rc;
 }

@@ -1,10 +1,14 @@
 /* os_server: platform webhooks over HTTP (CivetWeb threads verify, parse and
- * validate, then wait on the group-commit writer) and order lookups over the
- * bus (the loop's connection). */
+ * validate, then wait on the group-commit writers), order lookups and changes
+ * over the bus (os_ops), the pushes back to the platforms (os_outbox) and
+ * the reconciliation with their list endpoints (os_reconcile). */
 #include "os_server.h"
 #include "os_dialects.h"
+#include "os_ops.h"
+#include "os_outbox.h"
 #include "os_import.h"
 #include "os_platforms.h"
+#include "os_reconcile.h"
 #include "os_webhook.h"
 #include "os_writer.h"
 #include "cc/cc_errno.h"
@@ -12,6 +16,7 @@
 #include "cc/cc_rpc.h"
 #include "order.pb-c.h"
 
+#include <curl/curl.h>
 #include <czmq.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -37,6 +42,19 @@ static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_PLATFORM_REFRESH_MS", CC_CFG_INT, 100, 600000, NULL, 0, "commerce.platforms is re-read this often" },
     { "ORDER_SYNC_WRITE_WAIT_MS", CC_CFG_INT, 100, 60000, NULL, 0,
       "A webhook waits this long for its commit before a 503 (platforms time out at about 5 s)" },
+    { "ORDER_SYNC_LOOKUP_CONNECTIONS", CC_CFG_INT, 1, 16, NULL, 0,
+      "PostgreSQL connections for order lookups: batches answered at once" },
+    { "ORDER_SYNC_PUSH_BACKOFF_MS", CC_CFG_INT, 1, 3600000, NULL, 0, "First retry delay of a failed push (doubled each time)" },
+    { "ORDER_SYNC_PUSH_BACKOFF_MAX_MS", CC_CFG_INT, 1, 86400000, NULL, 0, "Longest delay between push attempts (Retry-After too)" },
+    { "ORDER_SYNC_PUSH_MAX_ATTEMPTS", CC_CFG_INT, 1, 100, NULL, 0, "Attempts before a push becomes a dead letter" },
+    { "ORDER_SYNC_PUSH_TIMEOUT_MS", CC_CFG_INT, 100, 120000, NULL, 0,
+      "Timeout of one push attempt (and of one reconciliation page)" },
+    { "ORDER_SYNC_PUSH_POLL_MS", CC_CFG_INT, 10, 600000, NULL, 0, "Look for due pushes at least this often" },
+    { "ORDER_SYNC_PUSH_KEEP_DAYS", CC_CFG_INT, 1, 3650, NULL, 0, "Delivered pushes are deleted from the outbox after this" },
+    { "ORDER_SYNC_RECONCILE_MS", CC_CFG_INT, 100, 86400000, NULL, 0,
+      "Platforms with a reconcile_url are polled for missed changes this often" },
+    { "ORDER_SYNC_RECONCILE_OVERLAP_S", CC_CFG_INT, 0, 86400, NULL, 0,
+      "Each reconciliation pass looks this far before the previous one began" },
     CC_CFG_END
 };
 
@@ -52,6 +70,9 @@ struct _os_server_t {
     cc_service_t *svc;
     cc_http_t *http;
     cc_rpc_server_t *rpc;
+    os_ops_t *ops;
+    os_outbox_t *outbox;
+    os_reconcile_t *reconcile;
     os_platforms_t *platforms;
     os_writer_t *writers[OS_MAX_WRITERS];
     int nwriters;
@@ -192,6 +213,12 @@ s_webhook(struct mg_connection *conn, void *arg)
         found = os_platforms_find(self->platforms, name, false, &pf);
     }
     const char *dialect = shopify_topic ? "shopify" : woo_topic ? "woocommerce" : "standard";
+    if (!woo_topic && strcmp(name, "woocommerce") == 0 && mg_get_header(conn, "X-WC-Webhook-ID")) {
+        /* WooCommerce's ping when a webhook is saved ("webhook_id=N", no
+         * topic, no signature): answered 200 so it is not counted a failed
+         * delivery; nothing is read or stored. */
+        return cc_http_send(conn, 200, "application/json", "{\"result\":\"ping\"}", 17);
+    }
     if (!found || strcmp(pf.dialect, dialect) != 0 || (strcmp(name, dialect) != 0 && strcmp(name, pf.name) != 0)) {
         cc_metric_add(self->m_refused, 1);
         return cc_http_error(conn, 404, "no such platform");
@@ -227,8 +254,8 @@ s_webhook(struct mg_connection *conn, void *arg)
         char msg[256];
         const char *kind = NULL;
         json_t *data = NULL;
-        int code = os_dialect_map(dialect, shopify_topic ? shopify_topic : woo_topic, body, len, &kind, &data,
-                                  msg, sizeof msg);
+        int code = os_dialect_map_shop(dialect, shopify_topic ? shopify_topic : woo_topic, pf.currency, body, len,
+                                       &kind, &data, msg, sizeof msg);
         if (code == 200 && !os_check(kind, data, msg, sizeof msg)) code = 400;
         if (code != 200) {
             json_decref(data);
@@ -394,65 +421,56 @@ s_export(struct mg_connection *conn, void *arg)
     return status;
 }
 
-/* order.lookup: by order number, or the orders of a phone number's customers. */
+/* SIGHUP: the platform table is read again at once. */
 static void
-s_lookup(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+s_on_reload(void *arg)
 {
     os_server_t *self = arg;
-    Cc__OrderLookup *q = cc__order_lookup__unpack(NULL, req->payload.len, req->payload.data);
-    if (!q || (!q->order_number[0] && !q->phone[0]) || strlen(q->order_number) > 64 || strlen(q->phone) > 32) {
-        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want an order number or a phone", NULL, 0);
-        if (q) cc__order_lookup__free_unpacked(q, NULL);
-        return;
-    }
-    char limit[12];
-    snprintf(limit, sizeof limit, "%u", q->limit ? (q->limit > 50 ? 50 : q->limit) : 10);
-    cc_pg_t *pg = cc_service_pg(self->svc);
-    PGresult *res = NULL;
-    const char *p[] = { q->order_number, q->phone, limit };
-    if (cc_pg_exec(pg, "os_lookup", 3, p, &res)) {
-        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable", NULL, 0);
-        cc__order_lookup__free_unpacked(q, NULL);
-        return;
-    }
-    int n = PQntuples(res);
-    Cc__Order *orders = calloc((size_t) n + 1, sizeof *orders), **op = calloc((size_t) n + 1, sizeof *op);
-    Cc__Money *totals = calloc((size_t) n + 1, sizeof *totals);
-    if (!orders || !op || !totals) abort();
-    for (int i = 0; i < n; i++) {
-        cc__order__init(&orders[i]);
-        cc__money__init(&totals[i]);
-        orders[i].order_number = PQgetvalue(res, i, 0);
-        orders[i].customer_id = PQgetvalue(res, i, 1);
-        orders[i].status = os_order_status(PQgetvalue(res, i, 2));
-        totals[i].minor = atoll(PQgetvalue(res, i, 3));
-        totals[i].currency = PQgetvalue(res, i, 4);
-        orders[i].total = &totals[i];
-        orders[i].platform = PQgetvalue(res, i, 5);
-        orders[i].updated_us = (int64_t) (atof(PQgetvalue(res, i, 6)) * 1e6);
-        op[i] = &orders[i];
-    }
-    Cc__OrderList out = CC__ORDER_LIST__INIT;
-    out.orders = op;
-    out.n_orders = (size_t) n;
-    if (n == 0) cc_rpc_reply(call, CC__STATUS__STATUS_NOT_FOUND, "no such order", NULL, 0);
-    else cc_rpc_reply_msg(call, &out);
-    free(orders);
-    free(op);
-    free(totals);
-    PQclear(res);
-    cc__order_lookup__free_unpacked(q, NULL);
+    os_writer_reload(self->writers[0]);
 }
 
-static const cc_rpc_method_t s_methods[] = {
-    { "order.lookup", s_lookup, "OrderLookup -> OrderList: by order number, or a phone's orders (newest first)" },
-    CC_RPC_METHODS_END
-};
+/* For os_reconcile: events applied by their writers (as webhooks are), in
+ * batches of batch_max; a result per event, in order. */
+static json_t *
+s_apply_events(void *arg, json_t *events)
+{
+    os_server_t *self = arg;
+    size_t n = json_array_size(events);
+    json_t *results = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(results, json_pack("{s:i, s:s}", "code", 503, "error",
+                                                                             "storage unavailable"));
+    for (int w = 0; w < self->nwriters; w++) {
+        size_t at[OS_BATCH_LIMIT];
+        int count = 0;
+        json_t *batch = json_array();
+        for (size_t i = 0; i <= n; i++) {
+            json_t *ev = i < n ? json_array_get(events, i) : NULL;
+            if (ev && s_writer_for(self, ev) == self->writers[w]) {
+                at[count++] = i;
+                json_array_append(batch, ev);
+            }
+            if (count == self->batch_max || (i == n && count)) {
+                char *text = json_dumps(batch, JSON_COMPACT), *out = NULL;
+                json_t *got = os_writer_apply(self->writers[w], text, count, &out) == 0 ? json_loads(out, 0, NULL) : NULL;
+                for (int k = 0; k < count; k++)
+                    if (json_array_get(got, (size_t) k)) json_array_set(results, at[k], json_array_get(got, (size_t) k));
+                json_decref(got);
+                free(text);
+                free(out);
+                json_array_clear(batch);
+                count = 0;
+            }
+        }
+        json_decref(batch);
+    }
+    return results;
+}
 
 os_server_t *
 os_server_new(cc_service_t *svc)
 {
     if (sodium_init() < 0) return NULL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
     os_server_t *self = calloc(1, sizeof *self);
     if (!self) abort();
     self->svc = svc;
@@ -483,20 +501,42 @@ os_server_new(cc_service_t *svc)
         if (!self->writers[i]) goto err;
         wo.platforms = NULL;   /* the first writer keeps the platform table */
     }
-    cc_pg_statement(cc_service_pg(svc), "os_lookup",
-                    "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
-                    " extract(epoch FROM o.updated_at) FROM commerce.orders o LEFT JOIN commerce.customers c"
-                    " ON c.id = o.customer_id WHERE ($1 <> '' AND o.order_number = $1) OR ($1 = '' AND c.phone = $2)"
-                    " ORDER BY o.created_at DESC LIMIT $3::int");
-    self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "ORDER_SYNC_RPC"), s_methods, self, m);
+    self->ops = os_ops_new(svc);
+    self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "ORDER_SYNC_RPC"), os_ops_methods, self->ops, m);
     if (!self->rpc) goto err;
     cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
     self->http = cc_http_new(cc_cfg_str(cfg, "CC_BIND_HOST"), (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_PORT"),
                              (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_THREADS"));
     if (!self->http) goto err;
+    cc_service_on_reload(svc, s_on_reload, self);
     cc_http_route(self->http, "/webhooks/", s_webhook, self);
     cc_http_route(self->http, "/import/", s_import, self);
     cc_http_route(self->http, "/export/", s_export, self);
+    os_outbox_opts_t oo = {
+        .db_url = cc_cfg_str(cfg, "DATABASE_URL"),
+        .reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS"),
+        .backoff_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_BACKOFF_MS"),
+        .backoff_max_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_BACKOFF_MAX_MS"),
+        .max_attempts = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_MAX_ATTEMPTS"),
+        .timeout_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_TIMEOUT_MS"),
+        .poll_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_POLL_MS"),
+        .keep_days = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_KEEP_DAYS"),
+        .metrics = m,
+    };
+    self->outbox = os_outbox_new(&oo);
+    if (!self->outbox) goto err;
+    os_reconcile_opts_t ro = {
+        .db_url = cc_cfg_str(cfg, "DATABASE_URL"),
+        .reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS"),
+        .every_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_RECONCILE_MS"),
+        .overlap_s = (int) cc_cfg_int(cfg, "ORDER_SYNC_RECONCILE_OVERLAP_S"),
+        .timeout_ms = (int) cc_cfg_int(cfg, "ORDER_SYNC_PUSH_TIMEOUT_MS"),
+        .apply = s_apply_events,
+        .apply_arg = self,
+        .metrics = m,
+    };
+    self->reconcile = os_reconcile_new(&ro);
+    if (!self->reconcile) goto err;
     return self;
 err:
     os_server_destroy(&self);
@@ -508,10 +548,15 @@ os_server_destroy(os_server_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
+    cc_service_off(self->svc, self);
     cc_http_destroy(&self->http);   /* no more webhooks come in */
+    os_reconcile_destroy(&self->reconcile);   /* it applies through the writers */
     for (int i = 0; i < self->nwriters; i++)
         os_writer_destroy(&self->writers[i]);   /* what was queued is committed and its changes handed over */
+    os_outbox_destroy(&self->outbox);   /* after its current push */
+    os_ops_drain(self->ops);            /* lookups in flight are answered */
     cc_rpc_server_destroy(&self->rpc);
+    os_ops_destroy(&self->ops);
     if (self->changes) {
         while (zsock_events(self->changes) & ZMQ_POLLIN) s_on_change(self, self->changes);
         cc_loop_remove_zsock(cc_service_loop(self->svc), self->changes);
@@ -520,5 +565,6 @@ os_server_destroy(os_server_t **self_p)
     os_platforms_destroy(&self->platforms);
     free(self->db_url);
     free(self);
+    curl_global_cleanup();
     *self_p = NULL;
 }

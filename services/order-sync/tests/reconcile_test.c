@@ -1,0 +1,263 @@
+/* reconcile_test: order-sync polls a platform simulator's list endpoint (an
+ * HTTP server in this test) and repairs the changes its webhooks missed,
+ * through the webhooks' own path, so versions decide.
+ *
+ * missed_changes_are_repaired_by_version
+ * a_second_pass_asks_since_the_first_and_changes_nothing
+ * a_failed_page_keeps_the_cursor */
+#define _GNU_SOURCE
+#include "cc_check.h"
+#include "cc_harness.h"
+#include "cc/cc_http.h"
+#include "cc/cc_log.h"
+#include "cc/cc_pg.h"
+#include "cc/cc_util.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef OS_SOURCE_DIR
+#error "OS_SOURCE_DIR must be defined"
+#endif
+
+static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
+static int s_port, s_requests, s_failing, s_failed;
+static char s_first_query[256], s_last_query[256], s_last_auth[128];
+static cc_pg_t *s_pg;
+
+static const char *
+s_order(char *buf, size_t cap, const char *number, const char *status, int version, int qty)
+{
+    snprintf(buf, cap,
+             "{\"order_number\":\"%s\",\"status\":\"%s\",\"total\":%d,\"currency\":\"CNY\",\"version\":%d,"
+             "\"customer\":{\"id\":\"c-%s\",\"name\":\"Wang\",\"phone\":\"1361111%s\",\"email\":\"\"},"
+             "\"items\":[{\"sku\":\"TV-55\",\"name\":\"TV\",\"quantity\":%d,\"unit_price\":100},"
+             "{\"sku\":\"HDMI\",\"name\":\"Cable\",\"quantity\":1,\"unit_price\":0}]}",
+             number, status, qty * 100, version, number, number + 1, qty);
+    return buf;
+}
+
+/* GET /orders: page 1 (three orders, a link to page 2), page 2 (a malformed
+ * order and a transition the status machine refuses). */
+static int
+s_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *auth = mg_get_header(conn, "Authorization");
+    pthread_mutex_lock(&s_mu);
+    s_requests++;
+    bool page2 = ri->query_string && strstr(ri->query_string, "page=2");
+    if (!page2) {
+        snprintf(s_last_query, sizeof s_last_query, "%s", ri->query_string ? ri->query_string : "");
+        if (!s_first_query[0]) snprintf(s_first_query, sizeof s_first_query, "%s", s_last_query);
+        snprintf(s_last_auth, sizeof s_last_auth, "%s", auth ? auth : "");
+    }
+    bool fail = s_failing > 0;
+    if (fail) s_failed++;
+    pthread_mutex_unlock(&s_mu);
+    if (fail) return cc_http_error(conn, 500, "list unavailable");
+    if (!auth || strcmp(auth, "Bearer tok-1") != 0) return cc_http_error(conn, 401, "token");
+    char a[512], b[512], c[512], body[2048];
+    if (!page2)
+        snprintf(body, sizeof body, "{\"orders\":[%s,%s,%s],\"next\":\"http://127.0.0.1:%d/orders?page=2\"}",
+                 s_order(a, sizeof a, "R1", "reviewed", 3, 2), s_order(b, sizeof b, "R2", "ordered", 1, 4),
+                 s_order(c, sizeof c, "R3", "ordered", 1, 1), s_port);
+    else
+        snprintf(body, sizeof body, "{\"orders\":[%s,%s],\"next\":null}", s_order(a, sizeof a, "R4", "ordered", 1, 0),
+                 s_order(b, sizeof b, "R5", "ordered", 9, 1));
+    return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+static char *
+s_one(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGresult *res = NULL;
+    CHECK(cc_pg_run(s_pg, sql, &res) == 0, "%s: %s", sql, cc_pg_error(s_pg));
+    char *v = strdup(PQntuples(res) && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+    return v;
+}
+
+#define EXPECT(want, ...) do { char *got_ = s_one(__VA_ARGS__); \
+    CHECK(strcmp(got_, want) == 0, "gave '%s', want '%s'", got_, want); free(got_); } while (0)
+
+/* Waits (30 s at most: a broken build fails instead of hanging). */
+static void
+s_until(const char *want, const char *sql)
+{
+    char *got = NULL;
+    for (int64_t end = cc_mono_ms() + 30000; cc_mono_ms() < end; cc_sleep_ms(20)) {
+        free(got);
+        got = s_one("%s", sql);
+        if (strcmp(got, want) == 0) break;
+    }
+    CHECK(strcmp(got, want) == 0, "%s gave '%s', want '%s'", sql, got, want);
+    free(got);
+}
+
+static int
+s_count_requests(void)
+{
+    pthread_mutex_lock(&s_mu);
+    int n = s_requests;
+    pthread_mutex_unlock(&s_mu);
+    return n;
+}
+
+static void
+s_wait_requests(int n)
+{
+    for (int64_t end = cc_mono_ms() + 30000; s_count_requests() < n && cc_mono_ms() < end;) cc_sleep_ms(20);
+    CHECK(s_count_requests() >= n, "%d list requests, want %d", s_count_requests(), n);
+}
+
+static void
+missed_changes_are_repaired_by_version(void)
+{
+    TEST_BEGIN(__func__);
+    s_until("t", "SELECT reconcile_since > 0 FROM commerce.platforms WHERE name = 'shop1'");
+    pthread_mutex_lock(&s_mu);
+    CHECK(strcmp(s_first_query, "updated_since=0") == 0, "first pass asks for everything: %s", s_first_query);
+    CHECK(strcmp(s_last_auth, "Bearer tok-1") == 0, "with the platform's token");
+    pthread_mutex_unlock(&s_mu);
+    EXPECT("reviewed 3", "SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'R1'");
+    EXPECT("ordered>reviewed shop1", "SELECT from_status || '>' || to_status || ' ' || by_whom FROM commerce.order_audit"
+           " WHERE order_number = 'R1'");
+    EXPECT("ordered 1 2 5", "SELECT o.status || ' ' || o.version || ' ' || count(i.*) || ' ' || sum(i.quantity)"
+           " FROM commerce.orders o JOIN commerce.order_items i USING (order_number) WHERE o.order_number = 'R2'"
+           " GROUP BY o.status, o.version");
+    EXPECT("reviewed 5", "SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'R3'");
+    EXPECT("0", "SELECT count(*) FROM commerce.orders WHERE order_number = 'R4'");
+    EXPECT("shipped 1", "SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'R5'");
+    TEST_PASS(__func__);
+}
+
+static void
+a_second_pass_asks_since_the_first_and_changes_nothing(void)
+{
+    TEST_BEGIN(__func__);
+    char *since = s_one("SELECT reconcile_since FROM commerce.platforms WHERE name = 'shop1'");
+    char *audits = s_one("SELECT count(*) FROM commerce.order_audit");
+    int seen = s_count_requests();
+    s_wait_requests(seen + 2);   /* a whole pass: both pages */
+    char want[64];
+    snprintf(want, sizeof want, "updated_since=%s", since);
+    pthread_mutex_lock(&s_mu);
+    bool asked_since = strcmp(s_last_query, want) == 0;
+    char q[256];
+    snprintf(q, sizeof q, "%s", s_last_query);
+    pthread_mutex_unlock(&s_mu);
+    /* The cursor may have moved on again by now: the query names one of them. */
+    long long asked = atoll(strchr(q, '=') + 1);
+    CHECK(asked_since || asked >= atoll(since), "asks since the last pass: %s (cursor %s)", q, since);
+    CHECK(asked > 0, "a later pass does not ask for everything again: %s", q);
+    EXPECT(audits, "SELECT count(*) FROM commerce.order_audit");
+    EXPECT("reviewed 3", "SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'R1'");
+    free(since);
+    free(audits);
+    TEST_PASS(__func__);
+}
+
+static int
+s_failures(void)
+{
+    pthread_mutex_lock(&s_mu);
+    int n = s_failed;
+    pthread_mutex_unlock(&s_mu);
+    return n;
+}
+
+static void
+s_wait_failures(int n)
+{
+    for (int64_t end = cc_mono_ms() + 30000; s_failures() < n && cc_mono_ms() < end;) cc_sleep_ms(20);
+    CHECK(s_failures() >= n, "%d failed pages, want %d", s_failures(), n);
+}
+
+static void
+a_failed_page_keeps_the_cursor(void)
+{
+    TEST_BEGIN(__func__);
+    pthread_mutex_lock(&s_mu);
+    s_failing = 1;
+    pthread_mutex_unlock(&s_mu);
+    s_wait_failures(1);   /* from now on no pass moves the cursor */
+    free(s_one("UPDATE commerce.platforms SET reconcile_since = 12345 WHERE name = 'shop1' RETURNING 1"));
+    s_wait_failures(s_failures() + 2);
+    pthread_mutex_lock(&s_mu);
+    CHECK(strcmp(s_last_query, "updated_since=12345") == 0, "asked again from the same cursor: %s", s_last_query);
+    pthread_mutex_unlock(&s_mu);
+    EXPECT("12345", "SELECT reconcile_since FROM commerce.platforms WHERE name = 'shop1'");
+    pthread_mutex_lock(&s_mu);
+    s_failing = 0;
+    pthread_mutex_unlock(&s_mu);
+    s_until("t", "SELECT reconcile_since > 12345 FROM commerce.platforms WHERE name = 'shop1'");
+    TEST_PASS(__func__);
+}
+
+int
+main(void)
+{
+    cc_log_init("reconcile_test", "reconcile_test");
+    cc_harness_t *h = cc_harness_new("reconcile");
+    cc_harness_start_pg(h);
+    cc_harness_start_forwarder(h, false, 100000);
+    s_pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    CHECK(cc_pg_connect(s_pg) == 0, "pg");
+    CHECK(cc_pg_migrate(s_pg, "order_sync", OS_SOURCE_DIR "/sql", NULL) == 0, "migrate");
+    s_port = cc_harness_free_port();
+    cc_http_t *sim = cc_http_new("127.0.0.1", s_port, 2);
+    CHECK(sim, "simulator listens");
+    cc_http_route(sim, "/orders", s_list, NULL);
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO commerce.platforms (name, secret, reconcile_url, reconcile_token) VALUES"
+             " ('shop1', 'whsec_AAAA', 'http://127.0.0.1:%d/orders', 'tok-1');"
+             "INSERT INTO commerce.customers (platform, external_id, name, phone) VALUES ('shop1', 'c-R', 'Wang', '1');"
+             "INSERT INTO commerce.orders (order_number, platform, customer_id, status, total_minor, currency, version)"
+             " SELECT n, 'shop1', (SELECT id FROM commerce.customers), s, 100, 'CNY', v FROM (VALUES ('R1', 'ordered', 1),"
+             " ('R3', 'reviewed', 5), ('R5', 'shipped', 1)) x(n, s, v);"
+             "INSERT INTO commerce.order_items (order_number, line, sku, quantity, unit_minor)"
+             " SELECT n, 1, 'TV-55', 1, 100 FROM (VALUES ('R1'), ('R3'), ('R5')) x(n);",
+             s_port);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "seed: %s", cc_pg_error(s_pg));
+    char v[16], rpc[64];
+    int admin = cc_harness_free_port();
+    snprintf(v, sizeof v, "%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_HTTP_PORT", v, 1);
+    snprintf(v, sizeof v, "%d", admin);
+    setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
+    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_RPC", rpc, 1);
+    setenv("ORDER_SYNC_RECONCILE_MS", "200", 1);
+    setenv("ORDER_SYNC_RECONCILE_OVERLAP_S", "60", 1);
+    pid_t os = cc_harness_spawn(h, "order-sync", NULL);
+    CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "order-sync healthy");
+
+    missed_changes_are_repaired_by_version();
+    a_second_pass_asks_since_the_first_and_changes_nothing();
+    a_failed_page_keeps_the_cursor();
+
+    char *metrics = NULL;
+    CHECK(cc_harness_http_get(admin, "/metrics", &metrics) == 200
+          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 2")
+          && strstr(metrics, "order_sync_reconcile_failures_total"), "metrics:\n%s", metrics);
+    free(metrics);
+    CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
+    cc_http_destroy(&sim);
+    cc_pg_destroy(&s_pg);
+    cc_harness_destroy(&h);
+    cc_log_shutdown();
+    printf("reconcile_test: 3 passed, 0 failed\n");
+    return 0;
+}
