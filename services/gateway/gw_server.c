@@ -25,7 +25,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_RTP_MIN", CC_CFG_INT, 1024, 65534, NULL, 0, "Lowest RTP port" },
     { "GATEWAY_RTP_MAX", CC_CFG_INT, 1025, 65535, NULL, 0, "Highest RTP port" },
     { "GATEWAY_TRUNKS", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Sources allowed to send INVITEs: addresses or CIDRs, comma-separated" },
-    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Calls at once; more get 503" },
+    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Call legs at once (a bridged call is two; originate counts); more get 503" },
     { "GATEWAY_INVITES_PER_S", CC_CFG_INT, 1, 100000, NULL, 0, "New INVITEs per second per source; more get 503" },
     { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
       "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop), announce:PROMPT (once, then hang up),"
@@ -239,6 +239,8 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
     } else if (strcmp(msg->result, "no_prompt") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (strcmp(msg->result, "bridged") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "the call is bridged: hold or unbridge it to play to it", NULL, 0);
     } else if (strcmp(msg->result, "other_gone") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call to bridge with", NULL, 0);
     } else if (strcmp(msg->result, "conflict") == 0 || strcmp(msg->result, "not_bridged") == 0) {
