@@ -290,19 +290,34 @@ platform_status_that_would_move_back_applies_the_rest_and_keeps_the_status(void)
     TEST_PASS(__func__);
 }
 
-/* order.lookup of number: the orders found. The caller frees the list. */
+/* order.lookup of number (platform's own when platform is not ""): the
+ * orders found, or NULL when NOT_FOUND. The caller frees the list. */
 static Cc__OrderList *
-s_lookup(cc_rpc_client_t *c, const char *number)
+s_lookup_in(cc_rpc_client_t *c, const char *platform, const char *number)
 {
     Cc__OrderLookup q = CC__ORDER_LOOKUP__INIT;
     q.order_number = (char *) number;
+    q.platform = (char *) platform;
     uint8_t buf[256];
     size_t len = cc__order_lookup__pack(&q, buf);
     Cc__Reply *r = NULL;
-    CHECK(cc_rpc_call_sync(c, "order.lookup", buf, len, 3000, &r) == 0 && r->status == 0, "lookup %s", number);
+    CHECK(cc_rpc_call_sync(c, "order.lookup", buf, len, 3000, &r) == 0, "lookup %s %s", platform, number);
+    if (r->status == CC__STATUS__STATUS_NOT_FOUND) {
+        cc__reply__free_unpacked(r, NULL);
+        return NULL;
+    }
+    CHECK(r->status == 0, "lookup %s %s: %d %s", platform, number, r->status, r->error);
     Cc__OrderList *l = cc__order_list__unpack(NULL, r->payload.len, r->payload.data);
     cc__reply__free_unpacked(r, NULL);
     CHECK(l, "OrderList");
+    return l;
+}
+
+static Cc__OrderList *
+s_lookup(cc_rpc_client_t *c, const char *number)
+{
+    Cc__OrderList *l = s_lookup_in(c, "", number);
+    CHECK(l, "lookup %s found", number);
     return l;
 }
 
@@ -359,6 +374,17 @@ two_shops_with_the_same_order_number_each_keep_theirs(void)
     CHECK(l->n_orders == 1 && strcmp(l->orders[0]->platform, "beta") == 0 && l->orders[0]->total->minor == 3100
           && strcmp(l->orders[0]->tracking_number, "CP123") == 0, "3001@beta is beta's");
     cc__order_list__free_unpacked(l, NULL);
+    /* By a shop's own number: each shop's 3001, and none for a number the shop does not have. */
+    l = s_lookup_in(c, "beta", "3001");
+    CHECK(l && l->n_orders == 1 && strcmp(l->orders[0]->order_number, "3001@beta") == 0
+          && strcmp(l->orders[0]->platform_number, "3001") == 0 && l->orders[0]->n_items == 1, "beta's 3001");
+    cc__order_list__free_unpacked(l, NULL);
+    l = s_lookup_in(c, "acme", "3001");
+    CHECK(l && l->n_orders == 1 && strcmp(l->orders[0]->order_number, "3001") == 0 && l->orders[0]->total->minor == 19999,
+          "acme's 3001");
+    cc__order_list__free_unpacked(l, NULL);
+    CHECK(s_lookup_in(c, "beta", "3001@beta") == NULL && s_lookup_in(c, "beta", "2001") == NULL,
+          "beta has no order 3001@beta nor 2001 of its own");
     l = s_lookup(c, "S-9@shop2");
     CHECK(l->n_orders == 1 && strcmp(l->orders[0]->platform, "shop2") == 0 && l->orders[0]->paid_minor == 1000,
           "S-9@shop2 with its payment");
