@@ -51,6 +51,7 @@ struct _os_outbox_t {
     cc_pg_t *pg;
     CURL *curl;
     int listen_pid;            /* backend that has LISTENed, 0 when none */
+    bool failing;              /* "outbox not read" logged until it is read again */
     int wake[2];               /* destroy writes here */
     atomic_bool stop;
     pthread_t thread;
@@ -190,10 +191,13 @@ s_push_one(os_outbox_t *self)
     cc_pg_t *pg = self->pg;
     PGresult *res = NULL;
     if (cc_pg_begin(pg) || cc_pg_exec(pg, "ob_take", 0, NULL, &res)) {
-        CC_ERROR("outbox not read", "error=\"%s\"", cc_pg_error(pg));
+        if (!self->failing) CC_ERROR("outbox not read", "error=\"%s\"", cc_pg_error(pg));
+        self->failing = true;
         cc_pg_rollback(pg);
         return -1;
     }
+    if (self->failing) CC_INFO("outbox read again", "component=outbox");
+    self->failing = false;
     if (PQntuples(res) == 0) {
         PQclear(res);
         cc_pg_commit(pg);

@@ -12,7 +12,8 @@
  * returns_and_exchanges
  * customer_points_product_stock_and_lookups_by_phone
  * back_in_stock_subscription
- * concurrent_lookups_each_get_their_own_answer */
+ * concurrent_lookups_each_get_their_own_answer
+ * the_database_down_is_unavailable_then_served_again */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -35,6 +36,7 @@
 #endif
 
 static cc_pg_t *s_pg;
+static cc_harness_t *s_h;
 static cc_rpc_client_t *s_client;
 static cc_bus_t *s_events;
 
@@ -650,11 +652,43 @@ back_in_stock_subscription(void)
     TEST_PASS(__func__);
 }
 
+static void
+the_database_down_is_unavailable_then_served_again(void)
+{
+    TEST_BEGIN(__func__);
+    cc_harness_stop_pg(s_h);
+    Cc__OrderLookup ol = CC__ORDER_LOOKUP__INIT;
+    ol.order_number = s_first;
+    s_refused("order.lookup", &ol.base, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable");
+    ol.order_number = "";
+    ol.phone = "13800000001";
+    s_refused("order.lookup", &ol.base, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable");
+    Cc__OrderCancel c = CC__ORDER_CANCEL__INIT;
+    c.order_number = s_first;
+    s_refused("order.cancel", &c.base, CC__STATUS__STATUS_UNAVAILABLE, "retry later");
+    cc_harness_restart_pg(s_h);
+    /* The first requests after the restart may still find the old connections gone. */
+    Cc__Status st = CC__STATUS__STATUS_UNAVAILABLE;
+    for (int i = 0; i < 20 && st != CC__STATUS__STATUS_OK; i++) {
+        Cc__Reply *r = s_call("order.lookup", &ol.base);
+        st = r->status;
+        cc__reply__free_unpacked(r, NULL);
+        if (st != CC__STATUS__STATUS_OK) cc_sleep_ms(100);
+    }
+    CHECK(st == CC__STATUS__STATUS_OK, "lookups served again after the restart: %d", st);
+    ol.phone = "";
+    ol.order_number = s_first;
+    Cc__Reply *r = s_call("order.lookup", &ol.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "by number too: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
     cc_log_init("ops_test", "ops_test");
-    cc_harness_t *h = cc_harness_new("order-ops");
+    cc_harness_t *h = s_h = cc_harness_new("order-ops");
     cc_harness_start_pg(h);
     cc_harness_start_forwarder(h, false, 100000);
     s_pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
@@ -682,6 +716,7 @@ main(void)
     snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     setenv("ORDER_SYNC_RPC", rpc, 1);
     setenv("ORDER_SYNC_PUSH_BACKOFF_MS", "600000", 1);
+    setenv("CC_RECONNECT_MS", "500", 1);     /* a request waits this long for the database, then UNAVAILABLE */
     pid_t os = cc_harness_spawn(h, "order-sync", NULL);
     CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "order-sync healthy");
     cc_bus_opts_t bo = { .service = "test", .instance = "ops", .sub_endpoint = getenv("CC_BUS_SUB") };
@@ -702,6 +737,7 @@ main(void)
     customer_points_product_stock_and_lookups_by_phone();
     back_in_stock_subscription();
     concurrent_lookups_each_get_their_own_answer();
+    the_database_down_is_unavailable_then_served_again();
 
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
     cc_rpc_client_destroy(&s_client);
@@ -709,6 +745,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("ops_test: 11 passed, 0 failed\n");
+    printf("ops_test: 12 passed, 0 failed\n");
     return 0;
 }
