@@ -156,6 +156,8 @@ s_db_failed(s_tx_t *tx, const char *name)
     if (strcmp(state, "23514") == 0 || strcmp(state, "22001") == 0 || strcmp(state, "22003") == 0
         || strcmp(state, "22P02") == 0)
         return s_fail(tx, CC__STATUS__STATUS_BAD_REQUEST, "a value is out of range");
+    if (strcmp(state, "23505") == 0 || strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return s_fail(tx, CC__STATUS__STATUS_CONFLICT, "changed at the same time by someone else; try again");
     CC_ERROR("order change not stored", "statement=%s error=\"%s\"", name, cc_pg_error(tx->pg));
     return s_fail(tx, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable; retry later");
 }

@@ -13,6 +13,7 @@
  * customer_points_product_stock_and_lookups_by_phone
  * back_in_stock_subscription
  * concurrent_lookups_each_get_their_own_answer
+ * two_instances_never_sell_more_than_is_in_stock
  * the_database_down_is_unavailable_then_served_again */
 #define _GNU_SOURCE
 #include "cc_check.h"
@@ -37,6 +38,7 @@
 
 static cc_pg_t *s_pg;
 static cc_harness_t *s_h;
+static char s_rpc[64];
 static cc_rpc_client_t *s_client;
 static cc_bus_t *s_events;
 
@@ -588,7 +590,7 @@ concurrent_lookups_each_get_their_own_answer(void)
           " FROM generate_series(1, 40) g, generate_series(1, 1 + g %% 3) k JOIN commerce.customers c ON true"
           " WHERE c.external_id = 'lc' || g RETURNING 1"));
     cc_loop_t *loop = cc_loop_new();
-    cc_rpc_client_opts_t o = { .endpoint = getenv("ORDER_SYNC_RPC"), .source = "ops_test_async", .retry_ms = 3000,
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "ops_test_async", .retry_ms = 3000,
                                .max_attempts = 2 };
     cc_rpc_client_t *c = cc_rpc_client_new(&o);
     cc_rpc_client_attach(c, loop);
@@ -652,6 +654,73 @@ back_in_stock_subscription(void)
     TEST_PASS(__func__);
 }
 
+/* ---- two instances selling the last units at once ---- */
+
+typedef struct { int *pending, *ok, *short_of, *other; cc_loop_t *loop; } s_sale_t;
+
+static void
+s_sold(void *arg, const Cc__Reply *reply)
+{
+    s_sale_t *s = arg;
+    if (reply->status == CC__STATUS__STATUS_OK) (*s->ok)++;
+    else if (reply->status == CC__STATUS__STATUS_CONFLICT && strstr(reply->error, "not enough stock of LAST-5")) (*s->short_of)++;
+    else (*s->other)++;
+    if (--(*s->pending) == 0) cc_loop_stop(s->loop);
+    free(s);
+}
+
+static void
+two_instances_never_sell_more_than_is_in_stock(void)
+{
+    TEST_BEGIN(__func__);
+    free(s_one("INSERT INTO commerce.products (code, name, price_minor, currency) VALUES ('LAST-5', 'Last five', 500, 'CNY');"
+               "INSERT INTO commerce.stock (product_code, warehouse_code, on_hand) VALUES ('LAST-5', 'WH1', 3), ('LAST-5', 'WH2', 2)"
+               " RETURNING 1"));
+    char v[16], rpc2[64];
+    int admin = cc_harness_free_port();
+    snprintf(v, sizeof v, "%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_HTTP_PORT", v, 1);
+    snprintf(v, sizeof v, "%d", admin);
+    setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
+    snprintf(rpc2, sizeof rpc2, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_RPC", rpc2, 1);
+    pid_t os2 = cc_harness_spawn_as(s_h, "order-sync-2", "order-sync", NULL);
+    CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "second instance healthy");
+    cc_loop_t *loop = cc_loop_new();
+    const char *eps[] = { s_rpc, rpc2 };
+    cc_rpc_client_t *c[2];
+    for (int i = 0; i < 2; i++) {
+        cc_rpc_client_opts_t o = { .endpoint = eps[i], .source = "ops_test_sale", .retry_ms = 5000, .max_attempts = 1 };
+        c[i] = cc_rpc_client_new(&o);
+        cc_rpc_client_attach(c[i], loop);
+    }
+    int pending = 0, ok = 0, short_of = 0, other = 0;
+    Cc__OrderLine l = CC__ORDER_LINE__INIT, *lp[] = { &l };
+    l.sku = "LAST-5";
+    l.quantity = 1;
+    Cc__OrderCreate m = CC__ORDER_CREATE__INIT;
+    m.phone = "13800000001";
+    m.lines = lp;
+    m.n_lines = 1;
+    uint8_t buf[256];
+    size_t len = cc__order_create__pack(&m, buf);
+    for (int i = 0; i < 30; i++) {
+        s_sale_t *s = calloc(1, sizeof *s);
+        *s = (s_sale_t) { &pending, &ok, &short_of, &other, loop };
+        pending++;
+        cc_rpc_call(c[i % 2], "order.create", NULL, buf, len, 10000, s_sold, s);
+    }
+    cc_loop_run(loop);
+    CHECK(ok == 5 && short_of == 25 && other == 0, "5 sold, 25 refused: %d sold, %d refused, %d other", ok, short_of, other);
+    EXPECT("5:5", "SELECT sum(on_hand) || ':' || sum(reserved) FROM commerce.stock WHERE product_code = 'LAST-5'");
+    EXPECT("5", "SELECT count(*) FROM commerce.stock_movements WHERE product_code = 'LAST-5' AND kind = 'reserve'");
+    for (int i = 0; i < 2; i++) cc_rpc_client_destroy(&c[i]);
+    cc_loop_destroy(&loop);
+    CHECK(cc_harness_stop(s_h, os2, SIGTERM, 10000) == 0, "second instance stops cleanly");
+    setenv("ORDER_SYNC_RPC", s_rpc, 1);
+    TEST_PASS(__func__);
+}
+
 static void
 the_database_down_is_unavailable_then_served_again(void)
 {
@@ -707,13 +776,13 @@ main(void)
              " ('TV-55', 'WH1', 5), ('TV-55', 'WH2', 10), ('HDMI', 'WH1', 20), ('OLD-1', 'WH1', 5);",
              cc_harness_free_port());
     CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "shop: %s", cc_pg_error(s_pg));
-    char v[16], rpc[64];
+    char v[16], *rpc = s_rpc;
     int admin = cc_harness_free_port();
     snprintf(v, sizeof v, "%d", cc_harness_free_port());
     setenv("ORDER_SYNC_HTTP_PORT", v, 1);
     snprintf(v, sizeof v, "%d", admin);
     setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
-    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     setenv("ORDER_SYNC_RPC", rpc, 1);
     setenv("ORDER_SYNC_PUSH_BACKOFF_MS", "600000", 1);
     setenv("CC_RECONNECT_MS", "500", 1);     /* a request waits this long for the database, then UNAVAILABLE */
@@ -737,6 +806,7 @@ main(void)
     customer_points_product_stock_and_lookups_by_phone();
     back_in_stock_subscription();
     concurrent_lookups_each_get_their_own_answer();
+    two_instances_never_sell_more_than_is_in_stock();
     the_database_down_is_unavailable_then_served_again();
 
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
@@ -745,6 +815,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("ops_test: 12 passed, 0 failed\n");
+    printf("ops_test: 13 passed, 0 failed\n");
     return 0;
 }
