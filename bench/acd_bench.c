@@ -19,6 +19,7 @@
 
 #include <czmq.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +135,41 @@ s_script_us(uint64_t decisions)
     return decisions ? usec / (double) decisions : 0;
 }
 
+/* CPU seconds (user + system) Redis has used, from INFO cpu. */
+static double
+s_redis_cpu(void)
+{
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
+    if (!r || cc_redis_connect(r)) return 0;
+    redisReply *x = cc_redis_cmdf(r, "INFO cpu");
+    double cpu = 0;
+    const char *p;
+    if (x && x->type == REDIS_REPLY_STRING) {
+        if ((p = strstr(x->str, "used_cpu_sys:"))) cpu += strtod(p + 13, NULL);
+        if ((p = strstr(x->str, "used_cpu_user:"))) cpu += strtod(p + 14, NULL);
+    }
+    if (x) freeReplyObject(x);
+    cc_redis_destroy(&r);
+    return cpu;
+}
+
+/* CPU seconds (user + system) process pid has used, from /proc. */
+static double
+s_proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');   /* fields after the command name */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return 0;
+    return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
+}
+
 /* redis-benchmark's EVALSHA rate for a reservation-shaped script. */
 static double
 s_redis_bound(int port)
@@ -203,6 +239,7 @@ main(void)
     cc_pg_destroy(&pg);
 
     char rpc[4][64];
+    pid_t acd_pid[4];
     for (int i = 0; i < instances; i++) {
         char admin[16], name[16];
         snprintf(rpc[i], sizeof rpc[i], "tcp://127.0.0.1:%d", cc_harness_free_port());
@@ -212,7 +249,7 @@ main(void)
         setenv("ACD_RPC", rpc[i], 1);
         setenv("ACD_ADMIN_PORT", admin, 1);
         setenv("ACD_GATEWAY_RPC", "", 1);
-        cc_harness_spawn_as(h, name, "acd", NULL);
+        acd_pid[i] = cc_harness_spawn_as(h, name, "acd", NULL);
         if (!cc_harness_wait_http(port, "/healthz", 20000)) { fprintf(stderr, "acd not healthy\n"); return 1; }
     }
 
@@ -256,10 +293,14 @@ main(void)
     for (int i = 0; i < instances; i++) cc_rpc_client_attach(l.client[i], l.loop);
 
     l.deadline = cc_mono_ms() + s_seconds * 1000;
+    double redis_cpu0 = s_redis_cpu(), acd_cpu0 = 0;
+    for (int i = 0; i < instances; i++) acd_cpu0 += s_proc_cpu(acd_pid[i]);
     int64_t t0 = cc_mono_ms();
     for (int i = 0; i < s_window; i++) s_next(&l, i % instances);
     cc_loop_run(l.loop);
     double secs = (cc_mono_ms() - t0) / 1000.0;
+    double redis_cpu = s_redis_cpu() - redis_cpu0, acd_cpu = -acd_cpu0;
+    for (int i = 0; i < instances; i++) acd_cpu += s_proc_cpu(acd_pid[i]);
     double script_us = s_script_us(l.decisions);
     double bound = s_redis_bound(redis_port);
 
@@ -271,6 +312,10 @@ main(void)
     printf("acd.redis_evalsha_per_s %.0f requests/s\n", bound);
     printf("acd.ratio %.2f ratio\n", bound > 0 ? rate / bound : 0);
     printf("acd.redis_us_per_decision %.1f us\n", script_us);
+    /* CPU per decision: what the machine spends, however loaded it is. */
+    double per = l.decisions ? 1e6 / (double) l.decisions : 0;
+    printf("acd.redis_cpu_us_per_decision %.1f us\n", redis_cpu * per);
+    printf("acd.acd_cpu_us_per_decision %.1f us\n", acd_cpu * per);
     printf("acd.failures %llu requests\n", (unsigned long long) l.failures);
     printf("acd.instances %d processes\n", instances);
     printf("acd.window %d calls\n", s_window);

@@ -11,6 +11,7 @@
  * unregister_on_exit_removes_the_registration
  * phone_on_tcp_registers_and_is_rung_over_tcp
  * pcma_phone_and_pcmu_caller_are_bridged_through_conversion
+ * unanswered_and_declined_offers_then_a_manual_answer_and_the_agent_hangs_up
  * malformed_registers_get_the_right_status_and_the_next_one_works
  * unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready */
 #define _GNU_SOURCE
@@ -80,6 +81,35 @@ typedef struct {
 
 static json_t *s_phone_next(phone_t *p, int timeout_ms);
 
+/* True when nothing listens on TCP or UDP port of 127.0.0.1 now. */
+static bool
+s_port_free(int port)
+{
+    bool free_ = true;
+    int types[] = { SOCK_STREAM, SOCK_DGRAM };
+    for (int i = 0; i < 2; i++) {
+        int fd = socket(AF_INET, types[i], 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0) free_ = false;
+        if (fd >= 0) close(fd);
+    }
+    return free_;
+}
+
+/* A port free for UDP and TCP (several tests share the machine). With
+ * pair, the next port too: baresip listens for TLS there. */
+static int
+s_udp_tcp_port(bool pair)
+{
+    for (int i = 0; i < 100; i++) {
+        int port = cc_harness_free_port();
+        if (port < 65535 && s_port_free(port) && (!pair || s_port_free(port + 1))) return port;
+    }
+    CHECK(0, "no free port");
+    return 0;
+}
+
 /* Runs a baresip command over ctrl_tcp; fails the test unless it succeeds.
  * Events that come first are kept for s_phone_event. */
 static void
@@ -108,17 +138,17 @@ s_phone_cmd(phone_t *p, const char *command, const char *params)
 
 /* Starts baresip, connects to its control socket, then adds the account of
  * user with password, registration interval, SIP transport ("udp" or
- * "tcp") and codecs ("PCMU,PCMA"), after the connection, so that no
- * registration event is missed. */
+ * "tcp"), codecs ("PCMU,PCMA") and answer mode ("auto", "manual"), after
+ * the connection, so that no registration event is missed. */
 static void
 s_phone_start(phone_t *p, const char *label, const char *user, const char *password, int regint, const char *transport,
-              const char *codecs)
+              const char *codecs, const char *answermode)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
     snprintf(p->dir, sizeof p->dir, "%s/%s", cc_harness_dir(s_h), label);
     CHECK(mkdir(p->dir, 0755) == 0 || errno == EEXIST, "mkdir %s", p->dir);
-    p->sip_port = cc_harness_free_port();
+    p->sip_port = s_udp_tcp_port(true);
     p->ctrl_port = cc_harness_free_port();
     int rtp = s_media_base;
     s_media_base += 20;
@@ -165,8 +195,8 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
     }
     p->pending = json_array();
     char account[512];
-    snprintf(account, sizeof account, "<sip:%s@127.0.0.1:%d;transport=%s>;auth_pass=%s;regint=%d;answermode=auto;"
-             "audio_codecs=%s", user, s_path.sip_port, transport, password, regint, codecs);
+    snprintf(account, sizeof account, "<sip:%s@127.0.0.1:%d;transport=%s>;auth_pass=%s;regint=%d;answermode=%s;"
+             "audio_codecs=%s", user, s_path.sip_port, transport, password, regint, answermode, codecs);
     s_phone_cmd(p, "uanew", account);
 }
 
@@ -309,18 +339,20 @@ s_wait(pid_t pid, int ms)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* A SIPp caller of service with scenario; -rtp_echo when echo. */
+/* A SIPp caller of service with scenario; -rtp_echo when echo; its pauses
+ * last pause_ms. */
 static pid_t
-s_caller(const char *label, const char *scenario, const char *service, bool echo)
+s_caller(const char *label, const char *scenario, const char *service, bool echo, int pause_ms)
 {
-    char sf[512], remote[64], lp[16], mp[16];
+    char sf[512], remote[64], lp[16], mp[16], d[16];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/%s.xml", CC_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_path.sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
+    snprintf(lp, sizeof lp, "%d", s_udp_tcp_port(false));
     snprintf(mp, sizeof mp, "%d", s_media_base);
+    snprintf(d, sizeof d, "%d", pause_ms);
     s_media_base += 20;
-    const char *args[] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
-                           "-timeout_error", echo ? "-rtp_echo" : remote, echo ? remote : NULL, NULL };
+    const char *args[] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-d", d, "-nostdin", "-timeout",
+                           "60s", "-timeout_error", echo ? "-rtp_echo" : remote, echo ? remote : NULL, NULL };
     return cc_harness_spawn_as(s_h, label, "/usr/bin/sipp", args);
 }
 
@@ -348,6 +380,16 @@ s_metric_becomes(const char *name, long want, int timeout_ms)
     for (int64_t end = cc_mono_ms() + timeout_ms; cc_mono_ms() < end; cc_sleep_ms(100))
         if ((v = s_metric(name)) == want) return;
     CHECK(0, "%s is %ld, not %ld", name, v, want);
+}
+
+/* Waits for the counter name to reach at least want. */
+static void
+s_metric_reaches(const char *name, long want, int timeout_ms)
+{
+    long v = -1;
+    for (int64_t end = cc_mono_ms() + timeout_ms; cc_mono_ms() < end; cc_sleep_ms(100))
+        if ((v = s_metric(name)) >= want) return;
+    CHECK(0, "%s is %ld, not %ld or more", name, v, want);
 }
 
 /* The next agent.registered event of agent; fails the test after
@@ -448,7 +490,7 @@ wrong_password_is_refused(void)
 {
     TEST_BEGIN(__func__);
     phone_t bad;
-    s_phone_start(&bad, "baresip-bad", "1001", "wrong", 60, "udp", "PCMU,PCMA");
+    s_phone_start(&bad, "baresip-bad", "1001", "wrong", 60, "udp", "PCMU,PCMA", "auto");
     char *why = s_phone_event(&bad, "REGISTER_FAIL", 20000);
     CHECK(strstr(why, "403"), "baresip reports the refusal: \"%s\"", why);
     free(why);
@@ -464,9 +506,9 @@ wrong_password_is_refused(void)
 /* Starts the agent's baresip over transport and checks its registration:
  * baresip's event, agent.registered, the gateway's gauge. */
 static void
-s_register_agent(phone_t *agent, const char *label, const char *transport, const char *codecs)
+s_register_agent(phone_t *agent, const char *label, const char *transport, const char *codecs, const char *answermode)
 {
-    s_phone_start(agent, label, "1001", "secret1001", 60, transport, codecs);
+    s_phone_start(agent, label, "1001", "secret1001", 60, transport, codecs, answermode);
     char *ok = s_phone_event(agent, "REGISTER_OK", 20000);
     CHECK(strstr(ok, "200"), "baresip reports the registration: \"%s\"", ok);
     free(ok);
@@ -485,7 +527,7 @@ static void
 right_password_registers(phone_t *agent)
 {
     TEST_BEGIN(__func__);
-    s_register_agent(agent, "baresip-agent", "udp", "PCMU,PCMA");
+    s_register_agent(agent, "baresip-agent", "udp", "PCMU,PCMA", "auto");
     TEST_PASS(__func__);
 }
 
@@ -497,7 +539,8 @@ right_password_registers(phone_t *agent)
 static void
 s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label, const char *agent_codec)
 {
-    pid_t caller = s_caller(label, "uac_queue_talk", "100", true);
+    long rtcp_before = s_metric("gateway_rtcp_received_total");
+    pid_t caller = s_caller(label, "uac_queue_talk", "100", true, 8000);
     char *peer = s_phone_event(agent, "CALL_ESTABLISHED", 30000);
     printf("baresip answered a call from %s\n", peer);
     free(peer);
@@ -554,6 +597,7 @@ s_bridged_call_with_audio(phone_t *agent, cc_redis_t *redis, const char *label, 
     CHECK(blocks >= 20 && share > 0.8, "the tone came back clean: %.3f in %d blocks", share, blocks);
     /* The call lasts 8 s: the gateway's first report leaves 5 s after the answer. */
     CHECK(rtcp_ok, "baresip got the gateway's RTCP on its RTCP port (see %s/%s.log)", cc_harness_dir(s_h), agent->label);
+    s_metric_reaches("gateway_rtcp_received_total", rtcp_before + 1, 5000);   /* and the gateway baresip's */
     s_agent_becomes(redis, "ready", 10000);
 }
 
@@ -572,7 +616,7 @@ phone_on_tcp_registers_and_is_rung_over_tcp(cc_redis_t *redis)
 {
     TEST_BEGIN(__func__);
     phone_t agent;
-    s_register_agent(&agent, "baresip-tcp", "tcp", "PCMU,PCMA");
+    s_register_agent(&agent, "baresip-tcp", "tcp", "PCMU,PCMA", "auto");
     s_bridged_call_with_audio(&agent, redis, "sipp-caller-tcp", "PCMU");
     Cc__AgentRegistered *r = s_registered_event("1001", 5000);
     CHECK(r->expires_s == 0, "unregistered over TCP on exit: expires %u", r->expires_s);
@@ -588,8 +632,96 @@ pcma_phone_and_pcmu_caller_are_bridged_through_conversion(cc_redis_t *redis)
 {
     TEST_BEGIN(__func__);
     phone_t agent;
-    s_register_agent(&agent, "baresip-pcma", "udp", "PCMA");
+    s_register_agent(&agent, "baresip-pcma", "udp", "PCMA", "auto");
     s_bridged_call_with_audio(&agent, redis, "sipp-caller-pcma", "PCMA");
+    Cc__AgentRegistered *r = s_registered_event("1001", 5000);
+    CHECK(r->expires_s == 0, "unregistered on exit: expires %u", r->expires_s);
+    cc__agent_registered__free_unpacked(r, NULL);
+    s_metric_becomes("gateway_registrations", 0, 5000);
+    TEST_PASS(__func__);
+}
+
+static void
+s_set_ready(cc_rpc_client_t *acd)
+{
+    Cc__AgentSetState st = CC__AGENT_SET_STATE__INIT;
+    st.agent_id = "1001";
+    st.state = CC__AGENT_STATE__AGENT_READY;
+    uint8_t buf[128];
+    size_t len = cc__agent_set_state__pack(&st, buf);
+    Cc__Reply *reply = NULL;
+    CHECK(cc_rpc_call_sync(acd, "agent.set_state", buf, len, 5000, &reply) == 0 && reply->status == 0, "agent ready");
+    cc__reply__free_unpacked(reply, NULL);
+}
+
+static void
+s_agent_not_ready_because(cc_redis_t *redis, const char *reason)
+{
+    s_agent_becomes(redis, "not_ready", 20000);
+    char *why = s_hget(redis, "acd:agent:1001", "reason");
+    CHECK(strcmp(why, reason) == 0, "agent not ready because %s, not %s", why, reason);
+    free(why);
+}
+
+/* A phone that does not auto-answer. The first offer rings out
+ * (GATEWAY_RING_MS, 3 s here): not ready (no_answer). Ready again, the
+ * same caller is offered again and the agent declines (486): not ready
+ * (busy). Ready again, offered again, the agent answers by hand: bridged.
+ * Then the agent hangs up first: the caller gets the gateway's BYE. */
+static void
+unanswered_and_declined_offers_then_a_manual_answer_and_the_agent_hangs_up(cc_redis_t *redis, cc_rpc_client_t *acd)
+{
+    TEST_BEGIN(__func__);
+    phone_t agent;
+    s_register_agent(&agent, "baresip-manual", "udp", "PCMU,PCMA", "manual");
+    s_agent_becomes(redis, "ready", 10000);
+    pid_t caller = s_caller("sipp-caller-manual", "uac_queue_hung_up", "100", true, 0);
+
+    free(s_phone_event(&agent, "CALL_INCOMING", 30000));
+    free(s_phone_event(&agent, "CALL_CLOSED", 30000));   /* the gateway gave up: CANCEL */
+    s_agent_not_ready_because(redis, "no_answer");
+
+    s_set_ready(acd);
+    free(s_phone_event(&agent, "CALL_INCOMING", 30000));
+    s_phone_cmd(&agent, "hangup", "");
+    free(s_phone_event(&agent, "CALL_CLOSED", 10000));
+    s_agent_not_ready_because(redis, "busy");
+
+    s_set_ready(acd);
+    free(s_phone_event(&agent, "CALL_INCOMING", 30000));
+    s_phone_cmd(&agent, "accept", "");
+    free(s_phone_event(&agent, "CALL_ESTABLISHED", 10000));
+    char *call_id = s_bridged_call(10000);
+    s_phone_cmd(&agent, "hangup", "");
+    free(s_phone_event(&agent, "CALL_CLOSED", 10000));
+    CHECK(s_wait(caller, 30000) == 0, "the caller got the gateway's BYE (see %s/sipp-caller-manual.log)",
+          cc_harness_dir(s_h));
+
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT leg, sip_cause, hangup_by, reason FROM telephony.cdr WHERE call_id = '%s'"
+             " ORDER BY leg, id", call_id);
+    free(call_id);
+    PGresult *res = NULL;
+    for (int i = 0; i < 50; i++) {
+        if (res) PQclear(res);
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr");
+        if (PQntuples(res) == 4) break;
+        cc_sleep_ms(100);
+    }
+    CHECK(PQntuples(res) == 4, "three agent legs and the caller's, got %d", PQntuples(res));
+    const char *want[4][3] = { { "408", "system", NULL }, { "486", "callee", NULL },
+                               { "200", "callee", "agent hung up" }, { "200", "callee", "agent hung up" } };
+    for (int i = 0; i < 4; i++) {
+        printf("%s leg: %s %s \"%s\"\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+               PQgetvalue(res, i, 3));
+        CHECK(strcmp(PQgetvalue(res, i, 0), i < 3 ? "agent" : "caller") == 0, "leg %d is %s", i, PQgetvalue(res, i, 0));
+        CHECK(strcmp(PQgetvalue(res, i, 1), want[i][0]) == 0 && strcmp(PQgetvalue(res, i, 2), want[i][1]) == 0
+              && (!want[i][2] || strcmp(PQgetvalue(res, i, 3), want[i][2]) == 0),
+              "leg %d: %s %s \"%s\"", i, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+    }
+    PQclear(res);
+    s_agent_becomes(redis, "ready", 10000);   /* after wrap-up */
+    s_phone_stop(&agent, SIGTERM);
     Cc__AgentRegistered *r = s_registered_event("1001", 5000);
     CHECK(r->expires_s == 0, "unregistered on exit: expires %u", r->expires_s);
     cc__agent_registered__free_unpacked(r, NULL);
@@ -643,10 +775,10 @@ s_transact(const char *text)
     return msg;
 }
 
-/* A REGISTER for 1002; extra holds its Authorization, Contact and Expires
- * lines (each ending in \r\n). */
+/* A REGISTER for the address of record of user (To); extra holds its
+ * Authorization, Contact and Expires lines (each ending in \r\n). */
 static struct sip_msg *
-s_register(const char *extra)
+s_register_as(const char *user, const char *extra)
 {
     struct sockaddr_in l = { .sin_family = AF_INET };
     l.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -659,19 +791,25 @@ s_register(const char *extra)
     char *text = NULL;
     CHECK(asprintf(&text, "REGISTER sip:127.0.0.1:%d SIP/2.0\r\n"
                           "Via: SIP/2.0/UDP 127.0.0.1:%d;rport;branch=z9hG4bK-bare-%u\r\n"
-                          "From: <sip:1002@127.0.0.1>;tag=bare%u\r\n"
-                          "To: <sip:1002@127.0.0.1>\r\n"
-                          "Call-ID: bare-register-1002\r\n"
+                          "From: <sip:%s@127.0.0.1>;tag=bare%u\r\n"
+                          "To: <sip:%s@127.0.0.1>\r\n"
+                          "Call-ID: bare-register-%s\r\n"
                           "CSeq: %u REGISTER\r\n"
                           "Max-Forwards: 70\r\n"
                           "%s"
                           "Content-Length: 0\r\n\r\n",
-                   s_path.sip_port, ntohs(l.sin_port), s_cseq + 1, getpid(), s_cseq + 1, extra) > 0,
+                   s_path.sip_port, ntohs(l.sin_port), s_cseq + 1, user, getpid(), user, user, s_cseq + 1, extra) > 0,
           "asprintf");
     s_cseq++;
     struct sip_msg *msg = s_transact(text);
     free(text);
     return msg;
+}
+
+static struct sip_msg *
+s_register(const char *extra)
+{
+    return s_register_as("1002", extra);
 }
 
 /* A fresh nonce from a 401 to a REGISTER without credentials. */
@@ -688,19 +826,26 @@ s_nonce(char *nonce, size_t cap)
     mem_deref(msg);
 }
 
-/* An Authorization line for 1002 with password in realm, nonce and nc. */
+/* An Authorization line for user with password in realm, nonce and nc. */
 static void
-s_auth(char *out, size_t cap, const char *realm, const char *password, const char *nonce, unsigned nc)
+s_auth_as(char *out, size_t cap, const char *user, const char *realm, const char *password, const char *nonce,
+          unsigned nc)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "sip:127.0.0.1:%d", s_path.sip_port);
     uint8_t ha1[16], ha2[16], resp[16];
-    CHECK(md5_printf(ha1, "1002:%s:%s", realm, password) == 0, "md5");
+    CHECK(md5_printf(ha1, "%s:%s:%s", user, realm, password) == 0, "md5");
     CHECK(md5_printf(ha2, "REGISTER:%s", uri) == 0, "md5");
     CHECK(md5_printf(resp, "%w:%s:%08x:0a4f113b:auth:%w", ha1, sizeof ha1, nonce, nc, ha2, sizeof ha2) == 0, "md5");
-    re_snprintf(out, cap, "Authorization: Digest username=\"1002\", realm=\"%s\", nonce=\"%s\", uri=\"%s\","
+    re_snprintf(out, cap, "Authorization: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\","
                           " response=\"%w\", algorithm=MD5, cnonce=\"0a4f113b\", qop=auth, nc=%08x\r\n",
-                realm, nonce, uri, resp, sizeof resp, nc);
+                user, realm, nonce, uri, resp, sizeof resp, nc);
+}
+
+static void
+s_auth(char *out, size_t cap, const char *realm, const char *password, const char *nonce, unsigned nc)
+{
+    s_auth_as(out, cap, "1002", realm, password, nonce, nc);
 }
 
 /* Sends the REGISTER and checks its status; returns the answer. */
@@ -739,7 +884,8 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
 {
     TEST_BEGIN(__func__);
     const char *contact = "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 120\r\n";
-    char nonce[64], auth[1024];
+    char nonce[64], auth[1024], extra[2048];
+    struct sip_msg *msg;
     s_good("nothing");
     s_metric_becomes("gateway_registrations", 1, 5000);
 
@@ -747,8 +893,24 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     s_good("a bad Authorization");
 
     s_nonce(nonce, sizeof nonce);
+    s_auth_as(auth, sizeof auth, "1999", "callcenter", "secret1999", nonce, 1);
+    msg = s_register_as("1999", (snprintf(extra, sizeof extra, "%s%s", auth, contact), extra));
+    CHECK(msg->scode == 403, "a user who is not in telephony.sip_users: %u", msg->scode);
+    mem_deref(msg);
+    s_good("an unknown user");
+
+    /* 1002's own password, for 1001's address of record. */
+    s_nonce(nonce, sizeof nonce);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
+    msg = s_register_as("1001", (snprintf(extra, sizeof extra, "%s%s", auth, contact), extra));
+    CHECK(msg->scode == 403, "credentials of another user than To's: %u", msg->scode);
+    mem_deref(msg);
+    s_good("credentials for another address of record");
+    s_metric_becomes("gateway_registrations", 1, 5000);   /* only 1002 */
+
+    s_nonce(nonce, sizeof nonce);
     s_auth(auth, sizeof auth, "elsewhere", "secret1002", nonce, 1);
-    struct sip_msg *msg = s_expect("wrong realm", auth, contact, 401);
+    msg = s_expect("wrong realm", auth, contact, 401);
     const struct sip_hdr *h = sip_msg_hdr(msg, SIP_HDR_WWW_AUTHENTICATE);
     CHECK(s_has(h, "realm=\"callcenter\""), "a fresh challenge for our realm");
     mem_deref(msg);
@@ -806,7 +968,7 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     mem_deref(s_expect("invalid Contact", auth, "Contact: <<not a uri\r\n", 400));
     s_good("an invalid Contact");
     s_metric_becomes("gateway_registrations", 1, 5000);
-    s_metric_becomes("gateway_register_refused_total", 3, 5000);   /* baresip's 403, the two 400s */
+    s_metric_becomes("gateway_register_refused_total", 5, 5000);   /* baresip's 403, these two 403s and two 400s */
 
     /* Contact * with Expires 0 removes the binding. */
     s_nonce(nonce, sizeof nonce);
@@ -816,7 +978,7 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     s_good("removing every binding");
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 2);
     mem_deref(s_expect("Contact * without Expires 0", auth, "Contact: *\r\n", 400));
-    s_metric_becomes("gateway_register_refused_total", 4, 5000);
+    s_metric_becomes("gateway_register_refused_total", 6, 5000);
     s_nonce(nonce, sizeof nonce);
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
     mem_deref(s_expect("unregister 1002", auth, "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 0\r\n", 200));
@@ -829,20 +991,23 @@ unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(cc_redis
 {
     TEST_BEGIN(__func__);
     phone_t agent;
-    s_phone_start(&agent, "baresip-short", "1001", "secret1001", 3, "udp", "PCMU,PCMA");
+    s_phone_start(&agent, "baresip-short", "1001", "secret1001", 5, "udp", "PCMU,PCMA", "auto");
     char *ok = s_phone_event(&agent, "REGISTER_OK", 20000);
     free(ok);
-    /* Killed at once: no refresh, no unregister. */
+    int64_t registered = cc_mono_ms();
+    /* Killed at once (it would refresh after 90% of 5 s): no refresh, no unregister. */
     s_phone_stop(&agent, SIGKILL);
     Cc__AgentRegistered *r = s_registered_event("1001", 5000);
-    CHECK(r->expires_s == 3, "registered for %u s", r->expires_s);
+    CHECK(r->expires_s == 5, "registered for %u s", r->expires_s);
     cc__agent_registered__free_unpacked(r, NULL);
-    s_metric_becomes("gateway_registrations", 1, 5000);
-    s_metric_becomes("gateway_registrations", 0, 10000);   /* expired */
+    /* Past the expiry and the gauge's next refresh (every second): none left. */
+    int64_t wait = registered + 6500 - cc_mono_ms();
+    if (wait > 0) cc_sleep_ms((int) wait);
+    s_metric_becomes("gateway_registrations", 0, 5000);
 
     s_agent_becomes(redis, "ready", 10000);
     size_t before = s_count_lines("gateway.log", "agent phone not registered");
-    pid_t caller = s_caller("sipp-caller-2", "uac_queue", "100", false);
+    pid_t caller = s_caller("sipp-caller-2", "uac_queue", "100", false, 0);
     s_agent_becomes(redis, "not_ready", 20000);
     char *reason = s_hget(redis, "acd:agent:1001", "reason");
     CHECK(strcmp(reason, "unregistered") == 0, "not ready because %s", reason);
@@ -875,6 +1040,7 @@ main(void)
     cc_bus_subscribe(s_events, "agent.registered");
     cc_bus_subscribe(s_events, "call.bridged");
     setenv("GATEWAY_NONCE_TTL_S", "3", 1);
+    setenv("GATEWAY_RING_MS", "3000", 1);
     cc_harness_start_callpath(s_h, &s_path, "100=queue:sales", 34000 + (getpid() % 30) * 100);
 
     cc_redis_t *redis = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
@@ -898,6 +1064,7 @@ main(void)
     unregister_on_exit_removes_the_registration();
     phone_on_tcp_registers_and_is_rung_over_tcp(redis);
     pcma_phone_and_pcmu_caller_are_bridged_through_conversion(redis);
+    unanswered_and_declined_offers_then_a_manual_answer_and_the_agent_hangs_up(redis, acd);
     malformed_registers_get_the_right_status_and_the_next_one_works();
     unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(redis);
 
@@ -908,6 +1075,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("baresip_agent_test: 8 passed, 0 failed\n");
+    printf("baresip_agent_test: 9 passed, 0 failed\n");
     return 0;
 }

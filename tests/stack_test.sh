@@ -33,6 +33,7 @@ grep -q "acd: started" <<<"$out" || fail "acd not started"
 grep -q "gateway: started" <<<"$out" || fail "gateway not started"
 grep -q "order-sync: started" <<<"$out" || fail "order-sync not started"
 grep -q "demo: loaded acd.sql" <<<"$out" || fail "demo floor not loaded"
+grep -q "demo: loaded shop-catalog.sql" <<<"$out" || fail "demo shop catalogue not loaded"
 grep -q "platform     1 applied" <<<"$out" || fail "migrations not applied"
 
 status=$("$root/tools/stack" status) || fail "status not healthy: $status"

@@ -283,9 +283,10 @@ cc_redis_pipeline_eval(cc_redis_t *self, const char *name, int nkeys, const char
         if (err) freeReplyObject(err);
         if (!s->sha[0]) return CC_ECONN;
     }
-    const char *argv[3 + 64];
-    size_t lens[3 + 64];
-    assert(nkeys + nargs <= 64);
+    int argc = 3 + nkeys + nargs;
+    const char **argv = malloc((size_t) argc * sizeof *argv);
+    size_t *lens = malloc((size_t) argc * sizeof *lens);
+    if (!argv || !lens) abort();
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
     argv[0] = "EVALSHA";
@@ -293,10 +294,62 @@ cc_redis_pipeline_eval(cc_redis_t *self, const char *name, int nkeys, const char
     argv[2] = nk;
     if (nkeys) memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
     if (nargs) memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
-    for (int i = 0; i < 3 + nkeys + nargs; i++) lens[i] = strlen(argv[i]);
-    if (redisAppendCommandArgv(self->ctx, 3 + nkeys + nargs, argv, lens) != REDIS_OK) return CC_ECONN;
-    self->pending++;
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    int rc = redisAppendCommandArgv(self->ctx, argc, argv, lens) == REDIS_OK ? 0 : CC_ECONN;
+    free(argv);
+    free(lens);
+    if (rc == 0) self->pending++;
+    return rc;
+}
+
+/* The pipeline's connection is lost: every queued call with it. */
+static void
+s_pipeline_broken(cc_redis_t *self)
+{
+    snprintf(self->error, sizeof self->error, "redis I/O: %s", self->ctx->errstr);
+    atomic_store(&self->healthy, false);
+    CC_WARN("redis connection lost in a pipeline", "pending=%d error=\"%s\"", self->pending, self->error);
+    self->pending = 0;
+    redisFree(self->ctx);
+    self->ctx = NULL;
+    for (int i = 0; i < self->nscripts; i++) self->scripts[i].sha[0] = '\0';
+}
+
+int cc_redis_fd(cc_redis_t *self) { return self->ctx ? self->ctx->fd : -1; }
+
+int
+cc_redis_pipeline_send(cc_redis_t *self)
+{
+    if (!self->ctx) return CC_ECONN;
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(self->ctx, &done) != REDIS_OK) {
+            s_pipeline_broken(self);
+            return CC_ECONN;
+        }
     return 0;
+}
+
+int
+cc_redis_pipeline_poll(cc_redis_t *self, redisReply **reply_p)
+{
+    *reply_p = NULL;
+    if (self->pending == 0 || !self->ctx) return CC_ECONN;
+    void *reply = NULL;
+    if (redisGetReplyFromReader(self->ctx, &reply) != REDIS_OK) {
+        s_pipeline_broken(self);
+        return CC_ECONN;
+    }
+    if (!reply) {
+        if (redisBufferRead(self->ctx) != REDIS_OK || redisGetReplyFromReader(self->ctx, &reply) != REDIS_OK) {
+            s_pipeline_broken(self);
+            return CC_ECONN;
+        }
+        if (!reply) return 0;
+    }
+    self->pending--;
+    *reply_p = reply;
+    return 1;
 }
 
 redisReply *
@@ -305,13 +358,7 @@ cc_redis_pipeline_reply(cc_redis_t *self)
     if (self->pending == 0 || !self->ctx) return NULL;
     void *reply = NULL;
     if (redisGetReply(self->ctx, &reply) != REDIS_OK) {
-        snprintf(self->error, sizeof self->error, "redis I/O: %s", self->ctx->errstr);
-        atomic_store(&self->healthy, false);
-        CC_WARN("redis connection lost in a pipeline", "pending=%d error=\"%s\"", self->pending, self->error);
-        self->pending = 0;
-        redisFree(self->ctx);
-        self->ctx = NULL;
-        for (int i = 0; i < self->nscripts; i++) self->scripts[i].sha[0] = '\0';
+        s_pipeline_broken(self);
         return NULL;
     }
     self->pending--;

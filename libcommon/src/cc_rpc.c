@@ -192,12 +192,14 @@ s_purge(cc_rpc_server_t *self)
 {
     int64_t now = cc_mono_us();
     self->last_purge_us = now;
-    zlistx_t *keys = zhashx_keys(self->entries);
-    for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
-        entry_t *e = zhashx_lookup(self->entries, k);
-        if (e->state == ENTRY_DONE && e->expires_us < now) zhashx_delete(self->entries, k);
-    }
-    zlistx_destroy(&keys);
+    /* One pass over the table without copying its keys (it holds every
+     * reply of the last seconds: hundreds of thousands under load); only the
+     * expired ones are collected, then deleted. */
+    zlistx_t *expired = zlistx_new();
+    for (entry_t *e = zhashx_first(self->entries); e; e = zhashx_next(self->entries))
+        if (e->state == ENTRY_DONE && e->expires_us < now) zlistx_add_end(expired, (void *) zhashx_cursor(self->entries));
+    for (const char *k = zlistx_first(expired); k; k = zlistx_next(expired)) zhashx_delete(self->entries, k);
+    zlistx_destroy(&expired);
 }
 
 static const cc_rpc_method_t *

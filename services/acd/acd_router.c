@@ -1,9 +1,11 @@
 /* acd_router: runs acd.lua, a batch of operations per call, and hands their
  * actions to the caller. */
 #include "acd_router.h"
+#include "cc/cc_errno.h"
 #include "cc/cc_log.h"
 
 #include <assert.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +24,37 @@ typedef struct {
 
 struct _acd_router_t {
     cc_redis_t *redis;
-    op_t *ops;
+    uv_loop_t *loop;           /* NULL: every flush waits for its reply */
+    uv_poll_t *poll;           /* watches the connection while a batch is out */
+    int poll_fd;
+    op_t *ops;                 /* queued, not sent */
     int nops, cap;
+    op_t *sent;                /* the batch in Redis, its reply not read */
+    int nsent;
     char error[256];
 };
 
 acd_router_t *
-acd_router_new(cc_redis_t *redis)
+acd_router_new(cc_redis_t *redis, uv_loop_t *loop)
 {
     acd_router_t *self = calloc(1, sizeof *self);
     if (!self) abort();
     self->redis = redis;
+    self->loop = loop;
+    self->poll_fd = -1;
     cc_redis_script(redis, "acd", acd_lua);
     return self;
+}
+
+static void s_on_poll_closed(uv_handle_t *h) { free(h); }
+
+static void
+s_poll_stop(acd_router_t *self)
+{
+    if (!self->poll) return;
+    uv_close((uv_handle_t *) self->poll, s_on_poll_closed);
+    self->poll = NULL;
+    self->poll_fd = -1;
 }
 
 static void
@@ -49,6 +69,7 @@ acd_router_destroy(acd_router_t **self_p)
     if (!self_p || !*self_p) return;
     acd_router_t *self = *self_p;
     acd_router_flush(self);
+    s_poll_stop(self);
     free(self->ops);
     free(self);
     *self_p = NULL;
@@ -127,29 +148,29 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, co
     for (int i = 0; i < op->argc; i++) if (!op->argv[i]) abort();
 }
 
-void
-acd_router_flush(acd_router_t *self)
+/* The script's arguments for a batch: the count, then each operation's
+ * fields. The strings are the operations'; the array is the caller's. */
+static const char **
+s_batch_argv(op_t *ops, int n, char *count, size_t *nargs_p)
 {
-    int n = self->nops;
-    if (n == 0) return;
-    /* The callbacks may submit again: take the batch first. */
-    op_t *ops = self->ops;
-    self->ops = NULL;
-    self->nops = self->cap = 0;
     size_t nargs = 1;
     for (int i = 0; i < n; i++) nargs += (size_t) ops[i].argc;
     const char **argv = malloc(nargs * sizeof *argv);
     if (!argv) abort();
-    char count[16];
-    snprintf(count, sizeof count, "%d", n);
+    snprintf(count, 16, "%d", n);
     size_t at = 0;
     argv[at++] = count;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < ops[i].argc; j++) argv[at++] = ops[i].argv[j];
-    /* cc_redis_eval sends the batch once more after a broken connection:
-     * operations with a request id then return their first outcome. */
-    redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
-    free(argv);
+    *nargs_p = nargs;
+    return argv;
+}
+
+/* Hands a batch's reply (NULL: Redis unreachable) to its operations, then
+ * frees them and the reply. */
+static void
+s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
+{
     if (r && r->type == REDIS_REPLY_ERROR)
         CC_ERROR("acd script failed", "ops=%d first=%s error=\"%s\"", n, ops[0].argv[2], r->str);
     bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t) n;
@@ -162,6 +183,128 @@ acd_router_flush(acd_router_t *self)
     }
     if (r) freeReplyObject(r);
     free(ops);
+}
+
+static void s_send(acd_router_t *self);
+
+/* Runs a batch and waits for its reply. cc_redis_eval sends it once more
+ * after a broken connection (and loads the script after a Redis restart):
+ * operations with a request id then return their first outcome. */
+static void
+s_run_batch(acd_router_t *self, op_t *ops, int n)
+{
+    char count[16];
+    size_t nargs;
+    const char **argv = s_batch_argv(ops, n, count, &nargs);
+    redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
+    free(argv);
+    s_deliver_batch(self, ops, n, r);
+}
+
+/* The batch out in Redis: its reply read (waiting for it when wait) and
+ * delivered. The operations queued meanwhile are sent first (when next), so
+ * that Redis runs them while this batch's actions are carried out. A broken
+ * connection or an unloaded script (NOSCRIPT) runs the batch again,
+ * waiting. Returns whether it is done. */
+static bool
+s_finish_sent(acd_router_t *self, bool wait, bool next)
+{
+    if (!self->sent) return true;
+    redisReply *r = NULL;
+    int rc;
+    do rc = cc_redis_pipeline_poll(self->redis, &r);
+    while (rc == 0 && wait);
+    if (rc == 0) return false;
+    if (self->poll) uv_poll_stop(self->poll);
+    op_t *ops = self->sent;
+    int n = self->nsent;
+    self->sent = NULL;
+    self->nsent = 0;
+    if (rc == 1 && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        rc = CC_ECONN;
+    }
+    if (rc != 1) {
+        s_run_batch(self, ops, n);
+        return true;
+    }
+    if (next) s_send(self);
+    s_deliver_batch(self, ops, n, r);
+    return true;
+}
+
+static void
+s_on_readable(uv_poll_t *poll, int status, int events)
+{
+    (void) status;
+    (void) events;
+    acd_router_t *self = poll->data;
+    if (s_finish_sent(self, false, true) && !self->sent) s_send(self);
+}
+
+/* Sends the queued operations as one batch without waiting; the loop reads
+ * the reply when it comes. Without a loop, or when the connection cannot
+ * take it, the batch runs and is waited for. */
+static void
+s_send(acd_router_t *self)
+{
+    if (self->sent || self->nops == 0) return;
+    op_t *ops = self->ops;
+    int n = self->nops;
+    self->ops = NULL;
+    self->nops = self->cap = 0;
+    if (!self->loop) {
+        s_run_batch(self, ops, n);
+        return;
+    }
+    char count[16];
+    size_t nargs;
+    const char **argv = s_batch_argv(ops, n, count, &nargs);
+    int rc = cc_redis_pipeline_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
+    free(argv);
+    if (rc == 0) rc = cc_redis_pipeline_send(self->redis);
+    int fd = cc_redis_fd(self->redis);
+    if (rc || fd < 0) {
+        s_run_batch(self, ops, n);
+        return;
+    }
+    if (fd != self->poll_fd) {
+        /* A new connection (after a reconnect): watch its socket, kept
+         * blocking for hiredis's plain commands (libuv makes it not). */
+        s_poll_stop(self);
+        self->poll = malloc(sizeof *self->poll);
+        if (!self->poll) abort();
+        uv_poll_init(self->loop, self->poll, fd);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        self->poll->data = self;
+        self->poll_fd = fd;
+    }
+    self->sent = ops;
+    self->nsent = n;
+    uv_poll_start(self->poll, UV_READABLE, s_on_readable);
+}
+
+void
+acd_router_kick(acd_router_t *self)
+{
+    s_send(self);
+}
+
+void
+acd_router_flush(acd_router_t *self)
+{
+    /* The callbacks may submit again: loop until nothing is left. */
+    while (self->sent || self->nops) {
+        if (self->sent) {
+            s_finish_sent(self, true, false);
+            continue;
+        }
+        op_t *ops = self->ops;
+        int n = self->nops;
+        self->ops = NULL;
+        self->nops = self->cap = 0;
+        s_run_batch(self, ops, n);
+    }
 }
 
 int acd_router_pending(acd_router_t *self) { return self->nops; }

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "cc/cc_redis.h"
 #include "rpc.pb-c.h"
 
@@ -25,8 +27,10 @@ typedef void (acd_action_fn)(void *arg, int argc, const char *const *argv);
  * INTERNAL when the script failed) with its text (valid during the call). */
 typedef void (acd_done_fn)(void *arg, Cc__Status status, const char *error);
 
-/* Borrows redis for its life. Never NULL. */
-acd_router_t *acd_router_new(cc_redis_t *redis);
+/* Borrows redis (and loop, may be NULL) for its life. Never NULL. With a
+ * loop, a batch is sent without waiting for its reply: the loop reads it
+ * when it comes, and the operations queued meanwhile go next. */
+acd_router_t *acd_router_new(cc_redis_t *redis, uv_loop_t *loop);
 void acd_router_destroy(acd_router_t **self_p);
 
 /* Queues operation op at now_ms with args (copied). request_id (may be NULL
@@ -34,7 +38,11 @@ void acd_router_destroy(acd_router_t **self_p);
  * and done the outcome, both at the next flush. */
 void acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, const char *op,
                        int argc, const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg);
-/* Runs every queued operation in one script call and calls their callbacks. */
+/* Sends the queued operations as one batch, unless one is out already
+ * (they go when its reply is in). Without a loop, the same as flush. */
+void acd_router_kick(acd_router_t *self);
+/* Runs every queued operation (and the batch out) now, waiting for Redis,
+ * and calls their callbacks. Plain Redis commands may follow. */
 void acd_router_flush(acd_router_t *self);
 int acd_router_pending(acd_router_t *self);
 

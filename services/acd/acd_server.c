@@ -353,11 +353,11 @@ s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const 
 }
 
 /* Past a full batch, the operations go to Redis without waiting for the
- * end of the loop turn. */
+ * end of the loop turn (unless a batch is out: then after it). */
 static void
 s_flush_if_full(acd_server_t *self)
 {
-    if (acd_router_pending(self->router) >= 256) acd_router_flush(self->router);
+    if (acd_router_pending(self->router) >= 256) acd_router_kick(self->router);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -777,12 +777,13 @@ s_on_reload_timer(uv_timer_t *t)
 }
 
 /* End of a loop turn: the operations the turn's requests queued go to
- * Redis together, and their replies out. */
+ * Redis together, without waiting; their replies go out when Redis answers
+ * (meanwhile the loop takes the next requests, which go as the next batch). */
 static void
 s_on_turn_end(void *arg)
 {
     acd_server_t *self = arg;
-    acd_router_flush(self->router);
+    acd_router_kick(self->router);
 }
 
 acd_server_t *
@@ -823,7 +824,7 @@ acd_server_new(cc_service_t *svc)
     cc_pg_statement(cc_service_pg(svc), "acd_session_end", "DELETE FROM acd.sessions WHERE agent_id = $1");
     cc_pg_statement(cc_service_pg(svc), "acd_sessions",
                     "SELECT agent_id, extension, queues, skills, state, reason FROM acd.sessions ORDER BY since");
-    self->router = acd_router_new(cc_service_redis(svc));
+    self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)));
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",
                  cc_pg_error(cc_service_pg(svc)));

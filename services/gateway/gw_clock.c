@@ -1,16 +1,20 @@
 /* gw_clock: one 1 ms timer and a wheel of slots for every RTP sender of a
  * libre loop. */
 #include "gw_clock.h"
+#include "cc/cc_log.h"
 #include "cc/cc_util.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 struct _gw_clock_t {
     int period_ms;
     int members;
-    struct tmr tick;
+    int tfd;                   /* timerfd: 1 ms ticks on the millisecond while members are joined */
     int64_t last_ms;           /* the last millisecond visited */
     struct le *next;           /* the run's next member: moved on when it leaves */
     gw_clock_member_t *cur;    /* the member being called: NULL once it leaves */
@@ -24,9 +28,30 @@ gw_clock_new(int period_ms)
     gw_clock_t *self = calloc(1, sizeof *self + (size_t) period_ms * sizeof(struct list));
     if (!self) abort();
     self->period_ms = period_ms;
-    tmr_init(&self->tick);
     for (int i = 0; i < period_ms; i++) list_init(&self->slots[i]);
+    self->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (self->tfd < 0) {
+        CC_ERROR("timerfd_create failed", "error=\"%s\"", strerror(errno));
+        free(self);
+        return NULL;
+    }
     return self;
+}
+
+/* Ticks every millisecond, on the millisecond (on), or not at all. */
+static void
+s_arm(gw_clock_t *self, bool on)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (on) {
+        int64_t next_ms = cc_mono_us() / 1000 + 1;
+        its.it_value.tv_sec = next_ms / 1000;
+        its.it_value.tv_nsec = (next_ms % 1000) * 1000000;
+        its.it_interval.tv_nsec = 1000000;
+    }
+    if (timerfd_settime(self->tfd, on ? TFD_TIMER_ABSTIME : 0, &its, NULL) != 0)
+        CC_ERROR("timerfd_settime failed", "error=\"%s\"", strerror(errno));
 }
 
 void
@@ -34,18 +59,19 @@ gw_clock_destroy(gw_clock_t **self_p)
 {
     if (!self_p || !*self_p) return;
     gw_clock_t *self = *self_p;
-    assert(self->members == 0);
-    tmr_cancel(&self->tick);
+    assert(self->members == 0);   /* the last to leave took it out of the poll set */
+    close(self->tfd);
     free(self);
     *self_p = NULL;
 }
 
 static void
-s_on_tick(void *arg)
+s_on_tick(int flags, void *arg)
 {
     gw_clock_t *self = arg;
-    /* Armed first: a handler that empties the clock cancels it. */
-    tmr_start(&self->tick, 1, s_on_tick, self);
+    uint64_t expirations;
+    (void) flags;
+    if (read(self->tfd, &expirations, sizeof expirations) != sizeof expirations) return;
     gw_clock_run(self, cc_mono_us());
 }
 
@@ -60,7 +86,13 @@ gw_clock_join(gw_clock_t *self, gw_clock_member_t *member, int64_t start_us, gw_
     member->n = 0;
     member->joined = true;
     list_append(&self->slots[(start_us / 1000) % self->period_ms], &member->le, member);
-    if (self->members++ == 0) tmr_start(&self->tick, 1, s_on_tick, self);
+    if (self->members++ == 0) {
+        /* A descriptor in libre's poll set, not a libre timer: its sorted
+         * timer list costs O(timers) per insert. */
+        int err = fd_listen(self->tfd, FD_READ, s_on_tick, self);
+        if (err) CC_ERROR("fd_listen on the media clock failed", "error=\"%s\"", strerror(err));
+        s_arm(self, true);
+    }
 }
 
 void
@@ -71,7 +103,10 @@ gw_clock_leave(gw_clock_t *self, gw_clock_member_t *member)
     if (self->cur == member) self->cur = NULL;
     list_unlink(&member->le);
     member->joined = false;
-    if (--self->members == 0) tmr_cancel(&self->tick);
+    if (--self->members == 0) {
+        s_arm(self, false);
+        fd_close(self->tfd);
+    }
 }
 
 int gw_clock_members(const gw_clock_t *self) { return self->members; }
@@ -123,12 +158,26 @@ s_probe_h(void *arg, int64_t late_us)
     if (p->leave_self) gw_clock_leave(p->clock, &p->member);
 }
 
+/* Three frames, then leaves and stops the loop. */
+static void
+s_on_live(void *arg, int64_t late_us)
+{
+    s_probe_t *p = arg;
+    p->calls++;
+    p->last_late_us = late_us;
+    if (p->calls == 3) {
+        gw_clock_leave(p->clock, &p->member);
+        re_cancel();
+    }
+}
+
 void
 gw_clock_test(void)
 {
     int err = libre_init();
     assert(err == 0);
     gw_clock_t *clock = gw_clock_new(20);
+    assert(clock);
     const int64_t t = 1000000000;
     s_probe_t a = { .clock = clock }, b = { .clock = clock }, c = { .clock = clock };
     gw_clock_join(clock, &a.member, t, s_probe_h, &a);
@@ -178,5 +227,14 @@ gw_clock_test(void)
     gw_clock_destroy(&clock);
     gw_clock_destroy(&clock);
     assert(clock == NULL);
+
+    /* On libre's loop: the timer descriptor drives the frames, and the
+     * clock stops ticking when its last member leaves. */
+    clock = gw_clock_new(20);
+    s_probe_t live = { .clock = clock, .leave_self = false };
+    gw_clock_join(clock, &live.member, cc_mono_us(), s_on_live, &live);
+    re_main(NULL);
+    assert(live.calls == 3 && gw_clock_members(clock) == 0);
+    gw_clock_destroy(&clock);
     libre_close();
 }

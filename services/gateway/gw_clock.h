@@ -1,11 +1,12 @@
 /* gw_clock: the media clock of one libre loop (one thread).
  *
  * Every member (a call sending RTP) is due at its start + k * period. One
- * 1 ms libre timer drives them all: members sit in a wheel of period slots
- * by the millisecond of their start, and each tick visits only the slots of
- * the milliseconds that passed. A tick costs what is due, not the number of
- * calls, and libre's sorted timer list (an O(n) insert) holds one timer
- * instead of one per call. */
+ * timer drives them all: a timerfd ticking on every millisecond, in libre's
+ * poll set (not a libre timer: libre keeps its timers in a sorted list, an
+ * O(timers) walk per insert, which one timer per call made O(calls) per
+ * frame). Members sit in a wheel of period slots by the millisecond of their
+ * start; a tick visits only the slots of the milliseconds that passed, so it
+ * costs what is due, not the number of calls. */
 #ifndef GW_CLOCK_H
 #define GW_CLOCK_H
 
@@ -32,7 +33,8 @@ typedef struct {
     bool joined;
 } gw_clock_member_t;
 
-/* A clock of period_ms slots, on the calling thread's libre loop. */
+/* A clock of period_ms slots, on the calling thread's libre loop. NULL when
+ * its timer descriptor cannot be made (logged). */
 gw_clock_t *gw_clock_new(int period_ms);
 /* NULL-safe; members must have left. */
 void gw_clock_destroy(gw_clock_t **self_p);

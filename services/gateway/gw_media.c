@@ -97,6 +97,7 @@ struct _gw_media_t {
     nonce_t nonces[MAX_NONCES];
     int next_nonce;
     _Atomic int64_t register_refused;
+    _Atomic int64_t rtcp_received;
     gw_clock_t *clock;         /* every call's 20 ms frames, from one timer */
 };
 
@@ -471,12 +472,14 @@ s_on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, vo
     if (digit > 0) s_digit(c, (char) digit, "rfc4733", 0);
 }
 
+/* RTCP from a peer: counted (gateway_rtcp_received_total). */
 static void
 s_on_rtcp(const struct sa *src, struct rtcp_msg *msg, void *arg)
 {
     (void) src;
     (void) msg;
-    (void) arg;
+    gw_call_t *c = arg;
+    atomic_fetch_add_explicit(&c->media->rtcp_received, 1, memory_order_relaxed);
 }
 
 /* Picks PCMU or PCMA and telephone-event from the remote description.
@@ -959,7 +962,8 @@ s_expires(const struct sip_msg *msg, const struct sip_addr *contact)
 /* REGISTER with digest authentication against the stored HA1 values:
  * no or another realm's credentials get a challenge; a nonce we did not
  * give, that is too old, or whose count does not grow (a replay) gets a
- * fresh one with stale=true; a wrong password 403; a malformed
+ * fresh one with stale=true; a wrong password, or credentials for another
+ * user than the To address's, 403; a malformed
  * Authorization or Contact 400. No Contact is a query (RFC 3261 10.3):
  * the binding is listed, not changed. "Contact: *" with Expires 0 removes
  * it. */
@@ -994,6 +998,11 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
         if (strcmp(m->users[i].user, user) == 0) u = &m->users[i];
     if (!u || httpauth_digest_response_auth(&resp, &msg->met, u->ha1) != 0) {
         s_register_refuse(m, msg, 403, "Bad Credentials", user, src);
+        return;
+    }
+    /* RFC 3261 10.3: a user registers their own address of record only. */
+    if (pl_strcmp(&msg->to.uri.user, user)) {
+        s_register_refuse(m, msg, 403, "Not Allowed For This Address", user, src);
         return;
     }
     /* Without qop the nonce is good once; with it, each count once. */
@@ -1109,7 +1118,8 @@ s_bridge(gw_call_t *a, gw_call_t *b, const char *agent_id)
     a->bridged = b->bridged = true;
     Cc__CallBridged ev = CC__CALL_BRIDGED__INIT;
     ev.call_id = a->cdr.call_id;
-    ev.other_call_id = b->cdr.call_id;
+    /* An agent's or a transfer's leg shares the call's id: no other call. */
+    ev.other_call_id = strcmp(a->cdr.call_id, b->cdr.call_id) != 0 ? b->cdr.call_id : "";
     ev.agent_id = (char *) agent_id;
     s_publish(a->media, "call.bridged", a->cdr.call_id, &ev);
     CC_INFO("call bridged", "call_id=%s other_call_id=%s agent_id=%s codec=%s other_codec=%s", a->cdr.call_id,
@@ -1131,7 +1141,7 @@ s_leg_estab(const struct sip_msg *msg, void *arg)
     tmr_cancel(&a->ring_tmr);
     a->established = true;
     a->cdr.answered_us = cc_wall_us();
-    s_publish_answered(a, a->agent[0] ? a->agent : a->cdr.dialled);
+    s_publish_answered(a, a->originated ? "" : a->agent[0] ? a->agent : a->cdr.dialled);
     if (a->originated) {
         /* media.originate: the call is the caller's to drive now. */
         gw_clock_join(m->clock, &a->tx, cc_mono_us(), s_on_tx, a);
@@ -1410,6 +1420,7 @@ s_transfer(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
         c->queued = false;
     }
     c->moh = false;
+    if (to_queue && !c->music) c->music = s_prompt(m, m->hold_music);   /* an originated call waits with music too */
     s_back_to_music(c);
     CC_INFO("transferring", "call_id=%s destination=%s", c->cdr.call_id, d);
     if (to_queue) {
@@ -1664,7 +1675,7 @@ s_thread(void *arg)
         err = fd_setsize(rl.rlim_cur > 1000000 ? 1000000 : (int) rl.rlim_cur);
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
-    if (!err) m->clock = gw_clock_new(PTIME);
+    if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
     if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
@@ -1812,6 +1823,12 @@ int64_t
 gw_media_register_refused(gw_media_t *self)
 {
     return atomic_load(&self->register_refused);
+}
+
+int64_t
+gw_media_rtcp_received(gw_media_t *self)
+{
+    return atomic_load_explicit(&self->rtcp_received, memory_order_relaxed);
 }
 
 static int

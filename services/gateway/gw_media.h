@@ -119,6 +119,8 @@ int64_t gw_media_send_late_us(gw_media_t *self, double quantile, uint64_t *frame
 int gw_media_registrations(gw_media_t *self);
 /* REGISTERs refused so far: wrong password, malformed (thread-safe). */
 int64_t gw_media_register_refused(gw_media_t *self);
+/* RTCP packets received from peers so far (thread-safe). */
+int64_t gw_media_rtcp_received(gw_media_t *self);
 
 /* Requests from the service thread, carried out on the media thread. Each
  * returns 0, or CC_ENOMEM / CC_EIO when it could not be queued. */

@@ -66,7 +66,7 @@ struct _gw_server_t {
     gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
     size_t nbacklog;
     uv_timer_t *timer;
-    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_reg_refused, *m_late_p99, *m_frames;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_reg_refused, *m_rtcp_in, *m_late_p99, *m_frames;
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *acd;
     int ring_ms, acd_timeout_ms;
@@ -688,6 +688,7 @@ s_on_timer(uv_timer_t *t)
     cc_metric_set(self->m_calls, gw_media_calls(self->media));
     cc_metric_set(self->m_regs, gw_media_registrations(self->media));
     cc_metric_set(self->m_reg_refused, gw_media_register_refused(self->media));
+    cc_metric_set(self->m_rtcp_in, gw_media_rtcp_received(self->media));
     uint64_t frames;
     cc_metric_set(self->m_late_p99, gw_media_send_late_us(self->media, 0.99, &frames));
     cc_metric_set(self->m_frames, (int64_t) frames);
@@ -737,6 +738,7 @@ gw_server_new(cc_service_t *svc)
     self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
     self->m_reg_refused = cc_metrics_counter(m, "gateway_register_refused_total", NULL,
                                              "REGISTERs refused: wrong password, malformed Authorization or Contact");
+    self->m_rtcp_in = cc_metrics_counter(m, "gateway_rtcp_received_total", NULL, "RTCP packets received from peers");
     self->ops = zhashx_new();
     zhashx_set_destructor(self->ops, s_wait_free);
     self->m_late_p99 = cc_metrics_gauge(m, "gateway_rtp_send_late_p99_us", NULL,

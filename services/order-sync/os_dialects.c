@@ -405,16 +405,13 @@ s_woo_order(json_t *o, json_t **out, char *why, size_t cap)
 }
 
 static int
-s_woo_product(json_t *o, json_t **out, char *why, size_t cap)
+s_woo_product(json_t *o, const char *currency, json_t **out, char *why, size_t cap)
 {
     char ibuf[32], code[80];
     const char *id = s_text(json_object_get(o, "id"), ibuf, sizeof ibuf);
     if (!id) return s_fail(why, cap, "id is required");
     const char *sku = s_str(o, "sku");
     snprintf(code, sizeof code, "%s", sku && *sku ? sku : id);
-    const char *currency = "USD";
-    json_t *meta = json_object_get(o, "currency");
-    if (json_is_string(meta)) currency = json_string_value(meta);
     long long price;
     const char *ptext = s_str(o, "regular_price");
     if (!ptext || !*ptext) ptext = s_str(o, "price");
@@ -453,7 +450,8 @@ s_woo_customer(json_t *o, json_t **out, char *why, size_t cap)
 }
 
 static int
-s_woo(const char *topic, const char *body, size_t len, const char **kind, json_t **data, char *why, size_t cap)
+s_woo(const char *topic, const char *currency, const char *body, size_t len, const char **kind, json_t **data,
+      char *why, size_t cap)
 {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr);
@@ -469,7 +467,7 @@ s_woo(const char *topic, const char *body, size_t len, const char **kind, json_t
         status = s_woo_order(root, data, why, cap);
     } else if (strcmp(topic, "product.created") == 0 || strcmp(topic, "product.updated") == 0) {
         *kind = "product";
-        status = s_woo_product(root, data, why, cap);
+        status = s_woo_product(root, currency, data, why, cap);
     } else if (strcmp(topic, "customer.created") == 0 || strcmp(topic, "customer.updated") == 0) {
         *kind = "customer";
         status = s_woo_customer(root, data, why, cap);
@@ -482,12 +480,19 @@ s_woo(const char *topic, const char *body, size_t len, const char **kind, json_t
 }
 
 int
-os_dialect_map(const char *dialect, const char *topic, const char *body, size_t len, const char **kind,
-               json_t **data, char *why, size_t cap)
+os_dialect_map_shop(const char *dialect, const char *topic, const char *currency, const char *body, size_t len,
+                    const char **kind, json_t **data, char *why, size_t cap)
 {
     *kind = NULL;
     *data = NULL;
     if (strcmp(dialect, "shopify") == 0) return s_shopify(topic, body, len, kind, data, why, cap);
-    if (strcmp(dialect, "woocommerce") == 0) return s_woo(topic, body, len, kind, data, why, cap);
+    if (strcmp(dialect, "woocommerce") == 0) return s_woo(topic, currency, body, len, kind, data, why, cap);
     return s_standard(body, len, kind, data, why, cap);
+}
+
+int
+os_dialect_map(const char *dialect, const char *topic, const char *body, size_t len, const char **kind,
+               json_t **data, char *why, size_t cap)
+{
+    return os_dialect_map_shop(dialect, topic, "USD", body, len, kind, data, why, cap);
 }

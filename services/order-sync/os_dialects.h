@@ -12,6 +12,10 @@
  * to be checked with os_check). Returns 200, or 400 with why written. */
 int os_dialect_map(const char *dialect, const char *topic, const char *body, size_t len, const char **kind,
                    json_t **data, char *why, size_t cap);
+/* The same for a shop selling in currency (used where a payload does not
+ * name its currency: WooCommerce products); os_dialect_map assumes USD. */
+int os_dialect_map_shop(const char *dialect, const char *topic, const char *currency, const char *body, size_t len,
+                        const char **kind, json_t **data, char *why, size_t cap);
 
 /* An ISO 8601 time ("2026-12-01T10:00:00-05:00", fractions and "Z" allowed;
  * no zone: UTC) as microseconds since the epoch, or -1 when malformed. */

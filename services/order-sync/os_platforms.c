@@ -37,7 +37,7 @@ int
 os_platforms_load(os_platforms_t *self, cc_pg_t *pg)
 {
     PGresult *res = NULL;
-    int rc = cc_pg_run(pg, "SELECT name, dialect, secret, coalesce(domain, '') FROM commerce.platforms", &res);
+    int rc = cc_pg_run(pg, "SELECT name, dialect, secret, coalesce(domain, ''), currency FROM commerce.platforms", &res);
     if (rc) {
         CC_ERROR("platforms not read", "error=\"%s\"", cc_pg_error(pg));
         return rc;
@@ -50,6 +50,7 @@ os_platforms_load(os_platforms_t *self, cc_pg_t *pg)
         snprintf(rows[i].dialect, sizeof rows[i].dialect, "%s", PQgetvalue(res, (int) i, 1));
         snprintf(rows[i].secret, sizeof rows[i].secret, "%s", PQgetvalue(res, (int) i, 2));
         snprintf(rows[i].domain, sizeof rows[i].domain, "%s", PQgetvalue(res, (int) i, 3));
+        snprintf(rows[i].currency, sizeof rows[i].currency, "%s", PQgetvalue(res, (int) i, 4));
     }
     PQclear(res);
     pthread_rwlock_wrlock(&self->lock);

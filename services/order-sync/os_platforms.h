@@ -16,6 +16,7 @@ typedef struct {
     char dialect[16];          /* standard, shopify, woocommerce */
     char secret[256];          /* never logged */
     char domain[256];          /* "" when none */
+    char currency[4];          /* the shop's, for payloads that do not say */
 } os_platform_t;
 
 os_platforms_t *os_platforms_new(void);

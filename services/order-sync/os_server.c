@@ -248,8 +248,8 @@ s_webhook(struct mg_connection *conn, void *arg)
         char msg[256];
         const char *kind = NULL;
         json_t *data = NULL;
-        int code = os_dialect_map(dialect, shopify_topic ? shopify_topic : woo_topic, body, len, &kind, &data,
-                                  msg, sizeof msg);
+        int code = os_dialect_map_shop(dialect, shopify_topic ? shopify_topic : woo_topic, pf.currency, body, len,
+                                       &kind, &data, msg, sizeof msg);
         if (code == 200 && !os_check(kind, data, msg, sizeof msg)) code = 400;
         if (code != 200) {
             json_decref(data);
@@ -415,6 +415,14 @@ s_export(struct mg_connection *conn, void *arg)
     return status;
 }
 
+/* SIGHUP: the platform table is read again at once. */
+static void
+s_on_reload(void *arg)
+{
+    os_server_t *self = arg;
+    os_writer_reload(self->writers[0]);
+}
+
 /* For os_reconcile: events applied by their writers (as webhooks are), in
  * batches of batch_max; a result per event, in order. */
 static json_t *
@@ -494,6 +502,7 @@ os_server_new(cc_service_t *svc)
     self->http = cc_http_new(cc_cfg_str(cfg, "CC_BIND_HOST"), (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_PORT"),
                              (int) cc_cfg_int(cfg, "ORDER_SYNC_HTTP_THREADS"));
     if (!self->http) goto err;
+    cc_service_on_reload(svc, s_on_reload, self);
     cc_http_route(self->http, "/webhooks/", s_webhook, self);
     cc_http_route(self->http, "/import/", s_import, self);
     cc_http_route(self->http, "/export/", s_export, self);
@@ -533,6 +542,7 @@ os_server_destroy(os_server_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_server_t *self = *self_p;
+    cc_service_off(self->svc, self);
     cc_http_destroy(&self->http);   /* no more webhooks come in */
     os_reconcile_destroy(&self->reconcile);   /* it applies through the writers */
     for (int i = 0; i < self->nwriters; i++)

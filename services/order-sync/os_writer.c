@@ -24,7 +24,7 @@ struct _os_writer_t {
     zactor_t *actor;
     bool started;              /* set by the actor before it signals */
     pthread_key_t tls;
-    cc_metric_t *m_batches, *m_events, *m_failed;
+    cc_metric_t *m_batches, *m_events, *m_failed, *m_dropped;
 };
 
 /* A caller thread's socket to the writer. */
@@ -100,7 +100,7 @@ s_get(json_t *ev, const char *key)
 
 /* Packs the bus event ev ({"topic", "key", fields}) and hands it to the loop. */
 static void
-s_publish(zsock_t *push, json_t *ev)
+s_publish(zsock_t *push, json_t *ev, cc_metric_t *dropped)
 {
     const char *topic = s_get(ev, "topic");
     long long n = json_integer_value(json_object_get(ev, "total"));
@@ -187,7 +187,10 @@ s_publish(zsock_t *push, json_t *ev)
     zmsg_addstr(m, topic);
     zmsg_addstr(m, s_get(ev, "key"));
     zmsg_addmem(m, buf, len);
-    zmsg_send(&m, push);
+    if (zmsg_send(&m, push) != 0) {
+        zmsg_destroy(&m);
+        cc_metric_add(dropped, 1);
+    }
     free(buf);
 }
 
@@ -237,7 +240,7 @@ s_apply(os_writer_t *self, cc_pg_t *pg, zsock_t *router, zsock_t *push, s_reques
         for (int k = 0; k < reqs[i].count; k++, at++) {
             json_t *r = json_array_get(results, at);
             json_t *evs = json_object_get(r, "events");
-            for (size_t e = 0; push && e < json_array_size(evs); e++) s_publish(push, json_array_get(evs, e));
+            for (size_t e = 0; push && e < json_array_size(evs); e++) s_publish(push, json_array_get(evs, e), self->m_dropped);
             json_object_del(r, "events");
             json_array_append(mine, r);
         }
@@ -256,6 +259,12 @@ s_actor(zsock_t *pipe, void *arg)
     os_writer_t *self = arg;
     zsock_t *router = zsock_new_router(self->endpoint);
     zsock_t *push = self->changes ? zsock_new_push(self->changes) : NULL;
+    if (push) {
+        /* Events are facts for the live view: when the loop falls behind they
+         * are dropped (and counted), the writer never waits for it. */
+        zsock_set_sndhwm(push, 100000);
+        zsock_set_sndtimeo(push, 0);
+    }
     cc_pg_t *pg = cc_pg_new(self->opts.db_url, self->opts.reconnect_ms, NULL);
     cc_pg_statement(pg, "os_apply_batch", "SELECT commerce.apply_batch($1::jsonb)");
     if (router && self->opts.platforms) os_platforms_load(self->opts.platforms, pg);
@@ -279,6 +288,7 @@ s_actor(zsock_t *pipe, void *arg)
         if (which == pipe) {
             char *cmd = zstr_recv(pipe);
             stop = !cmd || strcmp(cmd, "$TERM") == 0;
+            if (cmd && strcmp(cmd, "RELOAD") == 0) next_refresh = cc_mono_ms();
             zstr_free(&cmd);
             if (!stop) continue;
             /* Answer what is already queued before stopping. */
@@ -340,6 +350,8 @@ os_writer_new(const os_writer_opts_t *opts)
         self->m_events = cc_metrics_counter(opts->metrics, "order_sync_batch_events_total", NULL, "Events in committed batches");
         self->m_failed = cc_metrics_counter(opts->metrics, "order_sync_batch_failed_events_total", NULL,
                                             "Events of batches the database did not take");
+        self->m_dropped = cc_metrics_counter(opts->metrics, "order_sync_events_dropped_total", NULL,
+                                             "Bus events of committed changes dropped because the loop fell behind");
     }
     self->actor = zactor_new(s_actor, self);
     if (!self->actor || !self->started) {
@@ -360,6 +372,12 @@ os_writer_destroy(os_writer_t **self_p)
     free(self->changes);
     free(self);
     *self_p = NULL;
+}
+
+void
+os_writer_reload(os_writer_t *self)
+{
+    zstr_send(self->actor, "RELOAD");
 }
 
 int

@@ -22,13 +22,17 @@ typedef struct {
     int wait_ms;                 /* a caller gives up (503) after wait_ms */
     os_platforms_t *platforms;   /* loaded before os_writer_new returns; NULL: another writer keeps it */
     const char *changes;         /* PULL endpoint of the loop: frames topic, key, protobuf */
-    cc_metrics_t *metrics;
+    cc_metrics_t *metrics;       /* required: batches, events, failures, dropped events */
 } os_writer_opts_t;
 
 /* Starts the writer thread. NULL when its sockets cannot be made (logged). */
 os_writer_t *os_writer_new(const os_writer_opts_t *opts);
 /* Applies what is queued, then stops the thread. */
 void os_writer_destroy(os_writer_t **self_p);
+
+/* Asks the writer to read the platform table again now (any thread that
+ * created the writer). */
+void os_writer_reload(os_writer_t *self);
 
 /* Applies events (a JSON array text of 1..batch_max events, {"kind",
  * "platform", "event_id", "data"}) and returns once they are committed or

@@ -51,6 +51,18 @@ redisReply *cc_redis_pipeline_reply(cc_redis_t *self);
 /* Calls queued and not yet read. */
 int cc_redis_pipeline_pending(cc_redis_t *self);
 
+/* Pipelining without blocking on the replies, for a caller whose loop
+ * watches the connection: cc_redis_fd() is the socket (-1 when not
+ * connected; it changes after a reconnect); cc_redis_pipeline_send() writes
+ * the queued calls out (0, or CC_ECONN when the connection broke: every
+ * queued call is then lost); once the socket is readable,
+ * cc_redis_pipeline_poll() reads what arrived and returns 1 with the next
+ * reply in *reply_p (caller frees), 0 when it is not complete yet, or
+ * CC_ECONN when the connection broke (every queued call lost). */
+int cc_redis_fd(cc_redis_t *self);
+int cc_redis_pipeline_send(cc_redis_t *self);
+int cc_redis_pipeline_poll(cc_redis_t *self, redisReply **reply_p);
+
 const char *cc_redis_error(cc_redis_t *self);
 
 void cc_redis_test(void);

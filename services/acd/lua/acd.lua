@@ -26,8 +26,10 @@
 --                              (a sticky hold ends, a widen rule starts, overflow,
 --                              the maximum wait, a callback's expiry)
 --   acd:seq                    counter for round robin
---   acd:req:<minute>           hash: request id -> the operation's actions (JSON), kept
---                              three minutes so a retry never acts twice
+--   acd:strategies             hash: queue -> "strategy skills" (ranking ready agents
+--                              reads only this)
+--   acd:req:<10 s period>      hash: request id -> the operation's actions (JSON), kept
+--                              10 to 20 s so a retry never acts twice
 --
 -- Returns a list of actions, each a list of strings, for the caller to
 -- publish as events and carry out (ring the agent):
@@ -71,40 +73,73 @@ local function split(s, sep)
   return t
 end
 
--- "sales:5,english:1" -> { {"sales", 5}, {"english", 1} }
+-- The same lists (queues of an agent, skills, widen rules) come back many
+-- times in a batch: each is parsed once per script run. The tables returned
+-- are shared: callers read them, never change them.
+local memo_list, memo_skills, memo_widen = {}, {}, {}
+
+-- "a,b,c" -> { "a", "b", "c" } (shared)
+local function list(s)
+  if not s or s == '' then return {} end
+  local t = memo_list[s]
+  if not t then
+    t = split(s, ',')
+    memo_list[s] = t
+  end
+  return t
+end
+
+-- "sales:5,english:1" -> { {"sales", 5}, {"english", 1}, names = {"sales", "english"} } (shared)
 local function parse_skills(s)
-  local t = {}
+  s = s or ''
+  local t = memo_skills[s]
+  if t then return t end
+  t = { names = {} }
   for _, item in ipairs(split(s, ',')) do
     local name, level = string.match(item, '^([^:]+):?(%d*)$')
-    if name then t[#t + 1] = { name, tonumber(level) or 0 } end
+    if name then
+      t[#t + 1] = { name, tonumber(level) or 0 }
+      t.names[#t] = name
+    end
   end
+  memo_skills[s] = t
+  return t
+end
+
+-- "30000:2,60000:0" -> { {30000, 2}, {60000, 0} } (shared)
+local function parse_widen(s)
+  s = s or ''
+  local t = memo_widen[s]
+  if t then return t end
+  t = {}
+  for _, rule in ipairs(split(s, ',')) do
+    local after, lower = string.match(rule, '^(%d+):(%-?%d+)$')
+    if after then t[#t + 1] = { tonumber(after), tonumber(lower) } end
+  end
+  memo_widen[s] = t
   return t
 end
 
 -- Levels the call still demands after waiting wait_ms: the queue's widen
 -- rules "30000:2,60000:0,90000:-1" lower every required level by 2 after
 -- 30 s, to 0 (any level) after 60 s, and drop the skills after 90 s (-1).
+local NO_SKILLS = { names = {} }
 local function effective_skills(call, qconf, wait)
   local skills = parse_skills(call.skills)
   local cut = nil
-  for _, rule in ipairs(split(qconf.widen or '', ',')) do
-    local after, lower = string.match(rule, '^(%d+):(%-?%d+)$')
-    if after and wait >= tonumber(after) then cut = tonumber(lower) end
+  for _, rule in ipairs(parse_widen(qconf.widen)) do
+    if wait >= rule[1] then cut = rule[2] end
   end
-  if cut == -1 then return {} end
-  if cut then
-    for _, s in ipairs(skills) do
-      s[2] = (cut == 0) and 0 or math.max(0, s[2] - cut)
-    end
-  end
-  return skills
+  if cut == -1 then return NO_SKILLS end
+  if not cut then return skills end
+  local t = { names = skills.names }
+  for i, s in ipairs(skills) do t[i] = { s[1], (cut == 0) and 0 or math.max(0, s[2] - cut) } end
+  return t
 end
 
 local function agent_qualifies(agent, skills)
   if #skills == 0 then return true end
-  local names = {}
-  for i, s in ipairs(skills) do names[i] = s[1] end
-  local levels = redis.call('HMGET', 'acd:agent:' .. agent .. ':skills', unpack(names))
+  local levels = redis.call('HMGET', 'acd:agent:' .. agent .. ':skills', unpack(skills.names))
   for i, s in ipairs(skills) do
     local have = tonumber(levels[i])
     if not have or have < s[2] then return false end
@@ -133,17 +168,25 @@ local function qconf(q)
   return conf or nil
 end
 
--- A queue's strategy and required skills only (what ranking a ready agent
--- needs), cheaper to read than all its settings; nil for no such queue.
+-- The strategy and required skills of each of queues qs (what ranking a
+-- ready agent needs), read at once from acd:strategies (cheaper than their
+-- settings): a list of { strategy =, skills = }, false for no such queue.
 local lite_cache = {}
-local function qlite(q)
-  local conf = conf_cache[q] or lite_cache[q]
-  if conf == nil then
-    local f = redis.call('HMGET', 'acd:queue:' .. q, 'strategy', 'skills')
-    conf = f[1] and { strategy = f[1], skills = f[2] or '' } or false
-    lite_cache[q] = conf
+local function qlites(qs)
+  local missing = {}
+  for _, q in ipairs(qs) do
+    if conf_cache[q] == nil and lite_cache[q] == nil then missing[#missing + 1] = q end
   end
-  return conf or nil
+  if #missing > 0 then
+    local f = redis.call('HMGET', 'acd:strategies', unpack(missing))
+    for i, q in ipairs(missing) do
+      local strategy, skills = string.match(f[i] or '', '^(%S+) (.*)$')
+      lite_cache[q] = strategy and { strategy = strategy, skills = skills } or false
+    end
+  end
+  local out_ = {}
+  for i, q in ipairs(qs) do out_[i] = conf_cache[q] or lite_cache[q] end
+  return out_
 end
 
 -- Forgets what this run read of queue q (it was just written).
@@ -180,15 +223,16 @@ end
 local function set_state(agent, a, state, reason, call, ...)
   local prev, since = a.state or 'logged_out', tonumber(a.since) or now
   if prev == 'ready' then
-    for _, q in ipairs(split(a.queues, ',')) do redis.call('ZREM', 'acd:queue:' .. q .. ':ready', agent) end
+    for _, q in ipairs(list(a.queues)) do redis.call('ZREM', 'acd:queue:' .. q .. ':ready', agent) end
   end
   if prev == 'wrap_up' then redis.call('ZREM', 'acd:wrapups', agent) end
   a.state, a.since, a.reason, a.call = state, now_s, reason or '', call or ''
   redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now_s, 'reason', a.reason, 'call', a.call, ...)
   if state == 'ready' then
-    for _, q in ipairs(split(a.queues, ',')) do
-      local conf = qlite(q)
-      if conf then redis.call('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, conf, agent, a), agent) end
+    local qs = list(a.queues)
+    local confs = qlites(qs)
+    for i, q in ipairs(qs) do
+      if confs[i] then redis.call('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, confs[i], agent, a), agent) end
     end
   end
   emit({ 'agent', agent, state, prev, tostring(now - since), a.reason, a.call })
@@ -269,8 +313,15 @@ end
 local function route_agent(agent, a)
   a = a or load_agent(agent)
   if not a or a.state ~= 'ready' then return end
+  local qs = list(a.queues)
+  if #qs == 0 then return end
+  -- Usually no call waits in any of them: one command says so (an empty
+  -- wait set does not exist).
+  local keys = {}
+  for i, q in ipairs(qs) do keys[i] = 'acd:queue:' .. q .. ':wait' end
+  if redis.call('EXISTS', unpack(keys)) == 0 then return end
   local best, best_rank, best_c = nil, nil, nil
-  for _, q in ipairs(split(a.queues, ',')) do
+  for _, q in ipairs(qs) do
     local conf = nil   -- read only for a queue with calls waiting
     local done = false
     for first = 0, SCAN - 1, PAGE do
@@ -318,10 +369,7 @@ local function schedule(call, c, conf)
   local function consider(t) if t and t > now and (not next_at or t < next_at) then next_at = t end end
   consider(tonumber(c.sticky_until or 0))
   consider(tonumber(c.hold_until or 0))
-  for _, rule in ipairs(split(conf.widen or '', ',')) do
-    local after = tonumber(string.match(rule, '^(%d+):'))
-    if after then consider(qenq + after) end
-  end
+  for _, rule in ipairs(parse_widen(conf.widen)) do consider(qenq + rule[1]) end
   local every = tonumber(conf.announce_ms or 0)
   if every > 0 and c.kind ~= 'callback' then
     consider(tonumber(c.announced or qenq) + every)
@@ -418,7 +466,7 @@ local function log_in(agent, a, ext, queues, skills, state, reason)
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
   redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0)
   redis.call('SADD', 'acd:agents', agent)
-  for _, q in ipairs(split(queues, ',')) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
+  for _, q in ipairs(list(queues)) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
   set_state(agent, a, state, reason, '')
   if state == 'ready' then route_agent(agent, a) end
@@ -429,7 +477,7 @@ function ops.login(agent, ext, queues, skills)
   if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
   local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
   if a.state ~= 'logged_out' then return fail('conflict', 'agent ' .. agent .. ' is already logged in') end
-  for _, q in ipairs(split(queues, ',')) do
+  for _, q in ipairs(list(queues)) do
     if redis.call('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
   end
   log_in(agent, a, ext, queues, skills, 'ready', 'login')
@@ -445,7 +493,7 @@ function ops.restore(agent, ext, queues, skills, state, reason)
   local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
   if a.state ~= 'logged_out' then return { { 'ok', 'logged in already' } } end
   local kept = {}
-  for _, q in ipairs(split(queues, ',')) do
+  for _, q in ipairs(list(queues)) do
     if redis.call('SISMEMBER', 'acd:queues', q) == 1 then kept[#kept + 1] = q end
   end
   if state ~= 'not_ready' then state, reason = 'ready', 'restored' end
@@ -492,7 +540,7 @@ function ops.set_state(agent, state, reason, force)
   if state == 'ready' then route_agent(agent) end
   if state == 'logged_out' then
     redis.call('SREM', 'acd:agents', agent)
-    for _, q in ipairs(split(a.queues, ',')) do
+    for _, q in ipairs(list(a.queues)) do
       redis.call('SREM', 'acd:queue:' .. q .. ':members', agent)
       local conf = qconf(q)
       if conf and conf.leave_empty == '1' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
@@ -718,6 +766,7 @@ function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, sk
                    cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms)
   qforget(q)
   redis.call('SADD', 'acd:queues', q)
+  redis.call('HSET', 'acd:strategies', q, (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or ''))
   redis.call('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
              'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills,
              'overflow', overflow_q or '', 'overflow_ms', overflow_ms or 0, 'max_wait_ms', max_wait_ms or 0,
@@ -734,7 +783,7 @@ end
 -- acd.queues; their waiting calls leave (queue_removed) and their keys go.
 function ops.prune(names)
   local keep = {}
-  for _, q in ipairs(split(names, ',')) do keep[q] = true end
+  for _, q in ipairs(list(names)) do keep[q] = true end
   for _, q in ipairs(redis.call('SMEMBERS', 'acd:queues')) do
     if not keep[q] then
       for _, call in ipairs(redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
@@ -742,6 +791,7 @@ function ops.prune(names)
         if c then leave(call, c, 'queue_removed') end
       end
       redis.call('SREM', 'acd:queues', q)
+      redis.call('HDEL', 'acd:strategies', q)
       qforget(q)
       redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready',
                  'acd:queue:' .. q .. ':members')
@@ -855,9 +905,10 @@ end
 -- Returns one list of actions per operation.
 --
 -- Idempotent by request id: the outcome of an operation with an id is kept
--- (in acd:req:<minute>, for two to three minutes) and a retry with the same
--- id returns it again without acting twice, so a reply lost on the way back
--- (Redis ran it) never makes a retry fail or act again.
+-- (in acd:req:<10 s period>, for 10 to 20 seconds at least: longer than a
+-- request's deadline and its retries) and a retry with the same id returns
+-- it again without acting twice, so a reply lost on the way back (Redis ran
+-- it) never makes a retry fail or act again.
 local nops = tonumber(ARGV[1]) or 0
 local batch, rids = {}, {}
 local at = 2
@@ -870,7 +921,7 @@ for n = 1, nops do
   at = at + k + 1
 end
 local kept, store = {}, {}
-local bucket = math.floor((batch[1] and batch[1].now or 0) / 60000)
+local bucket = math.floor((batch[1] and batch[1].now or 0) / 10000)
 if #rids > 0 then
   for _, b in ipairs({ bucket, bucket - 1 }) do
     local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
@@ -909,6 +960,6 @@ for n, o in ipairs(batch) do
 end
 if #store > 0 then
   redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
-  redis.call('EXPIRE', 'acd:req:' .. bucket, 180)
+  redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
 end
 return results

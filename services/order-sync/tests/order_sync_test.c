@@ -6,13 +6,17 @@
  * duplicate_event_is_acknowledged_not_applied_twice
  * forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing
  * status_machine_is_enforced_and_late_updates_do_not_win
+ * status_walks_are_the_shortest_over_the_transition_table
  * lookups_by_order_number_and_phone
+ * a_platform_added_is_taken_after_sighup
  * shopify_orders_as_shopify_sends_them_are_mapped_exactly
  * shopify_forged_or_malformed_webhooks_store_nothing
  * woocommerce_orders_are_mapped
  * customers_products_stock_payments_and_shipments_are_kept_and_told
  * bulk_import_of_events_and_csv_of_customers_and_products
  * csv_export_reads_back_as_it_was
+ * two_instances_given_the_same_deliveries_apply_each_once
+ * database_down_webhooks_get_503_and_apply_once_when_delivered_again
  * kill_9_during_a_burst_loses_no_acknowledged_webhook */
 #define _GNU_SOURCE
 #include "cc_check.h"
@@ -277,6 +281,65 @@ status_machine_is_enforced_and_late_updates_do_not_win(void)
     TEST_PASS(__func__);
 }
 
+/* commerce.status_path, for every pair of statuses, against a breadth-first
+ * walk of commerce.status_transitions done here: the same reachability, the
+ * shortest length, every step a row of the table. */
+static void
+status_walks_are_the_shortest_over_the_transition_table(void)
+{
+    TEST_BEGIN(__func__);
+    static const char *const st[] = { "ordered", "reviewed", "shipped", "delivered", "settled", "returned", "exchanged",
+                                      "cancelled" };
+    enum { N = 8 };
+    bool edge[N][N] = { { false } };
+    PGresult *res = NULL;
+    CHECK(cc_pg_run(s_pg, "SELECT from_status, to_status FROM commerce.status_transitions", &res) == 0, "transitions");
+    for (int r = 0; r < PQntuples(res); r++) {
+        int a = -1, b = -1;
+        for (int k = 0; k < N; k++) {
+            if (strcmp(PQgetvalue(res, r, 0), st[k]) == 0) a = k;
+            if (strcmp(PQgetvalue(res, r, 1), st[k]) == 0) b = k;
+        }
+        CHECK(a >= 0 && b >= 0, "a transition between known statuses");
+        edge[a][b] = true;
+    }
+    PQclear(res);
+    for (int a = 0; a < N; a++) {
+        int dist[N], queue[N], head = 0, tail = 0;
+        for (int k = 0; k < N; k++) dist[k] = -1;
+        dist[a] = 0;
+        queue[tail++] = a;
+        while (head < tail) {
+            int u = queue[head++];
+            for (int v = 0; v < N; v++) if (edge[u][v] && dist[v] < 0) { dist[v] = dist[u] + 1; queue[tail++] = v; }
+        }
+        for (int b = 0; b < N; b++) {
+            if (a == b) continue;
+            char sql[256];
+            snprintf(sql, sizeof sql, "SELECT coalesce(array_to_string(commerce.status_path('%s', '%s'), ' '), '-')", st[a], st[b]);
+            char *path = s_one(sql);
+            if (dist[b] < 0) {
+                CHECK(strcmp(path, "-") == 0, "%s -> %s has no walk, got %s", st[a], st[b], path);
+            } else {
+                int steps = 0, prev = a;
+                for (char *save = NULL, *t = strtok_r(path, " ", &save); t; t = strtok_r(NULL, " ", &save), steps++) {
+                    int k = -1;
+                    for (int i = 0; i < N; i++) if (strcmp(t, st[i]) == 0) k = i;
+                    CHECK(k >= 0 && edge[prev][k], "%s -> %s: step %s is not a transition", st[a], st[b], t);
+                    prev = k;
+                }
+                CHECK(prev == b && steps == dist[b], "%s -> %s: %d steps ending at %s, shortest is %d", st[a], st[b], steps,
+                      st[prev], dist[b]);
+            }
+            free(path);
+        }
+    }
+    s_expect("SELECT coalesce(array_to_string(commerce.status_path('shipped', 'ordered'), ' '), '-')", "-");
+    s_expect("SELECT count(*) FROM commerce.status_transitions WHERE from_status = 'cancelled'", "0");
+    s_expect("SELECT array_to_string(commerce.status_path('ordered', 'shipped'), ' ')", "reviewed shipped");
+    TEST_PASS(__func__);
+}
+
 static void
 lookups_by_order_number_and_phone(void)
 {
@@ -308,6 +371,32 @@ lookups_by_order_number_and_phone(void)
     CHECK(cc_rpc_call_sync(c, "order.lookup", buf, len, 3000, &r) == 0 && r->status == CC__STATUS__STATUS_NOT_FOUND, "none");
     cc__reply__free_unpacked(r, NULL);
     cc_rpc_client_destroy(&c);
+    TEST_PASS(__func__);
+}
+
+static void
+a_platform_added_is_taken_after_sighup(void)
+{
+    TEST_BEGIN(__func__);
+    char b64[64], sql[256], *reply = NULL;
+    sodium_bin2base64(b64, sizeof b64, s_key, sizeof s_key, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, secret) VALUES ('late-shop', 'whsec_%s')", b64);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "%s", cc_pg_error(s_pg));
+    char *body = s_order("LATE-1", "ordered", 1, 1, "Late");
+    /* The table is re-read every 10 minutes in this test: not yet known. */
+    CHECK(s_post_to("/webhooks/late-shop", "late-1", time(NULL), body, false, &reply) == 404, "before SIGHUP: %s", reply);
+    free(reply);
+    kill(s_os, SIGHUP);
+    int st = 404;
+    for (int attempt = 0; attempt < 100 && st == 404; attempt++) {
+        if (attempt) cc_sleep_ms(20);
+        st = s_post_to("/webhooks/late-shop", "late-1", time(NULL), body, false, &reply);
+        if (st != 404) CHECK(st == 200 && strstr(reply, "applied"), "after SIGHUP: %d %s", st, reply);
+        free(reply);
+    }
+    CHECK(st == 200, "late-shop taken after SIGHUP");
+    free(body);
+    s_expect("SELECT platform FROM commerce.orders WHERE order_number = 'LATE-1'", "late-shop");
     TEST_PASS(__func__);
 }
 
@@ -435,6 +524,22 @@ shopify_orders_as_shopify_sends_them_are_mapped_exactly(void)
     free(reply);
     s_expect("SELECT status || ' ' || total_minor || ' ' || currency FROM commerce.orders WHERE order_number = '1002'",
              "cancelled 12800 JPY");
+    /* Created and paid in the same second: Shopify's updated_at cannot tell
+     * them apart, the status machine does (in either order of arrival). */
+    const char *same_second[2] = {
+        "{\"id\":5832014807215,\"name\":\"#1005\",\"updated_at\":\"2026-12-01T10:00:00Z\",\"currency\":\"USD\","
+        "\"financial_status\":\"paid\",\"fulfillment_status\":null,\"total_price\":\"10.00\","
+        "\"line_items\":[{\"id\":1,\"sku\":\"A\",\"quantity\":1,\"price\":\"10.00\"}]}",
+        "{\"id\":5832014807215,\"name\":\"#1005\",\"updated_at\":\"2026-12-01T10:00:00Z\",\"currency\":\"USD\","
+        "\"financial_status\":\"pending\",\"fulfillment_status\":null,\"total_price\":\"10.00\","
+        "\"line_items\":[{\"id\":1,\"sku\":\"A\",\"quantity\":1,\"price\":\"10.00\"}]}" };
+    CHECK(s_shopify("orders/create", "b4b1c7d2-0007", same_second[1], false, &reply) == 200 && strstr(reply, "applied"), "%s", reply);
+    free(reply);
+    CHECK(s_shopify("orders/paid", "b4b1c7d2-0008", same_second[0], false, &reply) == 200 && strstr(reply, "applied"), "%s", reply);
+    free(reply);
+    CHECK(s_shopify("orders/updated", "b4b1c7d2-0009", same_second[1], false, &reply) == 200 && strstr(reply, "stale"), "%s", reply);
+    free(reply);
+    s_expect("SELECT status FROM commerce.orders WHERE order_number = '1005'", "reviewed");
     TEST_PASS(__func__);
 }
 
@@ -505,6 +610,20 @@ woocommerce_orders_are_mapped(void)
              "reviewed 4540 EUR Marie Curie +33142345678");
     s_expect("SELECT string_agg(sku || ' x' || quantity || ' @' || unit_minor, ', ' ORDER BY line)"
              " FROM commerce.order_items WHERE order_number = '727'", "NB-A5 x2 @1250, product-94 x5 @310");
+    /* A product: WooCommerce's JSON names no currency; the shop's (EUR) is used. */
+    const char *product =
+        "{\"id\":93,\"name\":\"Lab Notebook\",\"slug\":\"lab-notebook\",\"type\":\"simple\",\"status\":\"publish\","
+        "\"sku\":\"NB-A5\",\"price\":\"12.50\",\"regular_price\":\"12.50\",\"sale_price\":\"\","
+        "\"date_created_gmt\":\"2026-11-01T08:00:00\",\"date_modified_gmt\":\"2026-12-01T08:00:00\","
+        "\"short_description\":\"A5, dotted, 120 pages\",\"categories\":[{\"id\":9,\"name\":\"Stationery\","
+        "\"slug\":\"stationery\"}],\"stock_quantity\":120,\"stock_status\":\"instock\"}";
+    const char *ph = "X-WC-Webhook-Source: https://woo.example.com/\r\nX-WC-Webhook-Topic: product.updated\r\n"
+                     "X-WC-Webhook-Delivery-ID: 9f1c2b\r\n";
+    st = s_post_body_signed("/webhooks/woocommerce", WOO_SECRET, "X-WC-Webhook-Signature", ph, product, false, &reply);
+    CHECK(st == 200 && strstr(reply, "applied"), "product: %d %s", st, reply);
+    free(reply);
+    s_expect("SELECT name || ' ' || price_minor || ' ' || currency || ' ' || category || ' ' || status || ' ' || platform"
+             " FROM commerce.products WHERE code = 'NB-A5'", "Lab Notebook 1250 EUR Stationery active woo1");
     TEST_PASS(__func__);
 }
 
@@ -539,10 +658,10 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     s_expect("SELECT name || ' ' || category || ' ' || birthday || ' ' || (custom_fields->>'wechat')"
              " FROM commerce.customers WHERE platform = 'shop1' AND external_id = 'c-77'", "李雷 vip 1990-05-17 lilei90");
     s_expect("SELECT string_agg(p.phone || ':' || p.kind, ',' ORDER BY p.phone) FROM commerce.customer_phones p"
-             " JOIN commerce.customers c ON c.id = p.customer_id WHERE c.external_id = 'c-77'",
+             " JOIN commerce.customers c ON c.id = p.customer_id WHERE c.platform = 'shop1' AND c.external_id = 'c-77'",
              "010-62345678:home,13800138000:mobile");
     s_expect("SELECT a.city || ' ' || a.postal_code || ' ' || a.is_default FROM commerce.customer_addresses a"
-             " JOIN commerce.customers c ON c.id = a.customer_id WHERE c.external_id = 'c-77'", "Beijing 100080 true");
+             " JOIN commerce.customers c ON c.id = a.customer_id WHERE c.platform = 'shop1' AND c.external_id = 'c-77'", "Beijing 100080 true");
     Cc__Envelope *env = s_event("customer.updated", "c-77");
     Cc__CustomerUpdated *cu = cc__customer_updated__unpack(NULL, env->payload.len, env->payload.data);
     CHECK(cu && cu->customer->n_phones == 2 && strcmp(cu->customer->category, "vip") == 0
@@ -551,7 +670,7 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     cc__envelope__free_unpacked(env, NULL);
     s_standard_ok("cu-2", "{\"type\":\"customer.updated\",\"data\":{\"id\":\"c-77\",\"category\":\"regular\",\"version\":9}}",
                   "stale");
-    s_expect("SELECT category FROM commerce.customers WHERE external_id = 'c-77'", "vip");
+    s_expect("SELECT category FROM commerce.customers WHERE platform = 'shop1' AND external_id = 'c-77'", "vip");
 
     s_standard_ok("pr-1", "{\"type\":\"product.updated\",\"data\":{\"code\":\"TV-55\",\"name\":\"55-inch OLED TV\","
                   "\"price\":1299000,\"currency\":\"CNY\",\"category\":\"tv\",\"specification\":{\"size\":\"55 inch\","
@@ -607,6 +726,15 @@ customers_products_stock_payments_and_shipments_are_kept_and_told(void)
     s_standard_refused("sh-2", "{\"type\":\"shipment.updated\",\"data\":{\"id\":\"sh-2\",\"order_number\":\"A1002\","
                        "\"status\":\"teleported\",\"version\":1}}", 400, "status");
     s_standard_refused("ty-1", "{\"type\":\"order.deleted\",\"data\":{}}", 400, "type");
+    char longname[400], *body = NULL;
+    memset(longname, 'x', 201);
+    longname[201] = '\0';
+    if (asprintf(&body, "{\"type\":\"customer.updated\",\"data\":{\"id\":\"c-long\",\"name\":\"%s\",\"version\":1}}",
+                 longname) < 0)
+        abort();
+    s_standard_refused("lo-1", body, 400, "data.name must be text of 0 to 200 characters");
+    free(body);
+    s_expect("SELECT count(*) FROM commerce.customers WHERE external_id = 'c-long'", "0");
     TEST_PASS(__func__);
 }
 
@@ -695,6 +823,106 @@ csv_export_reads_back_as_it_was(void)
     free(csv);
     CHECK(cc_harness_http_get(s_http, "/export/shop1/products.csv", &csv) == 401, "unsigned export");
     free(csv);
+    TEST_PASS(__func__);
+}
+
+/* --------------------------------- two instances, the same deliveries */
+
+#define TWIN_EVENTS 100
+
+typedef struct { int ports[2]; int first; int applied; } s_twin_t;
+
+static void *
+s_twin(void *arg)
+{
+    s_twin_t *t = arg;
+    for (int i = 0; i < TWIN_EVENTS; i++) {
+        char number[32], id[32], headers[512], *reply = NULL;
+        snprintf(number, sizeof number, "TW-%d", i);
+        snprintf(id, sizeof id, "twin-%d", i);
+        char *body = s_order(number, "ordered", 1, 1, "Twin");
+        int st = 0;
+        for (int attempt = 0; attempt < 10 && st != 200; attempt++) {   /* a platform delivers again on 503 */
+            free(reply);
+            reply = NULL;
+            s_sign(id, time(NULL), body, false, headers, sizeof headers);
+            st = cc_harness_http_post(t->ports[(i + t->first + attempt) % 2], "/webhooks/shop1", headers, body, &reply);
+        }
+        CHECK(st == 200, "%s: %d %s", id, st, reply);
+        if (strstr(reply, "applied")) t->applied++;
+        free(reply);
+        free(body);
+    }
+    return NULL;
+}
+
+static void
+two_instances_given_the_same_deliveries_apply_each_once(void)
+{
+    TEST_BEGIN(__func__);
+    char v[64], saved_http[16], saved_admin[16], saved_rpc[64];
+    snprintf(saved_http, sizeof saved_http, "%s", getenv("ORDER_SYNC_HTTP_PORT"));
+    snprintf(saved_admin, sizeof saved_admin, "%s", getenv("ORDER_SYNC_ADMIN_PORT"));
+    snprintf(saved_rpc, sizeof saved_rpc, "%s", getenv("ORDER_SYNC_RPC"));
+    int http2 = cc_harness_free_port(), admin2 = cc_harness_free_port();
+    snprintf(v, sizeof v, "%d", http2);
+    setenv("ORDER_SYNC_HTTP_PORT", v, 1);
+    snprintf(v, sizeof v, "%d", admin2);
+    setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
+    snprintf(v, sizeof v, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_RPC", v, 1);
+    pid_t second = cc_harness_spawn_as(s_h, "order-sync-2", "order-sync", NULL);
+    setenv("ORDER_SYNC_HTTP_PORT", saved_http, 1);
+    setenv("ORDER_SYNC_ADMIN_PORT", saved_admin, 1);
+    setenv("ORDER_SYNC_RPC", saved_rpc, 1);
+    CHECK(cc_harness_wait_http(admin2, "/healthz", 20000), "second order-sync healthy");
+    /* Four senders deliver every event, to both instances at once. */
+    s_twin_t t[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (s_twin_t) { .ports = { s_http, http2 }, .first = i, .applied = 0 };
+        pthread_create(&th[i], NULL, s_twin, &t[i]);
+    }
+    int applied = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        applied += t[i].applied;
+    }
+    CHECK(applied == TWIN_EVENTS, "%d deliveries said applied, want %d", applied, TWIN_EVENTS);
+    s_expect("SELECT count(*) || ' ' || (SELECT count(*) FROM commerce.order_items WHERE order_number LIKE 'TW-%') || ' ' ||"
+             " (SELECT count(*) FROM commerce.order_audit WHERE order_number LIKE 'TW-%')"
+             " FROM commerce.orders WHERE order_number LIKE 'TW-%'", "100 200 100");
+    CHECK(cc_harness_stop(s_h, second, SIGTERM, 10000) == 0, "second order-sync stops cleanly");
+    TEST_PASS(__func__);
+}
+
+static void
+database_down_webhooks_get_503_and_apply_once_when_delivered_again(void)
+{
+    TEST_BEGIN(__func__);
+    cc_pg_destroy(&s_pg);
+    cc_harness_stop_pg(s_h);
+    char *reply = NULL, *body = s_order("PGD-1", "ordered", 1, 3, "Down Time");
+    int st = s_post("pgdown-1", time(NULL), body, false, &reply);
+    CHECK(st == 503 && strstr(reply, "retry"), "while the database is down: %d %s", st, reply);
+    free(reply);
+    cc_harness_restart_pg(s_h);
+    s_pg = cc_pg_new(getenv("DATABASE_URL"), 10000, NULL);
+    CHECK(cc_pg_connect(s_pg) == 0, "pg back");
+    /* The platform delivers again until it gets a 200 (bounded). */
+    for (int attempt = 0; attempt < 20; attempt++) {
+        st = s_post("pgdown-1", time(NULL), body, false, &reply);
+        bool done = st == 200;
+        CHECK(done || st == 503, "delivery %d: %d %s", attempt, st, reply);
+        if (done) CHECK(strstr(reply, "applied") || strstr(reply, "duplicate"), "%s", reply);
+        free(reply);
+        if (done) break;
+    }
+    CHECK(st == 200, "delivered once the database is back");
+    free(body);
+    s_expect("SELECT count(*) || ' ' || (SELECT count(*) FROM commerce.order_items WHERE order_number = 'PGD-1') || ' ' ||"
+             " (SELECT count(*) FROM commerce.order_audit WHERE order_number = 'PGD-1')"
+             " FROM commerce.orders WHERE order_number = 'PGD-1'", "1 2 1");
     TEST_PASS(__func__);
 }
 
@@ -816,9 +1044,10 @@ main(void)
     sodium_bin2base64(b64, sizeof b64, s_key, sizeof s_key, sodium_base64_VARIANT_ORIGINAL);
     snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, secret) VALUES ('shop1', 'whsec_%s')", b64);
     CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "platform");
-    CHECK(cc_pg_run(s_pg, "INSERT INTO commerce.platforms (name, dialect, secret, domain) VALUES"
-                          " ('acme', 'shopify', '" SHOPIFY_SECRET "', 'acme-store.myshopify.com'),"
-                          " ('woo1', 'woocommerce', '" WOO_SECRET "', 'woo.example.com')", NULL) == 0, "%s", cc_pg_error(s_pg));
+    CHECK(cc_pg_run(s_pg, "INSERT INTO commerce.platforms (name, dialect, secret, domain, currency) VALUES"
+                          " ('acme', 'shopify', '" SHOPIFY_SECRET "', 'acme-store.myshopify.com', 'USD'),"
+                          " ('woo1', 'woocommerce', '" WOO_SECRET "', 'woo.example.com', 'EUR')", NULL) == 0, "%s",
+          cc_pg_error(s_pg));
     char v[16];
     s_http = cc_harness_free_port();
     int admin = s_admin = cc_harness_free_port();
@@ -828,6 +1057,7 @@ main(void)
     setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
     snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     setenv("ORDER_SYNC_RPC", s_rpc, 1);
+    setenv("ORDER_SYNC_PLATFORM_REFRESH_MS", "600000", 1);   /* only a SIGHUP re-reads the platforms */
     s_os = cc_harness_spawn(h, "order-sync", NULL);
     CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "order-sync healthy");
     cc_bus_opts_t bo = { .service = "test", .instance = "os", .sub_endpoint = getenv("CC_BUS_SUB") };
@@ -841,13 +1071,17 @@ main(void)
     duplicate_event_is_acknowledged_not_applied_twice();
     forged_or_stale_or_malformed_webhooks_are_refused_and_store_nothing();
     status_machine_is_enforced_and_late_updates_do_not_win();
+    status_walks_are_the_shortest_over_the_transition_table();
     lookups_by_order_number_and_phone();
+    a_platform_added_is_taken_after_sighup();
     shopify_orders_as_shopify_sends_them_are_mapped_exactly();
     shopify_forged_or_malformed_webhooks_store_nothing();
     woocommerce_orders_are_mapped();
     customers_products_stock_payments_and_shipments_are_kept_and_told();
     bulk_import_of_events_and_csv_of_customers_and_products();
     csv_export_reads_back_as_it_was();
+    two_instances_given_the_same_deliveries_apply_each_once();
+    database_down_webhooks_get_503_and_apply_once_when_delivered_again();
     kill_9_during_a_burst_loses_no_acknowledged_webhook();
     int status = cc_harness_stop(h, s_os, SIGTERM, 10000);
     CHECK(status == 0, "order-sync stops cleanly (%d)", status);
@@ -855,6 +1089,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("order_sync_test: 12 passed, 0 failed\n");
+    printf("order_sync_test: 16 passed, 0 failed\n");
     return 0;
 }
