@@ -93,6 +93,8 @@ static const struct { const char *name, *sql; } s_stmts[] = {
     { "op_shipment_go", "UPDATE commerce.shipments SET status = 'in_transit', tracking_number = $2, shipped_at = now(),"
                         " version = version + 1, updated_at = now() WHERE id = (SELECT max(id) FROM commerce.shipments"
                         " WHERE order_number = $1 AND status = 'pending') RETURNING id, carrier, coalesce(warehouse_code, '')" },
+    { "op_shipment_cancel", "UPDATE commerce.shipments SET status = 'cancelled', version = version + 1, updated_at = now()"
+                            " WHERE order_number = $1 AND status = 'pending' RETURNING id" },
     { "op_paid", "SELECT coalesce(sum(CASE kind WHEN 'refund' THEN -amount_minor ELSE amount_minor END), 0)"
                  " FROM commerce.payments WHERE order_number = $1 AND status = 'paid'" },
     { "op_payment_new", "INSERT INTO commerce.payments (order_number, platform, method, amount_minor, currency, reference,"
@@ -684,6 +686,15 @@ static int
 s_cancel_locked(s_tx_t *tx, const char *number, const char *from, const char *by, const char *action, const char *reason)
 {
     if (s_move(tx, number, from, "cancelled", by, action, reason) || s_unreserve(tx, number, "release", by)) return -1;
+    /* A shipping note not yet shipped is void too. */
+    PGresult *res;
+    const char *sp[] = { number };
+    if (s_db(tx, "op_shipment_cancel", 1, sp, &res)) return -1;
+    if (PQntuples(res) > 0) {
+        tx->shipment = atoll(PQgetvalue(res, 0, 0));
+        tx->shipment_previous = "pending";
+    }
+    PQclear(res);
     json_t *j = json_pack("{s:s}", "reason", reason);
     char *extra = json_dumps(j, JSON_COMPACT);
     json_decref(j);

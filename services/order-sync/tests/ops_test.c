@@ -381,6 +381,25 @@ disallowed_transitions_are_refused(void)
     cc__order__free_unpacked(s_order_reply("order.cancel", &c.base), NULL);
     s_refused("order.cancel", &c.base, CC__STATUS__STATUS_CONFLICT, "status cancelled -> cancelled is not allowed");
     cc__order__free_unpacked(o, NULL);
+    /* Cancelled after its review: the shipping note is void, the stock back. */
+    o = s_create("13800000003", "shop1", "HDMI", 2, NULL, 0);
+    Cc__OrderReview rv2 = CC__ORDER_REVIEW__INIT;
+    rv2.order_number = o->order_number;
+    rv2.carrier = "EMS";
+    cc__order__free_unpacked(s_order_reply("order.review", &rv2.base), NULL);
+    s_drain_events();
+    c.order_number = o->order_number;
+    Cc__Order *x = s_order_reply("order.cancel", &c.base);
+    CHECK(x->status == CC__ORDER_STATUS__ORDER_CANCELLED, "reviewed -> cancelled");
+    cc__order__free_unpacked(x, NULL);
+    EXPECT("cancelled", "SELECT status FROM commerce.shipments WHERE order_number = '%s'", o->order_number);
+    EXPECT("0", "SELECT coalesce(sum(reserved), 0) FROM commerce.order_items WHERE order_number = '%s'", o->order_number);
+    Cc__Envelope *env = s_event("shipment.updated", o->order_number);
+    Cc__ShipmentUpdated *su = cc__shipment_updated__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(su && strcmp(su->shipment->status, "cancelled") == 0 && strcmp(su->previous, "pending") == 0, "note void");
+    cc__shipment_updated__free_unpacked(su, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    cc__order__free_unpacked(o, NULL);
     TEST_PASS(__func__);
 }
 
