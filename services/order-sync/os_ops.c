@@ -106,6 +106,23 @@ static const struct { const char *name, *sql; } s_stmts[] = {
                        " RETURNING id, return_number" },
     { "op_return_item", "INSERT INTO commerce.return_items (return_id, line, quantity, replacement_code)"
                         " VALUES ($1::bigint, $2::int, $3::int, $4)" },
+    { "op_return_lock", "SELECT r.id, r.order_number, r.kind, r.status, r.refund_minor FROM commerce.returns r"
+                        " WHERE r.return_number = $1 FOR UPDATE" },
+    { "op_return_lines", "SELECT i.sku, ri.quantity, coalesce(i.warehouse_code, ''),"
+                         " EXISTS (SELECT 1 FROM commerce.products p WHERE p.code = i.sku)"
+                         " FROM commerce.return_items ri JOIN commerce.returns r ON r.id = ri.return_id"
+                         " JOIN commerce.order_items i ON i.order_number = r.order_number AND i.line = ri.line"
+                         " WHERE ri.return_id = $1::bigint ORDER BY ri.line" },
+    { "op_stock_in", "INSERT INTO commerce.stock (product_code, warehouse_code, on_hand) VALUES ($1, $2, $3::int)"
+                     " ON CONFLICT (product_code, warehouse_code) DO UPDATE SET on_hand = commerce.stock.on_hand + $3::int,"
+                     " version = commerce.stock.version + 1, updated_at = now() RETURNING on_hand, reserved" },
+    { "op_movement_in", "INSERT INTO commerce.stock_movements (product_code, kind, to_warehouse, quantity, reason,"
+                        " order_number, by_whom) VALUES ($1, 'in', $2, $3::int, $4, $5, $6)" },
+    { "op_return_set", "UPDATE commerce.returns SET status = $2, updated_at = now() WHERE id = $1::bigint" },
+    { "op_refund_new", "INSERT INTO commerce.payments (order_number, platform, method, kind, amount_minor, currency,"
+                       " reference, by_whom, paid_at) SELECT order_number, platform, 'other', 'refund', $2::bigint,"
+                       " currency, $3, $4, now() FROM commerce.orders WHERE order_number = $1" },
+    { "op_warehouse", "SELECT 1 FROM commerce.warehouses WHERE code = $1 AND active" },
     { "op_customer_id", "SELECT id FROM commerce.customers c WHERE c.phone = $1 OR c.id IN"
                         " (SELECT customer_id FROM commerce.customer_phones WHERE phone = $1) ORDER BY c.id LIMIT 1" },
     { "op_customer_by_id", "SELECT c.id, c.external_id, c.name, c.phone, c.email, c.category, c.platform, 0"
@@ -971,6 +988,87 @@ end:
     cc__return_register__free_unpacked(m, NULL);
 }
 
+/* order.return_receive: the goods of a return or exchange are back: stock
+ * in (movements "in"), the return received, a return's refund recorded. */
+static void
+s_return_receive(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    os_ops_t *self = arg;
+    Cc__ReturnReceive *m = cc__return_receive__unpack(NULL, req->payload.len, req->payload.data);
+    if (!m) return s_bad(call, "want a ReturnReceive");
+    s_tx_t tx;
+    char number[65] = "", rid[24] = "", kind[16] = "", status[16] = "", detail[128], ost[16] = "", opf[65], ocur[4];
+    long long refund = 0;
+    const char *by = s_by(m->by, req);
+    PGresult *res = NULL;
+    if (s_begin(&tx, self, req)) goto end;
+    if (!m->return_number[0] || strlen(m->return_number) > 64 || strlen(m->warehouse) > 32) {
+        s_fail(&tx, CC__STATUS__STATUS_BAD_REQUEST, "want a return number (and a warehouse code of up to 32)");
+        goto end;
+    }
+    if (m->warehouse[0]) {
+        const char *wp[] = { m->warehouse };
+        if (s_db(&tx, "op_warehouse", 1, wp, &res)) goto end;
+        int known = PQntuples(res);
+        PQclear(res);
+        if (!known) {
+            s_fail(&tx, CC__STATUS__STATUS_BAD_REQUEST, "unknown warehouse %s", m->warehouse);
+            goto end;
+        }
+    }
+    const char *rp[] = { m->return_number };
+    if (s_db(&tx, "op_return_lock", 1, rp, &res)) goto end;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        s_fail(&tx, CC__STATUS__STATUS_NOT_FOUND, "no return %s", m->return_number);
+        goto end;
+    }
+    snprintf(rid, sizeof rid, "%s", PQgetvalue(res, 0, 0));
+    snprintf(number, sizeof number, "%s", PQgetvalue(res, 0, 1));
+    snprintf(kind, sizeof kind, "%s", PQgetvalue(res, 0, 2));
+    snprintf(status, sizeof status, "%s", PQgetvalue(res, 0, 3));
+    refund = atoll(PQgetvalue(res, 0, 4));
+    PQclear(res);
+    if (strcmp(status, "requested") != 0 && strcmp(status, "approved") != 0) {
+        s_fail(&tx, CC__STATUS__STATUS_CONFLICT, "return %s is %s already", m->return_number, status);
+        goto end;
+    }
+    const char *lp[] = { rid };
+    PGresult *lines;
+    if (s_db(&tx, "op_return_lines", 1, lp, &lines)) goto end;
+    for (int i = 0; i < PQntuples(lines) && tx.status == CC__STATUS__STATUS_OK; i++) {
+        const char *sku = PQgetvalue(lines, i, 0), *q = PQgetvalue(lines, i, 1);
+        const char *wh = m->warehouse[0] ? m->warehouse : PQgetvalue(lines, i, 2);
+        if (strcmp(PQgetvalue(lines, i, 3), "t") != 0 || !*wh) continue;   /* not a product we stock */
+        const char *sp[] = { sku, wh, q };
+        const char *mp[] = { sku, wh, q, m->return_number, number, by };
+        if (s_db(&tx, "op_stock_in", 3, sp, &res)) break;
+        s_stock_ev(&tx, sku, wh, res, 0);
+        PQclear(res);
+        s_db(&tx, "op_movement_in", 6, mp, NULL);
+    }
+    PQclear(lines);
+    if (tx.status != CC__STATUS__STATUS_OK) goto end;
+    bool refunds = strcmp(kind, "return") == 0 && refund > 0;
+    char amount[24];
+    snprintf(amount, sizeof amount, "%lld", refund);
+    const char *up[] = { rid, refunds ? "refunded" : "received" };
+    const char *fp[] = { number, amount, m->return_number, by };
+    if (s_db(&tx, "op_return_set", 2, up, NULL) || (refunds && s_db(&tx, "op_refund_new", 4, fp, NULL))) goto end;
+    if (s_lock(&tx, number, ost, opf, ocur)) goto end;
+    snprintf(detail, sizeof detail, "%s received%s", m->return_number, refunds ? ", refunded" : "");
+    if (s_audit(&tx, number, ost, ost, by, "return", detail)) goto end;
+    json_t *j = json_pack("{s:{s:s,s:s,s:I}}", "return", "number", m->return_number, "status",
+                          refunds ? "refunded" : "received", "refund", (json_int_t) (refunds ? refund : 0));
+    char *extra = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    s_push(&tx, "order.updated", number, extra);
+    free(extra);
+end:
+    s_end(&tx, call, number[0] ? number : m->return_number, "order.updated", ost[0] ? ost : NULL, by, NULL);
+    cc__return_receive__free_unpacked(m, NULL);
+}
+
 /* customer.lookup: the phone's customers with their points balance. */
 static void
 s_customer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
@@ -1115,6 +1213,7 @@ const cc_rpc_method_t os_ops_methods[] = {
     { "order.ship", s_ship, "OrderShip -> Order: shipped with a tracking number, its stock out of the warehouse" },
     { "order.pay", s_pay, "PaymentRecord -> PaymentRecorded: a payment, at most what is due" },
     { "order.return", s_return, "ReturnRegister -> ReturnRegistered: a return or an exchange of some lines" },
+    { "order.return_receive", s_return_receive, "ReturnReceive -> Order: the goods back in stock, a return refunded" },
     { "customer.lookup", s_customer, "CustomerLookup -> CustomerList: a phone's customers with their points" },
     { "product.lookup", s_product, "ProductLookup -> Product: price, specification and stock per warehouse" },
     { "product.subscribe", s_subscribe, "StockSubscribe -> (empty): tell the customer when it is back in stock" },

@@ -491,6 +491,24 @@ returns_and_exchanges(void)
            " FROM commerce.return_items i WHERE i.return_id = r.id) FROM commerce.returns r WHERE order_number = '%s'", s_first);
     EXPECT("order.returned RMA-1", "SELECT type || ' ' || (body::jsonb #>> '{data,return,number}') FROM commerce.outbox"
            " WHERE subject = '%s' ORDER BY id DESC LIMIT 1", s_first);
+    /* The cable comes back: in stock again, refunded. */
+    Cc__ReturnReceive rc = CC__RETURN_RECEIVE__INIT;
+    rc.return_number = "RMA-404";
+    s_refused("order.return_receive", &rc.base, CC__STATUS__STATUS_NOT_FOUND, "no return RMA-404");
+    rc.return_number = "RMA-1";
+    rc.warehouse = "WH9";
+    s_refused("order.return_receive", &rc.base, CC__STATUS__STATUS_BAD_REQUEST, "unknown warehouse WH9");
+    rc.warehouse = "";
+    Cc__Order *back = s_order_reply("order.return_receive", &rc.base);
+    CHECK(back->paid_minor == 1000 - 990, "refund deducted from what was paid: %lld", (long long) back->paid_minor);
+    cc__order__free_unpacked(back, NULL);
+    EXPECT("17:0", "SELECT on_hand || ':' || reserved FROM commerce.stock WHERE product_code = 'HDMI'");
+    EXPECT("in WH1 1 RMA-1", "SELECT kind || ' ' || to_warehouse || ' ' || quantity || ' ' || reason FROM commerce.stock_movements"
+           " WHERE order_number = '%s' ORDER BY id DESC LIMIT 1", s_first);
+    EXPECT("refunded", "SELECT status FROM commerce.returns WHERE return_number = 'RMA-1'");
+    EXPECT("refund 990", "SELECT kind || ' ' || amount_minor FROM commerce.payments WHERE order_number = '%s'"
+           " ORDER BY id DESC LIMIT 1", s_first);
+    s_refused("order.return_receive", &rc.base, CC__STATUS__STATUS_CONFLICT, "is refunded already");
     /* An exchange, on a delivered order. */
     Cc__Order *o = s_create("13800000004", "shop1", "TV-55", 1, NULL, 0);
     free(s_one("UPDATE commerce.orders SET status = 'delivered' WHERE order_number = '%s' RETURNING 1", o->order_number));
@@ -553,7 +571,7 @@ customer_points_product_stock_and_lookups_by_phone(void)
     CHECK(r->status == 0, "order.lookup");
     Cc__OrderList *l = cc__order_list__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(l && l->n_orders == 2 && strcmp(l->orders[1]->order_number, s_first) == 0
-          && l->orders[1]->status == CC__ORDER_STATUS__ORDER_RETURNED && l->orders[1]->paid_minor == 1000
+          && l->orders[1]->status == CC__ORDER_STATUS__ORDER_RETURNED && l->orders[1]->paid_minor == 10
           && strcmp(l->orders[1]->tracking_number, "SF1234567890") == 0 && l->orders[1]->n_items == 0,
           "the phone's orders, newest first, summed up");
     cc__order_list__free_unpacked(l, NULL);
