@@ -1,9 +1,13 @@
 /* baresip_agent_test: baresip as the agent's softphone, against the gateway
  * and acd, every part real.
  *
- * baresip runs headless in the test's folder: its own config and accounts,
- * a sine tone as microphone, the audio bridge as a null speaker, auto-answer,
- * and its ctrl_tcp socket, from which the test reads its events.
+ * baresip runs headless in the test's folder: its own config, a 440 Hz
+ * sine as microphone, the audio bridge as a null speaker, its sndfile module
+ * writing what it hears, and its ctrl_tcp socket, over which the test adds
+ * the account (auto or manual answer), answers, hangs up, and reads its
+ * events. The SIPp callers echo what they hear, so baresip hears its own
+ * tone back through both legs. Hand-made REGISTERs (user 1002) probe the
+ * registrar's answers to malformed and hostile requests.
  *
  * wrong_password_is_refused
  * right_password_registers

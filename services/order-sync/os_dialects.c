@@ -151,6 +151,60 @@ s_shopify_parcel(json_t *f, json_t *lines, const char *currency, json_t **out, c
     return 200;
 }
 
+/* A Shopify address (order shipping_address, customer addresses) as ours. */
+static json_t *
+s_shopify_address(json_t *sa)
+{
+    char full[256];
+    s_full_name(sa, "first_name", "last_name", full, sizeof full);
+    json_t *a = json_object();
+    s_set(a, "name", s_str(sa, "name") ? s_str(sa, "name") : full);
+    s_set(a, "phone", s_str(sa, "phone"));
+    s_set(a, "line1", s_str(sa, "address1"));
+    s_set(a, "line2", s_str(sa, "address2"));
+    s_set(a, "city", s_str(sa, "city"));
+    s_set(a, "province", s_str(sa, "province"));
+    s_set(a, "postal_code", s_str(sa, "zip"));
+    s_set(a, "country", s_str(sa, "country_code"));
+    return a;
+}
+
+/* Shopify's customer JSON (customers/create, customers/update): the profile,
+ * every address, and every number found on it. */
+static int
+s_shopify_customer(json_t *c, json_t **out, char *why, size_t cap)
+{
+    char cbuf[32], full[256];
+    const char *id = s_text(json_object_get(c, "id"), cbuf, sizeof cbuf);
+    if (!id) return s_fail(why, cap, "id is required");
+    long long v = os_iso_us(s_str(c, "updated_at"));
+    if (v < 0) return s_fail(why, cap, "updated_at must be an ISO 8601 time");
+    s_full_name(c, "first_name", "last_name", full, sizeof full);
+    json_t *d = json_pack("{s:s, s:I}", "id", id, "version", (json_int_t) v);
+    s_set(d, "name", full);
+    s_set(d, "email", s_str(c, "email"));
+    s_set(d, "note", s_str(c, "note"));
+    json_t *addrs = json_object_get(c, "addresses"), *ours = json_array(), *phones = json_array();
+    const char *main_phone = s_str(c, "phone");
+    if (!main_phone) main_phone = s_str(json_object_get(c, "default_address"), "phone");
+    s_set(d, "phone", main_phone);
+    if (main_phone && *main_phone) json_array_append_new(phones, json_pack("{s:s}", "phone", main_phone));
+    for (size_t i = 0; i < json_array_size(addrs); i++) {
+        json_t *sa = json_array_get(addrs, i), *a = s_shopify_address(sa);
+        json_object_set_new(a, "is_default", json_boolean(json_is_true(json_object_get(sa, "default"))));
+        json_array_append_new(ours, a);
+        const char *ph = s_str(sa, "phone");
+        bool seen = !ph || !*ph;
+        for (size_t k = 0; !seen && k < json_array_size(phones); k++)
+            seen = strcmp(json_string_value(json_object_get(json_array_get(phones, k), "phone")), ph) == 0;
+        if (!seen) json_array_append_new(phones, json_pack("{s:s}", "phone", ph));
+    }
+    json_object_set_new(d, "addresses", ours);
+    json_object_set_new(d, "phones", phones);
+    *out = d;
+    return 200;
+}
+
 /* Our status for a Shopify order: cancelled, refunded, fulfilled, delivered,
  * paid or just placed; an archived (closed) order that was shipped is settled. */
 static const char *
@@ -199,20 +253,7 @@ s_shopify_order(json_t *o, json_t **out, char *why, size_t cap)
     s_set(d, "fulfillment_status", s_str(o, "fulfillment_status"));
     s_set(d, "note", s_str(o, "note"));
     json_t *sa = json_object_get(o, "shipping_address");
-    if (json_is_object(sa)) {
-        char full[256];
-        s_full_name(sa, "first_name", "last_name", full, sizeof full);
-        json_t *a = json_object();
-        s_set(a, "name", s_str(sa, "name") ? s_str(sa, "name") : full);
-        s_set(a, "phone", s_str(sa, "phone"));
-        s_set(a, "line1", s_str(sa, "address1"));
-        s_set(a, "line2", s_str(sa, "address2"));
-        s_set(a, "city", s_str(sa, "city"));
-        s_set(a, "province", s_str(sa, "province"));
-        s_set(a, "postal_code", s_str(sa, "zip"));
-        s_set(a, "country", s_str(sa, "country_code"));
-        json_object_set_new(d, "shipping_address", a);
-    }
+    if (json_is_object(sa)) json_object_set_new(d, "shipping_address", s_shopify_address(sa));
     json_t *c = json_object_get(o, "customer");
     if (json_is_object(c)) {
         char cbuf[32], full[256];
@@ -290,6 +331,9 @@ s_shopify(const char *topic, const char *body, size_t len, const char **kind, js
                || strcmp(topic, "orders/fulfilled") == 0 || strcmp(topic, "orders/partially_fulfilled") == 0) {
         *kind = "order";
         status = s_shopify_order(root, data, why, cap);
+    } else if (strcmp(topic, "customers/create") == 0 || strcmp(topic, "customers/update") == 0) {
+        *kind = "customer";
+        status = s_shopify_customer(root, data, why, cap);
     } else if (strcmp(topic, "fulfillments/create") == 0 || strcmp(topic, "fulfillments/update") == 0) {
         *kind = "shipment";
         status = s_shopify_parcel(root, NULL, NULL, data, why, cap);
@@ -300,7 +344,7 @@ s_shopify(const char *topic, const char *body, size_t len, const char **kind, js
         }
     } else {
         snprintf(why, cap, "topic %.64s is not taken (orders/create, orders/updated, orders/paid, orders/cancelled, "
-                 "fulfillments/create)", topic);
+                 "fulfillments/create, customers/create, customers/update)", topic);
         status = 400;
     }
     json_decref(root);

@@ -213,6 +213,12 @@ s_webhook(struct mg_connection *conn, void *arg)
         found = os_platforms_find(self->platforms, name, false, &pf);
     }
     const char *dialect = shopify_topic ? "shopify" : woo_topic ? "woocommerce" : "standard";
+    if (!woo_topic && strcmp(name, "woocommerce") == 0 && mg_get_header(conn, "X-WC-Webhook-ID")) {
+        /* WooCommerce's ping when a webhook is saved ("webhook_id=N", no
+         * topic, no signature): answered 200 so it is not counted a failed
+         * delivery; nothing is read or stored. */
+        return cc_http_send(conn, 200, "application/json", "{\"result\":\"ping\"}", 17);
+    }
     if (!found || strcmp(pf.dialect, dialect) != 0 || (strcmp(name, dialect) != 0 && strcmp(name, pf.name) != 0)) {
         cc_metric_add(self->m_refused, 1);
         return cc_http_error(conn, 404, "no such platform");
