@@ -104,8 +104,11 @@ static const struct { const char *name, *sql; } s_stmts[] = {
     { "op_return_new", "INSERT INTO commerce.returns (return_number, order_number, kind, reason, refund_minor, by_whom,"
                        " source) VALUES ('RMA-' || nextval('commerce.return_number_seq'), $1, $2, $3, $4::bigint, $5, $6)"
                        " RETURNING id, return_number" },
-    { "op_return_item", "INSERT INTO commerce.return_items (return_id, line, quantity, replacement_code)"
-                        " VALUES ($1::bigint, $2::int, $3::int, $4)" },
+    { "op_return_item", "INSERT INTO commerce.return_items (return_id, line, quantity, replacement_code,"
+                        " replacement_warehouse, replacement_reserved) VALUES ($1::bigint, $2::int, $3::int, $4, $5,"
+                        " coalesce($6::int, 0))" },
+    { "op_replacements", "SELECT replacement_code, replacement_warehouse, replacement_reserved FROM commerce.return_items"
+                         " WHERE return_id = $1::bigint AND replacement_reserved > 0 ORDER BY line" },
     { "op_return_lock", "SELECT r.id, r.order_number, r.kind, r.status, r.refund_minor FROM commerce.returns r"
                         " WHERE r.return_number = $1 FOR UPDATE" },
     { "op_return_lines", "SELECT i.sku, ri.quantity, coalesce(i.warehouse_code, ''),"
@@ -953,8 +956,24 @@ s_return(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         char line[16], q[24];
         snprintf(line, sizeof line, "%u", m->lines[i]->line);
         snprintf(q, sizeof q, "%lld", (long long) m->lines[i]->quantity);
-        const char *ip[] = { rid, line, q, m->exchange && m->lines[i]->replacement_sku[0] ? m->lines[i]->replacement_sku : NULL };
-        if (s_db(&tx, "op_return_item", 4, ip, NULL)) goto end;
+        const char *repl = m->exchange && m->lines[i]->replacement_sku[0] ? m->lines[i]->replacement_sku : NULL;
+        char wh[33] = "";
+        if (repl) {   /* the replacement's stock is held for it, as for an order */
+            const char *r[] = { repl, q, "" };
+            if (s_db(&tx, "op_reserve", 3, r, &res)) goto end;
+            if (PQntuples(res) != 1) {
+                PQclear(res);
+                s_fail(&tx, CC__STATUS__STATUS_CONFLICT, "not enough stock of %s for the exchange", repl);
+                goto end;
+            }
+            snprintf(wh, sizeof wh, "%s", PQgetvalue(res, 0, 0));
+            s_stock_ev(&tx, repl, wh, res, 1);
+            PQclear(res);
+            const char *mv[] = { repl, "reserve", wh, q, number, m->order_number, by };
+            if (s_db(&tx, "op_movement", 7, mv, NULL)) goto end;
+        }
+        const char *ip[] = { rid, line, q, repl, repl ? wh : NULL, repl ? q : NULL };
+        if (s_db(&tx, "op_return_item", 6, ip, NULL)) goto end;
     }
     json_t *j = json_pack("{s:{s:s,s:s,s:s,s:I,s:O}}", "return", "number", number, "kind", kind, "reason", m->reason,
                           "refund", (json_int_t) refund, "lines", lines);
@@ -981,6 +1000,7 @@ end:
             cc_bus_publish_msg(cc_service_bus(self->svc), "order.updated", m->order_number, &ev);
         }
         out.return_number = number;
+        s_publish_stock(&tx);
         CC_INFO("return registered", "order=%s return=%s kind=%s by=%s", m->order_number, number, kind, by);
         cc_rpc_reply_msg(call, &out);
     }
@@ -1049,17 +1069,32 @@ s_return_receive(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     }
     PQclear(lines);
     if (tx.status != CC__STATUS__STATUS_OK) goto end;
+    if (strcmp(kind, "exchange") == 0) {   /* the replacement leaves with the goods received */
+        PGresult *rep;
+        if (s_db(&tx, "op_replacements", 1, lp, &rep)) goto end;
+        for (int i = 0; i < PQntuples(rep) && tx.status == CC__STATUS__STATUS_OK; i++) {
+            const char *sku = PQgetvalue(rep, i, 0), *wh = PQgetvalue(rep, i, 1), *q = PQgetvalue(rep, i, 2);
+            const char *u[] = { sku, wh, q, "out" };
+            if (s_db(&tx, "op_unreserve", 4, u, &res)) break;
+            if (PQntuples(res) == 1) s_stock_ev(&tx, sku, wh, res, 0);
+            PQclear(res);
+            const char *mv[] = { sku, "out", wh, q, m->return_number, number, by };
+            s_db(&tx, "op_movement", 7, mv, NULL);
+        }
+        PQclear(rep);
+        if (tx.status != CC__STATUS__STATUS_OK) goto end;
+    }
     bool refunds = strcmp(kind, "return") == 0 && refund > 0;
     char amount[24];
     snprintf(amount, sizeof amount, "%lld", refund);
-    const char *up[] = { rid, refunds ? "refunded" : "received" };
+    const char *up[] = { rid, refunds ? "refunded" : strcmp(kind, "exchange") == 0 ? "exchanged" : "received" };
     const char *fp[] = { number, amount, m->return_number, by };
     if (s_db(&tx, "op_return_set", 2, up, NULL) || (refunds && s_db(&tx, "op_refund_new", 4, fp, NULL))) goto end;
     if (s_lock(&tx, number, ost, opf, ocur)) goto end;
     snprintf(detail, sizeof detail, "%s received%s", m->return_number, refunds ? ", refunded" : "");
     if (s_audit(&tx, number, ost, ost, by, "return", detail)) goto end;
-    json_t *j = json_pack("{s:{s:s,s:s,s:I}}", "return", "number", m->return_number, "status",
-                          refunds ? "refunded" : "received", "refund", (json_int_t) (refunds ? refund : 0));
+    json_t *j = json_pack("{s:{s:s,s:s,s:I}}", "return", "number", m->return_number, "status", up[1], "refund",
+                          (json_int_t) (refunds ? refund : 0));
     char *extra = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     s_push(&tx, "order.updated", number, extra);

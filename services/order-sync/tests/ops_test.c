@@ -527,6 +527,28 @@ returns_and_exchanges(void)
     EXPECT("exchanged exchange TV-65", "SELECT o.status || ' ' || r.kind || ' ' || i.replacement_code FROM commerce.orders o"
            " JOIN commerce.returns r USING (order_number) JOIN commerce.return_items i ON i.return_id = r.id"
            " WHERE o.order_number = '%s'", o->order_number);
+    /* The replacement is held for the exchange, and leaves when the old TV arrives. */
+    EXPECT("3:1", "SELECT on_hand || ':' || reserved FROM commerce.stock WHERE product_code = 'TV-65'");
+    EXPECT("reserve TV-65 WH1 1 RMA-2", "SELECT kind || ' ' || product_code || ' ' || from_warehouse || ' ' || quantity"
+           " || ' ' || reason FROM commerce.stock_movements WHERE order_number = '%s' ORDER BY id DESC LIMIT 1", o->order_number);
+    Cc__ReturnReceive xr = CC__RETURN_RECEIVE__INIT;
+    xr.return_number = "RMA-2";
+    cc__order__free_unpacked(s_order_reply("order.return_receive", &xr.base), NULL);
+    EXPECT("2:0", "SELECT on_hand || ':' || reserved FROM commerce.stock WHERE product_code = 'TV-65'");
+    EXPECT("exchanged", "SELECT status FROM commerce.returns WHERE return_number = 'RMA-2'");
+    EXPECT("in TV-55 WH2,out TV-65 WH1", "SELECT string_agg(kind || ' ' || product_code || ' ' || coalesce(to_warehouse,"
+           " from_warehouse), ',' ORDER BY id) FROM commerce.stock_movements WHERE order_number = '%s' AND reason = 'RMA-2'"
+           " AND kind <> 'reserve'", o->order_number);
+    /* Not enough of the replacement: nothing registered. */
+    Cc__Order *o2 = s_create("13800000004", "shop1", "TV-55", 1, NULL, 0);
+    free(s_one("UPDATE commerce.orders SET status = 'delivered' WHERE order_number = '%s' RETURNING 1", o2->order_number));
+    xl.quantity = 1;
+    m.order_number = o2->order_number;
+    free(s_one("UPDATE commerce.stock SET reserved = on_hand WHERE product_code = 'TV-65' RETURNING 1"));
+    s_refused("order.return", &m.base, CC__STATUS__STATUS_CONFLICT, "not enough stock of TV-65 for the exchange");
+    EXPECT("0", "SELECT count(*) FROM commerce.returns WHERE order_number = '%s'", o2->order_number);
+    free(s_one("UPDATE commerce.stock SET reserved = 0 WHERE product_code = 'TV-65' RETURNING 1"));
+    cc__order__free_unpacked(o2, NULL);
     cc__order__free_unpacked(o, NULL);
     TEST_PASS(__func__);
 }
@@ -558,7 +580,7 @@ customer_points_product_stock_and_lookups_by_phone(void)
     CHECK(r->status == 0, "product.lookup: %s", r->error);
     Cc__Product *p = cc__product__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(p && p->price->minor == 12990 && p->n_stock == 2 && strcmp(p->stock[0]->warehouse, "WH1") == 0
-          && p->stock[0]->available == 5 && p->stock[1]->on_hand == 10 && p->stock[1]->available == 9
+          && p->stock[0]->available == 5 && p->stock[1]->on_hand == 11 && p->stock[1]->available == 9
           && strstr(p->specification, "55"), "price and stock per warehouse");
     cc__product__free_unpacked(p, NULL);
     cc__reply__free_unpacked(r, NULL);
@@ -810,7 +832,7 @@ main(void)
              " ('HDMI', 'HDMI cable', 990, 'CNY', '{}', 'active'), ('TV-65', 'TV 65 inch', 19990, 'CNY', '{}', 'active'),"
              " ('OLD-1', 'Old TV', 100, 'CNY', '{}', 'discontinued');"
              "INSERT INTO commerce.stock (product_code, warehouse_code, on_hand) VALUES"
-             " ('TV-55', 'WH1', 5), ('TV-55', 'WH2', 10), ('HDMI', 'WH1', 20), ('OLD-1', 'WH1', 5);",
+             " ('TV-55', 'WH1', 5), ('TV-55', 'WH2', 10), ('HDMI', 'WH1', 20), ('OLD-1', 'WH1', 5), ('TV-65', 'WH1', 3);",
              cc_harness_free_port());
     CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "shop: %s", cc_pg_error(s_pg));
     char v[16], *rpc = s_rpc;
