@@ -606,6 +606,17 @@ customer_points_product_stock_and_lookups_by_phone(void)
           "limit 1 with its items");
     cc__order_list__free_unpacked(l, NULL);
     cc__reply__free_unpacked(r, NULL);
+    /* A second number of the same customer finds the same orders. */
+    free(s_one("INSERT INTO commerce.customer_phones (customer_id, phone, kind) SELECT id, '02155550000', 'home'"
+               " FROM commerce.customers WHERE phone = '13800000001' RETURNING 1"));
+    ol.phone = "02155550000";
+    ol.with_items = false;
+    ol.limit = 0;
+    r = s_call("order.lookup", &ol.base);
+    l = r->status == 0 ? cc__order_list__unpack(NULL, r->payload.len, r->payload.data) : NULL;
+    CHECK(l && l->n_orders == 2 && strcmp(l->orders[1]->order_number, s_first) == 0, "by the home number");
+    cc__order_list__free_unpacked(l, NULL);
+    cc__reply__free_unpacked(r, NULL);
     ol.phone = "";
     ol.order_number = s_first;
     r = s_call("order.lookup", &ol.base);
