@@ -100,6 +100,8 @@ static const struct { const char *name, *sql; } s_stmts[] = {
     { "op_payment_new", "INSERT INTO commerce.payments (order_number, platform, method, amount_minor, currency, reference,"
                         " by_whom, paid_at) SELECT order_number, platform, $2, $3::bigint, currency, $4, $5, now()"
                         " FROM commerce.orders WHERE order_number = $1 RETURNING id" },
+    { "op_receipt_new", "INSERT INTO commerce.receipts (payment_id, receipt_number, amount_minor)"
+                        " VALUES ($1::bigint, 'RCP-' || $1, $2::bigint) RETURNING receipt_number" },
     { "op_item_get", "SELECT quantity, unit_minor FROM commerce.order_items WHERE order_number = $1 AND line = $2::int" },
     { "op_return_new", "INSERT INTO commerce.returns (return_number, order_number, kind, reason, refund_minor, by_whom,"
                        " source) VALUES ('RMA-' || nextval('commerce.return_number_seq'), $1, $2, $3, $4::bigint, $5, $6)"
@@ -876,6 +878,13 @@ s_pay(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     const char *np[] = { m->order_number, m->method, amount, m->reference, by };
     if (s_db(&tx, "op_payment_new", 5, np, &res)) goto end;
     out.payment_id = atoll(PQgetvalue(res, 0, 0));
+    char pid[24], receipt[65];
+    snprintf(pid, sizeof pid, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    const char *rp[] = { pid, amount };
+    if (s_db(&tx, "op_receipt_new", 2, rp, &res)) goto end;
+    snprintf(receipt, sizeof receipt, "%s", PQgetvalue(res, 0, 0));
+    out.receipt_number = receipt;
     PQclear(res);
     out.paid_minor = paid + m->amount_minor;
     out.due_minor = total - out.paid_minor;

@@ -453,6 +453,11 @@ payments_up_to_what_is_due(void)
     CHECK(r->status == 0, "paid: %s", r->error);
     Cc__PaymentRecorded *p = cc__payment_recorded__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(p && p->paid_minor == 1000 && p->due_minor == 4 * 990 - 1000, "due after the payment");
+    char want_receipt[40];
+    snprintf(want_receipt, sizeof want_receipt, "RCP-%lld", (long long) p->payment_id);
+    CHECK(strcmp(p->receipt_number, want_receipt) == 0, "receipt %s", p->receipt_number);
+    EXPECT("receipt 1000", "SELECT kind || ' ' || amount_minor FROM commerce.receipts WHERE receipt_number = 'RCP-%lld'",
+           (long long) p->payment_id);
     cc__payment_recorded__free_unpacked(p, NULL);
     cc__reply__free_unpacked(r, NULL);
     m.amount_minor = 3000;
