@@ -597,7 +597,10 @@ s_create(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderCreate *m = cc__order_create__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderCreate");
+    if (!m) {
+        s_bad(call, "want an OrderCreate");
+        return;
+    }
     s_tx_t tx;
     memset(&tx, 0, sizeof tx);
     char number[65] = "", currency[4] = "", platform[65] = "", cid[24] = "";
@@ -676,7 +679,10 @@ s_edit(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderEdit *m = cc__order_edit__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderEdit");
+    if (!m) {
+        s_bad(call, "want an OrderEdit");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -731,7 +737,10 @@ s_cancel(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderCancel *m = cc__order_cancel__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderCancel");
+    if (!m) {
+        s_bad(call, "want an OrderCancel");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -749,7 +758,10 @@ s_review(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderReview *m = cc__order_review__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderReview");
+    if (!m) {
+        s_bad(call, "want an OrderReview");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -801,7 +813,10 @@ s_ship(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderShip *m = cc__order_ship__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderShip");
+    if (!m) {
+        s_bad(call, "want an OrderShip");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -841,7 +856,10 @@ s_pay(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__PaymentRecord *m = cc__payment_record__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a PaymentRecord");
+    if (!m) {
+        s_bad(call, "want a PaymentRecord");
+        return;
+    }
     static const char *methods[] = { "card", "cash", "bank_transfer", "cash_on_delivery", "points", "wallet", "other", NULL };
     bool known = false;
     for (int i = 0; methods[i]; i++) known |= strcmp(m->method, methods[i]) == 0;
@@ -907,7 +925,10 @@ s_return(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__ReturnRegister *m = cc__return_register__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a ReturnRegister");
+    if (!m) {
+        s_bad(call, "want a ReturnRegister");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4], number[65] = "";
     const char *by = s_by(m->by, req);
@@ -1024,7 +1045,10 @@ s_return_receive(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__ReturnReceive *m = cc__return_receive__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a ReturnReceive");
+    if (!m) {
+        s_bad(call, "want a ReturnReceive");
+        return;
+    }
     s_tx_t tx;
     char number[65] = "", rid[24] = "", kind[16] = "", status[16] = "", detail[128], ost[16] = "", opf[65], ocur[4];
     long long refund = 0;
@@ -1211,7 +1235,10 @@ s_subscribe(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__StockSubscribe *m = cc__stock_subscribe__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a StockSubscribe");
+    if (!m) {
+        s_bad(call, "want a StockSubscribe");
+        return;
+    }
     const char *channel = m->channel[0] ? m->channel : "sms";
     s_tx_t tx;
     PGresult *res;

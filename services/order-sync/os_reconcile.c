@@ -149,8 +149,8 @@ s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied,
         const char *result = json_string_value(json_object_get(r, "result"));
         if (json_integer_value(json_object_get(r, "code")) != 200) {
             (*refused)++;
-            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform,
-                    json_string_value(json_object_get(r, "error")) ?: "");
+            const char *why = json_string_value(json_object_get(r, "error"));
+            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why ? why : "");
         } else if (result && strcmp(result, "applied") == 0) {
             (*applied)++;
         } else {
