@@ -51,9 +51,8 @@ s_sipp(const char *label, const char *scenario, const char *service, const char 
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/%s.xml", CC_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
     snprintf(lp, sizeof lp, "%s", port ? port : "");
-    if (!port) snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    static int media = 0;
-    snprintf(mp, sizeof mp, "%d", 43000 + (getpid() % 90) * 40 + (media += 10) % 40);
+    if (!port) snprintf(lp, sizeof lp, "%d", cc_harness_free_ports(1));
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));   /* SIPp binds mp and mp + 2 */
     const char *args[32] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-nostdin",
                              "-timeout", "60s", "-timeout_error" };
     int n = 14;
@@ -497,7 +496,7 @@ main(void)
     CHECK(cc_redis_connect(s_redis) == 0, "redis");
 
     /* The agent's phone registers from the port its SIPp answers on. */
-    snprintf(s_phone_port, sizeof s_phone_port, "%d", cc_harness_free_port());
+    snprintf(s_phone_port, sizeof s_phone_port, "%d", cc_harness_free_ports(1));
     const char *good[] = { "-au", "1001", "-ap", "secret1001", "-key", "contact_port", s_phone_port, NULL };
     CHECK(s_wait(s_sipp("sipp-register", "register", "1001", NULL, good), 30000) == 0, "phone registered");
     cc_sleep_ms(300);
