@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <czmq.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE, MQ_BINDINGS };
 
 #define MAX_REGS 4096
+#define SIP_HASH_SIZE 16384            /* buckets of libre's transaction and session tables */
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
 #define REG_MAX_S 3600                 /* the longest registration granted */
@@ -1553,7 +1555,7 @@ s_control(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
         c->moh = true;
         c->prompt = music;
         c->pos = 0;
-    } else {
+    } else if (c->moh) {
         c->moh = false;
         s_back_to_music(c);
     }
@@ -1632,6 +1634,12 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
         s_tell_done(m, op->token, op->call_id, result, NULL);
         return;
     }
+    if (op->prompt[0] && c->bridged && !c->moh) {
+        /* The caller hears the other party, not prompts (a collect without
+         * a prompt still gathers the digits). */
+        s_tell_done(m, op->token, op->call_id, "bridged", NULL);
+        return;
+    }
     s_op_done(c, "replaced");
     if (op->kind == GW_MEDIA_HANGUP) {
         c->op = *op;
@@ -1687,8 +1695,11 @@ s_on_mqueue(int id, void *data, void *arg)
     if (id == MQ_DROP_AGENT) {
         gw_call_t *c = s_call_find(m, q->call_id, false);
         if (c && c->peer) {
-            c->bridged = false;
-            s_call_end(c->peer, 200, "system", "acd did not accept the answer");
+            gw_call_t *a = c->peer;
+            c->bridged = a->bridged = false;   /* the caller stays, back to its music */
+            s_call_end(a, 200, "system", "acd did not accept the answer");
+            if (c->originated)   /* a callback's customer: nobody left to talk to */
+                s_call_end(c, 200, "system", "acd did not accept the answer");
         }
     }
     if (id == MQ_OP) s_media_op(m, &q->op);
@@ -1737,6 +1748,15 @@ s_thread(void *arg)
 {
     gw_media_t *m = arg;
     cc_log_set_trace(NULL);
+    if (m->o.media_priority > 0) {
+        /* Frames leave on time even when the machine is busy; the kernel's
+         * real-time throttling still leaves others 5% of each second. */
+        struct sched_param sp = { .sched_priority = m->o.media_priority };
+        int rc = pthread_setschedparam(pthread_self(), SCHED_RR, &sp);
+        if (rc) CC_WARN("media thread keeps its normal priority (SCHED_RR needs CAP_SYS_NICE)",
+                        "priority=%d error=\"%s\"", m->o.media_priority, strerror(rc));
+        else CC_INFO("media thread runs SCHED_RR", "priority=%d", m->o.media_priority);
+    }
     int err = libre_init();
     /* Two sockets a call (RTP, RTCP): let libre's poll set and the process
      * hold as many descriptors as the system allows. */
@@ -1751,11 +1771,14 @@ s_thread(void *arg)
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
     if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
-    if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
+    /* Hash tables sized for the load: a UDP transaction lingers 32 s after
+     * its end (RFC 3261 timers J and K), so 600 calls a second keep some
+     * 40,000 of them; 32 buckets made every lookup walk a chain of 1,000. */
+    if (!err) err = sip_alloc(&m->sip, NULL, SIP_HASH_SIZE, SIP_HASH_SIZE, 256, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_TCP, &laddr);
     if (!err) err = sip_listen(&m->lsnr, m->sip, true, s_on_request, m);
-    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, 32, s_on_connect, m);
+    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, SIP_HASH_SIZE, s_on_connect, m);
     if (err) {
         CC_ERROR("SIP listen failed", "address=%s:%d error=\"%s\"", m->sip_host, m->o.sip_port, strerror(err));
         goto out;

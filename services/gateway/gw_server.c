@@ -27,7 +27,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_RTP_MIN", CC_CFG_INT, 1024, 65534, NULL, 0, "Lowest RTP port" },
     { "GATEWAY_RTP_MAX", CC_CFG_INT, 1025, 65535, NULL, 0, "Highest RTP port" },
     { "GATEWAY_TRUNKS", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Sources allowed to send INVITEs: addresses or CIDRs, comma-separated" },
-    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Calls at once; more get 503" },
+    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Call legs at once (a bridged call is two; originate counts); more get 503" },
     { "GATEWAY_INVITES_PER_S", CC_CFG_INT, 1, 100000, NULL, 0, "New INVITEs per second per source; more get 503" },
     { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
       "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop), announce:PROMPT (once, then hang up),"
@@ -48,6 +48,8 @@ static const cc_cfg_key_t s_keys[] = {
       "host:port numbers are dialled through (media.originate, media.transfer, callbacks); empty: none" },
     { "GATEWAY_DIAL_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an outbound call rings before it is given up" },
     { "GATEWAY_HOLD_MUSIC", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY, "Prompt a held caller hears (media.hold without music)" },
+    { "GATEWAY_MEDIA_PRIORITY", CC_CFG_INT, 0, 99, NULL, 0,
+      "Real-time priority (SCHED_RR) of the SIP and RTP thread, 1-99; 0: none. Needs CAP_SYS_NICE, else a warning" },
     { "GATEWAY_NONCE_TTL_S", CC_CFG_INT, 1, 3600, NULL, 0,
       "How long a REGISTER digest nonce stays good; older ones get a fresh challenge (stale=true)" },
     { "GATEWAY_MIN_EXPIRES_S", CC_CFG_INT, 1, 3600, NULL, 0,
@@ -352,6 +354,8 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
     } else if (strcmp(msg->result, "no_prompt") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (strcmp(msg->result, "bridged") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "the call is bridged: hold or unbridge it to play to it", NULL, 0);
     } else if (strcmp(msg->result, "other_gone") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call to bridge with", NULL, 0);
     } else if (strcmp(msg->result, "conflict") == 0 || strcmp(msg->result, "not_bridged") == 0) {
@@ -895,6 +899,7 @@ gw_server_new(cc_service_t *svc)
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
         .tts_dir = self->tts_dir, .trunk_out = cc_cfg_str(cfg, "GATEWAY_TRUNK_OUT"),
         .hold_music = cc_cfg_str(cfg, "GATEWAY_HOLD_MUSIC"), .dial_ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_DIAL_RING_MS"),
+        .media_priority = (int) cc_cfg_int(cfg, "GATEWAY_MEDIA_PRIORITY"),
         .nonce_ttl_s = (int) cc_cfg_int(cfg, "GATEWAY_NONCE_TTL_S"),
         .min_expires_s = (int) cc_cfg_int(cfg, "GATEWAY_MIN_EXPIRES_S"),
     };

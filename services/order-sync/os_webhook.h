@@ -26,7 +26,9 @@ int os_verify(const char *secret, const char *id, const char *timestamp, const c
  * 401 with *why set. */
 int os_verify_body(const char *secret, const char *body, size_t len, const char *signature, const char **why);
 
-/* The model's kinds: order, customer, product, stock, payment, shipment. */
+/* The model's kinds: order, customer, product, stock, payment, shipment.
+ * os_check takes one more, "products" ({"id", "products": [product...]}),
+ * that dialects map a product with several variants to. */
 extern const char *const os_kinds[];
 
 /* Validates data as an event of kind (fields, types, lengths, bounds; the

@@ -223,12 +223,6 @@ cc_harness_destroy(cc_harness_t **self_p)
 
 const char *cc_harness_dir(cc_harness_t *self) { return self->dir; }
 
-int
-cc_harness_free_port(void)
-{
-    return cc_harness_free_ports(1);
-}
-
 #define PORTS_LO 10000
 #define PORTS_HI 20000     /* one past the last */
 
@@ -273,6 +267,12 @@ cc_harness_free_ports(int count)
     }
     s_fail("no %d free ports in %d-%d", count, PORTS_LO, PORTS_HI - 1);
     return -1;
+}
+
+int
+cc_harness_free_port(void)
+{
+    return cc_harness_free_ports(1);
 }
 
 bool

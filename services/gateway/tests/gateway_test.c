@@ -782,6 +782,7 @@ call_control_answer_originate_bridge_hold_transfer(void)
     cc__call_bridged__free_unpacked(cb, NULL);
     cc__envelope__free_unpacked(env, NULL);
     s_status(s_media(c, "media.bridge", &br.base, 5000), "bridging a bridged call", CC__STATUS__STATUS_CONFLICT);
+    s_status(s_media(c, "media.play", &play.base, 5000), "a prompt to a bridged call", CC__STATUS__STATUS_CONFLICT);
     cc_sleep_ms(1500);
     Cc__MediaHold hold = CC__MEDIA_HOLD__INIT;
     hold.call_id = a_id;
@@ -789,7 +790,7 @@ call_control_answer_originate_bridge_hold_transfer(void)
     s_done(s_media(c, "media.hold", &hold.base, 5000), "media.hold", "done");
     hold.music = "no-such-prompt";
     s_status(s_media(c, "media.hold", &hold.base, 5000), "hold with a prompt that is not there", CC__STATUS__STATUS_BAD_REQUEST);
-    cc_sleep_ms(500);
+    cc_sleep_ms(3000);   /* held: the caller hears music, and their echo of it goes nowhere */
     hold.hold = 0;
     hold.music = "";
     s_done(s_media(c, "media.hold", &hold.base, 5000), "media.hold off", "done");
@@ -851,10 +852,12 @@ call_control_answer_originate_bridge_hold_transfer(void)
           "the number the caller was transferred to answered, and was let go by the queue transfer");
     long b_received = atol(PQgetvalue(res, 1, 6)), b_sent = atol(PQgetvalue(res, 1, 5));
     long a_received = atol(PQgetvalue(res, 0, 6));
-    /* 2.5 s bridged (1.5 s, 0.5 s held, 0.5 s): the customer's audio went
-     * to the caller and the caller's echo came back to the customer. */
+    /* 5 s bridged, 3 s of them held: the customer's audio went to the
+     * caller and the caller's echo came back to the customer, 50 packets a
+     * second for the 2 s not held (relaying through the hold too: 250). */
     CHECK(b_received >= 100, "the customer's audio reached the gateway: %ld packets", b_received);
     CHECK(b_sent >= 50, "the caller's audio was relayed to the customer: %ld packets", b_sent);
+    CHECK(b_sent <= 160, "nothing was relayed to the customer during the hold: %ld packets", b_sent);
     CHECK(a_received >= 100, "the caller echoed what it heard: %ld packets", a_received);
     PQclear(res);
     CHECK(kill(s_gw, 0) == 0, "gateway alive");
