@@ -169,7 +169,9 @@ s_bindings_flush(gw_server_t *self)
             return;
         }
         if (rc) CC_ERROR("registration refused by the database; dropped", "user=%s error=\"%s\"", w->b.user, cc_pg_error(pg));
-        zhashx_delete(self->bindings, w->b.user);
+        char user[sizeof w->b.user];
+        snprintf(user, sizeof user, "%s", w->b.user);   /* the key outlives the item it names */
+        zhashx_delete(self->bindings, user);
     }
     self->bindings_told = false;
 }
