@@ -7,6 +7,7 @@
  * platform_status_that_would_move_back_applies_the_rest_and_keeps_the_status
  * two_shops_with_the_same_order_number_each_keep_theirs
  * customers_inside_orders_are_told_when_they_change
+ * new_orders_of_a_batch_go_set_wise_and_tell_their_customers
  * payments_in_full_settle_a_delivered_order_partial_ones_do_not
  * shopify_products_with_variants_are_one_product_per_variant
  * exports_use_a_connection_kept_by_the_http_thread */
@@ -446,6 +447,31 @@ customers_inside_orders_are_told_when_they_change(void)
     TEST_PASS(__func__);
 }
 
+/* The set-wise path of commerce.apply_batch (0009) is taken for new orders,
+ * and tells their customers: no event goes through commerce.apply_event
+ * (counted in the transaction's function statistics), rolled back after. */
+static void
+new_orders_of_a_batch_go_set_wise_and_tell_their_customers(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(cc_pg_run(s_pg, "BEGIN", NULL) == 0, "begin");
+    CHECK(cc_pg_run(s_pg, "SET LOCAL track_functions = 'pl'", NULL) == 0, "%s", cc_pg_error(s_pg));
+    s_expect("SELECT string_agg(e->>'topic' || ' ' || (e->>'key'), ', ' ORDER BY r.n, e->>'topic')"
+             " FROM jsonb_array_elements(commerce.apply_batch('["
+             "{\"kind\":\"order\",\"platform\":\"shop1\",\"event_id\":\"sw-1\",\"data\":{\"order_number\":\"SW-1\","
+             "\"status\":\"ordered\",\"total\":100,\"currency\":\"CNY\",\"version\":1,"
+             "\"customer\":{\"id\":\"c-sw1\",\"name\":\"Sw\"},\"items\":[{\"sku\":\"X\",\"quantity\":1,\"unit_price\":100}]}},"
+             "{\"kind\":\"order\",\"platform\":\"shop1\",\"event_id\":\"sw-2\",\"data\":{\"order_number\":\"SW-2\","
+             "\"status\":\"ordered\",\"total\":100,\"currency\":\"CNY\",\"version\":1,"
+             "\"customer\":{\"id\":\"c-500\",\"name\":\"Ann Lee\",\"phone\":\"13700000009\"},"
+             "\"items\":[{\"sku\":\"X\",\"quantity\":1,\"unit_price\":100}]}}]'::jsonb))"
+             " WITH ORDINALITY AS r (x, n), jsonb_array_elements(r.x->'events') e",
+             "customer.updated c-sw1, order.created SW-1, order.created SW-2");
+    s_expect("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'", "0");
+    CHECK(cc_pg_run(s_pg, "ROLLBACK", NULL) == 0, "rollback");
+    TEST_PASS(__func__);
+}
+
 static void
 payments_in_full_settle_a_delivered_order_partial_ones_do_not(void)
 {
@@ -625,6 +651,7 @@ main(void)
     platform_status_that_would_move_back_applies_the_rest_and_keeps_the_status();
     two_shops_with_the_same_order_number_each_keep_theirs();
     customers_inside_orders_are_told_when_they_change();
+    new_orders_of_a_batch_go_set_wise_and_tell_their_customers();
     payments_in_full_settle_a_delivered_order_partial_ones_do_not();
     shopify_products_with_variants_are_one_product_per_variant();
     exports_use_a_connection_kept_by_the_http_thread();
@@ -634,6 +661,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("inbound_test: 6 passed, 0 failed\n");
+    printf("inbound_test: 7 passed, 0 failed\n");
     return 0;
 }
