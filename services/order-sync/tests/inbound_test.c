@@ -567,6 +567,16 @@ shopify_products_with_variants_are_one_product_per_variant(void)
     s_expect("SELECT string_agg(code || ' ' || price_minor, ', ' ORDER BY code) FROM commerce.products"
              " WHERE specification->>'product_id' = '632910392'",
              "IPOD2008PINK 18999, IPOD2008RED 19900, variant-457924702 18995");
+    /* The Black variant deleted in the shop: no longer sold here either. */
+    body = s_ipod_json("2026-11-25T12:00:00-05:00", "189.99", "189.95");
+    char *black = strstr(body, ",{\"id\":457924702"), *end = black ? strstr(black, "],\"options\"") : NULL;
+    CHECK(black && end, "the Black variant in the JSON");
+    memmove(black, end, strlen(end) + 1);
+    s_shopify_ok("acme", "products/update", "prod-4", body, "applied");
+    free(body);
+    s_expect("SELECT string_agg(code || ' ' || status, ', ' ORDER BY code) FROM commerce.products"
+             " WHERE specification->>'product_id' = '632910392'",
+             "IPOD2008PINK active, IPOD2008RED active, variant-457924702 discontinued");
     TEST_PASS(__func__);
 }
 
