@@ -7,7 +7,10 @@
  * decision: a ready agent with the skills is reserved in the same atomic
  * step), then ended, which frees the agent; then the next call comes.
  * Latency is from sending the enqueue to its reply, when the offer is made.
- * Prints "acd.<figure> <value> <unit>" lines. */
+ * Besides the rates, prints the Redis time inside acd's scripts and the CPU
+ * Redis and acd used per decision (these move little when the machine is
+ * shared). BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
+ * the run. Prints "acd.<figure> <value> <unit>" lines. */
 #include "cc_harness.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"

@@ -18,6 +18,7 @@
 #define REPLY_GRACE_US (5 * 1000000LL)   /* keep a reply this long past the deadline */
 #define PURGE_EVERY_MS 1000
 #define MAX_KEEP_US (60 * 1000000LL)
+#define EXPIRY_BUCKETS 128   /* one per second of expiry, round robin (> keep + grace) */
 
 /* Packs a protobuf message into a new buffer (caller frees). */
 static uint8_t *
@@ -58,6 +59,10 @@ struct _cc_rpc_server_t {
     cc_loop_t *loop;
     uv_timer_t *purge;       /* when attached; freed by its close callback */
     int64_t last_purge_us;
+    /* Request ids of kept replies by the second they expire (modulo the
+     * bucket count), so a purge reads only what is due. */
+    zlistx_t *expiring[EXPIRY_BUCKETS];
+    int64_t purged_s;        /* every bucket of an earlier second is purged */
     uint64_t executed;
     cc_metric_t *m_requests, *m_dups, *m_expired, *m_malformed;
 };
@@ -93,6 +98,11 @@ cc_rpc_server_new(const char *endpoint, const cc_rpc_method_t *methods, void *ar
     self->arg = arg;
     self->entries = zhashx_new();
     zhashx_set_destructor(self->entries, s_entry_free);
+    for (int i = 0; i < EXPIRY_BUCKETS; i++) {
+        self->expiring[i] = zlistx_new();
+        zlistx_set_destructor(self->expiring[i], (zlistx_destructor_fn *) zstr_free);
+    }
+    self->purged_s = cc_mono_us() / 1000000 - 1;
     if (metrics) {
         self->m_requests = cc_metrics_counter(metrics, "cc_rpc_requests_total", NULL, "Requests executed");
         self->m_dups = cc_metrics_counter(metrics, "cc_rpc_duplicates_total", NULL, "Retried requests not executed again");
@@ -125,9 +135,19 @@ cc_rpc_server_destroy(cc_rpc_server_t **self_p)
         cc_loop_timer_close(&self->purge);
     }
     zhashx_destroy(&self->entries);
+    for (int i = 0; i < EXPIRY_BUCKETS; i++) zlistx_destroy(&self->expiring[i]);
     zsock_destroy(&self->router);
     free(self);
     *self_p = NULL;
+}
+
+/* Files request id for the purge of the second it expires. */
+static void
+s_expire_at(cc_rpc_server_t *self, const char *request_id, int64_t expires_us)
+{
+    char *copy = strdup(request_id);
+    if (!copy) abort();
+    zlistx_add_end(self->expiring[(expires_us / 1000000) % EXPIRY_BUCKETS], copy);
 }
 
 static void
@@ -175,6 +195,7 @@ cc_rpc_reply(cc_rpc_call_t *call, Cc__Status status, const char *error,
     s_send_reply(self, e->peer, e->reply, e->reply_len);
     /* "Unavailable" is not an outcome: a retry may find the dependency back. */
     if (status == CC__STATUS__STATUS_UNAVAILABLE) zhashx_delete(self->entries, call->request_id);
+    else s_expire_at(self, call->request_id, e->expires_us);
     s_call_free(call);
 }
 
@@ -187,19 +208,32 @@ cc_rpc_reply_msg(cc_rpc_call_t *call, const void *msg)
     free(buf);
 }
 
+/* Deletes the kept replies that expired: only the buckets of the seconds
+ * past since the last purge are read (the table holds every reply of the
+ * last seconds: hundreds of thousands under load). An id whose reply is
+ * not due yet (a bucket read late, a request id used again) goes to the
+ * bucket of its own expiry. */
 static void
 s_purge(cc_rpc_server_t *self)
 {
-    int64_t now = cc_mono_us();
+    int64_t now = cc_mono_us(), now_s = now / 1000000;
     self->last_purge_us = now;
-    /* One pass over the table without copying its keys (it holds every
-     * reply of the last seconds: hundreds of thousands under load); only the
-     * expired ones are collected, then deleted. */
-    zlistx_t *expired = zlistx_new();
-    for (entry_t *e = zhashx_first(self->entries); e; e = zhashx_next(self->entries))
-        if (e->state == ENTRY_DONE && e->expires_us < now) zlistx_add_end(expired, (void *) zhashx_cursor(self->entries));
-    for (const char *k = zlistx_first(expired); k; k = zlistx_next(expired)) zhashx_delete(self->entries, k);
-    zlistx_destroy(&expired);
+    int64_t from = self->purged_s + 1;
+    if (now_s - from > EXPIRY_BUCKETS) from = now_s - EXPIRY_BUCKETS;
+    for (int64_t sec = from; sec < now_s; sec++) {
+        int b = (int) (sec % EXPIRY_BUCKETS);
+        zlistx_t *due = self->expiring[b];
+        self->expiring[b] = zlistx_new();
+        zlistx_set_destructor(self->expiring[b], (zlistx_destructor_fn *) zstr_free);
+        for (const char *k = zlistx_first(due); k; k = zlistx_next(due)) {
+            entry_t *e = zhashx_lookup(self->entries, k);
+            if (!e || e->state != ENTRY_DONE) continue;   /* gone, or running again */
+            if (e->expires_us < now) zhashx_delete(self->entries, k);
+            else s_expire_at(self, k, e->expires_us);
+        }
+        zlistx_destroy(&due);
+    }
+    if (now_s - 1 > self->purged_s) self->purged_s = now_s - 1;
 }
 
 static const cc_rpc_method_t *
@@ -659,6 +693,16 @@ cc_rpc_test(void)
     cc__reply__free_unpacked(reply, NULL);
     pthread_join(th, NULL);
     assert(cc_rpc_server_executed(server) == 1);
+    /* The kept reply stays until it expires, then the purge of its second
+     * forgets it (here read late: every bucket is read again). */
+    assert(zhashx_size(server->entries) == 1);
+    s_purge(server);
+    assert(zhashx_size(server->entries) == 1);
+    entry_t *kept = zhashx_first(server->entries);
+    kept->expires_us = cc_mono_us() - 1;
+    server->purged_s -= EXPIRY_BUCKETS + 10;
+    s_purge(server);
+    assert(zhashx_size(server->entries) == 0);
     /* Nobody serving: the deadline is kept. */
     int64_t t0 = zclock_mono();
     assert(cc_rpc_call_sync(client, "test.echo", NULL, 0, 300, &reply) == CC_ETIMEDOUT);

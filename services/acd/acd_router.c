@@ -18,8 +18,9 @@ typedef struct {
     acd_action_fn *fn;
     acd_done_fn *done;
     void *arg;
-    char *argv[MAX_ARGS + 4];  /* field count, request id, op, time, args */
+    char *argv[MAX_ARGS + 4];  /* field count, request id, op, time, args: in text */
     int argc;
+    char *text;                /* the strings, one allocation */
 } op_t;
 
 struct _acd_router_t {
@@ -60,7 +61,7 @@ s_poll_stop(acd_router_t *self)
 static void
 s_op_free(op_t *op)
 {
-    for (int i = 0; i < op->argc; i++) free(op->argv[i]);
+    free(op->text);
 }
 
 void
@@ -140,12 +141,20 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, co
     char count[16], now[32];
     snprintf(count, sizeof count, "%d", argc + 3);
     snprintf(now, sizeof now, "%lld", (long long) now_ms);
-    op->argv[op->argc++] = strdup(count);
-    op->argv[op->argc++] = strdup(request_id ? request_id : "");
-    op->argv[op->argc++] = strdup(op_name);
-    op->argv[op->argc++] = strdup(now);
-    for (int i = 0; i < argc; i++) op->argv[op->argc++] = strdup(args[i] ? args[i] : "");
-    for (int i = 0; i < op->argc; i++) if (!op->argv[i]) abort();
+    const char *fields[MAX_ARGS + 4] = { count, request_id ? request_id : "", op_name, now };
+    int n = 4;
+    for (int i = 0; i < argc; i++) fields[n++] = args[i] ? args[i] : "";
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += strlen(fields[i]) + 1;
+    op->text = malloc(len);
+    if (!op->text) abort();
+    char *at = op->text;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(fields[i]) + 1;
+        memcpy(at, fields[i], l);
+        op->argv[op->argc++] = at;
+        at += l;
+    }
 }
 
 /* The script's arguments for a batch: the count, then each operation's

@@ -162,20 +162,34 @@ s_session_write(acd_server_t *self, const char *statement, int n, const char *co
 }
 
 /* An agent state change, as the script reported it (agent, state, previous,
- * ms, reason): the durable part of it, if any. */
+ * ms, reason): the durable part of it, if any. A call's end makes the agent
+ * ready again (through wrap-up) unless it asked for not_ready. */
 static void
 s_session_state(acd_server_t *self, const char *const *v)
 {
     if (self->restoring) return;
     const char *agent = v[1], *state = v[2], *previous = v[3], *reason = v[5];
+    bool after_call = strcmp(previous, "on_call") == 0;
     if (strcmp(state, "logged_out") == 0) {
         const char *p[] = { agent };
         s_session_write(self, "acd_session_end", 1, p);
-    } else if (strcmp(state, "not_ready") == 0
-               || (strcmp(state, "ready") == 0 && strcmp(previous, "not_ready") == 0)) {
+    } else if (strcmp(state, "not_ready") == 0) {
         const char *p[] = { agent, state, reason };
         s_session_write(self, "acd_session_state", 3, p);
+    } else if ((strcmp(state, "ready") == 0 && (after_call || strcmp(previous, "not_ready") == 0))
+               || (strcmp(state, "wrap_up") == 0 && after_call)) {
+        const char *p[] = { agent, "ready", "" };
+        s_session_write(self, "acd_session_state", 3, p);
     }
+}
+
+/* A call answered (call, agent, queue, ...): the agent's session is on it. */
+static void
+s_session_call(acd_server_t *self, const char *const *v)
+{
+    if (self->restoring) return;
+    const char *p[] = { v[2], v[1], v[3] };
+    s_session_write(self, "acd_session_call", 3, p);
 }
 
 /* Puts every kept session back into Redis after it lost its data. Returns
@@ -191,9 +205,9 @@ s_restore_sessions(acd_server_t *self)
     int n = PQntuples(res), restored = 0;
     self->restoring = true;
     for (int i = 0; i < n; i++) {
-        const char *args[6];
-        for (int c = 0; c < 6; c++) args[c] = PQgetvalue(res, i, c);
-        restored += s_run(self, "restore", 6, args) == CC__STATUS__STATUS_OK;
+        const char *args[8];
+        for (int c = 0; c < 8; c++) args[c] = PQgetvalue(res, i, c);
+        restored += s_run(self, "restore", 8, args) == CC__STATUS__STATUS_OK;
     }
     self->restoring = false;
     PQclear(res);
@@ -235,6 +249,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.within_service_level = argc > 5 && v[5][0] == '1';
         cc_bus_publish_msg(self->bus, "queue.answered", v[1], &ev);
         cc_metric_add(self->m_answered, 1);
+        s_session_call(self, v);
     } else if (strcmp(kind, "abandoned") == 0 && argc >= 5) {
         Cc__QueueAbandoned ev = CC__QUEUE_ABANDONED__INIT;
         ev.call_id = (char *) v[1];
@@ -453,8 +468,9 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     }
     const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
     op_ctx_t *ctx = s_submit(self, call, req, "login", 4, args, false);
+    const char *session[] = { args[0], args[1], skills, queues };   /* the order of acd_session_login */
     for (int i = 0; i < 4; i++) {
-        ctx->session[i] = strdup(i == 0 ? args[0] : i == 1 ? args[1] : i == 2 ? skills : queues);
+        ctx->session[i] = strdup(session[i]);
         if (!ctx->session[i]) abort();
     }
     s_flush_if_full(self);
@@ -818,12 +834,18 @@ acd_server_new(cc_service_t *svc)
                     "INSERT INTO acd.sessions (agent_id, extension, skills, queues, state, reason, since)"
                     " VALUES ($1, $2, $3, $4, 'ready', '', now())"
                     " ON CONFLICT (agent_id) DO UPDATE SET extension = EXCLUDED.extension, skills = EXCLUDED.skills,"
-                    " queues = EXCLUDED.queues, state = 'ready', reason = '', since = now()");
+                    " queues = EXCLUDED.queues, state = 'ready', reason = '', call_id = '', call_queue = '',"
+                    " since = now()");
     cc_pg_statement(cc_service_pg(svc), "acd_session_state",
-                    "UPDATE acd.sessions SET state = $2, reason = $3, since = now() WHERE agent_id = $1");
+                    "UPDATE acd.sessions SET state = $2, reason = $3, call_id = '', call_queue = '', since = now()"
+                    " WHERE agent_id = $1");
+    cc_pg_statement(cc_service_pg(svc), "acd_session_call",
+                    "UPDATE acd.sessions SET state = 'on_call', reason = '', call_id = $2, call_queue = $3, since = now()"
+                    " WHERE agent_id = $1");
     cc_pg_statement(cc_service_pg(svc), "acd_session_end", "DELETE FROM acd.sessions WHERE agent_id = $1");
     cc_pg_statement(cc_service_pg(svc), "acd_sessions",
-                    "SELECT agent_id, extension, queues, skills, state, reason FROM acd.sessions ORDER BY since");
+                    "SELECT agent_id, extension, queues, skills, state, reason, call_id, call_queue"
+                    " FROM acd.sessions ORDER BY since");
     self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)));
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",

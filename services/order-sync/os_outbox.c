@@ -40,6 +40,8 @@ static const struct { const char *name, *sql; } s_worker_stmts[] = {
                  " INSERT INTO commerce.outbox_dead (id, platform, type, subject, body, attempts, last_status, last_error,"
                  " created_at) SELECT id, platform, type, subject, body, attempts + 1, $2::int, $3, created_at FROM d" },
     { "ob_gone", "UPDATE commerce.platforms SET push_gone_at = now() WHERE name = $1" },
+    { "ob_depth", "SELECT (SELECT count(*) FROM commerce.outbox WHERE delivered_at IS NULL),"
+                  " (SELECT count(*) FROM commerce.outbox_dead)" },
     { "ob_purge", "DELETE FROM commerce.outbox WHERE delivered_at < now() - $1::int * interval '1 day'" },
 };
 
@@ -49,10 +51,12 @@ struct _os_outbox_t {
     cc_pg_t *pg;
     CURL *curl;
     int listen_pid;            /* backend that has LISTENed, 0 when none */
+    bool failing;              /* "outbox not read" logged until it is read again */
     int wake[2];               /* destroy writes here */
     atomic_bool stop;
     pthread_t thread;
     cc_metric_t *m_delivered, *m_retried, *m_dead;
+    cc_metric_t *g_waiting, *g_dead;   /* the database's, whichever instance reports it */
 };
 
 void
@@ -187,10 +191,13 @@ s_push_one(os_outbox_t *self)
     cc_pg_t *pg = self->pg;
     PGresult *res = NULL;
     if (cc_pg_begin(pg) || cc_pg_exec(pg, "ob_take", 0, NULL, &res)) {
-        CC_ERROR("outbox not read", "error=\"%s\"", cc_pg_error(pg));
+        if (!self->failing) CC_ERROR("outbox not read", "error=\"%s\"", cc_pg_error(pg));
+        self->failing = true;
         cc_pg_rollback(pg);
         return -1;
     }
+    if (self->failing) CC_INFO("outbox read again", "component=outbox");
+    self->failing = false;
     if (PQntuples(res) == 0) {
         PQclear(res);
         cc_pg_commit(pg);
@@ -312,13 +319,29 @@ s_purge(os_outbox_t *self, int64_t *last_ms)
     PQclear(res);
 }
 
+/* Pushes waiting and dead letters, for /metrics (at most once a second). */
+static void
+s_depth(os_outbox_t *self, int64_t *last_ms)
+{
+    int64_t now = cc_mono_ms();
+    if (!self->g_waiting || now - *last_ms < 1000) return;
+    *last_ms = now;
+    PGresult *res = NULL;
+    if (cc_pg_exec(self->pg, "ob_depth", 0, NULL, &res) == 0 && PQntuples(res) == 1) {
+        cc_metric_set(self->g_waiting, atoll(PQgetvalue(res, 0, 0)));
+        cc_metric_set(self->g_dead, atoll(PQgetvalue(res, 0, 1)));
+    }
+    PQclear(res);
+}
+
 static void *
 s_run(void *arg)
 {
     os_outbox_t *self = arg;
-    int64_t purged_ms = 0;
+    int64_t purged_ms = 0, depth_ms = 0;
     while (!atomic_load(&self->stop)) {
         s_purge(self, &purged_ms);
+        s_depth(self, &depth_ms);
         int rc = s_push_one(self);
         if (rc == 1) continue;
         long long wait = self->opts.poll_ms;
@@ -351,6 +374,10 @@ os_outbox_new(const os_outbox_opts_t *opts)
                                              "Pushes to platforms, by outcome of the attempt");
         self->m_dead = cc_metrics_counter(opts->metrics, "order_sync_pushes_total", "result=\"dead\"",
                                           "Pushes to platforms, by outcome of the attempt");
+        self->g_waiting = cc_metrics_gauge(opts->metrics, "order_sync_outbox_waiting", NULL,
+                                           "Pushes not yet delivered (all instances)");
+        self->g_dead = cc_metrics_gauge(opts->metrics, "order_sync_outbox_dead", NULL,
+                                        "Dead letters waiting for an operator (tools/order-sync dead)");
     }
     if (!self->curl) {
         CC_ERROR("curl_easy_init failed", "component=outbox");

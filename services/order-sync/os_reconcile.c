@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,47 @@ struct _os_reconcile_t {
 };
 
 typedef struct { char *data; size_t len; bool over; } s_buf_t;
+
+/* The paging headers of a list answer: Shopify's Link, WooCommerce's
+ * X-WP-TotalPages. */
+typedef struct { char link[2048]; int total_pages; } s_paging_t;
+
+static size_t
+s_header(char *data, size_t size, size_t n, void *arg)
+{
+    s_paging_t *pg = arg;
+    size_t len = size * n;
+    char line[2100];
+    if (len >= sizeof line) return len;
+    memcpy(line, data, len);
+    line[len] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncasecmp(line, "link:", 5) == 0) snprintf(pg->link, sizeof pg->link, "%s", line + 5);
+    else if (strncasecmp(line, "x-wp-totalpages:", 16) == 0) pg->total_pages = atoi(line + 16);
+    return len;
+}
+
+/* The URL marked rel="next" in a Link header value ('<url>; rel="next",
+ * <url2>; rel="previous"'), or NULL. Caller frees. */
+static char *
+s_link_next(const char *link)
+{
+    for (const char *p = link; (p = strchr(p, '<')) != NULL;) {
+        const char *end = strchr(p, '>');
+        if (!end) return NULL;
+        const char *params = end + 1, *stop = strchr(params, ',');
+        size_t plen = stop ? (size_t) (stop - params) : strlen(params);
+        char rel[256];
+        snprintf(rel, sizeof rel, "%.*s", (int) (plen < sizeof rel ? plen : sizeof rel - 1), params);
+        if (strstr(rel, "rel=\"next\"") || strstr(rel, "rel=next")) {
+            char *url = strndup(p + 1, (size_t) (end - p - 1));
+            if (!url) abort();
+            return url;
+        }
+        p = end + 1;
+    }
+    return NULL;
+}
 
 static size_t
 s_collect(char *data, size_t size, size_t n, void *arg)
@@ -57,9 +99,11 @@ s_collect(char *data, size_t size, size_t n, void *arg)
 /* GETs url. Returns the HTTP status (0: no answer, reason in err) with the
  * body in *body (caller frees). */
 static long
-s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *token, char **body, char *err, size_t cap)
+s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *token, char **body, s_paging_t *paging,
+      char *err, size_t cap)
 {
     s_buf_t b = { 0 };
+    memset(paging, 0, sizeof *paging);
     CURL *c = self->curl;
     curl_easy_reset(c);
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
@@ -82,6 +126,8 @@ s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *to
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, paging);
     long status = 0;
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) snprintf(err, cap, "%s", b.over ? "page over 8 MiB" : curl_easy_strerror(rc));
@@ -103,8 +149,8 @@ s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied,
         const char *result = json_string_value(json_object_get(r, "result"));
         if (json_integer_value(json_object_get(r, "code")) != 200) {
             (*refused)++;
-            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform,
-                    json_string_value(json_object_get(r, "error")) ?: "");
+            const char *why = json_string_value(json_object_get(r, "error"));
+            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why ? why : "");
         } else if (result && strcmp(result, "applied") == 0) {
             (*applied)++;
         } else {
@@ -128,7 +174,7 @@ s_first_url(CURL *c, const char *url, const char *dialect, long long since)
         gmtime_r(&t, &tm);
         strftime(value, sizeof value, "%Y-%m-%dT%H:%M:%SZ", &tm);
         key = strcmp(dialect, "shopify") == 0 ? "updated_at_min" : "modified_after";
-        extra = strcmp(dialect, "shopify") == 0 ? "&status=any" : "";
+        extra = strcmp(dialect, "shopify") == 0 ? "&status=any&limit=250" : "&per_page=100&page=1";
     }
     char *v = curl_easy_escape(c, value, 0);
     if (asprintf(&q, "%s%c%s=%s%s", url, strchr(url, '?') ? '&' : '?', key, v, extra) < 0) abort();
@@ -146,7 +192,8 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
     json_t *batch = json_array();
     int applied = 0, unchanged = 0, refused = 0, rc = 0, pages = 0;
     while (url && pages++ < MAX_PAGES && !atomic_load(&self->stop)) {
-        long status = s_get(self, url, dialect, token, &body, err, sizeof err);
+        s_paging_t paging;
+        long status = s_get(self, url, dialect, token, &body, &paging, err, sizeof err);
         if (status != 200) {
             CC_WARN("reconciliation page not read", "platform=%s status=%ld reason=\"%s\"", platform, status,
                     status ? "not 200" : err);
@@ -186,7 +233,20 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
         }
         free(url);
         url = NULL;
-        if (next && *next && strcmp(dialect, "standard") == 0 && !(url = strdup(next))) abort();
+        if (strcmp(dialect, "standard") == 0) {
+            if (next && *next && !(url = strdup(next))) abort();
+        } else if (strcmp(dialect, "shopify") == 0) {
+            url = s_link_next(paging.link);
+        } else if (pages < paging.total_pages) {
+            url = s_first_url(self->curl, list_url, dialect, since);
+            char *at = strstr(url, "&page=1");
+            if (at) {
+                char *paged = NULL;
+                if (asprintf(&paged, "%.*s&page=%d%s", (int) (at - url), url, pages + 1, at + 7) < 0) abort();
+                free(url);
+                url = paged;
+            }
+        }
         json_decref(page);
         free(body);
         body = NULL;

@@ -34,7 +34,7 @@
 static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
     { "ORDER_SYNC_HTTP_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Platform API port (webhooks)" },
-    { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the order lookups on the bus" },
+    { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of order-sync's requests on the bus (lookups, orders by phone)" },
     { "ORDER_SYNC_HTTP_THREADS", CC_CFG_INT, 1, 256, NULL, 0,
       "Platform API worker threads (each holds one webhook while its batch commits)" },
     { "ORDER_SYNC_WRITERS", CC_CFG_INT, 1, OS_MAX_WRITERS, NULL, 0,

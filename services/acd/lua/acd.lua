@@ -42,9 +42,12 @@
 --   {"left", call, queue, wait_ms, reason}  (timeout | empty | callback_failed | callback_expired)
 --   {"callback", call, queue, number, position}
 --   {"agent", agent, state, previous, ms_in_previous, reason, call}
---   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed)
+--   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed
+--                           | internal: the operation failed in the script)
 --   {"position", call, position, estimated_wait_ms, music}
 --   {"announce", call, queue, position, estimated_wait_ms}   (time to tell the caller)
+--   {"queue_status", queue, waiting, ready, longest_wait_ms}  (status)
+--   {"agent_status", agent, state, since, reason, call, queues, ext, skills}  (status)
 --   {"ok", detail...}
 
 local now = 0      -- the time of the operation being run
@@ -157,12 +160,24 @@ local function load_agent(agent)
   return a
 end
 
--- Queue settings, read once per script run.
+-- Queue settings, read once per script run (by name: the reply holds no
+-- field names, fewer strings for Lua to make).
+local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 'sticky_ms', 'skills', 'overflow',
+                       'overflow_ms', 'max_wait_ms', 'max_wait_action', 'join_empty', 'leave_empty', 'closed_action',
+                       'cb_attempts', 'cb_retry_ms', 'cb_expire_ms', 'open', 'sl_ms', 'blacklist_queue', 'music',
+                       'announce_ms', 'aht_ms' }
 local conf_cache = {}
 local function qconf(q)
   local conf = conf_cache[q]
   if conf == nil then
-    conf = hgetall('acd:queue:' .. q) or false
+    local f = redis.call('HMGET', 'acd:queue:' .. q, unpack(QUEUE_FIELDS))
+    conf = false
+    for i, name in ipairs(QUEUE_FIELDS) do
+      if f[i] then
+        conf = conf or {}
+        conf[name] = f[i]
+      end
+    end
     conf_cache[q] = conf
   end
   return conf or nil
@@ -459,8 +474,8 @@ end
 local ops = {}
 
 -- Logs agent (hash a) in to queues with skills, in state (ready, or
--- not_ready with reason).
-local function log_in(agent, a, ext, queues, skills, state, reason)
+-- not_ready with reason, or on_call with call).
+local function log_in(agent, a, ext, queues, skills, state, reason, call)
   local key = 'acd:agent:' .. agent
   redis.call('DEL', key .. ':skills')
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
@@ -468,7 +483,7 @@ local function log_in(agent, a, ext, queues, skills, state, reason)
   redis.call('SADD', 'acd:agents', agent)
   for _, q in ipairs(list(queues)) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
-  set_state(agent, a, state, reason, '')
+  set_state(agent, a, state, reason, call or '')
   if state == 'ready' then route_agent(agent, a) end
 end
 
@@ -484,11 +499,14 @@ function ops.login(agent, ext, queues, skills)
   return out
 end
 
--- restore agent ext queues skills state reason: an agent's session (kept in
--- PostgreSQL) put back after Redis lost its data, in the state it asked for
--- last (ready, or not_ready with its reason). Queues that no longer exist
--- are left out. Nothing happens to an agent already logged in again.
-function ops.restore(agent, ext, queues, skills, state, reason)
+-- restore agent ext queues skills state reason call call_queue: an agent's
+-- session (kept in PostgreSQL) put back after Redis lost its data, in the
+-- state it asked for last (ready, or not_ready with its reason), or on the
+-- call it answered: the call comes back as answered by the agent (the
+-- gateway still holds it; its end puts the agent through wrap-up). Queues
+-- that no longer exist are left out. Nothing happens to an agent already
+-- logged in again.
+function ops.restore(agent, ext, queues, skills, state, reason, call, call_queue)
   if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
   local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
   if a.state ~= 'logged_out' then return { { 'ok', 'logged in already' } } end
@@ -496,8 +514,24 @@ function ops.restore(agent, ext, queues, skills, state, reason)
   for _, q in ipairs(list(queues)) do
     if redis.call('SISMEMBER', 'acd:queues', q) == 1 then kept[#kept + 1] = q end
   end
-  if state ~= 'not_ready' then state, reason = 'ready', 'restored' end
-  log_in(agent, a, ext, table.concat(kept, ','), skills, state, reason or '')
+  if state == 'on_call' then
+    if call and call ~= '' and qconf(call_queue or '') and redis.call('EXISTS', 'acd:call:' .. call) == 0 then
+      redis.call('HSET', 'acd:call:' .. call, 'queue', call_queue, 'prio', 0, 'enq', now_s, 'qenq', now_s,
+                 'rank', 9 * PRIO_SPAN + now, 'skills', '', 'state', 'answered', 'agent', agent, 'offered', now_s,
+                 'answered', now_s, 'last_agent', '', 'sticky_until', 0, 'customer', '', 'caller', '', 'flags', '',
+                 'kind', 'call', 'attempts', 0)
+      reason = ''
+    else
+      -- Its queue is gone, or the call came back another way (enqueued
+      -- again): the agent is back, not offered calls until they ask.
+      state, reason, call = 'not_ready', 'restored', ''
+    end
+  elseif state == 'not_ready' then
+    call = ''
+  else
+    state, reason, call = 'ready', 'restored', ''
+  end
+  log_in(agent, a, ext, table.concat(kept, ','), skills, state, reason or '', call)
   return out
 end
 
