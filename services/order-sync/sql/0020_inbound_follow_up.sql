@@ -208,7 +208,7 @@ DECLARE
     i int;
     missing bigint;
     told jsonb;
-    ckey text;
+    cust text;
     evs jsonb;
 BEGIN
     results := array_fill(NULL::jsonb, ARRAY[n]);
@@ -312,9 +312,9 @@ BEGIN
                                        'status', e->'data'->>'status', 'previous', '',
                                        'total', (e->'data'->>'total')::bigint, 'currency', e->'data'->>'currency',
                                        'platform', e->>'platform', 'customer_id', coalesce(e->'data'->'customer'->>'id', '')));
-                ckey := (e->>'platform') || '/' || (e->'data'->'customer'->>'id');
-                IF ckey IS NOT NULL AND told ? ckey THEN
-                    evs := evs || jsonb_build_array(commerce.customer_event((told->>ckey)::bigint));
+                cust := (e->>'platform') || '/' || (e->'data'->'customer'->>'id');
+                IF cust IS NOT NULL AND told ? cust THEN
+                    evs := evs || jsonb_build_array(commerce.customer_event((told->>cust)::bigint));
                 END IF;
                 results[i + 1] := jsonb_build_object('code', 200, 'result', 'applied', 'events', evs);
             END LOOP;
