@@ -399,6 +399,10 @@ two_shops_with_the_same_order_number_each_keep_theirs(void)
     Cc__Reply *r = NULL;
     CHECK(cc_rpc_call_sync(c, "order.cancel", buf, len, 3000, &r) == 0 && r->status == 0, "cancel S-9@shop2: %s",
           r ? r->error : "no reply");
+    Cc__Order *done = cc__order__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(done && strcmp(done->order_number, "S-9@shop2") == 0 && strcmp(done->platform_number, "S-9") == 0
+          && done->status == CC__ORDER_STATUS__ORDER_CANCELLED, "the cancelled order, with the shop's own number");
+    cc__order__free_unpacked(done, NULL);
     cc__reply__free_unpacked(r, NULL);
     cc_rpc_client_destroy(&c);
     s_expect("SELECT string_agg(order_number || ' ' || status, ', ' ORDER BY order_number) FROM commerce.orders"
