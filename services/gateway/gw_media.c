@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <czmq.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1747,6 +1748,15 @@ s_thread(void *arg)
 {
     gw_media_t *m = arg;
     cc_log_set_trace(NULL);
+    if (m->o.media_priority > 0) {
+        /* Frames leave on time even when the machine is busy; the kernel's
+         * real-time throttling still leaves others 5% of each second. */
+        struct sched_param sp = { .sched_priority = m->o.media_priority };
+        int rc = pthread_setschedparam(pthread_self(), SCHED_RR, &sp);
+        if (rc) CC_WARN("media thread keeps its normal priority (SCHED_RR needs CAP_SYS_NICE)",
+                        "priority=%d error=\"%s\"", m->o.media_priority, strerror(rc));
+        else CC_INFO("media thread runs SCHED_RR", "priority=%d", m->o.media_priority);
+    }
     int err = libre_init();
     /* Two sockets a call (RTP, RTCP): let libre's poll set and the process
      * hold as many descriptors as the system allows. */

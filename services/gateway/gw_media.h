@@ -33,6 +33,7 @@ typedef struct {
                                * callbacks); empty: none */
     const char *hold_music;   /* prompt of media.hold when the request names none */
     int dial_ring_ms;         /* how long an outbound call rings when the request says nothing */
+    int media_priority;       /* 1-99: the SIP and RTP thread runs SCHED_RR at it; 0: as any thread */
     const char *service, *instance;
     int nonce_ttl_s;          /* how long a REGISTER nonce stays good */
     int min_expires_s;        /* a REGISTER asking less gets 423 with Min-Expires */

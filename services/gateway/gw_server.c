@@ -47,6 +47,8 @@ static const cc_cfg_key_t s_keys[] = {
       "host:port numbers are dialled through (media.originate, media.transfer, callbacks); empty: none" },
     { "GATEWAY_DIAL_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an outbound call rings before it is given up" },
     { "GATEWAY_HOLD_MUSIC", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY, "Prompt a held caller hears (media.hold without music)" },
+    { "GATEWAY_MEDIA_PRIORITY", CC_CFG_INT, 0, 99, NULL, 0,
+      "Real-time priority (SCHED_RR) of the SIP and RTP thread, 1-99; 0: none. Needs CAP_SYS_NICE, else a warning" },
     { "GATEWAY_NONCE_TTL_S", CC_CFG_INT, 1, 3600, NULL, 0,
       "How long a REGISTER digest nonce stays good; older ones get a fresh challenge (stale=true)" },
     { "GATEWAY_MIN_EXPIRES_S", CC_CFG_INT, 1, 3600, NULL, 0,
@@ -872,6 +874,7 @@ gw_server_new(cc_service_t *svc)
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
         .tts_dir = self->tts_dir, .trunk_out = cc_cfg_str(cfg, "GATEWAY_TRUNK_OUT"),
         .hold_music = cc_cfg_str(cfg, "GATEWAY_HOLD_MUSIC"), .dial_ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_DIAL_RING_MS"),
+        .media_priority = (int) cc_cfg_int(cfg, "GATEWAY_MEDIA_PRIORITY"),
         .nonce_ttl_s = (int) cc_cfg_int(cfg, "GATEWAY_NONCE_TTL_S"),
         .min_expires_s = (int) cc_cfg_int(cfg, "GATEWAY_MIN_EXPIRES_S"),
     };

@@ -223,20 +223,6 @@ cc_harness_destroy(cc_harness_t **self_p)
 
 const char *cc_harness_dir(cc_harness_t *self) { return self->dir; }
 
-int
-cc_harness_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0
-        || getsockname(fd, (struct sockaddr *) &a, &len) != 0)
-        s_fail("no free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 #define PORTS_LO 10000
 #define PORTS_HI 20000     /* one past the last */
 
@@ -281,6 +267,12 @@ cc_harness_free_ports(int count)
     }
     s_fail("no %d free ports in %d-%d", count, PORTS_LO, PORTS_HI - 1);
     return -1;
+}
+
+int
+cc_harness_free_port(void)
+{
+    return cc_harness_free_ports(1);
 }
 
 bool

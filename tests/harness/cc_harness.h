@@ -22,7 +22,9 @@ cc_harness_t *cc_harness_new(const char *test_name);
 void cc_harness_destroy(cc_harness_t **self_p);
 const char *cc_harness_dir(cc_harness_t *self);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A port on 127.0.0.1 free for UDP and TCP now: cc_harness_free_ports(1),
+ * so no client socket's ephemeral port and no other test takes it meanwhile
+ * (a port from the kernel's ephemeral range could be). */
 int cc_harness_free_port(void);
 /* The first of count (1..64) consecutive ports on 127.0.0.1, each free for
  * UDP and TCP now, for a process that binds fixed ports (SIPp's -p, and -mp
