@@ -347,6 +347,11 @@ two_shops_with_the_same_order_number_each_keep_theirs(void)
              " WHERE s.order_number = o.order_number), '-'), ', ' ORDER BY o.order_number)"
              " FROM commerce.orders o WHERE o.platform_number = '3001'",
              "3001 reviewed 19999 -, 3001@beta shipped 3100 CP123");
+    /* The bus tells each order with the shop's own number. */
+    Cc__OrderUpdated *u = s_order_event("order.updated", "3001@beta");
+    CHECK(strcmp(u->order->platform_number, "3001") == 0 && strcmp(u->order->platform, "beta") == 0
+          && u->order->total->minor == 3100, "order.updated 3001@beta: platform_number %s", u->order->platform_number);
+    cc__order_updated__free_unpacked(u, NULL);
     /* A re-delivery of acme's creation is still a duplicate of acme's. */
     s_shopify_ok("acme", "orders/create", "same-1", a, "duplicate");
     free(a);
