@@ -4,13 +4,11 @@
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
 #include "cc/cc_util.h"
+#include "cc/cc_worker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sodium.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +50,7 @@ struct _os_outbox_t {
     CURL *curl;
     int listen_pid;            /* backend that has LISTENed, 0 when none */
     bool failing;              /* "outbox not read" logged until it is read again */
-    int wake[2];               /* destroy writes here */
-    atomic_bool stop;
-    pthread_t thread;
+    cc_worker_t *worker;       /* pushes on its own thread */
     cc_metric_t *m_delivered, *m_retried, *m_dead;
     cc_metric_t *g_waiting, *g_dead;   /* the database's, whichever instance reports it */
 };
@@ -293,10 +289,9 @@ static void
 s_wait(os_outbox_t *self, long long ms)
 {
     if (s_notified(self)) return;
-    struct pollfd fds[2] = { { .fd = self->wake[0], .events = POLLIN }, { .fd = -1, .events = POLLIN } };
     PGconn *conn = cc_pg_conn(self->pg);
-    if (conn && PQstatus(conn) == CONNECTION_OK && self->listen_pid) fds[1].fd = PQsocket(conn);
-    if (poll(fds, 2, (int) ms) > 0 && (fds[1].revents & POLLIN)) s_notified(self);
+    int fd = conn && PQstatus(conn) == CONNECTION_OK && self->listen_pid ? PQsocket(conn) : -1;
+    if (cc_worker_wait(self->worker, (int) ms, fd) == 1) s_notified(self);
 }
 
 /* Forgets pushes delivered more than keep_days ago (at start, then hourly). */
@@ -334,12 +329,12 @@ s_depth(os_outbox_t *self, int64_t *last_ms)
     PQclear(res);
 }
 
-static void *
-s_run(void *arg)
+static void
+s_run(cc_worker_t *worker, void *arg)
 {
     os_outbox_t *self = arg;
     int64_t purged_ms = 0, depth_ms = 0;
-    while (!atomic_load(&self->stop)) {
+    while (!cc_worker_stopping(worker)) {
         s_purge(self, &purged_ms);
         s_depth(self, &depth_ms);
         int rc = s_push_one(self);
@@ -349,9 +344,8 @@ s_run(void *arg)
             long long next = s_next_ms(self);
             if (next >= 0 && next < wait) wait = next;
         }
-        if (!atomic_load(&self->stop)) s_wait(self, wait);
+        s_wait(self, wait);
     }
-    return NULL;
 }
 
 os_outbox_t *
@@ -366,7 +360,6 @@ os_outbox_new(const os_outbox_opts_t *opts)
     for (size_t i = 0; i < sizeof s_worker_stmts / sizeof *s_worker_stmts; i++)
         cc_pg_statement(self->pg, s_worker_stmts[i].name, s_worker_stmts[i].sql);
     self->curl = curl_easy_init();
-    self->wake[0] = self->wake[1] = -1;
     if (opts->metrics) {
         self->m_delivered = cc_metrics_counter(opts->metrics, "order_sync_pushes_total", "result=\"delivered\"",
                                                "Pushes to platforms, by outcome of the attempt");
@@ -383,21 +376,11 @@ os_outbox_new(const os_outbox_opts_t *opts)
         CC_ERROR("curl_easy_init failed", "component=outbox");
         goto err;
     }
-    if (pipe(self->wake)) {
-        CC_ERROR("pipe failed", "component=outbox error=\"%s\"", strerror(errno));
-        goto err;
-    }
-    int rc = pthread_create(&self->thread, NULL, s_run, self);
-    if (rc) {
-        CC_ERROR("pthread_create failed", "component=outbox error=\"%s\"", strerror(rc));
-        goto err;
-    }
+    self->worker = cc_worker_new("outbox");
+    if (!self->worker || cc_worker_start(self->worker, s_run, self)) goto err;
     return self;
 err:
-    if (self->wake[0] >= 0) {
-        close(self->wake[0]);
-        close(self->wake[1]);
-    }
+    cc_worker_destroy(&self->worker);
     if (self->curl) curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);
@@ -410,11 +393,7 @@ os_outbox_destroy(os_outbox_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_outbox_t *self = *self_p;
-    atomic_store(&self->stop, true);
-    if (write(self->wake[1], "x", 1) < 0) CC_WARN("write failed", "component=outbox error=\"%s\"", strerror(errno));
-    pthread_join(self->thread, NULL);
-    close(self->wake[0]);
-    close(self->wake[1]);
+    cc_worker_destroy(&self->worker);   /* after its current push */
     curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);

@@ -6,13 +6,11 @@
 #include "os_webhook.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"
+#include "cc/cc_worker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +27,7 @@ struct _os_reconcile_t {
     char *db_url;
     cc_pg_t *pg;
     CURL *curl;
-    int wake[2];
-    atomic_bool stop;
-    pthread_t thread;
+    cc_worker_t *worker;       /* polls on its own thread */
     cc_metric_t *m_applied, *m_unchanged, *m_refused, *m_failed;
 };
 
@@ -191,7 +187,7 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
     char *url = s_first_url(self->curl, list_url, dialect, since), *body = NULL, err[256] = "";
     json_t *batch = json_array();
     int applied = 0, unchanged = 0, refused = 0, rc = 0, pages = 0;
-    while (url && pages++ < MAX_PAGES && !atomic_load(&self->stop)) {
+    while (url && pages++ < MAX_PAGES && !cc_worker_stopping(self->worker)) {
         s_paging_t paging;
         long status = s_get(self, url, dialect, token, &body, &paging, err, sizeof err);
         if (status != 200) {
@@ -274,7 +270,7 @@ s_round(os_reconcile_t *self)
         CC_ERROR("platforms not read for reconciliation", "error=\"%s\"", cc_pg_error(self->pg));
         return;
     }
-    for (int i = 0; i < PQntuples(res) && !atomic_load(&self->stop); i++) {
+    for (int i = 0; i < PQntuples(res) && !cc_worker_stopping(self->worker); i++) {
         const char *name = PQgetvalue(res, i, 0);
         const char *p[] = { name };
         PGresult *lock = NULL;
@@ -297,16 +293,11 @@ s_round(os_reconcile_t *self)
     PQclear(res);
 }
 
-static void *
-s_run(void *arg)
+static void
+s_run(cc_worker_t *worker, void *arg)
 {
     os_reconcile_t *self = arg;
-    while (!atomic_load(&self->stop)) {
-        struct pollfd fd = { .fd = self->wake[0], .events = POLLIN };
-        if (poll(&fd, 1, self->opts.every_ms) != 0) break;   /* destroy (or a poll failure) */
-        s_round(self);
-    }
-    return NULL;
+    while (cc_worker_wait(worker, self->opts.every_ms, -1) == 0) s_round(self);
 }
 
 os_reconcile_t *
@@ -317,7 +308,6 @@ os_reconcile_new(const os_reconcile_opts_t *opts)
     self->opts = *opts;
     self->db_url = strdup(opts->db_url);
     self->opts.db_url = self->db_url;
-    self->wake[0] = self->wake[1] = -1;
     self->pg = cc_pg_new(opts->db_url, opts->reconnect_ms, opts->metrics);
     cc_pg_statement(self->pg, "rc_platforms",
                     "SELECT name, dialect, reconcile_url, coalesce(reconcile_token, ''), reconcile_since,"
@@ -338,21 +328,11 @@ os_reconcile_new(const os_reconcile_opts_t *opts)
         CC_ERROR("curl_easy_init failed", "component=reconcile");
         goto err;
     }
-    if (pipe(self->wake)) {
-        CC_ERROR("pipe failed", "component=reconcile error=\"%s\"", strerror(errno));
-        goto err;
-    }
-    int rc = pthread_create(&self->thread, NULL, s_run, self);
-    if (rc) {
-        CC_ERROR("pthread_create failed", "component=reconcile error=\"%s\"", strerror(rc));
-        goto err;
-    }
+    self->worker = cc_worker_new("reconcile");
+    if (!self->worker || cc_worker_start(self->worker, s_run, self)) goto err;
     return self;
 err:
-    if (self->wake[0] >= 0) {
-        close(self->wake[0]);
-        close(self->wake[1]);
-    }
+    cc_worker_destroy(&self->worker);
     if (self->curl) curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);
@@ -365,11 +345,7 @@ os_reconcile_destroy(os_reconcile_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_reconcile_t *self = *self_p;
-    atomic_store(&self->stop, true);
-    if (write(self->wake[1], "x", 1) < 0) CC_WARN("write failed", "component=reconcile error=\"%s\"", strerror(errno));
-    pthread_join(self->thread, NULL);
-    close(self->wake[0]);
-    close(self->wake[1]);
+    cc_worker_destroy(&self->worker);   /* after its current pass */
     curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);
