@@ -49,14 +49,19 @@ s_wait(pid_t pid)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* The highest of rates with zero failed calls (3 s of calls at each). */
+/* The highest of rates with zero failed calls (3 s of calls at each). A
+ * rate that fails is tried once more before the search stops, so one burst
+ * of noise from the rest of the machine does not end it. */
 static int
 s_cps(int port, const int *rates, int n)
 {
     int best = 0;
     for (int i = 0; i < n; i++) {
-        int rc = s_wait(s_sipp("short", port, rates[i], rates[i] * 3, rates[i] * 2, 0, false));
-        fprintf(stderr, "sip_bench: %d calls/s -> %s\n", rates[i], rc == 0 ? "zero failures" : "failures");
+        int rc = -1;
+        for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
+            rc = s_wait(s_sipp("short", port, rates[i], rates[i] * 3, rates[i] * 2, 0, false));
+            fprintf(stderr, "sip_bench: port %d, %d calls/s -> %s\n", port, rates[i], rc == 0 ? "zero failures" : "failures");
+        }
         if (rc != 0) break;
         best = rates[i];
     }
@@ -121,7 +126,7 @@ main(void)
     fclose(f);
     const char *kargs[] = { "-f", cfg, "-DD", "-E", "-w", cc_harness_dir(s_h), NULL };
     cc_harness_spawn_as(s_h, "kamailio", "/usr/sbin/kamailio", kargs);
-    cc_sleep_ms(1000);
+    if (!cc_harness_wait_udp_bound(kport, 20000)) { fprintf(stderr, "kamailio did not start\n"); return 1; }
 
     char v[16];
     int port = cc_harness_free_port(), admin = cc_harness_free_port();
@@ -143,7 +148,7 @@ main(void)
     if (!cc_harness_wait_http(admin, "/healthz", 20000)) { fprintf(stderr, "gateway not healthy\n"); return 1; }
 
     static const int ours[] = { 100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500, 2000 };
-    static const int kam[] = { 2000, 5000, 10000, 15000, 20000, 25000, 30000 };
+    static const int kam[] = { 1000, 2000, 5000, 10000, 15000, 20000, 25000, 30000 };
     bool skip_cps = getenv("BENCH_SKIP_CPS") != NULL;   /* media phase alone, when tuning */
     int cps = skip_cps ? 0 : s_cps(port, ours, sizeof ours / sizeof *ours);
     int kcps = skip_cps ? 0 : s_cps(kport, kam, sizeof kam / sizeof *kam);

@@ -28,7 +28,8 @@ struct _os_ops_t {
 static const struct { const char *name, *sql; } s_stmts[] = {
     { "op_order", "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                   " (extract(epoch FROM o.created_at) * 1e6)::bigint, (extract(epoch FROM o.updated_at) * 1e6)::bigint,"
-                  " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, '')"
+                  " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, ''),"
+                  " o.platform_number"
                   " FROM commerce.orders o LEFT JOIN commerce.customers c ON c.id = o.customer_id"
                   " LEFT JOIN LATERAL (SELECT carrier, tracking_number FROM commerce.shipments"
                   "   WHERE order_number = o.order_number ORDER BY id DESC LIMIT 1) s ON true"
@@ -412,6 +413,7 @@ s_order_load(cc_pg_t *pg, const char *number, s_order_t *o)
     o->order.paid_minor = atoll(PQgetvalue(h, 0, 10));
     o->order.carrier = PQgetvalue(h, 0, 11);
     o->order.tracking_number = PQgetvalue(h, 0, 12);
+    o->order.platform_number = PQgetvalue(h, 0, 13);
     int n = PQntuples(o->items);
     o->iv = calloc((size_t) n + 1, sizeof *o->iv);
     o->ip = calloc((size_t) n + 1, sizeof *o->ip);

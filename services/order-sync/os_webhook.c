@@ -452,3 +452,13 @@ os_order_status(const char *name)
     for (int k = 1; k < 9; k++) if (strcmp(name, s_status_names[k]) == 0) return (Cc__OrderStatus) k;
     return CC__ORDER_STATUS__ORDER_UNKNOWN;
 }
+
+char *
+os_platform_number(const char *order_number, const char *platform, char *buf, size_t cap)
+{
+    size_t n = strlen(order_number), pl = strlen(platform);
+    if (pl && n > pl + 1 && order_number[n - pl - 1] == '@' && strcmp(order_number + n - pl, platform) == 0)
+        n -= pl + 1;
+    snprintf(buf, cap, "%.*s", (int) n, order_number);
+    return buf;
+}

@@ -61,4 +61,10 @@ void os_amount_text(long long minor, const char *currency, char *buf, size_t cap
 
 Cc__OrderStatus os_order_status(const char *name);
 
+/* The shop's own number of our order_number on platform, as
+ * commerce.new_order_number (migration 0020) makes ours: "1001@beta" on beta
+ * is beta's 1001, any other is the shop's number itself. Written into buf
+ * (cap bytes); returns buf. */
+char *os_platform_number(const char *order_number, const char *platform, char *buf, size_t cap);
+
 #endif

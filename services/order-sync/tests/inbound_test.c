@@ -7,6 +7,7 @@
  * platform_status_that_would_move_back_applies_the_rest_and_keeps_the_status
  * two_shops_with_the_same_order_number_each_keep_theirs
  * customers_inside_orders_are_told_when_they_change
+ * new_orders_of_a_batch_go_set_wise_and_tell_their_customers
  * payments_in_full_settle_a_delivered_order_partial_ones_do_not
  * shopify_products_with_variants_are_one_product_per_variant
  * exports_use_a_connection_kept_by_the_http_thread */
@@ -346,6 +347,11 @@ two_shops_with_the_same_order_number_each_keep_theirs(void)
              " WHERE s.order_number = o.order_number), '-'), ', ' ORDER BY o.order_number)"
              " FROM commerce.orders o WHERE o.platform_number = '3001'",
              "3001 reviewed 19999 -, 3001@beta shipped 3100 CP123");
+    /* The bus tells each order with the shop's own number. */
+    Cc__OrderUpdated *u = s_order_event("order.updated", "3001@beta");
+    CHECK(strcmp(u->order->platform_number, "3001") == 0 && strcmp(u->order->platform, "beta") == 0
+          && u->order->total->minor == 3100, "order.updated 3001@beta: platform_number %s", u->order->platform_number);
+    cc__order_updated__free_unpacked(u, NULL);
     /* A re-delivery of acme's creation is still a duplicate of acme's. */
     s_shopify_ok("acme", "orders/create", "same-1", a, "duplicate");
     free(a);
@@ -398,6 +404,10 @@ two_shops_with_the_same_order_number_each_keep_theirs(void)
     Cc__Reply *r = NULL;
     CHECK(cc_rpc_call_sync(c, "order.cancel", buf, len, 3000, &r) == 0 && r->status == 0, "cancel S-9@shop2: %s",
           r ? r->error : "no reply");
+    Cc__Order *done = cc__order__unpack(NULL, r->payload.len, r->payload.data);
+    CHECK(done && strcmp(done->order_number, "S-9@shop2") == 0 && strcmp(done->platform_number, "S-9") == 0
+          && done->status == CC__ORDER_STATUS__ORDER_CANCELLED, "the cancelled order, with the shop's own number");
+    cc__order__free_unpacked(done, NULL);
     cc__reply__free_unpacked(r, NULL);
     cc_rpc_client_destroy(&c);
     s_expect("SELECT string_agg(order_number || ' ' || status, ', ' ORDER BY order_number) FROM commerce.orders"
@@ -443,6 +453,31 @@ customers_inside_orders_are_told_when_they_change(void)
     cc__customer_updated__free_unpacked(u, NULL);
     s_expect("SELECT name || ' ' || phone FROM commerce.customers WHERE platform = 'shop1' AND external_id = 'c-500'",
              "Ann Lee 13700000009");
+    TEST_PASS(__func__);
+}
+
+/* The set-wise path of commerce.apply_batch (0009) is taken for new orders,
+ * and tells their customers: no event goes through commerce.apply_event
+ * (counted in the transaction's function statistics), rolled back after. */
+static void
+new_orders_of_a_batch_go_set_wise_and_tell_their_customers(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(cc_pg_run(s_pg, "BEGIN", NULL) == 0, "begin");
+    CHECK(cc_pg_run(s_pg, "SET LOCAL track_functions = 'pl'", NULL) == 0, "%s", cc_pg_error(s_pg));
+    s_expect("SELECT string_agg(e->>'topic' || ' ' || (e->>'key'), ', ' ORDER BY r.n, e->>'topic')"
+             " FROM jsonb_array_elements(commerce.apply_batch('["
+             "{\"kind\":\"order\",\"platform\":\"shop1\",\"event_id\":\"sw-1\",\"data\":{\"order_number\":\"SW-1\","
+             "\"status\":\"ordered\",\"total\":100,\"currency\":\"CNY\",\"version\":1,"
+             "\"customer\":{\"id\":\"c-sw1\",\"name\":\"Sw\"},\"items\":[{\"sku\":\"X\",\"quantity\":1,\"unit_price\":100}]}},"
+             "{\"kind\":\"order\",\"platform\":\"shop1\",\"event_id\":\"sw-2\",\"data\":{\"order_number\":\"SW-2\","
+             "\"status\":\"ordered\",\"total\":100,\"currency\":\"CNY\",\"version\":1,"
+             "\"customer\":{\"id\":\"c-500\",\"name\":\"Ann Lee\",\"phone\":\"13700000009\"},"
+             "\"items\":[{\"sku\":\"X\",\"quantity\":1,\"unit_price\":100}]}}]'::jsonb))"
+             " WITH ORDINALITY AS r (x, n), jsonb_array_elements(r.x->'events') e",
+             "customer.updated c-sw1, order.created SW-1, order.created SW-2");
+    s_expect("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'", "0");
+    CHECK(cc_pg_run(s_pg, "ROLLBACK", NULL) == 0, "rollback");
     TEST_PASS(__func__);
 }
 
@@ -541,6 +576,16 @@ shopify_products_with_variants_are_one_product_per_variant(void)
     s_expect("SELECT string_agg(code || ' ' || price_minor, ', ' ORDER BY code) FROM commerce.products"
              " WHERE specification->>'product_id' = '632910392'",
              "IPOD2008PINK 18999, IPOD2008RED 19900, variant-457924702 18995");
+    /* The Black variant deleted in the shop: no longer sold here either. */
+    body = s_ipod_json("2026-11-25T12:00:00-05:00", "189.99", "189.95");
+    char *black = strstr(body, ",{\"id\":457924702"), *end = black ? strstr(black, "],\"options\"") : NULL;
+    CHECK(black && end, "the Black variant in the JSON");
+    memmove(black, end, strlen(end) + 1);
+    s_shopify_ok("acme", "products/update", "prod-4", body, "applied");
+    free(body);
+    s_expect("SELECT string_agg(code || ' ' || status, ', ' ORDER BY code) FROM commerce.products"
+             " WHERE specification->>'product_id' = '632910392'",
+             "IPOD2008PINK active, IPOD2008RED active, variant-457924702 discontinued");
     TEST_PASS(__func__);
 }
 
@@ -625,6 +670,7 @@ main(void)
     platform_status_that_would_move_back_applies_the_rest_and_keeps_the_status();
     two_shops_with_the_same_order_number_each_keep_theirs();
     customers_inside_orders_are_told_when_they_change();
+    new_orders_of_a_batch_go_set_wise_and_tell_their_customers();
     payments_in_full_settle_a_delivered_order_partial_ones_do_not();
     shopify_products_with_variants_are_one_product_per_variant();
     exports_use_a_connection_kept_by_the_http_thread();
@@ -634,6 +680,6 @@ main(void)
     cc_bus_destroy(&s_events);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("inbound_test: 6 passed, 0 failed\n");
+    printf("inbound_test: 7 passed, 0 failed\n");
     return 0;
 }
