@@ -647,10 +647,34 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   return out
 end
 
--- answered call agent: the agent's phone answered the offer.
+-- An agent put back ready after Redis lost its data, not offered a call
+-- since: its phone may still ring with an offer Redis forgot, whose outcome
+-- comes as for any offer.
+local function restored_ready(agent)
+  local a = load_agent(agent)
+  if a and a.state == 'ready' and a.reason == 'restored' then return a end
+  return nil
+end
+
+-- answered call agent: the agent's phone answered the offer. A call Redis
+-- lost while the phone rang comes back answered by the agent, in its first
+-- queue (the gateway bridged it; its end puts the agent through wrap-up).
 function ops.answered(call, agent)
   local c = hgetall('acd:call:' .. call)
-  if not c then return fail('not_found', 'no call ' .. tostring(call)) end
+  if not c then
+    local a = restored_ready(agent)
+    local q = a and list(a.queues)[1]
+    if not q then return fail('not_found', 'no call ' .. tostring(call)) end
+    redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', 0, 'enq', now_s, 'qenq', now_s,
+               'rank', 9 * PRIO_SPAN + now, 'skills', '', 'state', 'answered', 'agent', agent, 'offered', now_s,
+               'answered', now_s, 'last_agent', '', 'sticky_until', 0, 'customer', '', 'caller', '', 'flags', '',
+               'kind', 'call', 'attempts', 0)
+    redis.call('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
+    a.calls = tostring((tonumber(a.calls) or 0) + 1)
+    set_state(agent, a, 'on_call', '', call)
+    emit({ 'answered', call, agent, q, '0', '1' })
+    return out
+  end
   if c.state ~= 'offered' or c.agent ~= agent then
     return fail('conflict', 'call ' .. call .. ' is not offered to ' .. tostring(agent))
   end
@@ -669,6 +693,14 @@ end
 -- rejected call agent: the agent declined or could not be rung.
 function ops.rejected(call, agent, reason)
   local c = hgetall('acd:call:' .. call)
+  if not c then
+    -- Redis lost the call while the phone rang: the agent's outcome still
+    -- holds; the gateway enqueues the caller again on not_found.
+    local a = restored_ready(agent)
+    if a then set_state(agent, a, 'not_ready', reason ~= '' and reason or 'rejected', '') end
+    emit({ 'error', 'not_found', 'no call ' .. tostring(call) })
+    return out
+  end
   if not c or c.state ~= 'offered' or c.agent ~= agent then return fail('conflict', 'no such offer') end
   withdraw_offer(call, c, reason ~= '' and reason or 'rejected')
   route_call(call)
