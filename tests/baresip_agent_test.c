@@ -17,7 +17,8 @@
  * pcma_phone_and_pcmu_caller_are_bridged_through_conversion
  * unanswered_and_declined_offers_then_a_manual_answer_and_the_agent_hangs_up
  * malformed_registers_get_the_right_status_and_the_next_one_works
- * unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready */
+ * unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready
+ * registration_survives_a_gateway_restart */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -68,7 +69,6 @@ static cc_harness_t *s_h;
 static cc_callpath_t s_path;
 static cc_pg_t *s_pg;
 static cc_bus_t *s_events;
-static int s_media_base;
 
 /* ------------------------------------------------------------- baresip */
 
@@ -84,35 +84,6 @@ typedef struct {
 } phone_t;
 
 static json_t *s_phone_next(phone_t *p, int timeout_ms);
-
-/* True when nothing listens on TCP or UDP port of 127.0.0.1 now. */
-static bool
-s_port_free(int port)
-{
-    bool free_ = true;
-    int types[] = { SOCK_STREAM, SOCK_DGRAM };
-    for (int i = 0; i < 2; i++) {
-        int fd = socket(AF_INET, types[i], 0);
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0) free_ = false;
-        if (fd >= 0) close(fd);
-    }
-    return free_;
-}
-
-/* A port free for UDP and TCP (several tests share the machine). With
- * pair, the next port too: baresip listens for TLS there. */
-static int
-s_udp_tcp_port(bool pair)
-{
-    for (int i = 0; i < 100; i++) {
-        int port = cc_harness_free_port();
-        if (port < 65535 && s_port_free(port) && (!pair || s_port_free(port + 1))) return port;
-    }
-    CHECK(0, "no free port");
-    return 0;
-}
 
 /* Runs a baresip command over ctrl_tcp; fails the test unless it succeeds.
  * Events that come first are kept for s_phone_event. */
@@ -152,10 +123,9 @@ s_phone_start(phone_t *p, const char *label, const char *user, const char *passw
     snprintf(p->label, sizeof p->label, "%s", label);
     snprintf(p->dir, sizeof p->dir, "%s/%s", cc_harness_dir(s_h), label);
     CHECK(mkdir(p->dir, 0755) == 0 || errno == EEXIST, "mkdir %s", p->dir);
-    p->sip_port = s_udp_tcp_port(true);
+    p->sip_port = cc_harness_free_ports(2);   /* SIP over UDP and TCP, then TLS */
     p->ctrl_port = cc_harness_free_port();
-    int rtp = s_media_base;
-    s_media_base += 20;
+    int rtp = cc_harness_free_ports(20);
     char path[600];
     snprintf(path, sizeof path, "%s/config", p->dir);
     FILE *f = fopen(path, "w");
@@ -351,10 +321,9 @@ s_caller(const char *label, const char *scenario, const char *service, bool echo
     char sf[512], remote[64], lp[16], mp[16], d[16];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/%s.xml", CC_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_path.sip_port);
-    snprintf(lp, sizeof lp, "%d", s_udp_tcp_port(false));
-    snprintf(mp, sizeof mp, "%d", s_media_base);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_ports(1));
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));   /* SIPp binds mp and mp + 2 */
     snprintf(d, sizeof d, "%d", pause_ms);
-    s_media_base += 20;
     const char *args[] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-d", d, "-nostdin", "-timeout",
                            "60s", "-timeout_error", echo ? "-rtp_echo" : remote, echo ? remote : NULL, NULL };
     return cc_harness_spawn_as(s_h, label, "/usr/bin/sipp", args);
@@ -485,6 +454,29 @@ s_count_lines(const char *file, const char *text)
     for (const char *at = log; at && (at = strstr(at, text)); at += strlen(text)) n++;
     free(log);
     return n;
+}
+
+/* user's row in telephony.registrations (contact, transport, source,
+ * seconds left), once its contact holds want (NULL: once there is no row);
+ * fails the test after 10 s. Returns the row (caller clears), or NULL. */
+static PGresult *
+s_stored_binding(const char *user, const char *want)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT contact, transport, source, extract(epoch FROM expires_at - now())::int"
+             " FROM telephony.registrations WHERE username = '%s'", user);
+    PGresult *res = NULL;
+    for (int64_t end = cc_mono_ms() + 10000;; cc_sleep_ms(100)) {
+        if (res) PQclear(res);
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "registrations");
+        if (!want && PQntuples(res) == 0) {
+            PQclear(res);
+            return NULL;
+        }
+        if (want && PQntuples(res) == 1 && strstr(PQgetvalue(res, 0, 0), want)) return res;
+        CHECK(cc_mono_ms() < end, "%s's stored binding: %d rows, contact %s, want %s", user, PQntuples(res),
+              PQntuples(res) ? PQgetvalue(res, 0, 0) : "-", want ? want : "none");
+    }
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -892,6 +884,18 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     struct sip_msg *msg;
     s_good("nothing");
     s_metric_becomes("gateway_registrations", 1, 5000);
+    /* Stored as accepted: contact, transport, where it came from, when it ends. */
+    PGresult *row = s_stored_binding("1002", "sip:1002@127.0.0.1:5999");
+    struct sockaddr_in l;
+    socklen_t llen = sizeof l;
+    getsockname(s_udp, (struct sockaddr *) &l, &llen);
+    char source[32];
+    snprintf(source, sizeof source, "127.0.0.1:%d", ntohs(l.sin_port));
+    CHECK(strcmp(PQgetvalue(row, 0, 0), "sip:1002@127.0.0.1:5999") == 0 && strcmp(PQgetvalue(row, 0, 1), "udp") == 0
+          && strcmp(PQgetvalue(row, 0, 2), source) == 0 && atoi(PQgetvalue(row, 0, 3)) > 100
+          && atoi(PQgetvalue(row, 0, 3)) <= 120, "the stored binding: %s %s %s, %s s left (from %s)",
+          PQgetvalue(row, 0, 0), PQgetvalue(row, 0, 1), PQgetvalue(row, 0, 2), PQgetvalue(row, 0, 3), source);
+    PQclear(row);
 
     mem_deref(s_expect("Authorization without digest fields", "Authorization: Digest garbage\r\n", contact, 400));
     s_good("a bad Authorization");
@@ -962,6 +966,32 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     mem_deref(msg);
     s_good("a bad Expires");
 
+    /* RFC 3261 10.3: shorter than GATEWAY_MIN_EXPIRES_S (5 s here), in the
+     * header or the Contact: 423 with Min-Expires, the binding unchanged. */
+    s_nonce(nonce, sizeof nonce);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
+    msg = s_expect("Expires under the minimum", auth, "Contact: <sip:1002@192.0.2.77:5060>\r\nExpires: 4\r\n", 423);
+    h = sip_msg_hdr(msg, SIP_HDR_MIN_EXPIRES);
+    CHECK(h && pl_strcmp(&h->val, "5") == 0, "Min-Expires: %.*s", h ? (int) h->val.l : 0, h ? h->val.p : "");
+    mem_deref(msg);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 2);
+    msg = s_expect("a Contact's expires under the minimum", auth,
+                   "Contact: <sip:1002@192.0.2.77:5060>;expires=1\r\nExpires: 120\r\n", 423);
+    h = sip_msg_hdr(msg, SIP_HDR_MIN_EXPIRES);
+    CHECK(h && pl_strcmp(&h->val, "5") == 0, "Min-Expires for the Contact's expires");
+    mem_deref(msg);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 3);
+    msg = s_expect("a query after the 423s", auth, "", 200);
+    h = sip_msg_hdr(msg, SIP_HDR_CONTACT);
+    CHECK(s_has(h, "sip:1002@127.0.0.1:5999") && !s_has(h, "192.0.2.77"), "a refused interval binds nothing");
+    mem_deref(msg);
+    s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 4);
+    msg = s_expect("the minimum itself", auth, "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 5\r\n", 200);
+    h = sip_msg_hdr(msg, SIP_HDR_CONTACT);
+    CHECK(s_has(h, "expires=5"), "granted the minimum: %.*s", h ? (int) h->val.l : 0, h ? h->val.p : "");
+    mem_deref(msg);
+    s_good("an interval too brief");
+
     s_nonce(nonce, sizeof nonce);
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
     msg = s_expect("no Contact: a query", auth, "", 200);
@@ -979,6 +1009,7 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
     mem_deref(s_expect("Contact * with Expires 0", auth, "Contact: *\r\nExpires: 0\r\n", 200));
     s_metric_becomes("gateway_registrations", 0, 5000);
+    s_stored_binding("1002", NULL);   /* the row is deleted too */
     s_good("removing every binding");
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 2);
     mem_deref(s_expect("Contact * without Expires 0", auth, "Contact: *\r\n", 400));
@@ -987,6 +1018,7 @@ malformed_registers_get_the_right_status_and_the_next_one_works(void)
     s_auth(auth, sizeof auth, "callcenter", "secret1002", nonce, 1);
     mem_deref(s_expect("unregister 1002", auth, "Contact: <sip:1002@127.0.0.1:5999>\r\nExpires: 0\r\n", 200));
     s_metric_becomes("gateway_registrations", 0, 5000);
+    s_stored_binding("1002", NULL);
     TEST_PASS(__func__);
 }
 
@@ -1021,12 +1053,52 @@ unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(cc_redis
     TEST_PASS(__func__);
 }
 
+/* The phone registers; the gateway is stopped (SIGTERM) and started again;
+ * acd's next offer still rings the phone, which did not register again: the
+ * binding came back from telephony.registrations. */
+static void
+registration_survives_a_gateway_restart(cc_redis_t *redis, cc_rpc_client_t *acd)
+{
+    TEST_BEGIN(__func__);
+    phone_t agent;
+    s_register_agent(&agent, "baresip-restart", "udp", "PCMU,PCMA", "auto");
+    char port[16], source[32];
+    snprintf(port, sizeof port, "@127.0.0.1:%d", agent.sip_port);
+    snprintf(source, sizeof source, "127.0.0.1:%d", agent.sip_port);
+    PGresult *row = s_stored_binding("1001", port);
+    CHECK(strcmp(PQgetvalue(row, 0, 1), "udp") == 0 && strcmp(PQgetvalue(row, 0, 2), source) == 0
+          && atoi(PQgetvalue(row, 0, 3)) > 40 && atoi(PQgetvalue(row, 0, 3)) <= 60, "stored: %s %s %s, %s s left",
+          PQgetvalue(row, 0, 0), PQgetvalue(row, 0, 1), PQgetvalue(row, 0, 2), PQgetvalue(row, 0, 3));
+    PQclear(row);
+    size_t registers = s_count_lines("gateway.log", "msg=\"phone registered\"");
+
+    int status = cc_harness_stop(s_h, s_path.gateway, SIGTERM, 20000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the gateway stopped cleanly (status %d)", status);
+    PQclear(s_stored_binding("1001", port));   /* a stop keeps the bindings */
+    s_path.gateway = cc_harness_spawn(s_h, "gateway", NULL);
+    CHECK(cc_harness_wait_http(s_path.gw_admin, "/healthz", 30000), "the gateway is back (see %s/gateway.log)",
+          cc_harness_dir(s_h));
+    s_metric_becomes("gateway_registrations", 1, 10000);
+    CHECK(s_count_lines("gateway.log", "msg=\"stored registrations loaded\" count=1") == 1, "one binding loaded at start");
+
+    s_set_ready(acd);
+    s_agent_becomes(redis, "ready", 10000);
+    s_bridged_call_with_audio(&agent, redis, "sipp-caller-restart", "PCMU");   /* stops baresip: it unregisters */
+    Cc__AgentRegistered *r = s_registered_event("1001", 5000);
+    CHECK(r->expires_s == 0, "unregistered on exit: expires %u", r->expires_s);
+    cc__agent_registered__free_unpacked(r, NULL);
+    CHECK(s_count_lines("gateway.log", "msg=\"phone registered\"") == registers + 1,
+          "the phone's only REGISTER since the restart was its unregister on exit");
+    s_stored_binding("1001", NULL);
+    s_metric_becomes("gateway_registrations", 0, 5000);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
     cc_log_init("baresip_agent_test", "baresip_agent_test");
     s_h = cc_harness_new("baresip");
-    s_media_base = 47000 + (getpid() % 40) * 200;
     cc_harness_start_pg(s_h);
     cc_harness_start_redis(s_h);
     cc_harness_start_forwarder(s_h, false, 100000);
@@ -1045,6 +1117,8 @@ main(void)
     cc_bus_subscribe(s_events, "call.bridged");
     setenv("GATEWAY_NONCE_TTL_S", "3", 1);
     setenv("GATEWAY_RING_MS", "3000", 1);
+    /* The unrefreshed registration lasts 5 s (the default minimum is 60 s). */
+    setenv("GATEWAY_MIN_EXPIRES_S", "5", 1);
     cc_harness_start_callpath(s_h, &s_path, "100=queue:sales", 34000 + (getpid() % 30) * 100);
 
     cc_redis_t *redis = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
@@ -1071,6 +1145,7 @@ main(void)
     unanswered_and_declined_offers_then_a_manual_answer_and_the_agent_hangs_up(redis, acd);
     malformed_registers_get_the_right_status_and_the_next_one_works();
     unrefreshed_registration_expires_and_the_offer_puts_the_agent_not_ready(redis);
+    registration_survives_a_gateway_restart(redis, acd);
 
     if (s_udp >= 0) close(s_udp);
     cc_rpc_client_destroy(&acd);
@@ -1079,6 +1154,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("baresip_agent_test: 9 passed, 0 failed\n");
+    printf("baresip_agent_test: 10 passed, 0 failed\n");
     return 0;
 }

@@ -37,9 +37,8 @@ s_sipp(const char *label, const char *scenario, const char *service, const char 
     char sf[512], remote[64], lp[16], mp[16];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/%s.xml", CC_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    static int media = 0;
-    snprintf(mp, sizeof mp, "%d", 42000 + (getpid() % 90) * 40 + (media += 10));
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_ports(1));
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));   /* SIPp binds mp and mp + 2 */
     const char *args[32] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-nostdin",
                              "-timeout", "60s", "-timeout_error" };
     int n = 14;
@@ -100,9 +99,9 @@ main(void)
 
     /* The phone: its SIP port answers calls; another SIPp registers it there. */
     char phone_port[16];
-    snprintf(phone_port, sizeof phone_port, "%d", cc_harness_free_port());
+    snprintf(phone_port, sizeof phone_port, "%d", cc_harness_free_ports(1));
     char phone_media[16];
-    snprintf(phone_media, sizeof phone_media, "%d", 46000 + (getpid() % 90) * 10);
+    snprintf(phone_media, sizeof phone_media, "%d", cc_harness_free_ports(3));
     const char *phone_args[] = { "-p", phone_port, "-mp", phone_media, NULL };
     char sf[512], remote[64];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/uas_agent.xml", CC_SOURCE_DIR);

@@ -131,8 +131,8 @@ main(void)
     char sf[512], remote[64], lp[16], mp[16];
     snprintf(sf, sizeof sf, "%s/services/gateway/tests/sipp/uac_ivr.xml", CC_SOURCE_DIR);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", sip);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 47000 + (getpid() % 90) * 10);
+    snprintf(lp, sizeof lp, "%d", cc_harness_free_ports(1));
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));   /* SIPp binds mp and mp + 2 */
     const char *args[] = { "-sf", sf, "-s", "100", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
                            "-timeout_error", remote, NULL };
     pid_t caller = cc_harness_spawn_as(h, "sipp-caller", "/usr/bin/sipp", args);

@@ -9,6 +9,7 @@
 #include "cc/cc_redis.h"
 #include "cc/cc_rpc.h"
 #include "cc/cc_util.h"
+#include "cc/cc_worker.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,7 @@ static const struct { const char *name; void (*fn)(void); } s_tests[] = {
     { "cc_rpc", cc_rpc_test },
     { "cc_pg", cc_pg_test },
     { "cc_redis", cc_redis_test },
+    { "cc_worker", cc_worker_test },
     { NULL, NULL }
 };
 

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <czmq.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,10 @@
 #define RATE_SLOTS 256
 #define TELEV_PT 101
 
-enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE };
+enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE, MQ_BINDINGS };
 
 #define MAX_REGS 4096
+#define SIP_HASH_SIZE 16384            /* buckets of libre's transaction and session tables */
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
 #define REG_MAX_S 3600                 /* the longest registration granted */
@@ -44,6 +46,8 @@ typedef struct {
     gw_media_op_t op;
     gw_user_t *users;
     size_t nusers;
+    gw_binding_t *bindings;
+    size_t nbindings;
 } mq_req_t;
 
 typedef struct {
@@ -940,6 +944,74 @@ s_reg_find(gw_media_t *m, const char *user)
     return NULL;
 }
 
+/* The slot of user's binding, live or not; with add, a new one when there is
+ * none (NULL when the registrar is full). */
+static reg_t *
+s_reg_slot(gw_media_t *m, const char *user, bool add)
+{
+    int n = atomic_load(&m->nregs);
+    for (int i = 0; i < n; i++)
+        if (strcmp(m->regs[i].user, user) == 0) return &m->regs[i];
+    if (!add || n == MAX_REGS) return NULL;
+    reg_t *r = &m->regs[n];
+    snprintf(r->user, sizeof r->user, "%s", user);
+    r->expires_ms = 0;
+    atomic_store(&m->nregs, n + 1);
+    return r;
+}
+
+static const char *const s_transports[SIP_TRANSPC] = { "udp", "tcp", "tls", "ws", "wss" };
+
+/* Hands r's binding to the service thread to be stored; expires_s 0: it
+ * was removed. */
+static void
+s_tell_binding(gw_media_t *m, const reg_t *r, int expires_s)
+{
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = GW_MSG_BINDING;
+    gw_binding_t *b = &msg.binding;
+    snprintf(b->user, sizeof b->user, "%s", r->user);
+    snprintf(b->contact, sizeof b->contact, "%s", r->contact);
+    re_snprintf(b->source, sizeof b->source, "%J", &r->source);
+    snprintf(b->transport, sizeof b->transport, "%s", r->tp >= 0 && r->tp < SIP_TRANSPC ? s_transports[r->tp] : "udp");
+    b->expires_ms = (int64_t) expires_s * 1000;
+    s_tell(m, &msg);
+}
+
+/* The stored bindings, at start: each one the registrar has no live binding
+ * for (a phone that registered since keeps its newer one) is taken with
+ * what is left of its time. */
+static void
+s_bindings_add(gw_media_t *m, const gw_binding_t *b, size_t n)
+{
+    int64_t now = cc_mono_ms();
+    int added = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].expires_ms <= 0 || s_reg_find(m, b[i].user)) continue;
+        int tp = SIP_TRANSP_NONE;
+        for (int k = 0; k < SIP_TRANSPC; k++)
+            if (strcmp(b[i].transport, s_transports[k]) == 0) tp = k;
+        struct sa source;
+        if (tp == SIP_TRANSP_NONE || sa_decode(&source, b[i].source, strlen(b[i].source)) != 0) {
+            CC_WARN("stored registration unreadable; dropped", "user=%s transport=%s source=%s", b[i].user,
+                    b[i].transport, b[i].source);
+            continue;
+        }
+        reg_t *r = s_reg_slot(m, b[i].user, true);
+        if (!r) {
+            CC_WARN("stored registration dropped: registrar full", "user=%s", b[i].user);
+            continue;
+        }
+        snprintf(r->contact, sizeof r->contact, "%s", b[i].contact);
+        r->source = source;
+        r->tp = (enum sip_transp) tp;
+        r->expires_ms = now + b[i].expires_ms;
+        added++;
+    }
+    CC_INFO("stored registrations loaded", "count=%d", added);
+}
+
 /* How long a binding asks to live: the Contact's expires parameter, else
  * the Expires header, else the maximum. A value that is not a number of
  * seconds counts as the maximum (RFC 3261 20.19), and so does one above it. */
@@ -1014,9 +1086,7 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
     }
     nonce->nc = nc;
     const struct sip_hdr *ch = sip_msg_hdr(msg, SIP_HDR_CONTACT);
-    reg_t *r = NULL;
-    int n = atomic_load(&m->nregs);
-    for (int i = 0; i < n; i++) if (strcmp(m->regs[i].user, user) == 0) r = &m->regs[i];
+    reg_t *r = s_reg_slot(m, user, false);
     if (!ch) {
         int64_t left = r ? (r->expires_ms - cc_mono_ms()) / 1000 : 0;
         if (left > 0)
@@ -1037,20 +1107,24 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
         return;
     }
     int expires = wildcard ? 0 : s_expires(msg, &contact);
-    if (!r && expires > 0) {
-        if (n == MAX_REGS) {
-            sip_treply(NULL, m->sip, msg, 503, "Registrar Full");
-            return;
-        }
-        r = &m->regs[n];
-        snprintf(r->user, sizeof r->user, "%s", user);
-        atomic_store(&m->nregs, n + 1);
+    /* RFC 3261 10.3: too short a binding is refused with the shortest allowed. */
+    if (expires > 0 && expires < m->o.min_expires_s) {
+        CC_INFO("REGISTER interval too brief", "user=%s source=%s expires=%d min_expires=%d", user, src, expires,
+                m->o.min_expires_s);
+        sip_treplyf(NULL, NULL, m->sip, msg, false, 423, "Interval Too Brief", "Min-Expires: %d\r\nContent-Length: 0\r\n\r\n",
+                    m->o.min_expires_s);
+        return;
+    }
+    if (!r && expires > 0 && !(r = s_reg_slot(m, user, true))) {
+        sip_treply(NULL, m->sip, msg, 503, "Registrar Full");
+        return;
     }
     if (r) {
         if (!wildcard) pl_strcpy(&contact.auri, r->contact, sizeof r->contact);
         r->source = msg->src;
         r->tp = msg->tp;
         r->expires_ms = cc_mono_ms() + (int64_t) expires * 1000;
+        s_tell_binding(m, r, expires);
     }
     if (wildcard)
         sip_treplyf(NULL, NULL, m->sip, msg, false, 200, "OK", "Content-Length: 0\r\n\r\n");
@@ -1481,7 +1555,7 @@ s_control(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
         c->moh = true;
         c->prompt = music;
         c->pos = 0;
-    } else {
+    } else if (c->moh) {
         c->moh = false;
         s_back_to_music(c);
     }
@@ -1560,6 +1634,12 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
         s_tell_done(m, op->token, op->call_id, result, NULL);
         return;
     }
+    if (op->prompt[0] && c->bridged && !c->moh) {
+        /* The caller hears the other party, not prompts (a collect without
+         * a prompt still gathers the digits). */
+        s_tell_done(m, op->token, op->call_id, "bridged", NULL);
+        return;
+    }
     s_op_done(c, "replaced");
     if (op->kind == GW_MEDIA_HANGUP) {
         c->op = *op;
@@ -1615,8 +1695,11 @@ s_on_mqueue(int id, void *data, void *arg)
     if (id == MQ_DROP_AGENT) {
         gw_call_t *c = s_call_find(m, q->call_id, false);
         if (c && c->peer) {
-            c->bridged = false;
-            s_call_end(c->peer, 200, "system", "acd did not accept the answer");
+            gw_call_t *a = c->peer;
+            c->bridged = a->bridged = false;   /* the caller stays, back to its music */
+            s_call_end(a, 200, "system", "acd did not accept the answer");
+            if (c->originated)   /* a callback's customer: nobody left to talk to */
+                s_call_end(c, 200, "system", "acd did not accept the answer");
         }
     }
     if (id == MQ_OP) s_media_op(m, &q->op);
@@ -1634,8 +1717,10 @@ s_on_mqueue(int id, void *data, void *arg)
         m->nusers = q->nusers;
         q->users = NULL;
     }
+    if (id == MQ_BINDINGS) s_bindings_add(m, q->bindings, q->nbindings);
     if (q) {
         free(q->users);
+        free(q->bindings);
         free(q);
     }
     if (id != MQ_STOP) return;
@@ -1663,6 +1748,15 @@ s_thread(void *arg)
 {
     gw_media_t *m = arg;
     cc_log_set_trace(NULL);
+    if (m->o.media_priority > 0) {
+        /* Frames leave on time even when the machine is busy; the kernel's
+         * real-time throttling still leaves others 5% of each second. */
+        struct sched_param sp = { .sched_priority = m->o.media_priority };
+        int rc = pthread_setschedparam(pthread_self(), SCHED_RR, &sp);
+        if (rc) CC_WARN("media thread keeps its normal priority (SCHED_RR needs CAP_SYS_NICE)",
+                        "priority=%d error=\"%s\"", m->o.media_priority, strerror(rc));
+        else CC_INFO("media thread runs SCHED_RR", "priority=%d", m->o.media_priority);
+    }
     int err = libre_init();
     /* Two sockets a call (RTP, RTCP): let libre's poll set and the process
      * hold as many descriptors as the system allows. */
@@ -1677,11 +1771,14 @@ s_thread(void *arg)
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
     if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
-    if (!err) err = sip_alloc(&m->sip, NULL, 32, 32, 32, "callcenter-gateway", NULL, NULL);
+    /* Hash tables sized for the load: a UDP transaction lingers 32 s after
+     * its end (RFC 3261 timers J and K), so 600 calls a second keep some
+     * 40,000 of them; 32 buckets made every lookup walk a chain of 1,000. */
+    if (!err) err = sip_alloc(&m->sip, NULL, SIP_HASH_SIZE, SIP_HASH_SIZE, 256, "callcenter-gateway", NULL, NULL);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_UDP, &laddr);
     if (!err) err = sip_transp_add(m->sip, SIP_TRANSP_TCP, &laddr);
     if (!err) err = sip_listen(&m->lsnr, m->sip, true, s_on_request, m);
-    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, 32, s_on_connect, m);
+    if (!err) err = sipsess_listen(&m->sess_sock, m->sip, SIP_HASH_SIZE, s_on_connect, m);
     if (err) {
         CC_ERROR("SIP listen failed", "address=%s:%d error=\"%s\"", m->sip_host, m->o.sip_port, strerror(err));
         goto out;
@@ -1836,6 +1933,7 @@ s_push(gw_media_t *m, int id, mq_req_t *q)
 {
     if (mqueue_push(m->mq, id, q) != 0) {
         free(q->users);
+        free(q->bindings);
         free(q);
         return CC_EIO;
     }
@@ -1899,4 +1997,13 @@ gw_media_set_users(gw_media_t *self, gw_user_t *users, size_t n)
     q->users = users;
     q->nusers = n;
     return s_push(self, MQ_USERS, q);
+}
+
+int
+gw_media_set_bindings(gw_media_t *self, gw_binding_t *bindings, size_t n)
+{
+    mq_req_t *q = s_req(NULL);
+    q->bindings = bindings;
+    q->nbindings = n;
+    return s_push(self, MQ_BINDINGS, q);
 }

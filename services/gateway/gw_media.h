@@ -33,8 +33,10 @@ typedef struct {
                                * callbacks); empty: none */
     const char *hold_music;   /* prompt of media.hold when the request names none */
     int dial_ring_ms;         /* how long an outbound call rings when the request says nothing */
+    int media_priority;       /* 1-99: the SIP and RTP thread runs SCHED_RR at it; 0: as any thread */
     const char *service, *instance;
     int nonce_ttl_s;          /* how long a REGISTER nonce stays good */
+    int min_expires_s;        /* a REGISTER asking less gets 423 with Min-Expires */
 } gw_media_opts_t;
 
 /* One recording of a leg (media.record start .. stop). */
@@ -56,6 +58,14 @@ typedef struct {
     int nrecs;
 } gw_cdr_t;
 
+/* A phone's binding, as the registrar keeps it and telephony.registrations
+ * stores it. */
+typedef struct {
+    char user[64], contact[256], source[64];
+    char transport[8];         /* udp, tcp, tls, ws, wss */
+    int64_t expires_ms;        /* left from now; 0: removed */
+} gw_binding_t;
+
 /* What the media thread tells the service thread, through the inproc socket
  * (same process: plain bytes). */
 typedef enum {
@@ -66,6 +76,7 @@ typedef enum {
     GW_MSG_ENDED,        /* call_id: a queued caller's call ended */
     GW_MSG_MEDIA_DONE,   /* token, call_id, result (done, max, terminator, timeout, hangup, gone), digits */
     GW_MSG_CALLBACK_FAILED, /* call_id, agent, reason: the customer of a callback did not answer */
+    GW_MSG_BINDING,      /* binding: a REGISTER was accepted (or removed it): to be stored */
 } gw_msg_type_t;
 
 typedef struct {
@@ -75,6 +86,7 @@ typedef struct {
     char result[16], digits[64];
     char other[64];            /* GW_MSG_MEDIA_DONE of an originate: the new call's id */
     gw_cdr_t cdr;
+    gw_binding_t binding;
 } gw_msg_t;
 
 /* A media operation asked on the bus, carried out on the media thread; its
@@ -140,6 +152,9 @@ int gw_media_drop_agent(gw_media_t *self, const char *call_id);
 int gw_media_requeue_all(gw_media_t *self);
 /* Replaces the phones' credentials; takes ownership of users (malloc'd). */
 int gw_media_set_users(gw_media_t *self, gw_user_t *users, size_t n);
+/* Adds the stored bindings (gateway start); takes ownership of bindings
+ * (malloc'd). A user who registered meanwhile keeps the newer binding. */
+int gw_media_set_bindings(gw_media_t *self, gw_binding_t *bindings, size_t n);
 /* Starts a media operation (copied). A call has one at a time: a new one
  * ends the previous with result "replaced". */
 int gw_media_op(gw_media_t *self, const gw_media_op_t *op);

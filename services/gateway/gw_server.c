@@ -4,6 +4,7 @@
 #include "gw_media.h"
 #include "gw_tts.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 #include "cc/cc_rpc.h"
 #include "queue.pb-c.h"
 #include "media.pb-c.h"
@@ -25,7 +26,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "GATEWAY_RTP_MIN", CC_CFG_INT, 1024, 65534, NULL, 0, "Lowest RTP port" },
     { "GATEWAY_RTP_MAX", CC_CFG_INT, 1025, 65535, NULL, 0, "Highest RTP port" },
     { "GATEWAY_TRUNKS", CC_CFG_STR, 0, 1024, NULL, CC_CFG_NONEMPTY, "Sources allowed to send INVITEs: addresses or CIDRs, comma-separated" },
-    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Calls at once; more get 503" },
+    { "GATEWAY_MAX_CALLS", CC_CFG_INT, 1, 100000, NULL, 0, "Call legs at once (a bridged call is two; originate counts); more get 503" },
     { "GATEWAY_INVITES_PER_S", CC_CFG_INT, 1, 100000, NULL, 0, "New INVITEs per second per source; more get 503" },
     { "GATEWAY_ROUTES", CC_CFG_STR, 0, 4096, NULL, CC_CFG_NONEMPTY,
       "Dialled number (exact, prefix*, or *) to action: play:PROMPT (loop), announce:PROMPT (once, then hang up),"
@@ -46,8 +47,12 @@ static const cc_cfg_key_t s_keys[] = {
       "host:port numbers are dialled through (media.originate, media.transfer, callbacks); empty: none" },
     { "GATEWAY_DIAL_RING_MS", CC_CFG_INT, 1000, 300000, NULL, 0, "How long an outbound call rings before it is given up" },
     { "GATEWAY_HOLD_MUSIC", CC_CFG_STR, 0, 128, NULL, CC_CFG_NONEMPTY, "Prompt a held caller hears (media.hold without music)" },
+    { "GATEWAY_MEDIA_PRIORITY", CC_CFG_INT, 0, 99, NULL, 0,
+      "Real-time priority (SCHED_RR) of the SIP and RTP thread, 1-99; 0: none. Needs CAP_SYS_NICE, else a warning" },
     { "GATEWAY_NONCE_TTL_S", CC_CFG_INT, 1, 3600, NULL, 0,
       "How long a REGISTER digest nonce stays good; older ones get a fresh challenge (stale=true)" },
+    { "GATEWAY_MIN_EXPIRES_S", CC_CFG_INT, 1, 3600, NULL, 0,
+      "Shortest registration granted; a REGISTER asking less gets 423 Interval Too Brief with Min-Expires" },
     CC_CFG_END
 };
 
@@ -75,7 +80,14 @@ struct _gw_server_t {
     uint64_t next_token;
     char tts_dir[1024];
     int renders;               /* speech being rendered on the thread pool */
+    zhashx_t *bindings;        /* user -> binding_t not stored yet (database down) */
 };
+
+/* A binding on its way to telephony.registrations. */
+typedef struct {
+    gw_binding_t b;
+    int64_t expires_at_us;     /* wall clock, fixed when the REGISTER was accepted */
+} binding_t;
 
 /* media.say on its way: rendered on the thread pool, then played. */
 typedef struct {
@@ -117,6 +129,85 @@ static const char *s_insert =
     " INSERT INTO telephony.cdr_recording (cdr_id, call_id, seq, path, started_at, duration_ms)"
     " SELECT leg.id, leg.call_id, r.seq, r.path, to_timestamp(r.started::float8 / 1e6), r.ms"
     " FROM leg, unnest($20::text[], $21::bigint[], $22::bigint[]) WITH ORDINALITY AS r(path, started, ms, seq)";
+
+/* Registrations: one row per user, written as REGISTERs are accepted. */
+static const char *s_binding_put =
+    "INSERT INTO telephony.registrations (username, contact, transport, source, expires_at, instance)"
+    " VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1e6), $6)"
+    " ON CONFLICT (username) DO UPDATE SET contact = EXCLUDED.contact, transport = EXCLUDED.transport,"
+    " source = EXCLUDED.source, expires_at = EXCLUDED.expires_at, instance = EXCLUDED.instance, updated_at = now()";
+static const char *s_bindings_live =
+    "SELECT username, contact, transport, source, (extract(epoch FROM expires_at - now()) * 1000)::bigint"
+    " FROM telephony.registrations WHERE expires_at > now()";
+
+/* Stores every binding waiting (the newest of each user), removing what
+ * is stored; stops at the first failure (logged), the rest wait for the
+ * next try. */
+static void
+s_bindings_flush(gw_server_t *self)
+{
+    cc_pg_t *pg = cc_service_pg(self->svc);
+    for (binding_t *w = zhashx_first(self->bindings); w; w = zhashx_first(self->bindings)) {
+        int rc;
+        if (w->b.expires_ms > 0) {
+            char at[24];
+            snprintf(at, sizeof at, "%" PRId64, w->expires_at_us);
+            const char *p[] = { w->b.user, w->b.contact, w->b.transport, w->b.source, at, cc_service_instance(self->svc) };
+            rc = cc_pg_exec(pg, "gw_binding_put", 6, p, NULL);
+        } else {
+            const char *p[] = { w->b.user };
+            rc = cc_pg_exec(pg, "gw_binding_del", 1, p, NULL);
+        }
+        if (rc) {
+            CC_ERROR("registration not stored; kept for retry", "user=%s pending=%zu error=\"%s\"", w->b.user,
+                     zhashx_size(self->bindings), cc_pg_error(pg));
+            return;
+        }
+        zhashx_delete(self->bindings, w->b.user);
+    }
+}
+
+/* A REGISTER accepted: its binding (or its removal) to be stored. */
+static void
+s_binding_keep(gw_server_t *self, const gw_binding_t *b)
+{
+    binding_t *w = calloc(1, sizeof *w);
+    if (!w) abort();
+    w->b = *b;
+    w->expires_at_us = cc_wall_us() + b->expires_ms * 1000;
+    zhashx_update(self->bindings, b->user, w);   /* replaces an older one of the user */
+    s_bindings_flush(self);
+}
+
+/* The stored bindings still live go to the registrar; expired ones are
+ * deleted. */
+static void
+s_load_bindings(gw_server_t *self)
+{
+    cc_pg_t *pg = cc_service_pg(self->svc);
+    PGresult *res = NULL;
+    if (cc_pg_exec(pg, "gw_bindings_expired", 0, NULL, &res) == 0) {
+        if (atoi(PQcmdTuples(res)) > 0) CC_INFO("expired registrations deleted", "count=%s", PQcmdTuples(res));
+        PQclear(res);
+        res = NULL;
+    }
+    if (cc_pg_exec(pg, "gw_bindings", 0, NULL, &res)) {
+        CC_ERROR("stored registrations not loaded", "error=\"%s\"", cc_pg_error(pg));
+        return;
+    }
+    int n = PQntuples(res);
+    gw_binding_t *b = calloc((size_t) n + 1, sizeof *b);
+    if (!b) abort();
+    for (int i = 0; i < n; i++) {
+        snprintf(b[i].user, sizeof b[i].user, "%s", PQgetvalue(res, i, 0));
+        snprintf(b[i].contact, sizeof b[i].contact, "%s", PQgetvalue(res, i, 1));
+        snprintf(b[i].transport, sizeof b[i].transport, "%s", PQgetvalue(res, i, 2));
+        snprintf(b[i].source, sizeof b[i].source, "%s", PQgetvalue(res, i, 3));
+        b[i].expires_ms = atoll(PQgetvalue(res, i, 4));
+    }
+    PQclear(res);
+    gw_media_set_bindings(self->media, b, (size_t) n);
+}
 
 /* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
 static int
@@ -245,6 +336,8 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
     } else if (strcmp(msg->result, "no_prompt") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (strcmp(msg->result, "bridged") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "the call is bridged: hold or unbridge it to play to it", NULL, 0);
     } else if (strcmp(msg->result, "other_gone") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call to bridge with", NULL, 0);
     } else if (strcmp(msg->result, "conflict") == 0 || strcmp(msg->result, "not_bridged") == 0) {
@@ -289,6 +382,8 @@ s_on_media_msg(void *arg, void *sock)
             if (self->nbacklog || s_store(self, &msg.cdr)) s_keep(self, &msg.cdr);   /* keep the order */
         } else if (msg.type == GW_MSG_ENQUEUE) {
             s_enqueue(self, msg.call_id, msg.queue, msg.caller);
+        } else if (msg.type == GW_MSG_BINDING) {
+            s_binding_keep(self, &msg.binding);
         } else {
             Cc__CallRef r = CC__CALL_REF__INIT;
             r.call_id = msg.call_id;
@@ -700,6 +795,7 @@ s_on_timer(uv_timer_t *t)
     cc_metric_set(self->m_frames, (int64_t) frames);
     static int ticks;
     if (++ticks % 30 == 0) s_load_users(self);
+    if (zhashx_size(self->bindings) && cc_pg_check(cc_service_pg(self->svc)) == 0) s_bindings_flush(self);
     size_t done = 0;
     while (done < self->nbacklog && cc_pg_check(cc_service_pg(self->svc)) == 0 && s_store(self, &self->backlog[done]) == 0)
         done++;
@@ -747,6 +843,8 @@ gw_server_new(cc_service_t *svc)
     self->m_rtcp_in = cc_metrics_counter(m, "gateway_rtcp_received_total", NULL, "RTCP packets received from peers");
     self->ops = zhashx_new();
     zhashx_set_destructor(self->ops, s_wait_free);
+    self->bindings = zhashx_new();
+    zhashx_set_destructor(self->bindings, s_wait_free);
     self->m_late_p99 = cc_metrics_gauge(m, "gateway_rtp_send_late_p99_us", NULL,
                                         "99th percentile of how late RTP frames left their 20 ms slot");
     self->m_frames = cc_metrics_gauge(m, "gateway_rtp_frames_sent", NULL, "RTP frames sent from prompts");
@@ -755,6 +853,10 @@ gw_server_new(cc_service_t *svc)
     snprintf(self->fallback_queue, sizeof self->fallback_queue, "%s", cc_cfg_str(cfg, "GATEWAY_FALLBACK_QUEUE"));
     cc_pg_statement(cc_service_pg(svc), "gw_cdr", s_insert);
     cc_pg_statement(cc_service_pg(svc), "gw_users", "SELECT username, ha1 FROM telephony.sip_users WHERE enabled");
+    cc_pg_statement(cc_service_pg(svc), "gw_binding_put", s_binding_put);
+    cc_pg_statement(cc_service_pg(svc), "gw_binding_del", "DELETE FROM telephony.registrations WHERE username = $1");
+    cc_pg_statement(cc_service_pg(svc), "gw_bindings", s_bindings_live);
+    cc_pg_statement(cc_service_pg(svc), "gw_bindings_expired", "DELETE FROM telephony.registrations WHERE expires_at <= now()");
     self->cdr = zsock_new_pull("@" CDR_ENDPOINT);
     if (!self->cdr) goto err;
     zsock_set_rcvhwm(self->cdr, 0);
@@ -778,11 +880,14 @@ gw_server_new(cc_service_t *svc)
         .fallback = cc_cfg_str(cfg, "GATEWAY_FALLBACK_PROMPT"), .recordings_dir = recordings,
         .tts_dir = self->tts_dir, .trunk_out = cc_cfg_str(cfg, "GATEWAY_TRUNK_OUT"),
         .hold_music = cc_cfg_str(cfg, "GATEWAY_HOLD_MUSIC"), .dial_ring_ms = (int) cc_cfg_int(cfg, "GATEWAY_DIAL_RING_MS"),
+        .media_priority = (int) cc_cfg_int(cfg, "GATEWAY_MEDIA_PRIORITY"),
         .nonce_ttl_s = (int) cc_cfg_int(cfg, "GATEWAY_NONCE_TTL_S"),
+        .min_expires_s = (int) cc_cfg_int(cfg, "GATEWAY_MIN_EXPIRES_S"),
     };
     self->media = gw_media_start(&o);
     if (!self->media) goto err;
     s_load_users(self);
+    s_load_bindings(self);
     cc_rpc_client_opts_t co = { .endpoint = cc_cfg_str(cfg, "GATEWAY_ACD_RPC"), .source = cc_service_instance(svc),
                                 .retry_ms = (int) cc_cfg_int(cfg, "CC_RPC_RETRY_MS"),
                                 .max_attempts = (int) cc_cfg_int(cfg, "CC_RPC_MAX_ATTEMPTS"), .metrics = m };
@@ -822,6 +927,9 @@ gw_server_destroy(gw_server_t **self_p)
     cc_rpc_client_destroy(&self->acd);
     cc_loop_timer_close(&self->timer);
     if (self->nbacklog) CC_ERROR("CDRs not stored at shutdown", "count=%zu", self->nbacklog);
+    if (self->bindings && zhashx_size(self->bindings))
+        CC_ERROR("registrations not stored at shutdown", "count=%zu", zhashx_size(self->bindings));
+    zhashx_destroy(&self->bindings);
     free(self->backlog);
     free(self);
     *self_p = NULL;

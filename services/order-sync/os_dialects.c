@@ -94,7 +94,11 @@ s_standard(const char *body, size_t len, const char **kind, json_t **data, char 
     if (!*kind) status = s_fail(why, cap, "type must be one of order.created, order.updated, customer.updated, "
                                           "product.updated, stock.changed, payment.updated, shipment.updated");
     else if (!json_is_object(d)) status = s_fail(why, cap, "data must be an object");
-    else *data = json_incref(d);
+    else {
+        /* Our dialect names its statuses: a step the machine refuses is a 422. */
+        json_object_del(d, "status_derived");
+        *data = json_incref(d);
+    }
     json_decref(root);
     return status;
 }
@@ -249,6 +253,7 @@ s_shopify_order(json_t *o, json_t **out, char *why, size_t cap)
     if (v < 0) return s_fail(why, cap, "updated_at must be an ISO 8601 time");
     json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "order_number", num, "external_id", id, "status",
                           s_shopify_status(o), "currency", currency, "total", (json_int_t) total, "version", (json_int_t) v);
+    json_object_set_new(d, "status_derived", json_true());
     s_set(d, "financial_status", s_str(o, "financial_status"));
     s_set(d, "fulfillment_status", s_str(o, "fulfillment_status"));
     s_set(d, "note", s_str(o, "note"));
@@ -314,8 +319,70 @@ s_shopify_order(json_t *o, json_t **out, char *why, size_t cap)
     return 200;
 }
 
+/* Shopify's product status to ours. */
+static const char *
+s_shopify_product_status(const char *st)
+{
+    if (st && strcmp(st, "draft") == 0) return "draft";
+    if (st && strcmp(st, "archived") == 0) return "discontinued";
+    return "active";
+}
+
+/* Shopify's product JSON (products/create, products/update): every variant a
+ * product of ours, by SKU ("variant-<id>" without one, as order lines name
+ * it), priced in the shop's currency (the JSON names none), its options
+ * ("Size": "M") as the specification. */
 static int
-s_shopify(const char *topic, const char *body, size_t len, const char **kind, json_t **data, char *why, size_t cap)
+s_shopify_product(json_t *o, const char *currency, json_t **out, char *why, size_t cap)
+{
+    char ibuf[32];
+    const char *id = s_text(json_object_get(o, "id"), ibuf, sizeof ibuf);
+    if (!id) return s_fail(why, cap, "id is required");
+    const char *title = s_str(o, "title");
+    if (!title || !*title) return s_fail(why, cap, "title is required");
+    long long pv = os_iso_us(s_str(o, "updated_at"));
+    if (pv < 0) return s_fail(why, cap, "updated_at must be an ISO 8601 time");
+    json_t *variants = json_object_get(o, "variants"), *options = json_object_get(o, "options");
+    if (!json_is_array(variants) || json_array_size(variants) == 0)
+        return s_fail(why, cap, "variants must list at least one variant");
+    json_t *list = json_array();
+    for (size_t i = 0; i < json_array_size(variants); i++) {
+        json_t *v = json_array_get(variants, i);
+        char vbuf[32], code[80], name[420];
+        const char *vid = s_text(json_object_get(v, "id"), vbuf, sizeof vbuf), *sku = s_str(v, "sku");
+        long long price, vv = os_iso_us(s_str(v, "updated_at"));
+        if (!vid || !os_amount_minor(s_str(v, "price"), currency, &price)) {
+            json_decref(list);
+            snprintf(why, cap, "variants[%zu] needs an id and a price (a decimal amount as a string)", i);
+            return 400;
+        }
+        if (sku && *sku) snprintf(code, sizeof code, "%s", sku);
+        else snprintf(code, sizeof code, "variant-%s", vid);
+        const char *vt = s_str(v, "title");
+        if (vt && *vt && strcmp(vt, "Default Title") != 0) snprintf(name, sizeof name, "%s - %s", title, vt);
+        else snprintf(name, sizeof name, "%s", title);
+        json_t *spec = json_object();
+        for (size_t k = 0; k < 3 && k < json_array_size(options); k++) {
+            char key[16];
+            snprintf(key, sizeof key, "option%zu", k + 1);
+            const char *oname = s_str(json_array_get(options, k), "name"), *value = s_str(v, key);
+            if (oname && value && strcmp(oname, "Title") != 0) json_object_set_new(spec, oname, json_string(value));
+        }
+        json_object_set_new(spec, "product_id", json_string(id));
+        json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:o}", "code", code, "external_id", vid, "name", name,
+                              "price", (json_int_t) price, "currency", currency, "version",
+                              (json_int_t) (vv > pv ? vv : pv), "status", s_shopify_product_status(s_str(o, "status")),
+                              "specification", spec);
+        s_set(p, "category", s_str(o, "product_type"));
+        json_array_append_new(list, p);
+    }
+    *out = json_pack("{s:s, s:o}", "id", id, "products", list);
+    return 200;
+}
+
+static int
+s_shopify(const char *topic, const char *currency, const char *body, size_t len, const char **kind, json_t **data,
+          char *why, size_t cap)
 {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr);
@@ -334,6 +401,9 @@ s_shopify(const char *topic, const char *body, size_t len, const char **kind, js
     } else if (strcmp(topic, "customers/create") == 0 || strcmp(topic, "customers/update") == 0) {
         *kind = "customer";
         status = s_shopify_customer(root, data, why, cap);
+    } else if (strcmp(topic, "products/create") == 0 || strcmp(topic, "products/update") == 0) {
+        *kind = "products";
+        status = s_shopify_product(root, currency, data, why, cap);
     } else if (strcmp(topic, "fulfillments/create") == 0 || strcmp(topic, "fulfillments/update") == 0) {
         *kind = "shipment";
         status = s_shopify_parcel(root, NULL, NULL, data, why, cap);
@@ -344,7 +414,7 @@ s_shopify(const char *topic, const char *body, size_t len, const char **kind, js
         }
     } else {
         snprintf(why, cap, "topic %.64s is not taken (orders/create, orders/updated, orders/paid, orders/cancelled, "
-                 "fulfillments/create, customers/create, customers/update)", topic);
+                 "fulfillments/create, customers/create, customers/update, products/create, products/update)", topic);
         status = 400;
     }
     json_decref(root);
@@ -394,6 +464,7 @@ s_woo_order(json_t *o, json_t **out, char *why, size_t cap)
     if (v < 0) return s_fail(why, cap, "date_modified_gmt must be an ISO 8601 time");
     json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "order_number", num, "external_id", id, "status", status,
                           "currency", currency, "total", (json_int_t) total, "version", (json_int_t) v);
+    json_object_set_new(d, "status_derived", json_true());
     s_set(d, "financial_status", s_str(o, "status"));
     s_set(d, "note", s_str(o, "customer_note"));
     json_t *bill = json_object_get(o, "billing"), *ship = json_object_get(o, "shipping");
@@ -529,7 +600,7 @@ os_dialect_map_shop(const char *dialect, const char *topic, const char *currency
 {
     *kind = NULL;
     *data = NULL;
-    if (strcmp(dialect, "shopify") == 0) return s_shopify(topic, body, len, kind, data, why, cap);
+    if (strcmp(dialect, "shopify") == 0) return s_shopify(topic, currency, body, len, kind, data, why, cap);
     if (strcmp(dialect, "woocommerce") == 0) return s_woo(topic, currency, body, len, kind, data, why, cap);
     return s_standard(body, len, kind, data, why, cap);
 }

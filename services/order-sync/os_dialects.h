@@ -7,6 +7,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* Orders mapped from Shopify or WooCommerce carry "status_derived": true (the
+ * status is ours, worked out from theirs), which commerce.apply_order takes
+ * as leave to keep the stored status when the machine cannot reach it. */
 /* Maps body (a dialect's JSON; topic: the Shopify or WooCommerce topic
  * header, NULL for the standard dialect) to *kind and *data (the caller's;
  * to be checked with os_check). Returns 200, or 400 with why written. */

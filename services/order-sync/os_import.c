@@ -21,6 +21,7 @@ static json_t *
 s_item(const char *kind, const char *platform, const char *event_id, json_t *data, const char *where)
 {
     char why[256], msg[300];
+    json_object_del(data, "status_derived");   /* imports name their statuses */
     if (!os_check(kind, data, why, sizeof why)) {
         json_decref(data);
         snprintf(msg, sizeof msg, "%s%s", where, why);

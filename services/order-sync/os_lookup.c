@@ -5,6 +5,7 @@
 #include "cc/cc_pg.h"
 #include "order.pb-c.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +17,12 @@
 /* Orders by number with their latest shipment and what was paid, each of
  * those read once for the whole batch (not once per order). */
 static const struct { const char *name, *sql; } s_stmts[] = {
-    /* Each phone request's order numbers, newest first, grouped by request. */
+    /* Each phone request's order numbers, newest first, grouped by request
+     * (= ANY (ARRAY (...)): several times cheaper than IN (... UNION ...)). */
     { "lk_phones", "SELECT k.i, x.order_number FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS k(phone, lim, i)"
                    " CROSS JOIN LATERAL (SELECT o.order_number, o.created_at FROM commerce.orders o"
-                   "  WHERE o.customer_id IN (SELECT c.id FROM commerce.customers c WHERE c.phone = k.phone"
-                   "   UNION SELECT p.customer_id FROM commerce.customer_phones p WHERE p.phone = k.phone)"
+                   "  WHERE o.customer_id = ANY (ARRAY (SELECT c.id FROM commerce.customers c WHERE c.phone = k.phone"
+                   "   UNION ALL SELECT p.customer_id FROM commerce.customer_phones p WHERE p.phone = k.phone))"
                    "  ORDER BY o.created_at DESC, o.order_number DESC LIMIT k.lim) x"
                    " ORDER BY k.i, x.created_at DESC, x.order_number DESC" },
     { "lk_orders", "WITH s AS (SELECT DISTINCT ON (order_number) order_number, carrier, tracking_number"
@@ -30,10 +32,14 @@ static const struct { const char *name, *sql; } s_stmts[] = {
                    "   GROUP BY order_number)"
                    " SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                    " (extract(epoch FROM o.created_at) * 1e6)::bigint, (extract(epoch FROM o.updated_at) * 1e6)::bigint,"
-                   " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, '')"
+                   " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, ''),"
+                   " o.platform_number"
                    " FROM commerce.orders o LEFT JOIN commerce.customers c ON c.id = o.customer_id"
                    " LEFT JOIN s ON s.order_number = o.order_number LEFT JOIN p ON p.order_number = o.order_number"
                    " WHERE o.order_number = ANY ($1::text[]) ORDER BY o.order_number COLLATE \"C\"" },
+    /* Requests naming a shop: its own numbers to ours, by the request's place among them (1-based). */
+    { "lk_resolve", "SELECT k.i, o.order_number FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(p, n, i)"
+                    " JOIN commerce.orders o ON o.platform = k.p AND o.platform_number = k.n ORDER BY k.i" },
     { "lk_items", "SELECT order_number, line, sku, name, quantity, unit_minor, coalesce(warehouse_code, '')"
                   " FROM commerce.order_items WHERE order_number = ANY ($1::text[])"
                   " ORDER BY order_number COLLATE \"C\", line" },
@@ -41,9 +47,10 @@ static const struct { const char *name, *sql; } s_stmts[] = {
 
 typedef struct {
     cc_rpc_call_t *call;
-    char number[65], phone[33];
+    char number[65], phone[33], platform[65];   /* platform: number is that shop's own */
     int limit;
     bool with_items;
+    bool unresolved;          /* the shop has no order of that number */
     Cc__Status status;
     const char *error;
     uint8_t *reply;
@@ -68,7 +75,8 @@ struct _os_lookup_t {
     s_batch_t *head, *tail;   /* full, waiting for a connection */
     int nwaiting;
     bool stopping;
-    cc_metric_t *m_batches, *m_lookups;
+    atomic_bool failing;      /* logged once until a batch succeeds again */
+    cc_metric_t *m_batches, *m_lookups, *m_failed;
 };
 
 /* ---- on the pool thread ---- */
@@ -161,6 +169,7 @@ s_order_row(PGresult *res, int row, int col, Cc__Order *o, Cc__Money *total)
     o->paid_minor = atoll(PQgetvalue(res, row, col + 10));
     o->carrier = PQgetvalue(res, row, col + 11);
     o->tracking_number = PQgetvalue(res, row, col + 12);
+    o->platform_number = PQgetvalue(res, row, col + 13);
 }
 
 /* Points o's items at its rows of items (sorted bytewise by order number). */
@@ -207,6 +216,44 @@ s_pack(s_req_t *r, Cc__OrderList *out)
     r->status = CC__STATUS__STATUS_OK;
 }
 
+/* Turns the shop's own numbers of requests naming a platform into ours (in
+ * place), marking those the shop has no order of. Returns 0, or -1 when the
+ * database failed. */
+static int
+s_resolve(s_batch_t *b, cc_pg_t *pg)
+{
+    char *plats = NULL, *nums = NULL;
+    size_t al = 0, ac = 0, nl = 0, nc = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (!b->req[i].platform[0]) continue;
+        s_array_add(&plats, &al, &ac, b->req[i].platform);
+        s_array_add(&nums, &nl, &nc, b->req[i].number);
+    }
+    if (!al) return 0;
+    plats = s_array_done(plats, al);
+    nums = s_array_done(nums, nl);
+    const char *p[] = { plats, nums };
+    PGresult *res = NULL;
+    int rc = cc_pg_exec(pg, "lk_resolve", 2, p, &res);
+    if (rc == 0) {
+        for (int i = 0, q = 0, row = 0; i < b->n; i++) {
+            s_req_t *r = &b->req[i];
+            if (!r->platform[0]) continue;
+            q++;
+            if (row < PQntuples(res) && atoi(PQgetvalue(res, row, 0)) == q) {
+                snprintf(r->number, sizeof r->number, "%s", PQgetvalue(res, row, 1));
+                row++;
+            } else {
+                r->unresolved = true;
+            }
+        }
+    }
+    PQclear(res);
+    free(plats);
+    free(nums);
+    return rc ? -1 : 0;
+}
+
 /* The batch's queries: the phones' order numbers, every order asked (by
  * number or through a phone), and the items where wanted. */
 static void
@@ -217,8 +264,11 @@ s_run(uv_work_t *work)
     char *phones = NULL, *lims = NULL, *numbers = NULL, *with_items = NULL;
     size_t pl = 0, pc = 0, ll = 0, lc = 0, nl = 0, nc = 0, wl = 0, wc = 0;
     int nphones = 0;
+    PGresult *ph = NULL, *orders = NULL, *items = NULL;
+    if (s_resolve(b, pg)) goto failed;
     for (int i = 0; i < b->n; i++) {
         s_req_t *r = &b->req[i];
+        if (r->unresolved) continue;
         if (r->number[0]) {
             s_array_add(&numbers, &nl, &nc, r->number);
             s_array_add(&with_items, &wl, &wc, r->number);
@@ -230,7 +280,6 @@ s_run(uv_work_t *work)
             nphones++;
         }
     }
-    PGresult *ph = NULL, *orders = NULL, *items = NULL;
     phones = s_array_done(phones, pl);
     lims = s_array_done(lims, ll);
     if (nphones) {
@@ -267,7 +316,9 @@ s_run(uv_work_t *work)
         s_req_t *r = &b->req[i];
         Cc__OrderList out = CC__ORDER_LIST__INIT;
         out.orders = list;
-        if (r->number[0]) {
+        if (r->unresolved) {
+            /* answered NOT_FOUND below */
+        } else if (r->number[0]) {
             int k = s_find(orders, r->number);
             if (k >= 0) list[out.n_orders++] = &ov[k];
         } else {
@@ -293,9 +344,12 @@ s_run(uv_work_t *work)
     free(iv);
     free(ip);
     free(list);
+    if (atomic_exchange(&b->owner->failing, false)) CC_INFO("order lookups answered again", "batch=%d", b->n);
     goto done;
 failed:
-    CC_ERROR("order lookups failed", "batch=%d error=\"%s\"", b->n, cc_pg_error(pg));
+    if (!atomic_exchange(&b->owner->failing, true))
+        CC_ERROR("order lookups failed", "batch=%d error=\"%s\"", b->n, cc_pg_error(pg));
+    cc_metric_add(b->owner->m_failed, 1);
     s_fail_all(b, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable");
 done:
     PQclear(ph);
@@ -380,8 +434,10 @@ void
 os_lookup_request(os_lookup_t *self, cc_rpc_call_t *call, const Cc__Request *req)
 {
     Cc__OrderLookup *q = cc__order_lookup__unpack(NULL, req->payload.len, req->payload.data);
-    if (!q || (!q->order_number[0] && !q->phone[0]) || strlen(q->order_number) > 64 || strlen(q->phone) > 32) {
-        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want an order number or a phone", NULL, 0);
+    if (!q || (!q->order_number[0] && !q->phone[0]) || strlen(q->order_number) > 64 || strlen(q->phone) > 32
+        || strlen(q->platform) > 64 || (q->platform[0] && !q->order_number[0])) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want an order number (with its shop, or ours) or a phone",
+                     NULL, 0);
         if (q) cc__order_lookup__free_unpacked(q, NULL);
         return;
     }
@@ -409,6 +465,7 @@ os_lookup_request(os_lookup_t *self, cc_rpc_call_t *call, const Cc__Request *req
     r->call = call;
     snprintf(r->number, sizeof r->number, "%s", q->order_number);
     snprintf(r->phone, sizeof r->phone, "%s", q->phone);
+    snprintf(r->platform, sizeof r->platform, "%s", q->platform);
     r->limit = q->limit ? (q->limit > 50 ? 50 : (int) q->limit) : 10;
     r->with_items = q->with_items;
     cc__order_lookup__free_unpacked(q, NULL);
@@ -436,6 +493,8 @@ os_lookup_new(cc_loop_t *loop, const char *db_url, int reconnect_ms, int connect
     }
     self->m_batches = cc_metrics_counter(metrics, "order_sync_lookup_batches_total", NULL, "Batches of order lookups run");
     self->m_lookups = cc_metrics_counter(metrics, "order_sync_lookups_total", NULL, "Order lookups answered in batches");
+    self->m_failed = cc_metrics_counter(metrics, "order_sync_lookup_batches_failed_total", NULL,
+                                        "Batches of order lookups answered UNAVAILABLE (the database failed)");
     cc_loop_on_turn_end(loop, s_flush, self);
     return self;
 }

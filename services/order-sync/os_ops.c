@@ -28,7 +28,8 @@ struct _os_ops_t {
 static const struct { const char *name, *sql; } s_stmts[] = {
     { "op_order", "SELECT o.order_number, coalesce(c.external_id, ''), o.status, o.total_minor, o.currency, o.platform,"
                   " (extract(epoch FROM o.created_at) * 1e6)::bigint, (extract(epoch FROM o.updated_at) * 1e6)::bigint,"
-                  " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, '')"
+                  " o.note, o.placed_via, coalesce(p.paid, 0), coalesce(s.carrier, ''), coalesce(s.tracking_number, ''),"
+                  " o.platform_number"
                   " FROM commerce.orders o LEFT JOIN commerce.customers c ON c.id = o.customer_id"
                   " LEFT JOIN LATERAL (SELECT carrier, tracking_number FROM commerce.shipments"
                   "   WHERE order_number = o.order_number ORDER BY id DESC LIMIT 1) s ON true"
@@ -93,17 +94,41 @@ static const struct { const char *name, *sql; } s_stmts[] = {
     { "op_shipment_go", "UPDATE commerce.shipments SET status = 'in_transit', tracking_number = $2, shipped_at = now(),"
                         " version = version + 1, updated_at = now() WHERE id = (SELECT max(id) FROM commerce.shipments"
                         " WHERE order_number = $1 AND status = 'pending') RETURNING id, carrier, coalesce(warehouse_code, '')" },
+    { "op_shipment_cancel", "UPDATE commerce.shipments SET status = 'cancelled', version = version + 1, updated_at = now()"
+                            " WHERE order_number = $1 AND status = 'pending' RETURNING id" },
     { "op_paid", "SELECT coalesce(sum(CASE kind WHEN 'refund' THEN -amount_minor ELSE amount_minor END), 0)"
                  " FROM commerce.payments WHERE order_number = $1 AND status = 'paid'" },
     { "op_payment_new", "INSERT INTO commerce.payments (order_number, platform, method, amount_minor, currency, reference,"
                         " by_whom, paid_at) SELECT order_number, platform, $2, $3::bigint, currency, $4, $5, now()"
                         " FROM commerce.orders WHERE order_number = $1 RETURNING id" },
+    { "op_receipt_new", "INSERT INTO commerce.receipts (payment_id, receipt_number, amount_minor)"
+                        " VALUES ($1::bigint, 'RCP-' || $1, $2::bigint) RETURNING receipt_number" },
     { "op_item_get", "SELECT quantity, unit_minor FROM commerce.order_items WHERE order_number = $1 AND line = $2::int" },
     { "op_return_new", "INSERT INTO commerce.returns (return_number, order_number, kind, reason, refund_minor, by_whom,"
                        " source) VALUES ('RMA-' || nextval('commerce.return_number_seq'), $1, $2, $3, $4::bigint, $5, $6)"
                        " RETURNING id, return_number" },
-    { "op_return_item", "INSERT INTO commerce.return_items (return_id, line, quantity, replacement_code)"
-                        " VALUES ($1::bigint, $2::int, $3::int, $4)" },
+    { "op_return_item", "INSERT INTO commerce.return_items (return_id, line, quantity, replacement_code,"
+                        " replacement_warehouse, replacement_reserved) VALUES ($1::bigint, $2::int, $3::int, $4, $5,"
+                        " coalesce($6::int, 0))" },
+    { "op_replacements", "SELECT replacement_code, replacement_warehouse, replacement_reserved FROM commerce.return_items"
+                         " WHERE return_id = $1::bigint AND replacement_reserved > 0 ORDER BY line" },
+    { "op_return_lock", "SELECT r.id, r.order_number, r.kind, r.status, r.refund_minor FROM commerce.returns r"
+                        " WHERE r.return_number = $1 FOR UPDATE" },
+    { "op_return_lines", "SELECT i.sku, ri.quantity, coalesce(i.warehouse_code, ''),"
+                         " EXISTS (SELECT 1 FROM commerce.products p WHERE p.code = i.sku)"
+                         " FROM commerce.return_items ri JOIN commerce.returns r ON r.id = ri.return_id"
+                         " JOIN commerce.order_items i ON i.order_number = r.order_number AND i.line = ri.line"
+                         " WHERE ri.return_id = $1::bigint ORDER BY ri.line" },
+    { "op_stock_in", "INSERT INTO commerce.stock (product_code, warehouse_code, on_hand) VALUES ($1, $2, $3::int)"
+                     " ON CONFLICT (product_code, warehouse_code) DO UPDATE SET on_hand = commerce.stock.on_hand + $3::int,"
+                     " version = commerce.stock.version + 1, updated_at = now() RETURNING on_hand, reserved" },
+    { "op_movement_in", "INSERT INTO commerce.stock_movements (product_code, kind, to_warehouse, quantity, reason,"
+                        " order_number, by_whom) VALUES ($1, 'in', $2, $3::int, $4, $5, $6)" },
+    { "op_return_set", "UPDATE commerce.returns SET status = $2, updated_at = now() WHERE id = $1::bigint" },
+    { "op_refund_new", "INSERT INTO commerce.payments (order_number, platform, method, kind, amount_minor, currency,"
+                       " reference, by_whom, paid_at) SELECT order_number, platform, 'other', 'refund', $2::bigint,"
+                       " currency, $3, $4, now() FROM commerce.orders WHERE order_number = $1" },
+    { "op_warehouse", "SELECT 1 FROM commerce.warehouses WHERE code = $1 AND active" },
     { "op_customer_id", "SELECT id FROM commerce.customers c WHERE c.phone = $1 OR c.id IN"
                         " (SELECT customer_id FROM commerce.customer_phones WHERE phone = $1) ORDER BY c.id LIMIT 1" },
     { "op_customer_by_id", "SELECT c.id, c.external_id, c.name, c.phone, c.email, c.category, c.platform, 0"
@@ -156,6 +181,8 @@ s_db_failed(s_tx_t *tx, const char *name)
     if (strcmp(state, "23514") == 0 || strcmp(state, "22001") == 0 || strcmp(state, "22003") == 0
         || strcmp(state, "22P02") == 0)
         return s_fail(tx, CC__STATUS__STATUS_BAD_REQUEST, "a value is out of range");
+    if (strcmp(state, "23505") == 0 || strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return s_fail(tx, CC__STATUS__STATUS_CONFLICT, "changed at the same time by someone else; try again");
     CC_ERROR("order change not stored", "statement=%s error=\"%s\"", name, cc_pg_error(tx->pg));
     return s_fail(tx, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable; retry later");
 }
@@ -386,6 +413,7 @@ s_order_load(cc_pg_t *pg, const char *number, s_order_t *o)
     o->order.paid_minor = atoll(PQgetvalue(h, 0, 10));
     o->order.carrier = PQgetvalue(h, 0, 11);
     o->order.tracking_number = PQgetvalue(h, 0, 12);
+    o->order.platform_number = PQgetvalue(h, 0, 13);
     int n = PQntuples(o->items);
     o->iv = calloc((size_t) n + 1, sizeof *o->iv);
     o->ip = calloc((size_t) n + 1, sizeof *o->ip);
@@ -571,7 +599,10 @@ s_create(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderCreate *m = cc__order_create__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderCreate");
+    if (!m) {
+        s_bad(call, "want an OrderCreate");
+        return;
+    }
     s_tx_t tx;
     memset(&tx, 0, sizeof tx);
     char number[65] = "", currency[4] = "", platform[65] = "", cid[24] = "";
@@ -650,7 +681,10 @@ s_edit(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderEdit *m = cc__order_edit__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderEdit");
+    if (!m) {
+        s_bad(call, "want an OrderEdit");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -682,6 +716,15 @@ static int
 s_cancel_locked(s_tx_t *tx, const char *number, const char *from, const char *by, const char *action, const char *reason)
 {
     if (s_move(tx, number, from, "cancelled", by, action, reason) || s_unreserve(tx, number, "release", by)) return -1;
+    /* A shipping note not yet shipped is void too. */
+    PGresult *res;
+    const char *sp[] = { number };
+    if (s_db(tx, "op_shipment_cancel", 1, sp, &res)) return -1;
+    if (PQntuples(res) > 0) {
+        tx->shipment = atoll(PQgetvalue(res, 0, 0));
+        tx->shipment_previous = "pending";
+    }
+    PQclear(res);
     json_t *j = json_pack("{s:s}", "reason", reason);
     char *extra = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -696,7 +739,10 @@ s_cancel(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderCancel *m = cc__order_cancel__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderCancel");
+    if (!m) {
+        s_bad(call, "want an OrderCancel");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -714,7 +760,10 @@ s_review(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderReview *m = cc__order_review__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderReview");
+    if (!m) {
+        s_bad(call, "want an OrderReview");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -766,7 +815,10 @@ s_ship(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__OrderShip *m = cc__order_ship__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want an OrderShip");
+    if (!m) {
+        s_bad(call, "want an OrderShip");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4];
     const char *by = s_by(m->by, req);
@@ -806,7 +858,10 @@ s_pay(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__PaymentRecord *m = cc__payment_record__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a PaymentRecord");
+    if (!m) {
+        s_bad(call, "want a PaymentRecord");
+        return;
+    }
     static const char *methods[] = { "card", "cash", "bank_transfer", "cash_on_delivery", "points", "wallet", "other", NULL };
     bool known = false;
     for (int i = 0; methods[i]; i++) known |= strcmp(m->method, methods[i]) == 0;
@@ -843,6 +898,13 @@ s_pay(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     const char *np[] = { m->order_number, m->method, amount, m->reference, by };
     if (s_db(&tx, "op_payment_new", 5, np, &res)) goto end;
     out.payment_id = atoll(PQgetvalue(res, 0, 0));
+    char pid[24], receipt[65];
+    snprintf(pid, sizeof pid, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    const char *rp[] = { pid, amount };
+    if (s_db(&tx, "op_receipt_new", 2, rp, &res)) goto end;
+    snprintf(receipt, sizeof receipt, "%s", PQgetvalue(res, 0, 0));
+    out.receipt_number = receipt;
     PQclear(res);
     out.paid_minor = paid + m->amount_minor;
     out.due_minor = total - out.paid_minor;
@@ -865,7 +927,10 @@ s_return(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__ReturnRegister *m = cc__return_register__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a ReturnRegister");
+    if (!m) {
+        s_bad(call, "want a ReturnRegister");
+        return;
+    }
     s_tx_t tx;
     char status[16] = "", platform[65], currency[4], number[65] = "";
     const char *by = s_by(m->by, req);
@@ -923,8 +988,24 @@ s_return(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         char line[16], q[24];
         snprintf(line, sizeof line, "%u", m->lines[i]->line);
         snprintf(q, sizeof q, "%lld", (long long) m->lines[i]->quantity);
-        const char *ip[] = { rid, line, q, m->exchange && m->lines[i]->replacement_sku[0] ? m->lines[i]->replacement_sku : NULL };
-        if (s_db(&tx, "op_return_item", 4, ip, NULL)) goto end;
+        const char *repl = m->exchange && m->lines[i]->replacement_sku[0] ? m->lines[i]->replacement_sku : NULL;
+        char wh[33] = "";
+        if (repl) {   /* the replacement's stock is held for it, as for an order */
+            const char *r[] = { repl, q, "" };
+            if (s_db(&tx, "op_reserve", 3, r, &res)) goto end;
+            if (PQntuples(res) != 1) {
+                PQclear(res);
+                s_fail(&tx, CC__STATUS__STATUS_CONFLICT, "not enough stock of %s for the exchange", repl);
+                goto end;
+            }
+            snprintf(wh, sizeof wh, "%s", PQgetvalue(res, 0, 0));
+            s_stock_ev(&tx, repl, wh, res, 1);
+            PQclear(res);
+            const char *mv[] = { repl, "reserve", wh, q, number, m->order_number, by };
+            if (s_db(&tx, "op_movement", 7, mv, NULL)) goto end;
+        }
+        const char *ip[] = { rid, line, q, repl, repl ? wh : NULL, repl ? q : NULL };
+        if (s_db(&tx, "op_return_item", 6, ip, NULL)) goto end;
     }
     json_t *j = json_pack("{s:{s:s,s:s,s:s,s:I,s:O}}", "return", "number", number, "kind", kind, "reason", m->reason,
                           "refund", (json_int_t) refund, "lines", lines);
@@ -951,11 +1032,111 @@ end:
             cc_bus_publish_msg(cc_service_bus(self->svc), "order.updated", m->order_number, &ev);
         }
         out.return_number = number;
+        s_publish_stock(&tx);
         CC_INFO("return registered", "order=%s return=%s kind=%s by=%s", m->order_number, number, kind, by);
         cc_rpc_reply_msg(call, &out);
     }
     s_order_free(&o);
     cc__return_register__free_unpacked(m, NULL);
+}
+
+/* order.return_receive: the goods of a return or exchange are back: stock
+ * in (movements "in"), the return received, a return's refund recorded. */
+static void
+s_return_receive(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    os_ops_t *self = arg;
+    Cc__ReturnReceive *m = cc__return_receive__unpack(NULL, req->payload.len, req->payload.data);
+    if (!m) {
+        s_bad(call, "want a ReturnReceive");
+        return;
+    }
+    s_tx_t tx;
+    char number[65] = "", rid[24] = "", kind[16] = "", status[16] = "", detail[128], ost[16] = "", opf[65], ocur[4];
+    long long refund = 0;
+    const char *by = s_by(m->by, req);
+    PGresult *res = NULL;
+    if (s_begin(&tx, self, req)) goto end;
+    if (!m->return_number[0] || strlen(m->return_number) > 64 || strlen(m->warehouse) > 32) {
+        s_fail(&tx, CC__STATUS__STATUS_BAD_REQUEST, "want a return number (and a warehouse code of up to 32)");
+        goto end;
+    }
+    if (m->warehouse[0]) {
+        const char *wp[] = { m->warehouse };
+        if (s_db(&tx, "op_warehouse", 1, wp, &res)) goto end;
+        int known = PQntuples(res);
+        PQclear(res);
+        if (!known) {
+            s_fail(&tx, CC__STATUS__STATUS_BAD_REQUEST, "unknown warehouse %s", m->warehouse);
+            goto end;
+        }
+    }
+    const char *rp[] = { m->return_number };
+    if (s_db(&tx, "op_return_lock", 1, rp, &res)) goto end;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        s_fail(&tx, CC__STATUS__STATUS_NOT_FOUND, "no return %s", m->return_number);
+        goto end;
+    }
+    snprintf(rid, sizeof rid, "%s", PQgetvalue(res, 0, 0));
+    snprintf(number, sizeof number, "%s", PQgetvalue(res, 0, 1));
+    snprintf(kind, sizeof kind, "%s", PQgetvalue(res, 0, 2));
+    snprintf(status, sizeof status, "%s", PQgetvalue(res, 0, 3));
+    refund = atoll(PQgetvalue(res, 0, 4));
+    PQclear(res);
+    if (strcmp(status, "requested") != 0 && strcmp(status, "approved") != 0) {
+        s_fail(&tx, CC__STATUS__STATUS_CONFLICT, "return %s is %s already", m->return_number, status);
+        goto end;
+    }
+    const char *lp[] = { rid };
+    PGresult *lines;
+    if (s_db(&tx, "op_return_lines", 1, lp, &lines)) goto end;
+    for (int i = 0; i < PQntuples(lines) && tx.status == CC__STATUS__STATUS_OK; i++) {
+        const char *sku = PQgetvalue(lines, i, 0), *q = PQgetvalue(lines, i, 1);
+        const char *wh = m->warehouse[0] ? m->warehouse : PQgetvalue(lines, i, 2);
+        if (strcmp(PQgetvalue(lines, i, 3), "t") != 0 || !*wh) continue;   /* not a product we stock */
+        const char *sp[] = { sku, wh, q };
+        const char *mp[] = { sku, wh, q, m->return_number, number, by };
+        if (s_db(&tx, "op_stock_in", 3, sp, &res)) break;
+        s_stock_ev(&tx, sku, wh, res, 0);
+        PQclear(res);
+        s_db(&tx, "op_movement_in", 6, mp, NULL);
+    }
+    PQclear(lines);
+    if (tx.status != CC__STATUS__STATUS_OK) goto end;
+    if (strcmp(kind, "exchange") == 0) {   /* the replacement leaves with the goods received */
+        PGresult *rep;
+        if (s_db(&tx, "op_replacements", 1, lp, &rep)) goto end;
+        for (int i = 0; i < PQntuples(rep) && tx.status == CC__STATUS__STATUS_OK; i++) {
+            const char *sku = PQgetvalue(rep, i, 0), *wh = PQgetvalue(rep, i, 1), *q = PQgetvalue(rep, i, 2);
+            const char *u[] = { sku, wh, q, "out" };
+            if (s_db(&tx, "op_unreserve", 4, u, &res)) break;
+            if (PQntuples(res) == 1) s_stock_ev(&tx, sku, wh, res, 0);
+            PQclear(res);
+            const char *mv[] = { sku, "out", wh, q, m->return_number, number, by };
+            s_db(&tx, "op_movement", 7, mv, NULL);
+        }
+        PQclear(rep);
+        if (tx.status != CC__STATUS__STATUS_OK) goto end;
+    }
+    bool refunds = strcmp(kind, "return") == 0 && refund > 0;
+    char amount[24];
+    snprintf(amount, sizeof amount, "%lld", refund);
+    const char *up[] = { rid, refunds ? "refunded" : strcmp(kind, "exchange") == 0 ? "exchanged" : "received" };
+    const char *fp[] = { number, amount, m->return_number, by };
+    if (s_db(&tx, "op_return_set", 2, up, NULL) || (refunds && s_db(&tx, "op_refund_new", 4, fp, NULL))) goto end;
+    if (s_lock(&tx, number, ost, opf, ocur)) goto end;
+    snprintf(detail, sizeof detail, "%s received%s", m->return_number, refunds ? ", refunded" : "");
+    if (s_audit(&tx, number, ost, ost, by, "return", detail)) goto end;
+    json_t *j = json_pack("{s:{s:s,s:s,s:I}}", "return", "number", m->return_number, "status", up[1], "refund",
+                          (json_int_t) (refunds ? refund : 0));
+    char *extra = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    s_push(&tx, "order.updated", number, extra);
+    free(extra);
+end:
+    s_end(&tx, call, number[0] ? number : m->return_number, "order.updated", ost[0] ? ost : NULL, by, NULL);
+    cc__return_receive__free_unpacked(m, NULL);
 }
 
 /* customer.lookup: the phone's customers with their points balance. */
@@ -1056,7 +1237,10 @@ s_subscribe(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
 {
     os_ops_t *self = arg;
     Cc__StockSubscribe *m = cc__stock_subscribe__unpack(NULL, req->payload.len, req->payload.data);
-    if (!m) return s_bad(call, "want a StockSubscribe");
+    if (!m) {
+        s_bad(call, "want a StockSubscribe");
+        return;
+    }
     const char *channel = m->channel[0] ? m->channel : "sms";
     s_tx_t tx;
     PGresult *res;
@@ -1102,6 +1286,7 @@ const cc_rpc_method_t os_ops_methods[] = {
     { "order.ship", s_ship, "OrderShip -> Order: shipped with a tracking number, its stock out of the warehouse" },
     { "order.pay", s_pay, "PaymentRecord -> PaymentRecorded: a payment, at most what is due" },
     { "order.return", s_return, "ReturnRegister -> ReturnRegistered: a return or an exchange of some lines" },
+    { "order.return_receive", s_return_receive, "ReturnReceive -> Order: the goods back in stock, a return refunded" },
     { "customer.lookup", s_customer, "CustomerLookup -> CustomerList: a phone's customers with their points" },
     { "product.lookup", s_product, "ProductLookup -> Product: price, specification and stock per warehouse" },
     { "product.subscribe", s_subscribe, "StockSubscribe -> (empty): tell the customer when it is back in stock" },

@@ -4,13 +4,11 @@
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
 #include "cc/cc_util.h"
+#include "cc/cc_worker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sodium.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +38,8 @@ static const struct { const char *name, *sql; } s_worker_stmts[] = {
                  " INSERT INTO commerce.outbox_dead (id, platform, type, subject, body, attempts, last_status, last_error,"
                  " created_at) SELECT id, platform, type, subject, body, attempts + 1, $2::int, $3, created_at FROM d" },
     { "ob_gone", "UPDATE commerce.platforms SET push_gone_at = now() WHERE name = $1" },
+    { "ob_depth", "SELECT (SELECT count(*) FROM commerce.outbox WHERE delivered_at IS NULL),"
+                  " (SELECT count(*) FROM commerce.outbox_dead)" },
     { "ob_purge", "DELETE FROM commerce.outbox WHERE delivered_at < now() - $1::int * interval '1 day'" },
 };
 
@@ -49,10 +49,10 @@ struct _os_outbox_t {
     cc_pg_t *pg;
     CURL *curl;
     int listen_pid;            /* backend that has LISTENed, 0 when none */
-    int wake[2];               /* destroy writes here */
-    atomic_bool stop;
-    pthread_t thread;
+    bool failing;              /* "outbox not read" logged until it is read again */
+    cc_worker_t *worker;       /* pushes on its own thread */
     cc_metric_t *m_delivered, *m_retried, *m_dead;
+    cc_metric_t *g_waiting, *g_dead;   /* the database's, whichever instance reports it */
 };
 
 void
@@ -187,10 +187,13 @@ s_push_one(os_outbox_t *self)
     cc_pg_t *pg = self->pg;
     PGresult *res = NULL;
     if (cc_pg_begin(pg) || cc_pg_exec(pg, "ob_take", 0, NULL, &res)) {
-        CC_ERROR("outbox not read", "error=\"%s\"", cc_pg_error(pg));
+        if (!self->failing) CC_ERROR("outbox not read", "error=\"%s\"", cc_pg_error(pg));
+        self->failing = true;
         cc_pg_rollback(pg);
         return -1;
     }
+    if (self->failing) CC_INFO("outbox read again", "component=outbox");
+    self->failing = false;
     if (PQntuples(res) == 0) {
         PQclear(res);
         cc_pg_commit(pg);
@@ -286,10 +289,9 @@ static void
 s_wait(os_outbox_t *self, long long ms)
 {
     if (s_notified(self)) return;
-    struct pollfd fds[2] = { { .fd = self->wake[0], .events = POLLIN }, { .fd = -1, .events = POLLIN } };
     PGconn *conn = cc_pg_conn(self->pg);
-    if (conn && PQstatus(conn) == CONNECTION_OK && self->listen_pid) fds[1].fd = PQsocket(conn);
-    if (poll(fds, 2, (int) ms) > 0 && (fds[1].revents & POLLIN)) s_notified(self);
+    int fd = conn && PQstatus(conn) == CONNECTION_OK && self->listen_pid ? PQsocket(conn) : -1;
+    if (cc_worker_wait(self->worker, (int) ms, fd) == 1) s_notified(self);
 }
 
 /* Forgets pushes delivered more than keep_days ago (at start, then hourly). */
@@ -312,13 +314,29 @@ s_purge(os_outbox_t *self, int64_t *last_ms)
     PQclear(res);
 }
 
-static void *
-s_run(void *arg)
+/* Pushes waiting and dead letters, for /metrics (at most once a second). */
+static void
+s_depth(os_outbox_t *self, int64_t *last_ms)
+{
+    int64_t now = cc_mono_ms();
+    if (!self->g_waiting || now - *last_ms < 1000) return;
+    *last_ms = now;
+    PGresult *res = NULL;
+    if (cc_pg_exec(self->pg, "ob_depth", 0, NULL, &res) == 0 && PQntuples(res) == 1) {
+        cc_metric_set(self->g_waiting, atoll(PQgetvalue(res, 0, 0)));
+        cc_metric_set(self->g_dead, atoll(PQgetvalue(res, 0, 1)));
+    }
+    PQclear(res);
+}
+
+static void
+s_run(cc_worker_t *worker, void *arg)
 {
     os_outbox_t *self = arg;
-    int64_t purged_ms = 0;
-    while (!atomic_load(&self->stop)) {
+    int64_t purged_ms = 0, depth_ms = 0;
+    while (!cc_worker_stopping(worker)) {
         s_purge(self, &purged_ms);
+        s_depth(self, &depth_ms);
         int rc = s_push_one(self);
         if (rc == 1) continue;
         long long wait = self->opts.poll_ms;
@@ -326,9 +344,8 @@ s_run(void *arg)
             long long next = s_next_ms(self);
             if (next >= 0 && next < wait) wait = next;
         }
-        if (!atomic_load(&self->stop)) s_wait(self, wait);
+        s_wait(self, wait);
     }
-    return NULL;
 }
 
 os_outbox_t *
@@ -343,7 +360,6 @@ os_outbox_new(const os_outbox_opts_t *opts)
     for (size_t i = 0; i < sizeof s_worker_stmts / sizeof *s_worker_stmts; i++)
         cc_pg_statement(self->pg, s_worker_stmts[i].name, s_worker_stmts[i].sql);
     self->curl = curl_easy_init();
-    self->wake[0] = self->wake[1] = -1;
     if (opts->metrics) {
         self->m_delivered = cc_metrics_counter(opts->metrics, "order_sync_pushes_total", "result=\"delivered\"",
                                                "Pushes to platforms, by outcome of the attempt");
@@ -351,26 +367,20 @@ os_outbox_new(const os_outbox_opts_t *opts)
                                              "Pushes to platforms, by outcome of the attempt");
         self->m_dead = cc_metrics_counter(opts->metrics, "order_sync_pushes_total", "result=\"dead\"",
                                           "Pushes to platforms, by outcome of the attempt");
+        self->g_waiting = cc_metrics_gauge(opts->metrics, "order_sync_outbox_waiting", NULL,
+                                           "Pushes not yet delivered (all instances)");
+        self->g_dead = cc_metrics_gauge(opts->metrics, "order_sync_outbox_dead", NULL,
+                                        "Dead letters waiting for an operator (tools/order-sync dead)");
     }
     if (!self->curl) {
         CC_ERROR("curl_easy_init failed", "component=outbox");
         goto err;
     }
-    if (pipe(self->wake)) {
-        CC_ERROR("pipe failed", "component=outbox error=\"%s\"", strerror(errno));
-        goto err;
-    }
-    int rc = pthread_create(&self->thread, NULL, s_run, self);
-    if (rc) {
-        CC_ERROR("pthread_create failed", "component=outbox error=\"%s\"", strerror(rc));
-        goto err;
-    }
+    self->worker = cc_worker_new("outbox");
+    if (!self->worker || cc_worker_start(self->worker, s_run, self)) goto err;
     return self;
 err:
-    if (self->wake[0] >= 0) {
-        close(self->wake[0]);
-        close(self->wake[1]);
-    }
+    cc_worker_destroy(&self->worker);
     if (self->curl) curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);
@@ -383,11 +393,7 @@ os_outbox_destroy(os_outbox_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_outbox_t *self = *self_p;
-    atomic_store(&self->stop, true);
-    if (write(self->wake[1], "x", 1) < 0) CC_WARN("write failed", "component=outbox error=\"%s\"", strerror(errno));
-    pthread_join(self->thread, NULL);
-    close(self->wake[0]);
-    close(self->wake[1]);
+    cc_worker_destroy(&self->worker);   /* after its current push */
     curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);

@@ -6,16 +6,15 @@
 #include "os_webhook.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"
+#include "cc/cc_worker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,13 +27,52 @@ struct _os_reconcile_t {
     char *db_url;
     cc_pg_t *pg;
     CURL *curl;
-    int wake[2];
-    atomic_bool stop;
-    pthread_t thread;
+    cc_worker_t *worker;       /* polls on its own thread */
     cc_metric_t *m_applied, *m_unchanged, *m_refused, *m_failed;
 };
 
 typedef struct { char *data; size_t len; bool over; } s_buf_t;
+
+/* The paging headers of a list answer: Shopify's Link, WooCommerce's
+ * X-WP-TotalPages. */
+typedef struct { char link[2048]; int total_pages; } s_paging_t;
+
+static size_t
+s_header(char *data, size_t size, size_t n, void *arg)
+{
+    s_paging_t *pg = arg;
+    size_t len = size * n;
+    char line[2100];
+    if (len >= sizeof line) return len;
+    memcpy(line, data, len);
+    line[len] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncasecmp(line, "link:", 5) == 0) snprintf(pg->link, sizeof pg->link, "%s", line + 5);
+    else if (strncasecmp(line, "x-wp-totalpages:", 16) == 0) pg->total_pages = atoi(line + 16);
+    return len;
+}
+
+/* The URL marked rel="next" in a Link header value ('<url>; rel="next",
+ * <url2>; rel="previous"'), or NULL. Caller frees. */
+static char *
+s_link_next(const char *link)
+{
+    for (const char *p = link; (p = strchr(p, '<')) != NULL;) {
+        const char *end = strchr(p, '>');
+        if (!end) return NULL;
+        const char *params = end + 1, *stop = strchr(params, ',');
+        size_t plen = stop ? (size_t) (stop - params) : strlen(params);
+        char rel[256];
+        snprintf(rel, sizeof rel, "%.*s", (int) (plen < sizeof rel ? plen : sizeof rel - 1), params);
+        if (strstr(rel, "rel=\"next\"") || strstr(rel, "rel=next")) {
+            char *url = strndup(p + 1, (size_t) (end - p - 1));
+            if (!url) abort();
+            return url;
+        }
+        p = end + 1;
+    }
+    return NULL;
+}
 
 static size_t
 s_collect(char *data, size_t size, size_t n, void *arg)
@@ -57,9 +95,11 @@ s_collect(char *data, size_t size, size_t n, void *arg)
 /* GETs url. Returns the HTTP status (0: no answer, reason in err) with the
  * body in *body (caller frees). */
 static long
-s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *token, char **body, char *err, size_t cap)
+s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *token, char **body, s_paging_t *paging,
+      char *err, size_t cap)
 {
     s_buf_t b = { 0 };
+    memset(paging, 0, sizeof *paging);
     CURL *c = self->curl;
     curl_easy_reset(c);
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
@@ -82,6 +122,8 @@ s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *to
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, paging);
     long status = 0;
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) snprintf(err, cap, "%s", b.over ? "page over 8 MiB" : curl_easy_strerror(rc));
@@ -103,8 +145,8 @@ s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied,
         const char *result = json_string_value(json_object_get(r, "result"));
         if (json_integer_value(json_object_get(r, "code")) != 200) {
             (*refused)++;
-            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform,
-                    json_string_value(json_object_get(r, "error")) ?: "");
+            const char *why = json_string_value(json_object_get(r, "error"));
+            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why ? why : "");
         } else if (result && strcmp(result, "applied") == 0) {
             (*applied)++;
         } else {
@@ -128,7 +170,7 @@ s_first_url(CURL *c, const char *url, const char *dialect, long long since)
         gmtime_r(&t, &tm);
         strftime(value, sizeof value, "%Y-%m-%dT%H:%M:%SZ", &tm);
         key = strcmp(dialect, "shopify") == 0 ? "updated_at_min" : "modified_after";
-        extra = strcmp(dialect, "shopify") == 0 ? "&status=any" : "";
+        extra = strcmp(dialect, "shopify") == 0 ? "&status=any&limit=250" : "&per_page=100&page=1";
     }
     char *v = curl_easy_escape(c, value, 0);
     if (asprintf(&q, "%s%c%s=%s%s", url, strchr(url, '?') ? '&' : '?', key, v, extra) < 0) abort();
@@ -145,8 +187,9 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
     char *url = s_first_url(self->curl, list_url, dialect, since), *body = NULL, err[256] = "";
     json_t *batch = json_array();
     int applied = 0, unchanged = 0, refused = 0, rc = 0, pages = 0;
-    while (url && pages++ < MAX_PAGES && !atomic_load(&self->stop)) {
-        long status = s_get(self, url, dialect, token, &body, err, sizeof err);
+    while (url && pages++ < MAX_PAGES && !cc_worker_stopping(self->worker)) {
+        s_paging_t paging;
+        long status = s_get(self, url, dialect, token, &body, &paging, err, sizeof err);
         if (status != 200) {
             CC_WARN("reconciliation page not read", "platform=%s status=%ld reason=\"%s\"", platform, status,
                     status ? "not 200" : err);
@@ -186,7 +229,20 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
         }
         free(url);
         url = NULL;
-        if (next && *next && strcmp(dialect, "standard") == 0 && !(url = strdup(next))) abort();
+        if (strcmp(dialect, "standard") == 0) {
+            if (next && *next && !(url = strdup(next))) abort();
+        } else if (strcmp(dialect, "shopify") == 0) {
+            url = s_link_next(paging.link);
+        } else if (pages < paging.total_pages) {
+            url = s_first_url(self->curl, list_url, dialect, since);
+            char *at = strstr(url, "&page=1");
+            if (at) {
+                char *paged = NULL;
+                if (asprintf(&paged, "%.*s&page=%d%s", (int) (at - url), url, pages + 1, at + 7) < 0) abort();
+                free(url);
+                url = paged;
+            }
+        }
         json_decref(page);
         free(body);
         body = NULL;
@@ -214,7 +270,7 @@ s_round(os_reconcile_t *self)
         CC_ERROR("platforms not read for reconciliation", "error=\"%s\"", cc_pg_error(self->pg));
         return;
     }
-    for (int i = 0; i < PQntuples(res) && !atomic_load(&self->stop); i++) {
+    for (int i = 0; i < PQntuples(res) && !cc_worker_stopping(self->worker); i++) {
         const char *name = PQgetvalue(res, i, 0);
         const char *p[] = { name };
         PGresult *lock = NULL;
@@ -237,16 +293,11 @@ s_round(os_reconcile_t *self)
     PQclear(res);
 }
 
-static void *
-s_run(void *arg)
+static void
+s_run(cc_worker_t *worker, void *arg)
 {
     os_reconcile_t *self = arg;
-    while (!atomic_load(&self->stop)) {
-        struct pollfd fd = { .fd = self->wake[0], .events = POLLIN };
-        if (poll(&fd, 1, self->opts.every_ms) != 0) break;   /* destroy (or a poll failure) */
-        s_round(self);
-    }
-    return NULL;
+    while (cc_worker_wait(worker, self->opts.every_ms, -1) == 0) s_round(self);
 }
 
 os_reconcile_t *
@@ -257,7 +308,6 @@ os_reconcile_new(const os_reconcile_opts_t *opts)
     self->opts = *opts;
     self->db_url = strdup(opts->db_url);
     self->opts.db_url = self->db_url;
-    self->wake[0] = self->wake[1] = -1;
     self->pg = cc_pg_new(opts->db_url, opts->reconnect_ms, opts->metrics);
     cc_pg_statement(self->pg, "rc_platforms",
                     "SELECT name, dialect, reconcile_url, coalesce(reconcile_token, ''), reconcile_since,"
@@ -278,21 +328,11 @@ os_reconcile_new(const os_reconcile_opts_t *opts)
         CC_ERROR("curl_easy_init failed", "component=reconcile");
         goto err;
     }
-    if (pipe(self->wake)) {
-        CC_ERROR("pipe failed", "component=reconcile error=\"%s\"", strerror(errno));
-        goto err;
-    }
-    int rc = pthread_create(&self->thread, NULL, s_run, self);
-    if (rc) {
-        CC_ERROR("pthread_create failed", "component=reconcile error=\"%s\"", strerror(rc));
-        goto err;
-    }
+    self->worker = cc_worker_new("reconcile");
+    if (!self->worker || cc_worker_start(self->worker, s_run, self)) goto err;
     return self;
 err:
-    if (self->wake[0] >= 0) {
-        close(self->wake[0]);
-        close(self->wake[1]);
-    }
+    cc_worker_destroy(&self->worker);
     if (self->curl) curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);
@@ -305,11 +345,7 @@ os_reconcile_destroy(os_reconcile_t **self_p)
 {
     if (!self_p || !*self_p) return;
     os_reconcile_t *self = *self_p;
-    atomic_store(&self->stop, true);
-    if (write(self->wake[1], "x", 1) < 0) CC_WARN("write failed", "component=reconcile error=\"%s\"", strerror(errno));
-    pthread_join(self->thread, NULL);
-    close(self->wake[0]);
-    close(self->wake[1]);
+    cc_worker_destroy(&self->worker);   /* after its current pass */
     curl_easy_cleanup(self->curl);
     cc_pg_destroy(&self->pg);
     free(self->db_url);

@@ -10,8 +10,10 @@
  * list formats:
  *   standard:    GET <url>?updated_since=<epoch s>: {"orders": [<data of an
  *                order.updated>...], "next": "<url of the next page>" | null}
- *   shopify:     GET <url>?updated_at_min=<ISO 8601>&status=any: {"orders": [...]}
- *   woocommerce: GET <url>?modified_after=<ISO 8601>: [...]
+ *   shopify:     GET <url>?updated_at_min=<ISO 8601>&status=any&limit=250:
+ *                {"orders": [...]}, the next page in the Link header (rel="next")
+ *   woocommerce: GET <url>?modified_after=<ISO 8601>&per_page=100&page=N: [...],
+ *                pages up to X-WP-TotalPages
  * with the platform's reconcile_token as "Authorization: Bearer" (standard),
  * X-Shopify-Access-Token (shopify) or HTTP basic "key:secret" (woocommerce). */
 #ifndef OS_RECONCILE_H

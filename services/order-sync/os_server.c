@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <czmq.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@
 static const cc_cfg_key_t s_keys[] = {
     { "ORDER_SYNC_ADMIN_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Admin HTTP port (/healthz, /metrics)" },
     { "ORDER_SYNC_HTTP_PORT", CC_CFG_INT, 0, 65535, NULL, 0, "Platform API port (webhooks)" },
-    { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of the order lookups on the bus" },
+    { "ORDER_SYNC_RPC", CC_CFG_STR, 0, 255, NULL, CC_CFG_NONEMPTY, "Endpoint of order-sync's requests on the bus (lookups, orders by phone)" },
     { "ORDER_SYNC_HTTP_THREADS", CC_CFG_INT, 1, 256, NULL, 0,
       "Platform API worker threads (each holds one webhook while its batch commits)" },
     { "ORDER_SYNC_WRITERS", CC_CFG_INT, 1, OS_MAX_WRITERS, NULL, 0,
@@ -80,6 +81,8 @@ struct _os_server_t {
     int batch_max;
     char *db_url;
     int reconnect_ms;
+    pthread_key_t export_pg;   /* an HTTP thread's connection for exports, made at its first */
+    bool export_key;
     cc_metric_t *m_applied, *m_refused;
 };
 
@@ -165,6 +168,7 @@ s_apply_one(os_server_t *self, struct mg_connection *conn, json_t *event)
     if (code == 200) {
         char *body = NULL;
         json_t *ok = json_pack("{s:O}", "result", json_object_get(r, "result"));
+        if (json_object_get(r, "note")) json_object_set(ok, "note", json_object_get(r, "note"));
         body = json_dumps(ok, JSON_COMPACT);
         status = cc_http_send(conn, 200, "application/json", body, strlen(body));
         free(body);
@@ -321,6 +325,7 @@ s_apply_items(os_server_t *self, struct mg_connection *conn, json_t *items)
         else refused++;
         json_t *one = json_pack("{s:I, s:O*}", "index", (json_int_t) i, "code", json_object_get(r, "code"));
         if (res) json_object_set_new(one, "result", json_string(res));
+        if (json_object_get(r, "note")) json_object_set(one, "note", json_object_get(r, "note"));
         else json_object_set(one, "error", json_object_get(r, "error"));
         json_array_append_new(list, one);
     }
@@ -396,6 +401,33 @@ s_import(struct mg_connection *conn, void *arg)
     return status;
 }
 
+static void
+s_export_pg_free(void *p)
+{
+    cc_pg_t *pg = p;
+    cc_pg_destroy(&pg);
+}
+
+/* The calling HTTP thread's connection for exports (made at its first
+ * export, kept until the thread ends; cc_pg reconnects it when needed). */
+static cc_pg_t *
+s_export_pg(os_server_t *self)
+{
+    cc_pg_t *pg = pthread_getspecific(self->export_pg);
+    if (!pg) {
+        /* Named, so that pg_stat_activity tells these from the writers'. */
+        char url[2048];
+        if (strncmp(self->db_url, "postgres://", 11) == 0 || strncmp(self->db_url, "postgresql://", 13) == 0)
+            snprintf(url, sizeof url, "%s%capplication_name=order-sync-export", self->db_url,
+                     strchr(self->db_url, '?') ? '&' : '?');
+        else
+            snprintf(url, sizeof url, "%s application_name=order-sync-export", self->db_url);
+        pg = cc_pg_new(url, self->reconnect_ms, NULL);
+        pthread_setspecific(self->export_pg, pg);
+    }
+    return pg;
+}
+
 /* GET /export/<platform>/customers.csv or products.csv (signed like a
  * webhook with an empty body). */
 static int
@@ -410,11 +442,8 @@ s_export(struct mg_connection *conn, void *arg)
     os_platform_t pf;
     int status = s_bulk_auth(self, conn, name, "", 0, &pf);
     if (status) return status;
-    /* Exports are rare: a connection of their own, not the loop's. */
-    cc_pg_t *pg = cc_pg_new(self->db_url, self->reconnect_ms, NULL);
     size_t len = 0;
-    char *csv = os_export_csv(pg, pf.name, what, &len);
-    cc_pg_destroy(&pg);
+    char *csv = os_export_csv(s_export_pg(self), pf.name, what, &len);
     if (!csv) return cc_http_error(conn, 503, "storage unavailable; retry later");
     status = cc_http_send(conn, 200, "text/csv; charset=utf-8", csv, len);
     free(csv);
@@ -481,6 +510,8 @@ os_server_new(cc_service_t *svc)
     self->batch_max = (int) cc_cfg_int(cfg, "ORDER_SYNC_BATCH_MAX");
     self->db_url = strdup(cc_cfg_str(cfg, "DATABASE_URL"));
     self->reconnect_ms = (int) cc_cfg_int(cfg, "CC_RECONNECT_MS");
+    if (pthread_key_create(&self->export_pg, s_export_pg_free) != 0) goto err;
+    self->export_key = true;
     self->changes = zsock_new_pull("@" CHANGES_ENDPOINT);
     if (!self->changes) goto err;
     cc_loop_add_zsock(cc_service_loop(svc), self->changes, s_on_change, self);
@@ -563,6 +594,7 @@ os_server_destroy(os_server_t **self_p)
         zsock_destroy(&self->changes);
     }
     os_platforms_destroy(&self->platforms);
+    if (self->export_key) pthread_key_delete(self->export_pg);   /* the HTTP threads, gone, closed theirs */
     free(self->db_url);
     free(self);
     curl_global_cleanup();

@@ -229,11 +229,20 @@ static const s_field_t s_payment[] = {
     { NULL, 0, 0, 0, false, NULL }
 };
 
+/* Several products in one event (a Shopify product's variants): applied
+ * together, each as a product event. */
+static const s_field_t s_products[] = {
+    { "id", F_STR, 1, 64, true, NULL },
+    { "products", F_ARR, 1, 250, true, s_product },
+    { NULL, 0, 0, 0, false, NULL }
+};
+
 const char *const os_kinds[] = { "order", "customer", "product", "stock", "payment", "shipment", NULL };
 
 static const struct { const char *kind; const s_field_t *fields; bool needs_order; } s_models[] = {
     { "order", s_order, false }, { "customer", s_customer_event, false }, { "product", s_product, false },
     { "stock", s_stock, false }, { "payment", s_payment, true }, { "shipment", s_shipment, true },
+    { "products", s_products, false },
 };
 
 static bool s_fields(json_t *obj, const s_field_t *spec, const char *path, char *why, size_t cap);
@@ -442,4 +451,14 @@ os_order_status(const char *name)
 {
     for (int k = 1; k < 9; k++) if (strcmp(name, s_status_names[k]) == 0) return (Cc__OrderStatus) k;
     return CC__ORDER_STATUS__ORDER_UNKNOWN;
+}
+
+char *
+os_platform_number(const char *order_number, const char *platform, char *buf, size_t cap)
+{
+    size_t n = strlen(order_number), pl = strlen(platform);
+    if (pl && n > pl + 1 && order_number[n - pl - 1] == '@' && strcmp(order_number + n - pl, platform) == 0)
+        n -= pl + 1;
+    snprintf(buf, cap, "%.*s", (int) n, order_number);
+    return buf;
 }

@@ -26,7 +26,9 @@ int os_verify(const char *secret, const char *id, const char *timestamp, const c
  * 401 with *why set. */
 int os_verify_body(const char *secret, const char *body, size_t len, const char *signature, const char **why);
 
-/* The model's kinds: order, customer, product, stock, payment, shipment. */
+/* The model's kinds: order, customer, product, stock, payment, shipment.
+ * os_check takes one more, "products" ({"id", "products": [product...]}),
+ * that dialects map a product with several variants to. */
 extern const char *const os_kinds[];
 
 /* Validates data as an event of kind (fields, types, lengths, bounds; the
@@ -58,5 +60,11 @@ bool os_amount_minor(const char *text, const char *currency, long long *minor);
 void os_amount_text(long long minor, const char *currency, char *buf, size_t cap);
 
 Cc__OrderStatus os_order_status(const char *name);
+
+/* The shop's own number of our order_number on platform, as
+ * commerce.new_order_number (migration 0020) makes ours: "1001@beta" on beta
+ * is beta's 1001, any other is the shop's number itself. Written into buf
+ * (cap bytes); returns buf. */
+char *os_platform_number(const char *order_number, const char *platform, char *buf, size_t cap);
 
 #endif

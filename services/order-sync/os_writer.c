@@ -111,9 +111,11 @@ s_publish(zsock_t *push, json_t *ev, cc_metric_t *dropped)
         total.minor = n;
         total.currency = (char *) s_get(ev, "currency");
         Cc__Order order = CC__ORDER__INIT;
+        char pnum[65];
         order.order_number = (char *) s_get(ev, "key");
         order.customer_id = (char *) s_get(ev, "customer_id");
         order.platform = (char *) s_get(ev, "platform");
+        order.platform_number = os_platform_number(order.order_number, order.platform, pnum, sizeof pnum);
         order.status = os_order_status(s_get(ev, "status"));
         order.total = &total;
         order.updated_us = cc_wall_us();

@@ -223,18 +223,67 @@ cc_harness_destroy(cc_harness_t **self_p)
 
 const char *cc_harness_dir(cc_harness_t *self) { return self->dir; }
 
+#define PORTS_LO 10000
+#define PORTS_HI 20000     /* one past the last */
+
+/* True when port of 127.0.0.1 can be bound for type (SOCK_DGRAM, SOCK_STREAM) now. */
+static bool
+s_bindable(int type, int port)
+{
+    int fd = socket(AF_INET, type, 0);
+    if (fd < 0) return false;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, (struct sockaddr *) &a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+int
+cc_harness_free_ports(int count)
+{
+    assert(count >= 1 && count <= 64);
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char path[512];
+    snprintf(path, sizeof path, "%s/cc-harness-ports-%d", tmp, (int) geteuid());
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) s_fail("lock %s: %s", path, strerror(errno));
+    char text[16] = { 0 };
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    int next = n > 0 ? atoi(text) : 0;
+    if (next < PORTS_LO || next >= PORTS_HI) next = PORTS_LO;
+    for (int scanned = 0; scanned < PORTS_HI - PORTS_LO; scanned += count) {
+        if (next + count > PORTS_HI) next = PORTS_LO;
+        int base = next, ok = 0;
+        next += count;
+        while (ok < count && s_bindable(SOCK_DGRAM, base + ok) && s_bindable(SOCK_STREAM, base + ok)) ok++;
+        if (ok < count) continue;
+        int len = snprintf(text, sizeof text, "%d\n", next);
+        if (pwrite(fd, text, (size_t) len, 0) != len || ftruncate(fd, len) != 0)
+            s_fail("write %s: %s", path, strerror(errno));
+        flock(fd, LOCK_UN);
+        close(fd);
+        return base;
+    }
+    s_fail("no %d free ports in %d-%d", count, PORTS_LO, PORTS_HI - 1);
+    return -1;
+}
+
 int
 cc_harness_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0
-        || getsockname(fd, (struct sockaddr *) &a, &len) != 0)
-        s_fail("no free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
+    return cc_harness_free_ports(1);
+}
+
+bool
+cc_harness_wait_udp_bound(int port, int timeout_ms)
+{
+    int64_t end = cc_mono_ms() + timeout_ms;
+    while (s_bindable(SOCK_DGRAM, port)) {
+        if (cc_mono_ms() >= end) return false;
+        cc_sleep_ms(20);
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- PostgreSQL */
@@ -477,7 +526,7 @@ cc_harness_start_callpath(cc_harness_t *self, cc_callpath_t *p, const char *rout
     snprintf(p->gw_rpc, sizeof p->gw_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     p->acd_admin = cc_harness_free_port();
     p->gw_admin = cc_harness_free_port();
-    p->sip_port = cc_harness_free_port();
+    p->sip_port = cc_harness_free_ports(1);   /* UDP and TCP */
     setenv("ACD_RPC", p->acd_rpc, 1);
     setenv("ACD_GATEWAY_RPC", p->gw_rpc, 1);
     s_setenv_int("ACD_ADMIN_PORT", p->acd_admin);

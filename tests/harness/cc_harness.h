@@ -22,8 +22,23 @@ cc_harness_t *cc_harness_new(const char *test_name);
 void cc_harness_destroy(cc_harness_t **self_p);
 const char *cc_harness_dir(cc_harness_t *self);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A port on 127.0.0.1 free for UDP and TCP now: cc_harness_free_ports(1),
+ * so no client socket's ephemeral port and no other test takes it meanwhile
+ * (a port from the kernel's ephemeral range could be). */
 int cc_harness_free_port(void);
+/* The first of count (1..64) consecutive ports on 127.0.0.1, each free for
+ * UDP and TCP now, for a process that binds fixed ports (SIPp's -p, and -mp
+ * with -mp + 2; baresip's SIP and RTP; a gateway's SIP port). They come
+ * from 10000-19999: below the kernel's ephemeral ports (no client socket
+ * lands there meanwhile) and below every gateway's RTP range (the stack's
+ * 20000-29999, the tests' 30000 and up), so a gateway picking RTP ports
+ * never takes them. Every test on the machine takes its blocks in turn from
+ * one counter (a locked file), so a block handed out is not handed out again
+ * until the other 9,999 ports have been. Aborts the test when none is free. */
+int cc_harness_free_ports(int count);
+/* Waits until a process binds UDP port of 127.0.0.1 (a SIPp that must be
+ * listening before it is called). Returns true, or false on timeout. */
+bool cc_harness_wait_udp_bound(int port, int timeout_ms);
 
 /* Starts a private PostgreSQL; returns its DATABASE_URL (also exported). */
 const char *cc_harness_start_pg(cc_harness_t *self);

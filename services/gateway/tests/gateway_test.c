@@ -46,7 +46,6 @@ static int s_sip_port, s_admin;
 static pid_t s_gw;
 static cc_pg_t *s_pg;
 static cc_bus_t *s_events;
-static int s_local_port = 0;
 static int s_trunk_port;
 static char s_rpc[64];
 
@@ -57,16 +56,25 @@ s_wait_sipp(pid_t pid)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* SIPp's SIP port (lp) and media port (mp; it binds mp and mp + 2), free
+ * for UDP and TCP: SIPp exits at once when one is taken, and the tests on
+ * the machine (other gateways' RTP among them) bind ports all the time. */
+static void
+s_sipp_ports(char *lp, char *mp)
+{
+    snprintf(lp, 16, "%d", cc_harness_free_ports(1));
+    snprintf(mp, 16, "%d", cc_harness_free_ports(3));
+}
+
 /* Starts a caller (uac_ivr: presses 1, waits for the gateway's BYE) in the
  * background; echo sends back what it hears. Returns its pid. */
 static pid_t
-s_ivr_caller(const char *label, const char *service, int media_offset, bool echo)
+s_ivr_caller(const char *label, const char *service, bool echo)
 {
     char sf[512], remote[64], lp[16], mp[16];
     snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ivr.xml", GW_SOURCE_DIR);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + media_offset);
+    s_sipp_ports(lp, mp);
     const char *args[] = { "-sf", sf, "-s", service, "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
                            "-timeout_error", echo ? "-rtp_echo" : remote, echo ? remote : NULL, NULL };
     return cc_harness_spawn_as(s_h, label, "/usr/bin/sipp", args);
@@ -80,8 +88,7 @@ s_sipp(const char *scenario, const char *service, int calls, const char *extra1,
     snprintf(sf, sizeof sf, "%s/tests/sipp/%s.xml", GW_SOURCE_DIR, scenario);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
     snprintf(m, sizeof m, "%d", calls);
-    snprintf(lp, sizeof lp, "%d", s_local_port = cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20);   /* outside the stack's RTP range */
+    s_sipp_ports(lp, mp);
     snprintf(log, sizeof log, "sipp-%s", scenario);
     /* 50 new calls a second: under the gateway's limit of 60 per source. */
     const char *args[] = { "-sf", sf, "-s", service, "-m", m, "-l", m, "-r", "50", "-p", lp, "-mp", mp,
@@ -100,15 +107,27 @@ s_query(const char *sql)
     return res;
 }
 
-/* The newest CDR of caller; fails the test when there is none. */
+/* The highest CDR id now: a scenario's rows come after it. */
+static long
+s_cdr_mark(void)
+{
+    PGresult *res = s_query("SELECT coalesce(max(id), 0) FROM telephony.cdr");
+    long id = atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return id;
+}
+
+/* The newest CDR of caller written after mark (s_cdr_mark before the
+ * scenario: an earlier scenario's row of the same caller is never taken for
+ * this one's); fails the test when none comes within 30 s. */
 static PGresult *
-s_cdr(const char *caller)
+s_cdr(const char *caller, long mark)
 {
     char sql[512];
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; i < 300; i++) {
         snprintf(sql, sizeof sql, "SELECT sip_cause, hangup_by, codec, rtp_sent, rtp_received, dtmf, reason,"
-                 " extract(epoch FROM ended_at - answered_at) FROM telephony.cdr WHERE caller = '%s' ORDER BY id DESC LIMIT 1",
-                 caller);
+                 " extract(epoch FROM ended_at - answered_at) FROM telephony.cdr WHERE caller = '%s' AND id > %ld"
+                 " ORDER BY id DESC LIMIT 1", caller, mark);
         PGresult *res = s_query(sql);
         if (PQntuples(res) == 1) return res;
         PQclear(res);
@@ -136,9 +155,10 @@ static void
 call_with_rfc4733_digit_and_bye_from_caller(const char *transport)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     printf("transport %s\n", transport);
     CHECK(s_sipp("uac_dtmf", "100", 1, "-t", transport) == 0, "SIPp call failed (see %s)", cc_harness_dir(s_h));
-    PGresult *r = s_cdr("13800138000");
+    PGresult *r = s_cdr("13800138000", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0 && strcmp(PQgetvalue(r, 0, 1), "caller") == 0, "cause %s by %s",
           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
     CHECK(strcmp(PQgetvalue(r, 0, 5), "15") == 0, "digits received (RFC 4733 then INFO): '%s'", PQgetvalue(r, 0, 5));
@@ -150,12 +170,12 @@ call_with_rfc4733_digit_and_bye_from_caller(const char *transport)
     CHECK(strcmp(PQgetvalue(r, 0, 2), "PCMU") == 0, "codec %s", PQgetvalue(r, 0, 2));
     printf("talk %.2f s, rtp sent %ld, received %ld\n", talk, sent, received);
     PQclear(r);
-    Cc__Envelope *env = s_event("call.dtmf", 5000);
+    Cc__Envelope *env = s_event("call.dtmf", 30000);
     Cc__CallDtmf *d = cc__call_dtmf__unpack(NULL, env->payload.len, env->payload.data);
     CHECK(d && strcmp(d->digit, "1") == 0 && strcmp(d->method, "rfc4733") == 0, "dtmf event");
     cc__call_dtmf__free_unpacked(d, NULL);
     cc__envelope__free_unpacked(env, NULL);
-    env = s_event("call.ended", 5000);
+    env = s_event("call.ended", 30000);
     Cc__CallEnded *e = cc__call_ended__unpack(NULL, env->payload.len, env->payload.data);
     CHECK(e && e->hangup_by == CC__PARTY__PARTY_CALLER && e->sip_cause == 200, "ended event");
     cc__call_ended__free_unpacked(e, NULL);
@@ -167,8 +187,9 @@ static void
 cancel_before_answer_gets_487(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     CHECK(s_sipp("uac_cancel", "555", 1, "-t", "u1") == 0, "CANCEL scenario");
-    PGresult *r = s_cdr("13800138001");
+    PGresult *r = s_cdr("13800138001", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "487") == 0 && strcmp(PQgetvalue(r, 0, 1), "caller") == 0, "cause %s",
           PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -179,8 +200,9 @@ static void
 codec_mismatch_gets_488(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     CHECK(s_sipp("uac_codec_mismatch", "100", 1, "-t", "u1") == 0, "488 scenario");
-    PGresult *r = s_cdr("13800138002");
+    PGresult *r = s_cdr("13800138002", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "488") == 0, "cause %s", PQgetvalue(r, 0, 0));
     PQclear(r);
     TEST_PASS(__func__);
@@ -190,8 +212,9 @@ static void
 late_offer_and_bye_from_gateway(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     CHECK(s_sipp("uac_late_offer_gw_bye", "999", 1, "-t", "u1") == 0, "late offer scenario");
-    PGresult *r = s_cdr("13800138003");
+    PGresult *r = s_cdr("13800138003", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0 && strcmp(PQgetvalue(r, 0, 1), "system") == 0, "by %s",
           PQgetvalue(r, 0, 1));
     CHECK(strcmp(PQgetvalue(r, 0, 2), "PCMA") == 0, "codec from the answer in the ACK: %s", PQgetvalue(r, 0, 2));
@@ -206,8 +229,9 @@ static void
 hold_and_unhold_with_reinvite(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     CHECK(s_sipp("uac_hold", "100", 1, "-t", "u1") == 0, "hold scenario");
-    PGresult *r = s_cdr("13800138004");
+    PGresult *r = s_cdr("13800138004", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "200") == 0, "cause %s", PQgetvalue(r, 0, 0));
     PQclear(r);
     TEST_PASS(__func__);
@@ -364,10 +388,11 @@ static void
 no_dead_air_when_acd_does_not_answer(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     /* The caller hears music, then (acd silent for 500 ms) the fallback
      * message once, then the gateway's BYE. */
     CHECK(s_sipp("uac_late_offer_gw_bye", "700", 1, "-t", "u1") == 0, "released by the gateway");
-    PGresult *r = s_cdr("13800138003");
+    PGresult *r = s_cdr("13800138003", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 1), "system") == 0 && strcmp(PQgetvalue(r, 0, 6), "acd did not answer") == 0,
           "by %s: %s", PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 6));
     long sent = atol(PQgetvalue(r, 0, 3));
@@ -391,11 +416,12 @@ static void
 media_api_collects_a_digit_plays_and_hangs_up(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     /* Drain earlier events, then the caller dials the menu number. */
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
-    pid_t caller = s_ivr_caller("sipp-ivr", "800", 10, false);
-    env = s_event("call.started", 5000);
+    pid_t caller = s_ivr_caller("sipp-ivr", "800", false);
+    env = s_event("call.started", 30000);
     char call_id[64];
     snprintf(call_id, sizeof call_id, "%s", env->trace_id);
     cc__envelope__free_unpacked(env, NULL);
@@ -466,7 +492,7 @@ media_api_collects_a_digit_plays_and_hangs_up(void)
     r = s_media(c, "gateway.announce", &pos.base, 5000);
     CHECK(r->status == CC__STATUS__STATUS_OK && cc_mono_ms() - t0 < 1000, "announce answered at once");
     cc__reply__free_unpacked(r, NULL);
-    for (int i = 0; i < 100 && rendered < 3; i++) {
+    for (int i = 0; i < 600 && rendered < 3; i++) {
         cc_sleep_ms(50);
         ls = popen(cmd, "r");
         if (ls && fscanf(ls, "%d", &rendered) != 1) rendered = 0;
@@ -500,7 +526,7 @@ media_api_collects_a_digit_plays_and_hangs_up(void)
     CHECK(r->status == CC__STATUS__STATUS_NOT_FOUND, "a call that is gone: %d", r->status);
     cc__reply__free_unpacked(r, NULL);
     cc_rpc_client_destroy(&c);
-    PGresult *res = s_cdr("13800138010");
+    PGresult *res = s_cdr("13800138010", mark);
     CHECK(strcmp(PQgetvalue(res, 0, 6), "menu finished") == 0 && strcmp(PQgetvalue(res, 0, 5), "1") == 0, "CDR %s %s",
           PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 5));
     PQclear(res);
@@ -514,8 +540,8 @@ recording_has_the_right_duration_without_the_paused_part(void)
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
     /* The caller echoes what it hears: steady audio to record. */
-    pid_t caller = s_ivr_caller("sipp-rec", "810", 14, true);
-    env = s_event("call.started", 5000);
+    pid_t caller = s_ivr_caller("sipp-rec", "810", true);
+    env = s_event("call.started", 30000);
     char call_id[64];
     snprintf(call_id, sizeof call_id, "%s", env->trace_id);
     cc__envelope__free_unpacked(env, NULL);
@@ -564,7 +590,18 @@ recording_has_the_right_duration_without_the_paused_part(void)
     char path2[512];
     snprintf(path2, sizeof path2, "%s/rec-2.wav", cc_harness_dir(s_h));
     SF_INFO info2 = { 0 };
-    cc_sleep_ms(200);
+    /* The call's CDR is stored after its recording is closed. */
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM telephony.cdr WHERE call_id = '%s'", call_id);
+    PGresult *res = NULL;
+    for (int i = 0; i < 300; i++) {
+        if (res) PQclear(res);
+        res = s_query(sql);
+        if (PQntuples(res) == 1) break;
+        cc_sleep_ms(100);
+    }
+    CHECK(PQntuples(res) == 1, "the recorded call's CDR");
+    PQclear(res);
     SNDFILE *f2 = sf_open(path2, SFM_READ, &info2);
     CHECK(f2 && info2.frames > 2000, "the recording cut by the hang-up is a whole file (%lld frames)",
           f2 ? (long long) info2.frames : -1LL);
@@ -580,11 +617,10 @@ recording_has_the_right_duration_without_the_paused_part(void)
     printf("recorded %.2f s (2.0 s recorded, 0.8 s paused)\n", secs);
     CHECK(info.samplerate == 8000 && info.channels == 1, "8 kHz mono");
     CHECK(secs > 1.7 && secs < 2.3, "the recording lasts %.2f s, not 2 s: the pause leaked or audio was lost", secs);
-    PGresult *res = s_query("SELECT recording FROM telephony.cdr WHERE recording <> '' ORDER BY id DESC LIMIT 1");
+    res = s_query("SELECT recording FROM telephony.cdr WHERE recording <> '' ORDER BY id DESC LIMIT 1");
     CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rec-2.wav") == 0, "CDR names the call's last recording");
     PQclear(res);
     /* Every recording of the call, in order, with the audio each file holds. */
-    char sql[512];
     snprintf(sql, sizeof sql, "SELECT r.seq, r.path, r.duration_ms, r.started_at >= c.answered_at FROM telephony.cdr_recording r"
              " JOIN telephony.cdr c ON c.id = r.cdr_id WHERE r.call_id = '%s' ORDER BY r.seq", call_id);
     res = s_query(sql);
@@ -644,17 +680,18 @@ call_control_answer_originate_bridge_hold_transfer(void)
     char sf[512], lp[16], mp[16], remote[64];
     snprintf(sf, sizeof sf, "%s/tests/sipp/uas_trunk.xml", GW_SOURCE_DIR);
     snprintf(lp, sizeof lp, "%d", s_trunk_port);
-    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 16);
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
     const char *targs[] = { "-sf", sf, "-m", "2", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s", "-timeout_error",
                             remote, NULL };
     pid_t trunk = cc_harness_spawn_as(s_h, "sipp-trunk", "/usr/bin/sipp", targs);
+    CHECK(cc_harness_wait_udp_bound(s_trunk_port, 30000), "the trunk's SIPp listens (see %s)", cc_harness_dir(s_h));
     cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 15000, .max_attempts = 1 };
     cc_rpc_client_t *c = cc_rpc_client_new(&o);
 
     /* A wait route: the call rings until media.answer. */
-    pid_t caller = s_ivr_caller("sipp-wait", "820", 12, true);
-    env = s_event("call.started", 5000);
+    pid_t caller = s_ivr_caller("sipp-wait", "820", true);
+    env = s_event("call.started", 30000);
     char a_id[64];
     snprintf(a_id, sizeof a_id, "%s", env->trace_id);
     cc__envelope__free_unpacked(env, NULL);
@@ -667,7 +704,7 @@ call_control_answer_originate_bridge_hold_transfer(void)
     Cc__MediaAnswer ans = CC__MEDIA_ANSWER__INIT;
     ans.call_id = a_id;
     s_done(s_media(c, "media.answer", &ans.base, 5000), "media.answer", "done");
-    cc__envelope__free_unpacked(s_event_for("call.answered", a_id, 5000), NULL);
+    cc__envelope__free_unpacked(s_event_for("call.answered", a_id, 30000), NULL);
     s_done(s_media(c, "media.answer", &ans.base, 5000), "media.answer again", "done");
 
     /* Originate through the trunk: ringing, then answered with its own id. */
@@ -683,8 +720,8 @@ call_control_answer_originate_bridge_hold_transfer(void)
     snprintf(b_id, sizeof b_id, "%s", made->call_id);
     cc__media_originated__free_unpacked(made, NULL);
     cc__reply__free_unpacked(r, NULL);
-    cc__envelope__free_unpacked(s_event_for("call.ringing", b_id, 5000), NULL);
-    cc__envelope__free_unpacked(s_event_for("call.answered", b_id, 5000), NULL);
+    cc__envelope__free_unpacked(s_event_for("call.ringing", b_id, 30000), NULL);
+    cc__envelope__free_unpacked(s_event_for("call.answered", b_id, 30000), NULL);
 
     /* Bridge: the customer's audio (PCMA) reaches the caller (PCMU), whose
      * echo goes back. */
@@ -694,12 +731,13 @@ call_control_answer_originate_bridge_hold_transfer(void)
     s_status(s_media(c, "media.bridge", &br.base, 5000), "bridge with a call that is not there", CC__STATUS__STATUS_NOT_FOUND);
     br.other_call_id = b_id;
     s_done(s_media(c, "media.bridge", &br.base, 5000), "media.bridge", "done");
-    env = s_event_for("call.bridged", a_id, 5000);
+    env = s_event_for("call.bridged", a_id, 30000);
     Cc__CallBridged *cb = cc__call_bridged__unpack(NULL, env->payload.len, env->payload.data);
     CHECK(cb && strcmp(cb->other_call_id, b_id) == 0, "call.bridged names the other call");
     cc__call_bridged__free_unpacked(cb, NULL);
     cc__envelope__free_unpacked(env, NULL);
     s_status(s_media(c, "media.bridge", &br.base, 5000), "bridging a bridged call", CC__STATUS__STATUS_CONFLICT);
+    s_status(s_media(c, "media.play", &play.base, 5000), "a prompt to a bridged call", CC__STATUS__STATUS_CONFLICT);
     cc_sleep_ms(1500);
     Cc__MediaHold hold = CC__MEDIA_HOLD__INIT;
     hold.call_id = a_id;
@@ -707,7 +745,7 @@ call_control_answer_originate_bridge_hold_transfer(void)
     s_done(s_media(c, "media.hold", &hold.base, 5000), "media.hold", "done");
     hold.music = "no-such-prompt";
     s_status(s_media(c, "media.hold", &hold.base, 5000), "hold with a prompt that is not there", CC__STATUS__STATUS_BAD_REQUEST);
-    cc_sleep_ms(500);
+    cc_sleep_ms(3000);   /* held: the caller hears music, and their echo of it goes nowhere */
     hold.hold = 0;
     hold.music = "";
     s_done(s_media(c, "media.hold", &hold.base, 5000), "media.hold off", "done");
@@ -745,7 +783,7 @@ call_control_answer_originate_bridge_hold_transfer(void)
     /* The CDRs: the caller, its transfer leg, and the originated call. */
     char sql[512];
     PGresult *res = NULL;
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; i < 300; i++) {
         if (res) PQclear(res);
         snprintf(sql, sizeof sql, "SELECT call_id = '%s', leg, direction, dialled, codec, rtp_sent, rtp_received, reason,"
                  " answered_at IS NOT NULL FROM telephony.cdr WHERE call_id IN ('%s', '%s') ORDER BY leg", a_id, a_id, b_id);
@@ -769,10 +807,12 @@ call_control_answer_originate_bridge_hold_transfer(void)
           "the number the caller was transferred to answered, and was let go by the queue transfer");
     long b_received = atol(PQgetvalue(res, 1, 6)), b_sent = atol(PQgetvalue(res, 1, 5));
     long a_received = atol(PQgetvalue(res, 0, 6));
-    /* 2.5 s bridged (1.5 s, 0.5 s held, 0.5 s): the customer's audio went
-     * to the caller and the caller's echo came back to the customer. */
+    /* 5 s bridged, 3 s of them held: the customer's audio went to the
+     * caller and the caller's echo came back to the customer, 50 packets a
+     * second for the 2 s not held (relaying through the hold too: 250). */
     CHECK(b_received >= 100, "the customer's audio reached the gateway: %ld packets", b_received);
     CHECK(b_sent >= 50, "the caller's audio was relayed to the customer: %ld packets", b_sent);
+    CHECK(b_sent <= 160, "nothing was relayed to the customer during the hold: %ld packets", b_sent);
     CHECK(a_received >= 100, "the caller echoed what it heard: %ld packets", a_received);
     PQclear(res);
     CHECK(kill(s_gw, 0) == 0, "gateway alive");
@@ -783,25 +823,26 @@ static void
 ringing_calls_refused_cancelled_or_timed_out(void)
 {
     TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
     /* A wait: route nobody answers: 480 after its ring time. */
     CHECK(s_sipp("uac_ringing_refused", "821", 1, "-t", "u1") == 0, "480 after the ring time");
-    PGresult *r = s_cdr("13800138011");
+    PGresult *r = s_cdr("13800138011", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "480") == 0 && strcmp(PQgetvalue(r, 0, 1), "system") == 0, "cause %s by %s",
           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
     PQclear(r);
 
     /* media.hangup while it rings: the caller gets the cause asked for. */
+    mark = s_cdr_mark();
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
     char sf[512], remote[64], lp[16], mp[16];
     snprintf(sf, sizeof sf, "%s/tests/sipp/uac_ringing_refused.xml", GW_SOURCE_DIR);
     snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
-    snprintf(lp, sizeof lp, "%d", cc_harness_free_port());
-    snprintf(mp, sizeof mp, "%d", 40000 + (getpid() % 100) * 20 + 8);
+    s_sipp_ports(lp, mp);
     const char *args[] = { "-sf", sf, "-s", "820", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "30s",
                            "-timeout_error", remote, NULL };
     pid_t caller = cc_harness_spawn_as(s_h, "sipp-refused", "/usr/bin/sipp", args);
-    env = s_event("call.started", 5000);
+    env = s_event("call.started", 30000);
     char call_id[64];
     snprintf(call_id, sizeof call_id, "%s", env->trace_id);
     cc__envelope__free_unpacked(env, NULL);
@@ -813,7 +854,7 @@ ringing_calls_refused_cancelled_or_timed_out(void)
     h.reason = "agents busy";
     s_done(s_media(c, "media.hangup", &h.base, 5000), "hang up a ringing call", "hangup");
     CHECK(s_wait_sipp(caller) == 0, "the ringing caller got 486");
-    r = s_cdr("13800138011");
+    r = s_cdr("13800138011", mark);
     CHECK(strcmp(PQgetvalue(r, 0, 0), "486") == 0 && strcmp(PQgetvalue(r, 0, 6), "agents busy") == 0, "cause %s: %s",
           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 6));
     PQclear(r);
@@ -822,10 +863,11 @@ ringing_calls_refused_cancelled_or_timed_out(void)
      * the request is answered UNAVAILABLE no_answer. */
     snprintf(sf, sizeof sf, "%s/tests/sipp/uas_ring_forever.xml", GW_SOURCE_DIR);
     snprintf(lp, sizeof lp, "%d", s_trunk_port);
+    snprintf(mp, sizeof mp, "%d", cc_harness_free_ports(3));
     const char *targs[] = { "-sf", sf, "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "30s", "-timeout_error",
                             remote, NULL };
     pid_t trunk = cc_harness_spawn_as(s_h, "sipp-ring-forever", "/usr/bin/sipp", targs);
-    cc_sleep_ms(300);
+    CHECK(cc_harness_wait_udp_bound(s_trunk_port, 30000), "the trunk's SIPp listens (see %s)", cc_harness_dir(s_h));
     Cc__MediaOriginate org = CC__MEDIA_ORIGINATE__INIT;
     org.destination = "5550003";
     org.timeout_ms = 1500;
@@ -856,7 +898,7 @@ hundred_concurrent_calls(void)
     PQclear(r);
     CHECK(s_sipp("uac_dtmf", "100", 100, "-t", "u1") == 0, "100 concurrent calls");
     long after = before;
-    for (int i = 0; i < 50 && after < before + 100; i++) {
+    for (int i = 0; i < 300 && after < before + 100; i++) {
         r = s_query("SELECT count(*) FROM telephony.cdr WHERE caller = '13800138000' AND sip_cause = 200 AND dtmf = '15'");
         after = atol(PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -877,7 +919,7 @@ main(void)
     CHECK(cc_pg_connect(s_pg) == 0, "pg");
     CHECK(cc_pg_migrate(s_pg, "gateway", GW_SOURCE_DIR "/sql", NULL) == 0, "migrate");
     char port[16], admin[16], rtp_min[16], rtp_max[16];
-    s_sip_port = cc_harness_free_port();
+    s_sip_port = cc_harness_free_ports(1);   /* UDP and TCP */
     s_admin = cc_harness_free_port();
     int base = 30000 + (getpid() % 30) * 1000;   /* RTP and RTCP: two ports a call */
     snprintf(port, sizeof port, "%d", s_sip_port);
@@ -892,7 +934,7 @@ main(void)
     setenv("GATEWAY_INVITES_PER_S", "60", 1);
     setenv("GATEWAY_ROUTES", "100=play:tone:440,555=play:tone:440@5000,999=announce:tone:880,700=queue:sales,"
            "800=play:tone:350,810=play:tone:350,820=wait:tone:350,821=wait:tone:350@800", 1);
-    s_trunk_port = cc_harness_free_port();
+    s_trunk_port = cc_harness_free_ports(1);   /* SIPp's UDP port, taken later */
     char trunk_out[32];
     snprintf(trunk_out, sizeof trunk_out, "127.0.0.1:%d", s_trunk_port);
     setenv("GATEWAY_TRUNK_OUT", trunk_out, 1);

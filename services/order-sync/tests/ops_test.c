@@ -12,7 +12,9 @@
  * returns_and_exchanges
  * customer_points_product_stock_and_lookups_by_phone
  * back_in_stock_subscription
- * concurrent_lookups_each_get_their_own_answer */
+ * concurrent_lookups_each_get_their_own_answer
+ * two_instances_never_sell_more_than_is_in_stock
+ * the_database_down_is_unavailable_then_served_again */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -35,6 +37,8 @@
 #endif
 
 static cc_pg_t *s_pg;
+static cc_harness_t *s_h;
+static char s_rpc[64];
 static cc_rpc_client_t *s_client;
 static cc_bus_t *s_events;
 
@@ -377,6 +381,25 @@ disallowed_transitions_are_refused(void)
     cc__order__free_unpacked(s_order_reply("order.cancel", &c.base), NULL);
     s_refused("order.cancel", &c.base, CC__STATUS__STATUS_CONFLICT, "status cancelled -> cancelled is not allowed");
     cc__order__free_unpacked(o, NULL);
+    /* Cancelled after its review: the shipping note is void, the stock back. */
+    o = s_create("13800000003", "shop1", "HDMI", 2, NULL, 0);
+    Cc__OrderReview rv2 = CC__ORDER_REVIEW__INIT;
+    rv2.order_number = o->order_number;
+    rv2.carrier = "EMS";
+    cc__order__free_unpacked(s_order_reply("order.review", &rv2.base), NULL);
+    s_drain_events();
+    c.order_number = o->order_number;
+    Cc__Order *x = s_order_reply("order.cancel", &c.base);
+    CHECK(x->status == CC__ORDER_STATUS__ORDER_CANCELLED, "reviewed -> cancelled");
+    cc__order__free_unpacked(x, NULL);
+    EXPECT("cancelled", "SELECT status FROM commerce.shipments WHERE order_number = '%s'", o->order_number);
+    EXPECT("0", "SELECT coalesce(sum(reserved), 0) FROM commerce.order_items WHERE order_number = '%s'", o->order_number);
+    Cc__Envelope *env = s_event("shipment.updated", o->order_number);
+    Cc__ShipmentUpdated *su = cc__shipment_updated__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(su && strcmp(su->shipment->status, "cancelled") == 0 && strcmp(su->previous, "pending") == 0, "note void");
+    cc__shipment_updated__free_unpacked(su, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    cc__order__free_unpacked(o, NULL);
     TEST_PASS(__func__);
 }
 
@@ -430,6 +453,11 @@ payments_up_to_what_is_due(void)
     CHECK(r->status == 0, "paid: %s", r->error);
     Cc__PaymentRecorded *p = cc__payment_recorded__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(p && p->paid_minor == 1000 && p->due_minor == 4 * 990 - 1000, "due after the payment");
+    char want_receipt[40];
+    snprintf(want_receipt, sizeof want_receipt, "RCP-%lld", (long long) p->payment_id);
+    CHECK(strcmp(p->receipt_number, want_receipt) == 0, "receipt %s", p->receipt_number);
+    EXPECT("receipt 1000", "SELECT kind || ' ' || amount_minor FROM commerce.receipts WHERE receipt_number = 'RCP-%lld'",
+           (long long) p->payment_id);
     cc__payment_recorded__free_unpacked(p, NULL);
     cc__reply__free_unpacked(r, NULL);
     m.amount_minor = 3000;
@@ -468,6 +496,24 @@ returns_and_exchanges(void)
            " FROM commerce.return_items i WHERE i.return_id = r.id) FROM commerce.returns r WHERE order_number = '%s'", s_first);
     EXPECT("order.returned RMA-1", "SELECT type || ' ' || (body::jsonb #>> '{data,return,number}') FROM commerce.outbox"
            " WHERE subject = '%s' ORDER BY id DESC LIMIT 1", s_first);
+    /* The cable comes back: in stock again, refunded. */
+    Cc__ReturnReceive rc = CC__RETURN_RECEIVE__INIT;
+    rc.return_number = "RMA-404";
+    s_refused("order.return_receive", &rc.base, CC__STATUS__STATUS_NOT_FOUND, "no return RMA-404");
+    rc.return_number = "RMA-1";
+    rc.warehouse = "WH9";
+    s_refused("order.return_receive", &rc.base, CC__STATUS__STATUS_BAD_REQUEST, "unknown warehouse WH9");
+    rc.warehouse = "";
+    Cc__Order *back = s_order_reply("order.return_receive", &rc.base);
+    CHECK(back->paid_minor == 1000 - 990, "refund deducted from what was paid: %lld", (long long) back->paid_minor);
+    cc__order__free_unpacked(back, NULL);
+    EXPECT("17:0", "SELECT on_hand || ':' || reserved FROM commerce.stock WHERE product_code = 'HDMI'");
+    EXPECT("in WH1 1 RMA-1", "SELECT kind || ' ' || to_warehouse || ' ' || quantity || ' ' || reason FROM commerce.stock_movements"
+           " WHERE order_number = '%s' ORDER BY id DESC LIMIT 1", s_first);
+    EXPECT("refunded", "SELECT status FROM commerce.returns WHERE return_number = 'RMA-1'");
+    EXPECT("refund 990", "SELECT kind || ' ' || amount_minor FROM commerce.payments WHERE order_number = '%s'"
+           " ORDER BY id DESC LIMIT 1", s_first);
+    s_refused("order.return_receive", &rc.base, CC__STATUS__STATUS_CONFLICT, "is refunded already");
     /* An exchange, on a delivered order. */
     Cc__Order *o = s_create("13800000004", "shop1", "TV-55", 1, NULL, 0);
     free(s_one("UPDATE commerce.orders SET status = 'delivered' WHERE order_number = '%s' RETURNING 1", o->order_number));
@@ -486,6 +532,28 @@ returns_and_exchanges(void)
     EXPECT("exchanged exchange TV-65", "SELECT o.status || ' ' || r.kind || ' ' || i.replacement_code FROM commerce.orders o"
            " JOIN commerce.returns r USING (order_number) JOIN commerce.return_items i ON i.return_id = r.id"
            " WHERE o.order_number = '%s'", o->order_number);
+    /* The replacement is held for the exchange, and leaves when the old TV arrives. */
+    EXPECT("3:1", "SELECT on_hand || ':' || reserved FROM commerce.stock WHERE product_code = 'TV-65'");
+    EXPECT("reserve TV-65 WH1 1 RMA-2", "SELECT kind || ' ' || product_code || ' ' || from_warehouse || ' ' || quantity"
+           " || ' ' || reason FROM commerce.stock_movements WHERE order_number = '%s' ORDER BY id DESC LIMIT 1", o->order_number);
+    Cc__ReturnReceive xr = CC__RETURN_RECEIVE__INIT;
+    xr.return_number = "RMA-2";
+    cc__order__free_unpacked(s_order_reply("order.return_receive", &xr.base), NULL);
+    EXPECT("2:0", "SELECT on_hand || ':' || reserved FROM commerce.stock WHERE product_code = 'TV-65'");
+    EXPECT("exchanged", "SELECT status FROM commerce.returns WHERE return_number = 'RMA-2'");
+    EXPECT("in TV-55 WH2,out TV-65 WH1", "SELECT string_agg(kind || ' ' || product_code || ' ' || coalesce(to_warehouse,"
+           " from_warehouse), ',' ORDER BY id) FROM commerce.stock_movements WHERE order_number = '%s' AND reason = 'RMA-2'"
+           " AND kind <> 'reserve'", o->order_number);
+    /* Not enough of the replacement: nothing registered. */
+    Cc__Order *o2 = s_create("13800000004", "shop1", "TV-55", 1, NULL, 0);
+    free(s_one("UPDATE commerce.orders SET status = 'delivered' WHERE order_number = '%s' RETURNING 1", o2->order_number));
+    xl.quantity = 1;
+    m.order_number = o2->order_number;
+    free(s_one("UPDATE commerce.stock SET reserved = on_hand WHERE product_code = 'TV-65' RETURNING 1"));
+    s_refused("order.return", &m.base, CC__STATUS__STATUS_CONFLICT, "not enough stock of TV-65 for the exchange");
+    EXPECT("0", "SELECT count(*) FROM commerce.returns WHERE order_number = '%s'", o2->order_number);
+    free(s_one("UPDATE commerce.stock SET reserved = 0 WHERE product_code = 'TV-65' RETURNING 1"));
+    cc__order__free_unpacked(o2, NULL);
     cc__order__free_unpacked(o, NULL);
     TEST_PASS(__func__);
 }
@@ -517,7 +585,7 @@ customer_points_product_stock_and_lookups_by_phone(void)
     CHECK(r->status == 0, "product.lookup: %s", r->error);
     Cc__Product *p = cc__product__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(p && p->price->minor == 12990 && p->n_stock == 2 && strcmp(p->stock[0]->warehouse, "WH1") == 0
-          && p->stock[0]->available == 5 && p->stock[1]->on_hand == 10 && p->stock[1]->available == 9
+          && p->stock[0]->available == 5 && p->stock[1]->on_hand == 11 && p->stock[1]->available == 9
           && strstr(p->specification, "55"), "price and stock per warehouse");
     cc__product__free_unpacked(p, NULL);
     cc__reply__free_unpacked(r, NULL);
@@ -530,7 +598,7 @@ customer_points_product_stock_and_lookups_by_phone(void)
     CHECK(r->status == 0, "order.lookup");
     Cc__OrderList *l = cc__order_list__unpack(NULL, r->payload.len, r->payload.data);
     CHECK(l && l->n_orders == 2 && strcmp(l->orders[1]->order_number, s_first) == 0
-          && l->orders[1]->status == CC__ORDER_STATUS__ORDER_RETURNED && l->orders[1]->paid_minor == 1000
+          && l->orders[1]->status == CC__ORDER_STATUS__ORDER_RETURNED && l->orders[1]->paid_minor == 10
           && strcmp(l->orders[1]->tracking_number, "SF1234567890") == 0 && l->orders[1]->n_items == 0,
           "the phone's orders, newest first, summed up");
     cc__order_list__free_unpacked(l, NULL);
@@ -541,6 +609,17 @@ customer_points_product_stock_and_lookups_by_phone(void)
     l = r->status == 0 ? cc__order_list__unpack(NULL, r->payload.len, r->payload.data) : NULL;
     CHECK(l && l->n_orders == 1 && l->orders[0]->n_items == 1 && strcmp(l->orders[0]->items[0]->sku, "TV-55") == 0,
           "limit 1 with its items");
+    cc__order_list__free_unpacked(l, NULL);
+    cc__reply__free_unpacked(r, NULL);
+    /* A second number of the same customer finds the same orders. */
+    free(s_one("INSERT INTO commerce.customer_phones (customer_id, phone, kind) SELECT id, '02155550000', 'home'"
+               " FROM commerce.customers WHERE phone = '13800000001' RETURNING 1"));
+    ol.phone = "02155550000";
+    ol.with_items = false;
+    ol.limit = 0;
+    r = s_call("order.lookup", &ol.base);
+    l = r->status == 0 ? cc__order_list__unpack(NULL, r->payload.len, r->payload.data) : NULL;
+    CHECK(l && l->n_orders == 2 && strcmp(l->orders[1]->order_number, s_first) == 0, "by the home number");
     cc__order_list__free_unpacked(l, NULL);
     cc__reply__free_unpacked(r, NULL);
     ol.phone = "";
@@ -586,7 +665,7 @@ concurrent_lookups_each_get_their_own_answer(void)
           " FROM generate_series(1, 40) g, generate_series(1, 1 + g %% 3) k JOIN commerce.customers c ON true"
           " WHERE c.external_id = 'lc' || g RETURNING 1"));
     cc_loop_t *loop = cc_loop_new();
-    cc_rpc_client_opts_t o = { .endpoint = getenv("ORDER_SYNC_RPC"), .source = "ops_test_async", .retry_ms = 3000,
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "ops_test_async", .retry_ms = 3000,
                                .max_attempts = 2 };
     cc_rpc_client_t *c = cc_rpc_client_new(&o);
     cc_rpc_client_attach(c, loop);
@@ -650,11 +729,110 @@ back_in_stock_subscription(void)
     TEST_PASS(__func__);
 }
 
+/* ---- two instances selling the last units at once ---- */
+
+typedef struct { int *pending, *ok, *short_of, *other; cc_loop_t *loop; } s_sale_t;
+
+static void
+s_sold(void *arg, const Cc__Reply *reply)
+{
+    s_sale_t *s = arg;
+    if (reply->status == CC__STATUS__STATUS_OK) (*s->ok)++;
+    else if (reply->status == CC__STATUS__STATUS_CONFLICT && strstr(reply->error, "not enough stock of LAST-5")) (*s->short_of)++;
+    else (*s->other)++;
+    if (--(*s->pending) == 0) cc_loop_stop(s->loop);
+    free(s);
+}
+
+static void
+two_instances_never_sell_more_than_is_in_stock(void)
+{
+    TEST_BEGIN(__func__);
+    free(s_one("INSERT INTO commerce.products (code, name, price_minor, currency) VALUES ('LAST-5', 'Last five', 500, 'CNY');"
+               "INSERT INTO commerce.stock (product_code, warehouse_code, on_hand) VALUES ('LAST-5', 'WH1', 3), ('LAST-5', 'WH2', 2)"
+               " RETURNING 1"));
+    char v[16], rpc2[64];
+    int admin = cc_harness_free_port();
+    snprintf(v, sizeof v, "%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_HTTP_PORT", v, 1);
+    snprintf(v, sizeof v, "%d", admin);
+    setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
+    snprintf(rpc2, sizeof rpc2, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    setenv("ORDER_SYNC_RPC", rpc2, 1);
+    pid_t os2 = cc_harness_spawn_as(s_h, "order-sync-2", "order-sync", NULL);
+    CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "second instance healthy");
+    cc_loop_t *loop = cc_loop_new();
+    const char *eps[] = { s_rpc, rpc2 };
+    cc_rpc_client_t *c[2];
+    for (int i = 0; i < 2; i++) {
+        cc_rpc_client_opts_t o = { .endpoint = eps[i], .source = "ops_test_sale", .retry_ms = 5000, .max_attempts = 1 };
+        c[i] = cc_rpc_client_new(&o);
+        cc_rpc_client_attach(c[i], loop);
+    }
+    int pending = 0, ok = 0, short_of = 0, other = 0;
+    Cc__OrderLine l = CC__ORDER_LINE__INIT, *lp[] = { &l };
+    l.sku = "LAST-5";
+    l.quantity = 1;
+    Cc__OrderCreate m = CC__ORDER_CREATE__INIT;
+    m.phone = "13800000001";
+    m.lines = lp;
+    m.n_lines = 1;
+    uint8_t buf[256];
+    size_t len = cc__order_create__pack(&m, buf);
+    for (int i = 0; i < 30; i++) {
+        s_sale_t *s = calloc(1, sizeof *s);
+        *s = (s_sale_t) { &pending, &ok, &short_of, &other, loop };
+        pending++;
+        cc_rpc_call(c[i % 2], "order.create", NULL, buf, len, 10000, s_sold, s);
+    }
+    cc_loop_run(loop);
+    CHECK(ok == 5 && short_of == 25 && other == 0, "5 sold, 25 refused: %d sold, %d refused, %d other", ok, short_of, other);
+    EXPECT("5:5", "SELECT sum(on_hand) || ':' || sum(reserved) FROM commerce.stock WHERE product_code = 'LAST-5'");
+    EXPECT("5", "SELECT count(*) FROM commerce.stock_movements WHERE product_code = 'LAST-5' AND kind = 'reserve'");
+    for (int i = 0; i < 2; i++) cc_rpc_client_destroy(&c[i]);
+    cc_loop_destroy(&loop);
+    CHECK(cc_harness_stop(s_h, os2, SIGTERM, 10000) == 0, "second instance stops cleanly");
+    setenv("ORDER_SYNC_RPC", s_rpc, 1);
+    TEST_PASS(__func__);
+}
+
+static void
+the_database_down_is_unavailable_then_served_again(void)
+{
+    TEST_BEGIN(__func__);
+    cc_harness_stop_pg(s_h);
+    Cc__OrderLookup ol = CC__ORDER_LOOKUP__INIT;
+    ol.order_number = s_first;
+    s_refused("order.lookup", &ol.base, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable");
+    ol.order_number = "";
+    ol.phone = "13800000001";
+    s_refused("order.lookup", &ol.base, CC__STATUS__STATUS_UNAVAILABLE, "storage unavailable");
+    Cc__OrderCancel c = CC__ORDER_CANCEL__INIT;
+    c.order_number = s_first;
+    s_refused("order.cancel", &c.base, CC__STATUS__STATUS_UNAVAILABLE, "retry later");
+    cc_harness_restart_pg(s_h);
+    /* The first requests after the restart may still find the old connections gone. */
+    Cc__Status st = CC__STATUS__STATUS_UNAVAILABLE;
+    for (int i = 0; i < 20 && st != CC__STATUS__STATUS_OK; i++) {
+        Cc__Reply *r = s_call("order.lookup", &ol.base);
+        st = r->status;
+        cc__reply__free_unpacked(r, NULL);
+        if (st != CC__STATUS__STATUS_OK) cc_sleep_ms(100);
+    }
+    CHECK(st == CC__STATUS__STATUS_OK, "lookups served again after the restart: %d", st);
+    ol.phone = "";
+    ol.order_number = s_first;
+    Cc__Reply *r = s_call("order.lookup", &ol.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "by number too: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
     cc_log_init("ops_test", "ops_test");
-    cc_harness_t *h = cc_harness_new("order-ops");
+    cc_harness_t *h = s_h = cc_harness_new("order-ops");
     cc_harness_start_pg(h);
     cc_harness_start_forwarder(h, false, 100000);
     s_pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
@@ -670,18 +848,19 @@ main(void)
              " ('HDMI', 'HDMI cable', 990, 'CNY', '{}', 'active'), ('TV-65', 'TV 65 inch', 19990, 'CNY', '{}', 'active'),"
              " ('OLD-1', 'Old TV', 100, 'CNY', '{}', 'discontinued');"
              "INSERT INTO commerce.stock (product_code, warehouse_code, on_hand) VALUES"
-             " ('TV-55', 'WH1', 5), ('TV-55', 'WH2', 10), ('HDMI', 'WH1', 20), ('OLD-1', 'WH1', 5);",
+             " ('TV-55', 'WH1', 5), ('TV-55', 'WH2', 10), ('HDMI', 'WH1', 20), ('OLD-1', 'WH1', 5), ('TV-65', 'WH1', 3);",
              cc_harness_free_port());
     CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "shop: %s", cc_pg_error(s_pg));
-    char v[16], rpc[64];
+    char v[16], *rpc = s_rpc;
     int admin = cc_harness_free_port();
     snprintf(v, sizeof v, "%d", cc_harness_free_port());
     setenv("ORDER_SYNC_HTTP_PORT", v, 1);
     snprintf(v, sizeof v, "%d", admin);
     setenv("ORDER_SYNC_ADMIN_PORT", v, 1);
-    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
+    snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", cc_harness_free_port());
     setenv("ORDER_SYNC_RPC", rpc, 1);
     setenv("ORDER_SYNC_PUSH_BACKOFF_MS", "600000", 1);
+    setenv("CC_RECONNECT_MS", "500", 1);     /* a request waits this long for the database, then UNAVAILABLE */
     pid_t os = cc_harness_spawn(h, "order-sync", NULL);
     CHECK(cc_harness_wait_http(admin, "/healthz", 20000), "order-sync healthy");
     cc_bus_opts_t bo = { .service = "test", .instance = "ops", .sub_endpoint = getenv("CC_BUS_SUB") };
@@ -702,6 +881,8 @@ main(void)
     customer_points_product_stock_and_lookups_by_phone();
     back_in_stock_subscription();
     concurrent_lookups_each_get_their_own_answer();
+    two_instances_never_sell_more_than_is_in_stock();
+    the_database_down_is_unavailable_then_served_again();
 
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
     cc_rpc_client_destroy(&s_client);
@@ -709,6 +890,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("ops_test: 11 passed, 0 failed\n");
+    printf("ops_test: 13 passed, 0 failed\n");
     return 0;
 }

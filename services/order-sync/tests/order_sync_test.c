@@ -590,7 +590,7 @@ shopify_forged_or_malformed_webhooks_store_nothing(void)
     memcpy(sub, "\"price\":\"19.999\"", 16);
     CHECK(s_shopify("orders/create", "fine-1", other, false, &reply) == 400 && strstr(reply, "price"), "19.999 USD: %s", reply);
     free(reply);
-    CHECK(s_shopify("products/create", "topic-1", "{\"id\":1}", false, &reply) == 400 && strstr(reply, "topic"), "%s", reply);
+    CHECK(s_shopify("collections/create", "topic-1", "{\"id\":1}", false, &reply) == 400 && strstr(reply, "topic"), "%s", reply);
     free(reply);
     char h[256];
     snprintf(h, sizeof h, "X-Shopify-Topic: orders/create\r\nX-Shopify-Shop-Domain: other.myshopify.com\r\n"

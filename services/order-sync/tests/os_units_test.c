@@ -144,6 +144,19 @@ signatures_match_only_the_right_key_body_and_time(void)
     TEST_PASS(__func__);
 }
 
+static void
+a_shops_own_number_of_ours(void)
+{
+    TEST_BEGIN(__func__);
+    char b[65];
+    CHECK(strcmp(os_platform_number("1001@beta", "beta", b, sizeof b), "1001") == 0, "1001@beta on beta: %s", b);
+    CHECK(strcmp(os_platform_number("1001", "acme", b, sizeof b), "1001") == 0, "1001 on acme: %s", b);
+    CHECK(strcmp(os_platform_number("1001@beta", "acme", b, sizeof b), "1001@beta") == 0, "another shop's suffix: %s", b);
+    CHECK(strcmp(os_platform_number("@beta", "beta", b, sizeof b), "@beta") == 0, "nothing before the @: %s", b);
+    CHECK(strcmp(os_platform_number("x@eta", "beta", b, sizeof b), "x@eta") == 0, "a shorter suffix: %s", b);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -152,6 +165,7 @@ main(void)
     iso_times_with_zones_and_fractions();
     csv_reads_quotes_line_breaks_and_guards();
     signatures_match_only_the_right_key_body_and_time();
-    printf("os_units_test: 4 passed, 0 failed\n");
+    a_shops_own_number_of_ours();
+    printf("os_units_test: 5 passed, 0 failed\n");
     return 0;
 }

@@ -148,6 +148,7 @@ static cc_pg_t *s_pg;
 static char s_rpc[64], s_rpc2[64];
 static cc_rpc_client_t *s_client;
 static cc_harness_t *s_h;
+static int s_admin;   /* the first instance's admin port */
 
 static char *
 s_one(const char *fmt, ...)
@@ -319,6 +320,15 @@ gone_stops_the_platform_until_replay(void)
     char *c = s_place("shop1", "13900000008", "ok");
     s_until("1", "SELECT count(*) FROM commerce.outbox WHERE subject = '%s' AND delivered_at IS NOT NULL", c);
     EXPECT("0", "SELECT attempts FROM commerce.outbox WHERE subject = '%s'", b);
+    /* What an operator's dashboard shows: three dead letters, b waiting. */
+    bool shown = false;
+    for (int64_t end = cc_mono_ms() + 30000; !shown && cc_mono_ms() < end; cc_sleep_ms(50)) {
+        char *m = NULL;
+        cc_harness_http_get(s_admin, "/metrics", &m);
+        shown = m && strstr(m, "\norder_sync_outbox_dead 3\n") && strstr(m, "\norder_sync_outbox_waiting 1\n");
+        free(m);
+    }
+    CHECK(shown, "order_sync_outbox_dead 3 and order_sync_outbox_waiting 1 in /metrics");
     int req, ok;
     s_count(b, NULL, &req, &ok);
     CHECK(req == 0, "nothing sent to a platform that said 410: %d", req);
@@ -430,6 +440,7 @@ s_start_order_sync(const char *label, char *rpc, size_t cap)
 {
     char v[16];
     int http = cc_harness_free_port(), admin = cc_harness_free_port();
+    if (!s_admin) s_admin = admin;
     snprintf(v, sizeof v, "%d", http);
     setenv("ORDER_SYNC_HTTP_PORT", v, 1);
     snprintf(v, sizeof v, "%d", admin);

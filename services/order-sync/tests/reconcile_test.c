@@ -4,6 +4,7 @@
  *
  * missed_changes_are_repaired_by_version
  * a_second_pass_asks_since_the_first_and_changes_nothing
+ * shopify_lists_are_followed_by_their_link_header
  * a_failed_page_keeps_the_cursor */
 #define _GNU_SOURCE
 #include "cc_check.h"
@@ -26,7 +27,7 @@
 
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
 static int s_port, s_requests, s_failing, s_failed;
-static char s_first_query[256], s_last_query[256], s_last_auth[128];
+static char s_first_query[256], s_last_query[256], s_last_auth[128], s_shopify_query[256];
 static cc_pg_t *s_pg;
 
 static const char *
@@ -71,6 +72,47 @@ s_list(struct mg_connection *conn, void *arg)
         snprintf(body, sizeof body, "{\"orders\":[%s,%s],\"next\":null}", s_order(a, sizeof a, "R4", "ordered", 1, 0),
                  s_order(b, sizeof b, "R5", "ordered", 9, 1));
     return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+/* A Shopify REST order as its list endpoint returns it. */
+static void
+s_shopify_order(char *buf, size_t cap, long long id, int number, const char *updated_at)
+{
+    snprintf(buf, cap,
+             "{\"id\":%lld,\"name\":\"#%d\",\"order_number\":%d,\"email\":\"jane.doe@example.com\",\"phone\":null,"
+             "\"created_at\":\"2026-12-01T09:15:02-05:00\",\"updated_at\":\"%s\",\"cancelled_at\":null,"
+             "\"closed_at\":null,\"currency\":\"USD\",\"financial_status\":\"paid\",\"fulfillment_status\":null,"
+             "\"subtotal_price\":\"29.00\",\"total_tax\":\"0.00\",\"total_discounts\":\"0.00\",\"total_price\":\"29.00\","
+             "\"note\":null,\"customer\":{\"id\":%lld,\"email\":\"jane.doe@example.com\",\"first_name\":\"Jane\","
+             "\"last_name\":\"Doe\",\"phone\":\"+16135550142\"},"
+             "\"line_items\":[{\"id\":%lld,\"variant_id\":43720158707885,\"title\":\"Milk Jug\",\"name\":\"Milk Jug\","
+             "\"sku\":\"JUG-350\",\"quantity\":2,\"price\":\"14.50\"}],\"fulfillments\":[]}",
+             id, number, number, updated_at, id + 1, id + 2);
+}
+
+/* GET /shopify/orders.json: two pages, the second named by the Link header. */
+static int
+s_shopify_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *token = mg_get_header(conn, "X-Shopify-Access-Token");
+    if (!token || strcmp(token, "shpat_test") != 0) return cc_http_error(conn, 401, "token");
+    bool page2 = ri->query_string && strstr(ri->query_string, "page_info=p2");
+    pthread_mutex_lock(&s_mu);
+    if (!page2 && !s_shopify_query[0])
+        snprintf(s_shopify_query, sizeof s_shopify_query, "%s", ri->query_string ? ri->query_string : "");
+    pthread_mutex_unlock(&s_mu);
+    char o[2048], body[2300];
+    s_shopify_order(o, sizeof o, page2 ? 5832014900002LL : 5832014900001LL, page2 ? 2002 : 2001,
+                    "2026-12-01T10:00:00-05:00");
+    snprintf(body, sizeof body, "{\"orders\":[%s]}", o);
+    if (page2) return cc_http_send(conn, 200, "application/json", body, strlen(body));
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                    "Link: <http://127.0.0.1:%d/shopify/orders.json?limit=250&page_info=p0>; rel=\"previous\", "
+                    "<http://127.0.0.1:%d/shopify/orders.json?limit=250&page_info=p2>; rel=\"next\"\r\n"
+                    "Connection: close\r\n\r\n%s", strlen(body), s_port, s_port, body);
+    return 200;
 }
 
 static char *
@@ -185,6 +227,21 @@ s_wait_failures(int n)
 }
 
 static void
+shopify_lists_are_followed_by_their_link_header(void)
+{
+    TEST_BEGIN(__func__);
+    s_until("2", "SELECT count(*) FROM commerce.orders WHERE platform = 'acme' AND order_number IN ('2001', '2002')");
+    EXPECT("29.00 USD 2", "SELECT to_char(total_minor / 100.0, 'FM990.00') || ' ' || currency || ' ' ||"
+           " (SELECT sum(quantity) FROM commerce.order_items i WHERE i.order_number = o.order_number)"
+           " FROM commerce.orders o WHERE order_number = '2002'");
+    pthread_mutex_lock(&s_mu);
+    CHECK(strstr(s_shopify_query, "updated_at_min=1970-01-01T00%3A00%3A00Z") && strstr(s_shopify_query, "status=any"),
+          "Shopify's query: %s", s_shopify_query);
+    pthread_mutex_unlock(&s_mu);
+    TEST_PASS(__func__);
+}
+
+static void
 a_failed_page_keeps_the_cursor(void)
 {
     TEST_BEGIN(__func__);
@@ -219,17 +276,21 @@ main(void)
     cc_http_t *sim = cc_http_new("127.0.0.1", s_port, 2);
     CHECK(sim, "simulator listens");
     cc_http_route(sim, "/orders", s_list, NULL);
+    cc_http_route(sim, "/shopify/orders.json", s_shopify_list, NULL);
     char sql[2048];
     snprintf(sql, sizeof sql,
              "INSERT INTO commerce.platforms (name, secret, reconcile_url, reconcile_token) VALUES"
              " ('shop1', 'whsec_AAAA', 'http://127.0.0.1:%d/orders', 'tok-1');"
+             "INSERT INTO commerce.platforms (name, dialect, secret, domain, reconcile_url, reconcile_token) VALUES"
+             " ('acme', 'shopify', 'shpss_x', 'acme-store.myshopify.com', 'http://127.0.0.1:%d/shopify/orders.json',"
+             " 'shpat_test');"
              "INSERT INTO commerce.customers (platform, external_id, name, phone) VALUES ('shop1', 'c-R', 'Wang', '1');"
              "INSERT INTO commerce.orders (order_number, platform, customer_id, status, total_minor, currency, version)"
              " SELECT n, 'shop1', (SELECT id FROM commerce.customers), s, 100, 'CNY', v FROM (VALUES ('R1', 'ordered', 1),"
              " ('R3', 'reviewed', 5), ('R5', 'shipped', 1)) x(n, s, v);"
              "INSERT INTO commerce.order_items (order_number, line, sku, quantity, unit_minor)"
              " SELECT n, 1, 'TV-55', 1, 100 FROM (VALUES ('R1'), ('R3'), ('R5')) x(n);",
-             s_port);
+             s_port, s_port);
     CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "seed: %s", cc_pg_error(s_pg));
     char v[16], rpc[64];
     int admin = cc_harness_free_port();
@@ -246,11 +307,12 @@ main(void)
 
     missed_changes_are_repaired_by_version();
     a_second_pass_asks_since_the_first_and_changes_nothing();
+    shopify_lists_are_followed_by_their_link_header();
     a_failed_page_keeps_the_cursor();
 
     char *metrics = NULL;
     CHECK(cc_harness_http_get(admin, "/metrics", &metrics) == 200
-          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 2")
+          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 4")
           && strstr(metrics, "order_sync_reconcile_failures_total"), "metrics:\n%s", metrics);
     free(metrics);
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
@@ -258,6 +320,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("reconcile_test: 3 passed, 0 failed\n");
+    printf("reconcile_test: 4 passed, 0 failed\n");
     return 0;
 }
