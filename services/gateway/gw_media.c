@@ -167,7 +167,16 @@ struct gw_call {
     SNDFILE *rec;              /* the caller's audio being recorded */
     bool rec_paused;
     int64_t rec_frames, rec_max_frames;
+    gw_media_op_t dtmf;        /* media.dtmf under way, beside the other operations (kind 0: none) */
+    size_t dtmf_next;          /* the digit being sent */
+    int dtmf_phase;            /* DTMF_GAP, DTMF_HOLD, DTMF_END */
+    int dtmf_left_ms;          /* of the digit's tone or of the gap after it */
+    int dtmf_ends;             /* end-of-event packets sent for the digit */
+    uint32_t dtmf_ts;          /* the event's RTP timestamp: its first packet's */
 };
+
+enum { DTMF_GAP, DTMF_HOLD, DTMF_END };
+#define DTMF_END_PACKETS 3     /* libre's telev sends each end-of-event packet three times (RFC 4733 2.5.1.4) */
 
 /* ---------------------------------------------------------------- events */
 
@@ -286,6 +295,7 @@ s_rate_count(gw_media_t *m, const struct sa *src)
 
 static void s_call_end(gw_call_t *c, int cause, const char *by, const char *reason);
 static void s_op_done(gw_call_t *c, const char *result);
+static bool s_dtmf_tick(gw_call_t *c);
 
 /* Closes the recording under way, if any; the CDR gets its length. */
 static void
@@ -323,6 +333,10 @@ s_on_tx(void *arg, int64_t late)
     size_t bucket = late <= 0 ? 0 : (size_t) (late / 100);
     atomic_fetch_add_explicit(&c->media->late_hist[bucket < LATE_BUCKETS ? bucket : LATE_BUCKETS - 1], 1,
                               memory_order_relaxed);
+    if (!c->held && c->pt >= 0 && sa_isset(&c->raddr, SA_ALL) && s_dtmf_tick(c)) {
+        c->ts += FRAME;   /* a telephone-event went in this frame's place */
+        return;
+    }
     if ((c->bridged && !c->moh) || !c->prompt || c->held || c->pt < 0 || !sa_isset(&c->raddr, SA_ALL) || !c->prompt->count) return;
     /* The prompt is encoded already: copy 20 ms of it, wrapping around. */
     bool wrapped = false;
@@ -379,6 +393,86 @@ s_op_done(gw_call_t *c, const char *result)
     c->op_wait_played = false;
     s_tell_done(c->media, c->op.token, c->cdr.call_id, result, c->collected);
     c->collected[0] = '\0';
+}
+
+/* Ends the call's media.dtmf with result; the service thread replies. */
+static void
+s_dtmf_done(gw_call_t *c, const char *result)
+{
+    if (!c->dtmf.kind) return;
+    c->dtmf.kind = 0;
+    s_tell_done(c->media, c->dtmf.token, c->cdr.call_id, result, NULL);
+}
+
+static void
+s_on_info_reply(int err, const struct sip_msg *msg, void *arg)
+{
+    (void) arg;
+    if (err || (msg && msg->scode >= 300))
+        CC_WARN("dtmf INFO refused", "status=%u error=\"%s\"", msg ? msg->scode : 0, err ? strerror(err) : "");
+}
+
+/* One 20 ms frame of media.dtmf. With telephone-event negotiated: a digit
+ * starts (marker bit), lasts duration_ms, ends with three end-of-event
+ * packets, then gap_ms of the call's own audio. Otherwise one SIP INFO
+ * (application/dtmf-relay) per digit, every duration + gap. Returns whether
+ * an event packet took this frame. */
+static bool
+s_dtmf_tick(gw_call_t *c)
+{
+    gw_media_op_t *d = &c->dtmf;
+    if (!d->kind) return false;
+    c->dtmf_left_ms -= PTIME;
+    char digit = d->digits[c->dtmf_next];
+    if (c->telev_pt < 0) {
+        if (c->dtmf_left_ms > 0) return false;
+        if (!digit) {
+            s_dtmf_done(c, "done");
+            return false;
+        }
+        struct mbuf *body = mbuf_alloc(64);
+        int err = body ? mbuf_printf(body, "Signal=%c\r\nDuration=%d\r\n", digit, d->duration_ms) : ENOMEM;
+        if (!err) {
+            mbuf_set_pos(body, 0);
+            err = sipsess_info(c->sess, "application/dtmf-relay", body, s_on_info_reply, NULL);
+        }
+        mem_deref(body);
+        if (err) {
+            CC_WARN("dtmf INFO not sent", "call_id=%s error=\"%s\"", c->cdr.call_id, strerror(err));
+            s_dtmf_done(c, "failed");
+            return false;
+        }
+        c->dtmf_next++;
+        c->dtmf_left_ms = d->duration_ms + d->gap_ms;
+        return false;
+    }
+    if (c->dtmf_phase == DTMF_GAP && c->dtmf_left_ms <= 0) {
+        if (!digit) {
+            s_dtmf_done(c, "done");
+            return false;
+        }
+        telev_send(c->telev, telev_digit2code(digit), false);
+        c->dtmf_phase = DTMF_HOLD;
+        c->dtmf_left_ms = d->duration_ms - PTIME;   /* this frame is the first of the tone */
+    } else if (c->dtmf_phase == DTMF_HOLD && c->dtmf_left_ms <= 0) {
+        telev_send(c->telev, telev_digit2code(digit), true);
+        c->dtmf_phase = DTMF_END;
+        c->dtmf_ends = 0;
+    }
+    uint8_t buf[RTP_HEADER_SIZE + 4];
+    struct mbuf mb = { .buf = buf, .size = sizeof buf, .pos = RTP_HEADER_SIZE, .end = RTP_HEADER_SIZE };
+    bool marker = false;
+    if (telev_poll(c->telev, &marker, &mb) != 0) return false;
+    if (marker) c->dtmf_ts = c->ts;
+    mb.pos = RTP_HEADER_SIZE;
+    if (rtp_send(c->rtp, &c->raddr, false, marker, (uint8_t) c->telev_pt, c->dtmf_ts, &mb) == 0) c->cdr.rtp_sent++;
+    if ((buf[RTP_HEADER_SIZE + 1] & 0x80) && ++c->dtmf_ends == DTMF_END_PACKETS) {
+        CC_INFO("dtmf sent", "call_id=%s digit=%c method=rfc4733", c->cdr.call_id, digit);
+        c->dtmf_next++;
+        c->dtmf_phase = DTMF_GAP;
+        c->dtmf_left_ms = d->gap_ms;
+    }
+    return true;
 }
 
 static void
@@ -601,6 +695,7 @@ s_call_end(gw_call_t *c, int cause, const char *by, const char *reason)
     gw_clock_leave(c->media->clock, &c->tx);
     s_rec_close(c);   /* whole, and its length in the CDR */
     s_op_done(c, "hangup");
+    s_dtmf_done(c, "hangup");
     c->cdr.ended_us = cc_wall_us();
     c->cdr.sip_cause = cause;
     snprintf(c->cdr.hangup_by, sizeof c->cdr.hangup_by, "%s", by);
@@ -1632,6 +1727,17 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             s_rec_close(c);
         }
         s_tell_done(m, op->token, op->call_id, result, NULL);
+        return;
+    }
+    if (op->kind == GW_MEDIA_DTMF) {
+        /* Beside the other operations: a collect or a prompt goes on. */
+        s_dtmf_done(c, "replaced");
+        c->dtmf = *op;
+        c->dtmf_next = 0;
+        c->dtmf_phase = DTMF_GAP;
+        c->dtmf_left_ms = 0;
+        CC_INFO("dtmf sending", "call_id=%s digits=%s method=%s", c->cdr.call_id, op->digits,
+                c->telev_pt >= 0 ? "rfc4733" : "info");
         return;
     }
     if (op->prompt[0] && c->bridged && !c->moh) {

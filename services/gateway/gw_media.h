@@ -4,7 +4,7 @@
  * late offer), refuses unknown sources, floods and calls over capacity with a
  * SIP status and a log line, plays the dialled number's route (a prompt in a
  * loop, or once and hang up), keeps RTP on a 20 ms schedule, reads RFC 4733
- * and SIP INFO digits, and ends calls on BYE or CANCEL from either side.
+ * and SIP INFO digits, sends digits (RFC 4733, else SIP INFO), and ends calls on BYE or CANCEL from either side.
  * Events go out on its own bus publisher; finished legs are handed to the
  * service thread as CDRs through an inproc socket. */
 #ifndef GW_MEDIA_H
@@ -103,10 +103,14 @@ typedef struct {
     char destination[64];      /* originate: a number or an agent; transfer: queue:NAME, agent:ID or a number */
     char caller_id[64];        /* originate: the From user */
     int hold, timeout_ms;      /* hold: on (1) or off (0); originate and transfer: ring time */
+    char digits[40];           /* dtmf: 0-9 * # A-D, up to GW_DTMF_MAX */
+    int duration_ms, gap_ms;   /* dtmf: each digit's length and the silence after it */
 } gw_media_op_t;
 
+#define GW_DTMF_MAX 32
+
 enum { GW_MEDIA_PLAY = 1, GW_MEDIA_COLLECT, GW_MEDIA_HANGUP, GW_MEDIA_RECORD, GW_MEDIA_ANSWER, GW_MEDIA_BRIDGE,
-       GW_MEDIA_UNBRIDGE, GW_MEDIA_HOLD, GW_MEDIA_ORIGINATE, GW_MEDIA_TRANSFER };
+       GW_MEDIA_UNBRIDGE, GW_MEDIA_HOLD, GW_MEDIA_ORIGINATE, GW_MEDIA_TRANSFER, GW_MEDIA_DTMF };
 enum { GW_REC_START = 1, GW_REC_PAUSE, GW_REC_RESUME, GW_REC_STOP };
 
 /* A phone's credentials: HA1 = MD5(user:realm:password), never the password. */

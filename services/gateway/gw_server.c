@@ -364,6 +364,8 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
     } else if (strcmp(msg->result, "bridged") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "the call is bridged: hold or unbridge it to play to it", NULL, 0);
+    } else if (w->kind == GW_MEDIA_DTMF && strcmp(msg->result, "failed") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_UNAVAILABLE, "the digits could not be sent (SIP INFO refused)", NULL, 0);
     } else if (strcmp(msg->result, "other_gone") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call to bridge with", NULL, 0);
     } else if (strcmp(msg->result, "conflict") == 0 || strcmp(msg->result, "not_bridged") == 0) {
@@ -494,6 +496,33 @@ s_media_play(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         s_start_op(arg, call, &op);
     }
     if (m) cc__media_play__free_unpacked(m, NULL);
+}
+
+/* 0 (the default) or a length of 40 ms to 2 s. */
+static bool
+s_dtmf_ms_ok(uint32_t ms)
+{
+    return ms == 0 || (ms >= 40 && ms <= 2000);
+}
+
+static void
+s_media_dtmf(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    Cc__MediaDtmf *m = cc__media_dtmf__unpack(NULL, req->payload.len, req->payload.data);
+    gw_media_op_t op = { .kind = GW_MEDIA_DTMF };
+    if (!m || !s_id_fits(m->call_id, sizeof op.call_id) || !m->digits || !*m->digits || strlen(m->digits) > GW_DTMF_MAX
+        || strspn(m->digits, "0123456789*#ABCD") != strlen(m->digits) || !s_dtmf_ms_ok(m->duration_ms)
+        || !s_dtmf_ms_ok(m->gap_ms)) {
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST,
+                     "want a call id, 1-32 digits of 0-9 * # A-D, duration and gap of 40-2000 ms", NULL, 0);
+    } else {
+        snprintf(op.call_id, sizeof op.call_id, "%s", m->call_id);
+        snprintf(op.digits, sizeof op.digits, "%s", m->digits);
+        op.duration_ms = m->duration_ms ? (int) m->duration_ms : 100;
+        op.gap_ms = m->gap_ms ? (int) m->gap_ms : 100;
+        s_start_op(arg, call, &op);
+    }
+    if (m) cc__media_dtmf__free_unpacked(m, NULL);
 }
 
 static void
@@ -777,6 +806,8 @@ static const cc_rpc_method_t s_methods[] = {
     { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },
     { "media.play", s_media_play, "MediaPlay -> MediaDone: plays a prompt (in a loop: done at once; else when played)" },
     { "media.collect", s_media_collect, "MediaCollect -> MediaCollected: digits until max, a terminator or a timeout" },
+    { "media.dtmf", s_media_dtmf,
+      "MediaDtmf -> MediaDone: sends digits (RFC 4733, else SIP INFO) and replies when the last is sent" },
     { "media.hangup", s_media_hangup, "MediaHangup -> MediaDone: ends the call (BYE) with a cause and reason" },
     CC_RPC_METHODS_END
 };

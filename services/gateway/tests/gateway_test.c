@@ -15,7 +15,8 @@
  * media_api_collects_a_digit_plays_and_hangs_up
  * recording_has_the_right_duration_without_the_paused_part
  * call_control_answer_originate_bridge_hold_transfer
- * ringing_calls_refused_cancelled_or_timed_out */
+ * ringing_calls_refused_cancelled_or_timed_out
+ * dtmf_sent_as_rfc4733_events_and_bad_requests_refused */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -28,6 +29,7 @@
 #include "cc/cc_rpc.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <sndfile.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -866,6 +868,108 @@ call_control_answer_originate_bridge_hold_transfer(void)
     TEST_PASS(__func__);
 }
 
+/* A media.collect on its own client and thread, beside the test's requests. */
+typedef struct {
+    const char *call_id;
+    Cc__MediaCollected *got;
+    int status;
+} collect_job_t;
+
+static void *
+s_collect_thread(void *arg)
+{
+    collect_job_t *j = arg;
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 30000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaCollect col = CC__MEDIA_COLLECT__INIT;
+    col.call_id = (char *) j->call_id;
+    col.max_digits = 10;
+    col.terminators = "#";
+    col.first_digit_timeout_ms = 20000;
+    col.inter_digit_timeout_ms = 10000;
+    Cc__Reply *r = s_media(c, "media.collect", &col.base, 60000);
+    j->status = r->status;
+    if (r->status == CC__STATUS__STATUS_OK) j->got = cc__media_collected__unpack(NULL, r->payload.len, r->payload.data);
+    cc__reply__free_unpacked(r, NULL);
+    cc_rpc_client_destroy(&c);
+    return NULL;
+}
+
+/* media.dtmf: the gateway sends "12#" as RFC 4733 events to a caller whose
+ * SIPp echoes its RTP back, so the same call's media.collect gathers "12"
+ * ended by '#' and call.dtmf reports each digit; bad requests are refused
+ * and the call goes on. */
+static void
+dtmf_sent_as_rfc4733_events_and_bad_requests_refused(void)
+{
+    TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    pid_t caller = s_ivr_caller("sipp-dtmf-echo", "800", true);
+    env = s_event("call.started", 30000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    /* The caller's own '1' (sip-tester's pcap) first: it is over before ours. */
+    env = s_event_for("call.dtmf", call_id, 30000);
+    cc__envelope__free_unpacked(env, NULL);
+
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 30000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaDtmf d = CC__MEDIA_DTMF__INIT;
+    d.call_id = call_id;
+    d.digits = "12x";
+    s_status(s_media(c, "media.dtmf", &d.base, 30000), "a digit that is not one", CC__STATUS__STATUS_BAD_REQUEST);
+    d.digits = "123456789012345678901234567890123";
+    s_status(s_media(c, "media.dtmf", &d.base, 30000), "33 digits", CC__STATUS__STATUS_BAD_REQUEST);
+    d.digits = "";
+    s_status(s_media(c, "media.dtmf", &d.base, 30000), "no digits", CC__STATUS__STATUS_BAD_REQUEST);
+    d.digits = "1";
+    d.duration_ms = 10;
+    s_status(s_media(c, "media.dtmf", &d.base, 30000), "a 10 ms digit", CC__STATUS__STATUS_BAD_REQUEST);
+    d.duration_ms = 0;
+    d.call_id = "no-such-call";
+    s_status(s_media(c, "media.dtmf", &d.base, 30000), "digits to a call that is not there", CC__STATUS__STATUS_NOT_FOUND);
+
+    collect_job_t job = { .call_id = call_id };
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, s_collect_thread, &job) == 0, "collect thread");
+    cc_sleep_ms(1000);   /* the collect reaches the gateway before the digits */
+    d.call_id = call_id;
+    d.digits = "12#";
+    d.duration_ms = 80;
+    d.gap_ms = 60;
+    s_done(s_media(c, "media.dtmf", &d.base, 30000), "media.dtmf 12#", "done");
+    pthread_join(t, NULL);
+    CHECK(job.status == CC__STATUS__STATUS_OK && job.got, "collect: status %d", job.status);
+    CHECK(strcmp(job.got->digits, "12") == 0 && strcmp(job.got->ended_by, "terminator") == 0,
+          "the echoed events were collected: '%s' (%s)", job.got->digits, job.got->ended_by);
+    cc__media_collected__free_unpacked(job.got, NULL);
+    const char *want = "12#";
+    for (int i = 0; i < 3; i++) {
+        env = s_event_for("call.dtmf", call_id, 30000);
+        Cc__CallDtmf *ev = cc__call_dtmf__unpack(NULL, env->payload.len, env->payload.data);
+        CHECK(ev && ev->digit[0] == want[i] && !ev->digit[1] && strcmp(ev->method, "rfc4733") == 0,
+              "call.dtmf %d: '%s' by %s, want '%c' by rfc4733", i, ev ? ev->digit : "?", ev ? ev->method : "?", want[i]);
+        cc__call_dtmf__free_unpacked(ev, NULL);
+        cc__envelope__free_unpacked(env, NULL);
+    }
+
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    s_done(s_media(c, "media.hangup", &h.base, 30000), "hang up the dtmf call", "hangup");
+    s_status(s_media(c, "media.dtmf", &d.base, 30000), "digits to a call that ended", CC__STATUS__STATUS_NOT_FOUND);
+    cc_rpc_client_destroy(&c);
+    CHECK(s_wait_sipp(caller) == 0, "the caller got the BYE");
+    PGresult *res = s_cdr("13800138010", mark);
+    CHECK(strcmp(PQgetvalue(res, 0, 5), "112#") == 0, "the CDR's digits: '%s', want the caller's 1 then our echoed 12#",
+          PQgetvalue(res, 0, 5));
+    PQclear(res);
+    CHECK(kill(s_gw, 0) == 0, "gateway alive");
+    TEST_PASS(__func__);
+}
+
 static void
 ringing_calls_refused_cancelled_or_timed_out(void)
 {
@@ -1026,6 +1130,7 @@ main(void)
     recording_has_the_right_duration_without_the_paused_part();
     call_control_answer_originate_bridge_hold_transfer();
     ringing_calls_refused_cancelled_or_timed_out();
+    dtmf_sent_as_rfc4733_events_and_bad_requests_refused();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -1033,6 +1138,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 17 passed, 0 failed\n");
+    printf("gateway_test: 18 passed, 0 failed\n");
     return 0;
 }
