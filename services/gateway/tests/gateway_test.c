@@ -16,7 +16,8 @@
  * recording_has_the_right_duration_without_the_paused_part
  * call_control_answer_originate_bridge_hold_transfer
  * ringing_calls_refused_cancelled_or_timed_out
- * dtmf_sent_as_rfc4733_events_and_bad_requests_refused */
+ * dtmf_sent_as_rfc4733_events_and_bad_requests_refused
+ * dtmf_sent_as_sip_info_without_telephone_event */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -970,6 +971,45 @@ dtmf_sent_as_rfc4733_events_and_bad_requests_refused(void)
     TEST_PASS(__func__);
 }
 
+/* media.dtmf to a phone that offered no telephone-event: SIP INFO, one
+ * request per digit, which the SIPp scenario checks in order. */
+static void
+dtmf_sent_as_sip_info_without_telephone_event(void)
+{
+    TEST_BEGIN(__func__);
+    long mark = s_cdr_mark();
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    char sf[512], remote[64], lp[16], mp[16];
+    snprintf(sf, sizeof sf, "%s/tests/sipp/uac_info_dtmf.xml", GW_SOURCE_DIR);
+    snprintf(remote, sizeof remote, "127.0.0.1:%d", s_sip_port);
+    s_sipp_ports(lp, mp);
+    const char *args[] = { "-sf", sf, "-s", "800", "-m", "1", "-p", lp, "-mp", mp, "-nostdin", "-timeout", "60s",
+                           "-timeout_error", remote, NULL };
+    pid_t caller = cc_harness_spawn_as(s_h, "sipp-info-dtmf", "/usr/bin/sipp", args);
+    env = s_event("call.answered", 30000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 30000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    Cc__MediaDtmf d = CC__MEDIA_DTMF__INIT;
+    d.call_id = call_id;
+    d.digits = "1#9";
+    s_done(s_media(c, "media.dtmf", &d.base, 30000), "media.dtmf 1#9 by SIP INFO", "done");
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    s_done(s_media(c, "media.hangup", &h.base, 30000), "hang up the INFO call", "hangup");
+    cc_rpc_client_destroy(&c);
+    CHECK(s_wait_sipp(caller) == 0, "SIPp got INFO Signal=1, #, 9 in order, then the BYE (see %s)", cc_harness_dir(s_h));
+    PGresult *res = s_cdr("13800138011", mark);
+    CHECK(strcmp(PQgetvalue(res, 0, 0), "200") == 0 && strcmp(PQgetvalue(res, 0, 5), "") == 0,
+          "the CDR: cause %s, digits received '%s' (none: these were sent)", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 5));
+    PQclear(res);
+    TEST_PASS(__func__);
+}
+
 static void
 ringing_calls_refused_cancelled_or_timed_out(void)
 {
@@ -1131,6 +1171,7 @@ main(void)
     call_control_answer_originate_bridge_hold_transfer();
     ringing_calls_refused_cancelled_or_timed_out();
     dtmf_sent_as_rfc4733_events_and_bad_requests_refused();
+    dtmf_sent_as_sip_info_without_telephone_event();
 
     int status = cc_harness_stop(s_h, s_gw, SIGTERM, 10000);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "gateway stops cleanly (status %d)", status);
@@ -1138,6 +1179,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 18 passed, 0 failed\n");
+    printf("gateway_test: 19 passed, 0 failed\n");
     return 0;
 }
