@@ -2,6 +2,7 @@
  * into events and offers to the gateway. */
 #include "acd_server.h"
 #include "acd_router.h"
+#include "acd_sessions.h"
 #include "cc/cc_log.h"
 #include "cc/cc_rpc.h"
 #include "cc/cc_util.h"
@@ -21,6 +22,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "ACD_GATEWAY_RPC", CC_CFG_STR, 0, 255, NULL, 0, "Gateway request endpoint for ringing agents; empty: offers are events only" },
     { "ACD_TICK_MS", CC_CFG_INT, 10, 10000, NULL, 0, "How often offer timeouts, wrap-ups, holds, overflows and maximum waits are checked" },
     { "ACD_RELOAD_MS", CC_CFG_INT, 1000, 3600000, NULL, 0, "How often queue settings and business hours are read again from PostgreSQL" },
+    { "ACD_SESSION_RETRY_MS", CC_CFG_INT, 50, 60000, NULL, 0, "How often an agent session write PostgreSQL could not take is tried again" },
     CC_CFG_END
 };
 
@@ -36,6 +38,7 @@ struct _acd_server_t {
     cc_service_t *svc;
     cc_bus_t *bus;
     acd_router_t *router;
+    acd_sessions_t *sessions;  /* acd.sessions, written off the loop */
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *gateway;
     uv_timer_t *tick;
@@ -52,6 +55,7 @@ typedef struct {
     acd_server_t *server;
     cc_rpc_call_t *call;       /* NULL for the service's own operations */
     bool enqueue;              /* reply with Enqueued */
+    bool ended;                /* acd.ended: call_id set */
     char call_id[ID_MAX + 1];
     uint32_t position;
     uint32_t estimated_wait_s;
@@ -149,17 +153,9 @@ s_ignore_reply(void *arg, const Cc__Reply *reply)
 /* ------------------------------------------------------------ sessions */
 
 /* Agents' sessions are kept in acd.sessions (what an agent asked for last:
- * logged in to which queues with which skills, ready or not_ready), so that
- * they come back when Redis loses its data. Written when an agent logs in,
- * out, or changes between ready and not_ready: rare next to routing. A
- * failed write is logged and the live state goes on. */
-static void
-s_session_write(acd_server_t *self, const char *statement, int n, const char *const *params)
-{
-    if (cc_pg_exec(cc_service_pg(self->svc), statement, n, params, NULL))
-        CC_WARN("agent session not saved", "statement=%s agent_id=%s error=\"%s\"", statement, params[0],
-                cc_pg_error(cc_service_pg(self->svc)));
-}
+ * logged in to which queues with which skills, ready or not_ready, or the
+ * call it answered), so that they come back when Redis loses its data.
+ * Written by acd_sessions's thread, in order, never on the loop. */
 
 /* An agent state change, as the script reported it (agent, state, previous,
  * ms, reason): the durable part of it, if any. A call's end makes the agent
@@ -170,17 +166,13 @@ s_session_state(acd_server_t *self, const char *const *v)
     if (self->restoring) return;
     const char *agent = v[1], *state = v[2], *previous = v[3], *reason = v[5];
     bool after_call = strcmp(previous, "on_call") == 0;
-    if (strcmp(state, "logged_out") == 0) {
-        const char *p[] = { agent };
-        s_session_write(self, "acd_session_end", 1, p);
-    } else if (strcmp(state, "not_ready") == 0) {
-        const char *p[] = { agent, state, reason };
-        s_session_write(self, "acd_session_state", 3, p);
-    } else if ((strcmp(state, "ready") == 0 && (after_call || strcmp(previous, "not_ready") == 0))
-               || (strcmp(state, "wrap_up") == 0 && after_call)) {
-        const char *p[] = { agent, "ready", "" };
-        s_session_write(self, "acd_session_state", 3, p);
-    }
+    if (strcmp(state, "logged_out") == 0)
+        acd_sessions_end(self->sessions, agent);
+    else if (strcmp(state, "not_ready") == 0)
+        acd_sessions_state(self->sessions, agent, state, reason);
+    else if ((strcmp(state, "ready") == 0 && (after_call || strcmp(previous, "not_ready") == 0))
+             || (strcmp(state, "wrap_up") == 0 && after_call))
+        acd_sessions_state(self->sessions, agent, "ready", "");
 }
 
 /* A call answered (call, agent, queue, ...): the agent's session is on it. */
@@ -188,16 +180,18 @@ static void
 s_session_call(acd_server_t *self, const char *const *v)
 {
     if (self->restoring) return;
-    const char *p[] = { v[2], v[1], v[3] };
-    s_session_write(self, "acd_session_call", 3, p);
+    acd_sessions_call(self->sessions, v[2], v[1], v[3]);
 }
 
-/* Puts every kept session back into Redis after it lost its data. Returns
- * the number restored, or -1 when PostgreSQL could not be read. */
+/* Puts every kept session back into Redis after it lost its data, once the
+ * writes queued before are in. Returns the number restored, or -1 when
+ * PostgreSQL could not be read. */
 static int
 s_restore_sessions(acd_server_t *self)
 {
     PGresult *res = NULL;
+    if (acd_sessions_sync(self->sessions, 2000))
+        CC_WARN("agent sessions restored without the latest writes (PostgreSQL unreachable)", "%s", "");
     if (cc_pg_exec(cc_service_pg(self->svc), "acd_sessions", 0, NULL, &res)) {
         CC_ERROR("agent sessions not restored", "error=\"%s\"", cc_pg_error(cc_service_pg(self->svc)));
         return -1;
@@ -335,7 +329,9 @@ s_on_done(void *arg, Cc__Status st, const char *error)
     op_ctx_t *ctx = arg;
     s_count_error(ctx->server, st);
     if (st == CC__STATUS__STATUS_OK && ctx->session[0])
-        s_session_write(ctx->server, "acd_session_login", 4, (const char *const *) ctx->session);
+        acd_sessions_login(ctx->server->sessions, ctx->session[0], ctx->session[1], ctx->session[2], ctx->session[3]);
+    if (st == CC__STATUS__STATUS_NOT_FOUND && ctx->ended)
+        acd_sessions_call_ended(ctx->server->sessions, ctx->call_id);   /* lost with Redis: not on it any more */
     for (int i = 0; i < 4; i++) free(ctx->session[i]);
     if (st == CC__STATUS__STATUS_OK && ctx->enqueue) {
         Cc__Enqueued out = CC__ENQUEUED__INIT;
@@ -362,7 +358,8 @@ s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const 
     ctx->server = self;
     ctx->call = call;
     ctx->enqueue = enqueue;
-    if (enqueue) snprintf(ctx->call_id, sizeof ctx->call_id, "%s", args[0]);
+    ctx->ended = strcmp(op, "ended") == 0;
+    if (enqueue || ctx->ended) snprintf(ctx->call_id, sizeof ctx->call_id, "%s", args[0]);
     acd_router_submit(self->router, s_now_ms(), req->request_id, op, argc, args, s_on_action, s_on_done, ctx);
     return ctx;
 }
@@ -468,7 +465,7 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     }
     const char *args[] = { m->agent_id, ext[0] ? ext : m->agent_id, queues, skills };
     op_ctx_t *ctx = s_submit(self, call, req, "login", 4, args, false);
-    const char *session[] = { args[0], args[1], skills, queues };   /* the order of acd_session_login */
+    const char *session[] = { args[0], args[1], skills, queues };   /* the order of acd_sessions_login */
     for (int i = 0; i < 4; i++) {
         ctx->session[i] = strdup(session[i]);
         if (!ctx->session[i]) abort();
@@ -764,6 +761,11 @@ s_check_epoch(acd_server_t *self)
     if (rep) freeReplyObject(rep);
     if (first) {
         int agents = s_restore_sessions(self);
+        if (agents < 0) {
+            /* Not read: the next check (or another instance) tries again. */
+            freeReplyObject(cc_redis_cmdf(r, "DEL acd:epoch"));
+            return;
+        }
         CC_WARN("Redis state was empty: queues loaded, agents' sessions restored, calls asked to come back",
                 "epoch=%s agents=%d", now, agents);
         cc_bus_publish(self->bus, "acd.rebuilt", NULL, now, strlen(now));
@@ -830,22 +832,11 @@ acd_server_new(cc_service_t *svc)
                     " FROM acd.queues ORDER BY name");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
-    cc_pg_statement(cc_service_pg(svc), "acd_session_login",
-                    "INSERT INTO acd.sessions (agent_id, extension, skills, queues, state, reason, since)"
-                    " VALUES ($1, $2, $3, $4, 'ready', '', now())"
-                    " ON CONFLICT (agent_id) DO UPDATE SET extension = EXCLUDED.extension, skills = EXCLUDED.skills,"
-                    " queues = EXCLUDED.queues, state = 'ready', reason = '', call_id = '', call_queue = '',"
-                    " since = now()");
-    cc_pg_statement(cc_service_pg(svc), "acd_session_state",
-                    "UPDATE acd.sessions SET state = $2, reason = $3, call_id = '', call_queue = '', since = now()"
-                    " WHERE agent_id = $1");
-    cc_pg_statement(cc_service_pg(svc), "acd_session_call",
-                    "UPDATE acd.sessions SET state = 'on_call', reason = '', call_id = $2, call_queue = $3, since = now()"
-                    " WHERE agent_id = $1");
-    cc_pg_statement(cc_service_pg(svc), "acd_session_end", "DELETE FROM acd.sessions WHERE agent_id = $1");
     cc_pg_statement(cc_service_pg(svc), "acd_sessions",
                     "SELECT agent_id, extension, queues, skills, state, reason, call_id, call_queue"
                     " FROM acd.sessions ORDER BY since");
+    self->sessions = acd_sessions_new(cc_cfg_str(cfg, "DATABASE_URL"), (int) cc_cfg_int(cfg, "ACD_SESSION_RETRY_MS"));
+    if (!self->sessions) goto err;
     self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)));
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",
@@ -890,6 +881,7 @@ acd_server_destroy(acd_server_t **self_p)
     cc_rpc_client_destroy(&self->gateway);
     cc_rpc_server_destroy(&self->rpc);
     acd_router_destroy(&self->router);
+    acd_sessions_destroy(&self->sessions, 3000);   /* what the last operations wrote */
     free(self);
     *self_p = NULL;
 }

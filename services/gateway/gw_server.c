@@ -313,6 +313,12 @@ s_on_acd_reply(void *arg, const Cc__Reply *reply)
                     p->call_id, p->queue, reply->error);
             gw_media_hangup(self->media, p->call_id,
                             reply->status == CC__STATUS__STATUS_TIMEOUT ? "acd did not answer" : "queue unavailable", true);
+        } else if (p->type == GW_MSG_REJECTED && reply->status == CC__STATUS__STATUS_NOT_FOUND) {
+            /* acd lost the call while the agent's phone rang (Redis lost its
+             * data): the caller goes back to it, like the others after acd.rebuilt. */
+            CC_WARN("acd no longer knew the call an agent gave back; waiting callers enqueued again",
+                    "call_id=%s agent_id=%s", p->call_id, p->agent);
+            gw_media_requeue_all(self->media);
         } else if (p->type == GW_MSG_ANSWERED) {
             CC_WARN("acd did not accept the answer; agent leg dropped", "call_id=%s agent_id=%s error=\"%s\"",
                     p->call_id, p->agent, reply->error);

@@ -253,13 +253,23 @@ local function set_state(agent, a, state, reason, call, ...)
   emit({ 'agent', agent, state, prev, tostring(now - since), a.reason, a.call })
 end
 
+-- The next value of acd:seq (round robin's order of offers): read once per
+-- script run, counted here and written back at its end (one GET and one SET
+-- for a batch instead of an INCR per offer; the run is atomic).
+local seq_at = nil
+local function next_seq()
+  if not seq_at then seq_at = tonumber(redis.call('GET', 'acd:seq') or '0') or 0 end
+  seq_at = seq_at + 1
+  return string.format('%d', seq_at)
+end
+
 -- Offers call c to agent a. A fresh call (just arriving) is written whole
 -- here, never having waited; else it leaves its wait set (and acd:due when
 -- in_due).
 local function reserve(call, c, agent, a, fresh, in_due)
   local q = c.queue
   local conf = qconf(q) or {}
-  local seq = tostring(redis.call('INCR', 'acd:seq'))
+  local seq = next_seq()
   a.last_offer = seq
   set_state(agent, a, 'reserved', '', call, 'last_offer', seq)
   c.state, c.agent = 'offered', agent
@@ -647,10 +657,34 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   return out
 end
 
--- answered call agent: the agent's phone answered the offer.
+-- An agent put back ready after Redis lost its data, not offered a call
+-- since: its phone may still ring with an offer Redis forgot, whose outcome
+-- comes as for any offer.
+local function restored_ready(agent)
+  local a = load_agent(agent)
+  if a and a.state == 'ready' and a.reason == 'restored' then return a end
+  return nil
+end
+
+-- answered call agent: the agent's phone answered the offer. A call Redis
+-- lost while the phone rang comes back answered by the agent, in its first
+-- queue (the gateway bridged it; its end puts the agent through wrap-up).
 function ops.answered(call, agent)
   local c = hgetall('acd:call:' .. call)
-  if not c then return fail('not_found', 'no call ' .. tostring(call)) end
+  if not c then
+    local a = restored_ready(agent)
+    local q = a and list(a.queues)[1]
+    if not q then return fail('not_found', 'no call ' .. tostring(call)) end
+    redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', 0, 'enq', now_s, 'qenq', now_s,
+               'rank', 9 * PRIO_SPAN + now, 'skills', '', 'state', 'answered', 'agent', agent, 'offered', now_s,
+               'answered', now_s, 'last_agent', '', 'sticky_until', 0, 'customer', '', 'caller', '', 'flags', '',
+               'kind', 'call', 'attempts', 0)
+    redis.call('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
+    a.calls = tostring((tonumber(a.calls) or 0) + 1)
+    set_state(agent, a, 'on_call', '', call)
+    emit({ 'answered', call, agent, q, '0', '1' })
+    return out
+  end
   if c.state ~= 'offered' or c.agent ~= agent then
     return fail('conflict', 'call ' .. call .. ' is not offered to ' .. tostring(agent))
   end
@@ -669,6 +703,14 @@ end
 -- rejected call agent: the agent declined or could not be rung.
 function ops.rejected(call, agent, reason)
   local c = hgetall('acd:call:' .. call)
+  if not c then
+    -- Redis lost the call while the phone rang: the agent's outcome still
+    -- holds; the gateway enqueues the caller again on not_found.
+    local a = restored_ready(agent)
+    if a then set_state(agent, a, 'not_ready', reason ~= '' and reason or 'rejected', '') end
+    emit({ 'error', 'not_found', 'no call ' .. tostring(call) })
+    return out
+  end
   if not c or c.state ~= 'offered' or c.agent ~= agent then return fail('conflict', 'no such offer') end
   withdraw_offer(call, c, reason ~= '' and reason or 'rejected')
   route_call(call)
@@ -992,6 +1034,7 @@ for n, o in ipairs(batch) do
     end
   end
 end
+if seq_at then redis.call('SET', 'acd:seq', string.format('%d', seq_at)) end
 if #store > 0 then
   redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
   redis.call('EXPIRE', 'acd:req:' .. bucket, 30)

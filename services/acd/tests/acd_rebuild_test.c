@@ -5,18 +5,76 @@
  *   ready, one logged out before the loss (it stays out). After the loss
  *   the first is on the same call (answered, in its queue), the second
  *   still at lunch, the third ready; the call's end puts its agent through
- *   wrap-up to ready, and a new call is offered to the ready agent. */
+ *   wrap-up to ready, and a new call is offered to the ready agent.
+ * ringing_agents_come_back_with_their_offers_outcome: two agents' phones
+ *   ring at the loss; after it, the one that did not answer is not_ready
+ *   (no_answer) and acd says it lost the call (the gateway enqueues the
+ *   caller again), the one that answered is on the call, in its queue, and
+ *   free again at its end.
+ * a_call_ended_before_the_restore_frees_its_agent: the call's end reaches
+ *   acd after the loss but before it noticed (acd knows no such call); the
+ *   agent comes back ready, not stuck on that call.
+ * sessions_written_while_postgres_is_down_are_kept: a login and a move to
+ *   not_ready while PostgreSQL is stopped are answered at once and reach
+ *   acd.sessions when it is back, in order. */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
 #include "cc/cc_log.h"
+#include "cc/cc_pg.h"
 #include "cc/cc_util.h"
+#include "queue.pb-c.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static fx_t s_fx;
 static fx_snap_t s_snap;
+
+/* Waits (up to 30 s: acd looks every ten ticks) for acd.rebuilt. */
+static bool
+s_rebuilt(cc_bus_t *bus)
+{
+    Cc__Envelope *env;
+    for (int64_t end = cc_mono_ms() + 30000; cc_mono_ms() < end;)
+        if (cc_bus_recv(bus, &env, 100) == 0) {
+            bool rebuilt = strcmp(env->type, "acd.rebuilt") == 0;
+            cc__envelope__free_unpacked(env, NULL);
+            if (rebuilt) return true;
+        }
+    return false;
+}
+
+static void
+s_flushall(void)
+{
+    redisReply *r = cc_redis_cmdf(s_fx.redis, "FLUSHALL");
+    CHECK(r && r->type == REDIS_REPLY_STATUS, "Redis loses every key");
+    freeReplyObject(r);
+}
+
+/* acd.rejected with a reason (what the gateway sends when a phone rang out). */
+static int
+s_rejected(const char *call, const char *agent, const char *reason)
+{
+    Cc__CallRef m = CC__CALL_REF__INIT;
+    m.call_id = (char *) call;
+    m.agent_id = (char *) agent;
+    m.reason = (char *) reason;
+    uint8_t buf[256];
+    size_t len = cc__call_ref__pack(&m, buf);
+    char error[128];
+    return fx_request(&s_fx, 0, "acd.rejected", buf, len, error, sizeof error);
+}
+
+static char *
+s_agent_field(const char *agent, const char *field)
+{
+    redisReply *r = cc_redis_cmdf(s_fx.redis, "HGET acd:agent:%s %s", agent, field);
+    char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (r) freeReplyObject(r);
+    return v;
+}
 
 static fx_agent_t *
 s_agent(const char *id)
@@ -40,16 +98,8 @@ agents_come_back_as_they_were(cc_bus_t *bus)
     Cc__Envelope *env;
     while (cc_bus_recv(bus, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
 
-    redisReply *r = cc_redis_cmdf(s_fx.redis, "FLUSHALL");
-    CHECK(r && r->type == REDIS_REPLY_STATUS, "Redis loses every key");
-    freeReplyObject(r);
-    bool rebuilt = false;
-    for (int i = 0; i < 100 && !rebuilt; i++)
-        if (cc_bus_recv(bus, &env, 100) == 0) {
-            rebuilt = strcmp(env->type, "acd.rebuilt") == 0;
-            cc__envelope__free_unpacked(env, NULL);
-        }
-    CHECK(rebuilt, "acd published acd.rebuilt");
+    s_flushall();
+    CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
 
     fx_agent_t *a = s_agent("rb-call");
     CHECK(a && strcmp(a->state, "on_call") == 0 && strcmp(a->call, "rb-c1") == 0 && strcmp(a->queues, "b1") == 0
@@ -81,20 +131,123 @@ agents_come_back_as_they_were(cc_bus_t *bus)
     TEST_PASS(__func__);
 }
 
+static void
+ringing_agents_come_back_with_their_offers_outcome(cc_bus_t *bus)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "rg-1", "", "b3") == 0 && fx_login(&s_fx, 0, "rg-2", "", "b3") == 0, "logins");
+    CHECK(fx_enqueue(&s_fx, 0, "rg-c1", "b3", 0, NULL, NULL) == 0 && fx_enqueue(&s_fx, 0, "rg-c2", "b3", 0, NULL, NULL) == 0,
+          "two calls");
+    fx_snapshot(&s_fx, &s_snap);
+    fx_call_t *c1 = fx_snap_call(&s_snap, "rg-c1"), *c2 = fx_snap_call(&s_snap, "rg-c2");
+    CHECK(c1 && c2 && strcmp(c1->state, "offered") == 0 && strcmp(c2->state, "offered") == 0, "both ring");
+    char unanswered[64], answering[64];
+    snprintf(unanswered, sizeof unanswered, "%s", c1->agent);
+    snprintf(answering, sizeof answering, "%s", c2->agent);
+
+    s_flushall();
+    CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
+    CHECK(s_rejected("rg-c1", unanswered, "no_answer") == CC__STATUS__STATUS_NOT_FOUND,
+          "acd says it lost rg-c1 (the gateway enqueues the caller again)");
+    fx_agent_t *a = s_agent(unanswered);
+    char *reason = s_agent_field(unanswered, "reason");
+    CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(reason, "no_answer") == 0,
+          "%s did not answer: not_ready (%s), not %s", unanswered, reason, a ? a->state : "absent");
+    free(reason);
+
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "rg-c2", answering) == 0, "the other answered");
+    a = s_agent(answering);
+    fx_call_t *c = fx_snap_call(&s_snap, "rg-c2");
+    CHECK(a && strcmp(a->state, "on_call") == 0 && strcmp(a->call, "rg-c2") == 0, "%s is on rg-c2 (%s)", answering,
+          a ? a->state : "absent");
+    CHECK(c && strcmp(c->state, "answered") == 0 && strcmp(c->queue, "b3") == 0, "rg-c2 answered in b3");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "rg-c2", NULL) == 0, "the call ends");
+    a = s_agent(answering);
+    CHECK(a && strcmp(a->state, "ready") == 0, "%s is free (b3 has no wrap-up): %s", answering, a ? a->state : "absent");
+    /* The gateway's new enqueue of the caller who was ringing. */
+    CHECK(fx_enqueue(&s_fx, 0, "rg-c1", "b3", 0, NULL, NULL) == 0, "rg-c1 enqueued again");
+    fx_snapshot(&s_fx, &s_snap);
+    c = fx_snap_call(&s_snap, "rg-c1");
+    CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(c->agent, answering) == 0, "offered to %s", answering);
+    TEST_PASS(__func__);
+}
+
+static void
+a_call_ended_before_the_restore_frees_its_agent(cc_bus_t *bus)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "eb-1", "", "b4") == 0, "login");
+    CHECK(fx_enqueue(&s_fx, 0, "eb-c1", "b4", 0, NULL, NULL) == 0, "a call");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "eb-c1", "eb-1") == 0, "answered");
+    s_flushall();
+    /* acd looks for the loss every ten ticks (10 s here): the end comes first. */
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "eb-c1", NULL) == CC__STATUS__STATUS_NOT_FOUND,
+          "the call's end reaches acd before it noticed the loss");
+    CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
+    fx_agent_t *a = s_agent("eb-1");
+    CHECK(a && strcmp(a->state, "ready") == 0, "eb-1 is back ready, not stuck on the ended call (%s %s)",
+          a ? a->state : "absent", a ? a->call : "");
+    CHECK(!fx_snap_call(&s_snap, "eb-c1"), "eb-c1 is not back");
+    TEST_PASS(__func__);
+}
+
+static PGresult *
+s_session(cc_pg_t *pg, const char *agent)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT state, reason, queues FROM acd.sessions WHERE agent_id = '%s'", agent);
+    PGresult *res = NULL;
+    if (cc_pg_run(pg, sql, &res)) return NULL;
+    return res;
+}
+
+static void
+sessions_written_while_postgres_is_down_are_kept(void)
+{
+    TEST_BEGIN(__func__);
+    cc_harness_stop_pg(s_fx.h);
+    CHECK(fx_login(&s_fx, 0, "pg-1", "sales:1", "b4") == 0, "a login answered while PostgreSQL is down");
+    CHECK(fx_state(&s_fx, 0, "pg-1", "not_ready", "training") == 0, "then not_ready(training)");
+    fx_agent_t *a = s_agent("pg-1");
+    CHECK(a && strcmp(a->state, "not_ready") == 0, "live state moved on");
+    cc_harness_restart_pg(s_fx.h);
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    CHECK(cc_pg_connect(pg) == 0, "pg back");
+    PGresult *res = NULL;
+    for (int64_t end = cc_mono_ms() + 20000; cc_mono_ms() < end; cc_sleep_ms(100)) {
+        if (res) PQclear(res);
+        res = s_session(pg, "pg-1");
+        if (res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "not_ready") == 0) break;
+    }
+    CHECK(res && PQntuples(res) == 1, "pg-1's session reached acd.sessions");
+    CHECK(strcmp(PQgetvalue(res, 0, 0), "not_ready") == 0 && strcmp(PQgetvalue(res, 0, 1), "training") == 0
+          && strcmp(PQgetvalue(res, 0, 2), "b4") == 0, "login then not_ready(training), in order: %s(%s) in %s",
+          PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+    PQclear(res);
+    cc_pg_destroy(&pg);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
     cc_log_init("acd_rebuild_test", "acd_rebuild_test");
+    setenv("FX_ACD_TICK_MS", "1000", 1);   /* Redis's loss noticed within 10 s */
+    cc_bus_opts_t o = { .service = "test", .instance = "rebuild", .sub_endpoint = NULL };
     fx_start(&s_fx, "acd-rebuild", 1,
-             "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('b1', 300000, 2000), ('b2', 300000, 0)");
-    cc_bus_opts_t o = { .service = "test", .instance = "rebuild", .sub_endpoint = getenv("CC_BUS_SUB") };
+             "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('b1', 300000, 2000), ('b2', 300000, 0),"
+             " ('b3', 300000, 0), ('b4', 300000, 0)");
+    o.sub_endpoint = getenv("CC_BUS_SUB");
     cc_bus_t *bus = cc_bus_new(&o);
     cc_bus_subscribe(bus, "acd.rebuilt");
-    cc_sleep_ms(1500);   /* acd's first epoch check (a fresh Redis) has passed */
+    CHECK(s_rebuilt(bus), "acd's first look at a fresh Redis");
     agents_come_back_as_they_were(bus);
+    ringing_agents_come_back_with_their_offers_outcome(bus);
+    a_call_ended_before_the_restore_frees_its_agent(bus);
+    sessions_written_while_postgres_is_down_are_kept();
     cc_bus_destroy(&bus);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rebuild_test: 1 passed, 0 failed\n");
+    printf("acd_rebuild_test: 4 passed, 0 failed\n");
     return 0;
 }
