@@ -724,8 +724,10 @@ function ops.ended(call)
   local c = { queue = f[1], state = f[2] or '', agent = f[3] or '', enq = f[4] or tostring(now), kind = f[5] or 'call',
               answered = f[6] or nil }
   local q = c.queue
-  if c.state == 'waiting' and c.kind == 'callback' then
-    -- The caller hangs up after asking for a callback: not an abandon.
+  if c.kind == 'callback' and (c.state == 'waiting' or c.state == 'offered') then
+    -- The caller hangs up after asking for a callback: not an abandon. The
+    -- hang-up may reach acd late, once the callback is offered: the offer
+    -- stands (the gateway's own callback legs report callback_failed).
     return { { 'ok', 'callback kept' } }
   elseif c.state == 'waiting' then
     local position = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1

@@ -482,6 +482,10 @@ callback_keeps_its_place_and_is_retried(void)
     CHECK(s_call("t15-c1") && strcmp(s_call("t15-c1")->state, "waiting") == 0, "callback still waiting");
     CHECK(fx_login(&s_fx, 0, "t15a", "", "r15") == 0, "agent");
     CHECK(strcmp(s_call("t15-c1")->agent, "t15a") == 0, "the callback is served in its place, before t15-c2");
+    /* The caller's hang-up reaching acd only now, with the callback offered: the offer stands. */
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t15-c1", NULL) == 0, "late hang-up");
+    CHECK(s_call("t15-c1") && strcmp(s_call("t15-c1")->agent, "t15a") == 0 && strcmp(s_agent("t15a")->state, "reserved") == 0,
+          "the callback offer survives the caller's late hang-up");
     /* Nobody answers at home: retried after 1 s, then given up after 2 tries. */
     CHECK(fx_call_op(&s_fx, 0, "acd.callback_failed", "t15-c1", "t15a") == 0, "no answer");
     CHECK(strcmp(s_call("t15-c2")->agent, "t15a") == 0, "meanwhile the agent takes t15-c2");
