@@ -151,10 +151,24 @@ s_writer_for(os_server_t *self, json_t *event)
     return self->writers[h % (uint32_t) self->nwriters];
 }
 
-/* Hands one event to its writer and answers with its result. Takes event. */
+/* A delivery id (webhook-id, X-Shopify-Webhook-Id, X-WC-Webhook-Delivery-ID)
+ * is 1-128 printable ASCII characters. Shopify's and WooCommerce's are not
+ * covered by the signature, so anything else is refused before it is used. */
+static bool
+s_delivery_id_ok(const char *id)
+{
+    if (!id || !*id || strlen(id) > 128) return false;
+    for (const char *p = id; *p; p++)
+        if (*p < 0x21 || *p > 0x7e) return false;
+    return true;
+}
+
+/* Hands one event to its writer and answers with its result. Takes event
+ * (NULL, when it could not be built, is a 400). */
 static int
 s_apply_one(os_server_t *self, struct mg_connection *conn, json_t *event)
 {
+    if (!event) return cc_http_error(conn, 400, "the event could not be built from this delivery");
     os_writer_t *writer = s_writer_for(self, event);
     json_t *batch = json_pack("[o]", event);
     char *text = json_dumps(batch, JSON_COMPACT), *results = NULL;
@@ -247,9 +261,9 @@ s_webhook(struct mg_connection *conn, void *arg)
         bad = os_verify(pf.secret, id, mg_get_header(conn, "webhook-timestamp"), body, len,
                         mg_get_header(conn, "webhook-signature"), (int64_t) time(NULL), &why);
     }
-    if (!bad && (!id || !*id || strlen(id) > 128)) {
+    if (!bad && !s_delivery_id_ok(id)) {
         bad = 400;
-        why = "the delivery id header is missing or longer than 128 characters";
+        why = "the delivery id header is missing, longer than 128 characters or not printable ASCII";
     }
     if (bad) {
         CC_WARN("webhook refused", "platform=%s dialect=%s reason=\"%s\"", pf.name, dialect, why);

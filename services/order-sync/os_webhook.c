@@ -33,6 +33,11 @@ os_verify(const char *secret, const char *id, const char *timestamp, const char 
         *why = "platform secret unusable";
         return 401;
     }
+    if (keylen < OS_MIN_SECRET_BYTES) {   /* an empty or short key signs for anyone */
+        sodium_memzero(key, sizeof key);
+        *why = "platform secret unusable";
+        return 401;
+    }
     crypto_auth_hmacsha256_state st;
     unsigned char mac[crypto_auth_hmacsha256_BYTES];
     crypto_auth_hmacsha256_init(&st, key, keylen);
@@ -63,6 +68,7 @@ int
 os_verify_body(const char *secret, const char *body, size_t len, const char *signature, const char **why)
 {
     if (!signature || !*signature) { *why = "signature header missing"; return 401; }
+    if (strlen(secret) < OS_MIN_SECRET_BYTES) { *why = "platform secret unusable"; return 401; }
     unsigned char mac[crypto_auth_hmacsha256_BYTES];
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, (const unsigned char *) secret, strlen(secret));

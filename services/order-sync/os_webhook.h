@@ -12,6 +12,9 @@
 #include "order.pb-c.h"
 
 #define OS_REPLAY_WINDOW_S 300
+/* A platform secret shorter than this (empty, "whsec_") verifies nothing:
+ * every webhook signed with it is refused with 401. */
+#define OS_MIN_SECRET_BYTES 16
 
 /* Checks webhook-signature ("v1,<base64> ...") against the HMAC-SHA256 of
  * "id.timestamp.body" with secret ("whsec_<base64>", or any other text used

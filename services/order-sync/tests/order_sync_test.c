@@ -598,6 +598,15 @@ shopify_forged_or_malformed_webhooks_store_nothing(void)
     CHECK(s_post_body_signed("/webhooks/shopify", SHOPIFY_SECRET, "X-Shopify-Hmac-Sha256", h, body, false, &reply) == 404,
           "unknown shop: %s", reply);
     free(reply);
+    /* The delivery id is not signed: a captured delivery with an edited id
+     * (invalid UTF-8, control characters) is refused, and order-sync serves on. */
+    CHECK(s_shopify("orders/create", "dup-\xc3\x28", body, false, &reply) == 400 && strstr(reply, "delivery id"),
+          "invalid UTF-8 id: %s", reply);
+    free(reply);
+    CHECK(s_shopify("orders/create", "tab\there", body, false, &reply) == 400, "control character in the id: %s", reply);
+    free(reply);
+    CHECK(s_shopify("collections/create", "topic-2", "{\"id\":1}", false, &reply) == 400, "still serving: %s", reply);
+    free(reply);
     free(other);
     free(body);
     s_expect("SELECT count(*) FROM commerce.orders WHERE order_number = '1003'", "0");

@@ -109,6 +109,18 @@ csv_reads_quotes_line_breaks_and_guards(void)
     TEST_PASS(__func__);
 }
 
+/* b64 gets the base64 HMAC-SHA256 of body keyed with secret's bytes. */
+static void
+s_body_mac(const char *secret, const char *body, char b64[64])
+{
+    unsigned char mac[32];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *) secret, strlen(secret));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *) body, strlen(body));
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2base64(b64, 64, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
+}
+
 static void
 signatures_match_only_the_right_key_body_and_time(void)
 {
@@ -129,18 +141,30 @@ signatures_match_only_the_right_key_body_and_time(void)
     CHECK(os_verify("whsec_!!!", id, "1614265330", body, strlen(body), sig, 1614265330, &why) == 401, "unusable secret");
     CHECK(os_verify(secret, NULL, "1614265330", body, strlen(body), sig, 1614265330, &why) == 401, "no id");
     /* Shopify's and WooCommerce's: base64 HMAC-SHA256 of the body keyed with the secret's bytes. */
+    const char *shop_secret = "shpss_hush_0123456789";
+    char b64[64];
+    s_body_mac(shop_secret, body, b64);
+    CHECK(os_verify_body(shop_secret, body, strlen(body), b64, &why) == 0, "body signature");
+    CHECK(os_verify_body("shpss_hush_0123456789!", body, strlen(body), b64, &why) == 401, "another secret");
+    b64[3] = b64[3] == 'A' ? 'B' : 'A';
+    CHECK(os_verify_body(shop_secret, body, strlen(body), b64, &why) == 401, "a changed signature");
+    CHECK(os_verify_body(shop_secret, body, strlen(body), NULL, &why) == 401, "none");
+    /* A platform row with an empty or short secret verifies nothing: a
+     * signature anyone can make with that key is refused. */
+    s_body_mac("", body, b64);
+    CHECK(os_verify_body("", body, strlen(body), b64, &why) == 401 && strstr(why, "unusable"), "empty shop secret");
+    s_body_mac("short", body, b64);
+    CHECK(os_verify_body("short", body, strlen(body), b64, &why) == 401, "short shop secret");
+    char sv[128], svb[64];
     unsigned char mac[32];
     crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *) "hush", 4);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *) body, strlen(body));
+    snprintf(sv, sizeof sv, "%s.%s.%s", id, "1614265330", body);
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *) "", 0);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *) sv, strlen(sv));
     crypto_auth_hmacsha256_final(&st, mac);
-    char b64[64];
-    sodium_bin2base64(b64, sizeof b64, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-    CHECK(os_verify_body("hush", body, strlen(body), b64, &why) == 0, "body signature");
-    CHECK(os_verify_body("hush!", body, strlen(body), b64, &why) == 401, "another secret");
-    b64[3] = b64[3] == 'A' ? 'B' : 'A';
-    CHECK(os_verify_body("hush", body, strlen(body), b64, &why) == 401, "a changed signature");
-    CHECK(os_verify_body("hush", body, strlen(body), NULL, &why) == 401, "none");
+    sodium_bin2base64(svb, sizeof svb, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(sv, sizeof sv, "v1,%s", svb);
+    CHECK(os_verify("whsec_", id, "1614265330", body, strlen(body), sv, 1614265330, &why) == 401, "empty whsec_ secret");
     TEST_PASS(__func__);
 }
 
