@@ -5,7 +5,8 @@
  * missed_changes_are_repaired_by_version
  * a_second_pass_asks_since_the_first_and_changes_nothing
  * shopify_lists_are_followed_by_their_link_header
- * a_failed_page_keeps_the_cursor */
+ * a_failed_page_keeps_the_cursor
+ * an_order_the_database_did_not_store_keeps_the_cursor */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -26,7 +27,7 @@
 #endif
 
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
-static int s_port, s_requests, s_failing, s_failed;
+static int s_port, s_requests, s_failing, s_failed, s_busy_requests;
 static char s_first_query[256], s_last_query[256], s_last_auth[128], s_shopify_query[256];
 static cc_pg_t *s_pg;
 
@@ -72,6 +73,35 @@ s_list(struct mg_connection *conn, void *arg)
         snprintf(body, sizeof body, "{\"orders\":[%s,%s],\"next\":null}", s_order(a, sizeof a, "R4", "ordered", 1, 0),
                  s_order(b, sizeof b, "R5", "ordered", 9, 1));
     return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+/* GET /busy: one new order, B1, on a single page. */
+static int
+s_busy_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    pthread_mutex_lock(&s_mu);
+    s_busy_requests++;
+    pthread_mutex_unlock(&s_mu);
+    char a[512], body[1024];
+    snprintf(body, sizeof body, "{\"orders\":[%s],\"next\":null}", s_order(a, sizeof a, "B1", "ordered", 1, 1));
+    return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+static int
+s_counter(int *n)
+{
+    pthread_mutex_lock(&s_mu);
+    int v = *n;
+    pthread_mutex_unlock(&s_mu);
+    return v;
+}
+
+static void
+s_wait_counter(int *n, int want, const char *what)
+{
+    for (int64_t end = cc_mono_ms() + 30000; s_counter(n) < want && cc_mono_ms() < end;) cc_sleep_ms(20);
+    CHECK(s_counter(n) >= want, "%d %s, want %d", s_counter(n), what, want);
 }
 
 /* A Shopify REST order as its list endpoint returns it. */
@@ -262,6 +292,35 @@ a_failed_page_keeps_the_cursor(void)
     TEST_PASS(__func__);
 }
 
+/* The database refuses B1 for a while (a serialization failure: the writer
+ * answers 503 for it): the passes meanwhile keep the cursor, and once the
+ * database takes it again B1 is stored and the cursor moves on. */
+static void
+an_order_the_database_did_not_store_keeps_the_cursor(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(cc_pg_run(s_pg,
+                    "CREATE FUNCTION public.t_refuse_b1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    " RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = 'test: B1 refused';"
+                    " END $$;"
+                    "CREATE TRIGGER t_refuse_b1 BEFORE INSERT ON commerce.orders FOR EACH ROW"
+                    " WHEN (NEW.order_number = 'B1') EXECUTE FUNCTION public.t_refuse_b1();",
+                    NULL) == 0, "trigger: %s", cc_pg_error(s_pg));
+    char sql[512];
+    snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, secret, reconcile_url) VALUES"
+                              " ('busy1', 'whsec_BBBB', 'http://127.0.0.1:%d/busy')", s_port);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "platform: %s", cc_pg_error(s_pg));
+    /* The second request starts the second pass: the first one's cursor is saved by then. */
+    s_wait_counter(&s_busy_requests, 2, "busy list requests");
+    EXPECT("0", "SELECT count(*) FROM commerce.orders WHERE order_number = 'B1'");
+    EXPECT("0", "SELECT reconcile_since FROM commerce.platforms WHERE name = 'busy1'");
+    CHECK(cc_pg_run(s_pg, "DROP TRIGGER t_refuse_b1 ON commerce.orders; DROP FUNCTION public.t_refuse_b1();", NULL) == 0,
+          "drop trigger: %s", cc_pg_error(s_pg));
+    s_until("ordered 1", "SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'B1'");
+    s_until("t", "SELECT reconcile_since > 0 FROM commerce.platforms WHERE name = 'busy1'");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -277,6 +336,7 @@ main(void)
     CHECK(sim, "simulator listens");
     cc_http_route(sim, "/orders", s_list, NULL);
     cc_http_route(sim, "/shopify/orders.json", s_shopify_list, NULL);
+    cc_http_route(sim, "/busy", s_busy_list, NULL);
     char sql[2048];
     snprintf(sql, sizeof sql,
              "INSERT INTO commerce.platforms (name, secret, reconcile_url, reconcile_token) VALUES"
@@ -309,10 +369,11 @@ main(void)
     a_second_pass_asks_since_the_first_and_changes_nothing();
     shopify_lists_are_followed_by_their_link_header();
     a_failed_page_keeps_the_cursor();
+    an_order_the_database_did_not_store_keeps_the_cursor();
 
     char *metrics = NULL;
     CHECK(cc_harness_http_get(admin, "/metrics", &metrics) == 200
-          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 4")
+          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 5")
           && strstr(metrics, "order_sync_reconcile_failures_total"), "metrics:\n%s", metrics);
     free(metrics);
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
@@ -320,6 +381,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("reconcile_test: 4 passed, 0 failed\n");
+    printf("reconcile_test: 5 passed, 0 failed\n");
     return 0;
 }
