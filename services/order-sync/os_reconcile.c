@@ -168,6 +168,35 @@ s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied,
     return rc;
 }
 
+/* Whether url names the same scheme, host and port as base (the configured
+ * list URL): only there do the platform's credentials go. The host url
+ * names goes in host (for the log). */
+static bool
+s_same_origin(const char *base, const char *url, char *host, size_t cap)
+{
+    CURLU *b = curl_url(), *u = curl_url();
+    if (!b || !u) abort();
+    char *bs = NULL, *bh = NULL, *bp = NULL, *us = NULL, *uh = NULL, *up = NULL;
+    bool same = curl_url_set(b, CURLUPART_URL, base, 0) == CURLUE_OK && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
+                && curl_url_get(b, CURLUPART_SCHEME, &bs, 0) == CURLUE_OK
+                && curl_url_get(b, CURLUPART_HOST, &bh, 0) == CURLUE_OK
+                && curl_url_get(b, CURLUPART_PORT, &bp, CURLU_DEFAULT_PORT) == CURLUE_OK
+                && curl_url_get(u, CURLUPART_SCHEME, &us, 0) == CURLUE_OK
+                && curl_url_get(u, CURLUPART_HOST, &uh, 0) == CURLUE_OK
+                && curl_url_get(u, CURLUPART_PORT, &up, CURLU_DEFAULT_PORT) == CURLUE_OK
+                && strcasecmp(bs, us) == 0 && strcasecmp(bh, uh) == 0 && strcmp(bp, up) == 0;
+    snprintf(host, cap, "%s%s%s", uh ? uh : "(unparsable)", up ? ":" : "", up ? up : "");
+    curl_free(bs);
+    curl_free(bh);
+    curl_free(bp);
+    curl_free(us);
+    curl_free(uh);
+    curl_free(up);
+    curl_url_cleanup(b);
+    curl_url_cleanup(u);
+    return same;
+}
+
 /* The URL of the first page: url with the dialect's "changed since" query. */
 static char *
 s_first_url(CURL *c, const char *url, const char *dialect, long long since)
@@ -256,6 +285,14 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
                 free(url);
                 url = paged;
             }
+        }
+        char host[300];
+        if (url && !s_same_origin(list_url, url, host, sizeof host)) {
+            CC_WARN("reconciliation next page refused", "platform=%s host=%s reason=\"not the list URL's scheme,"
+                    " host and port\"", platform, host);
+            free(url);
+            url = NULL;
+            rc = -1;
         }
         json_decref(page);
         free(body);

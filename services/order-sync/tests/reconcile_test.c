@@ -6,7 +6,8 @@
  * a_second_pass_asks_since_the_first_and_changes_nothing
  * shopify_lists_are_followed_by_their_link_header
  * a_failed_page_keeps_the_cursor
- * an_order_the_database_did_not_store_keeps_the_cursor */
+ * an_order_the_database_did_not_store_keeps_the_cursor
+ * a_next_page_on_another_server_is_not_fetched */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -27,7 +28,9 @@
 #endif
 
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
-static int s_port, s_requests, s_failing, s_failed, s_busy_requests;
+static int s_port, s_requests, s_failing, s_failed, s_busy_requests, s_other_port, s_other_requests,
+    s_elsewhere_requests;
+static char s_other_token[128];
 static char s_first_query[256], s_last_query[256], s_last_auth[128], s_shopify_query[256];
 static cc_pg_t *s_pg;
 
@@ -85,6 +88,36 @@ s_busy_list(struct mg_connection *conn, void *arg)
     pthread_mutex_unlock(&s_mu);
     char a[512], body[1024];
     snprintf(body, sizeof body, "{\"orders\":[%s],\"next\":null}", s_order(a, sizeof a, "B1", "ordered", 1, 1));
+    return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+/* GET /elsewhere/orders.json: an empty Shopify page whose Link rel=next
+ * names another server (another port of the same host). */
+static int
+s_elsewhere_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    pthread_mutex_lock(&s_mu);
+    s_elsewhere_requests++;
+    pthread_mutex_unlock(&s_mu);
+    const char *body = "{\"orders\":[]}";
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                    "Link: <http://127.0.0.1:%d/shopify/orders.json?limit=250&page_info=p2>; rel=\"next\"\r\n"
+                    "Connection: close\r\n\r\n%s", strlen(body), s_other_port, body);
+    return 200;
+}
+
+/* The other server: counts what it is asked, with which token. */
+static int
+s_other_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    const char *token = mg_get_header(conn, "X-Shopify-Access-Token");
+    pthread_mutex_lock(&s_mu);
+    s_other_requests++;
+    snprintf(s_other_token, sizeof s_other_token, "%s", token ? token : "");
+    pthread_mutex_unlock(&s_mu);
+    const char *body = "{\"orders\":[]}";
     return cc_http_send(conn, 200, "application/json", body, strlen(body));
 }
 
@@ -321,6 +354,27 @@ an_order_the_database_did_not_store_keeps_the_cursor(void)
     TEST_PASS(__func__);
 }
 
+/* A page naming its next page on another server: that server is not asked
+ * (the platform's token goes only to the list URL's scheme, host and port)
+ * and the cursor stays, the pass not being whole. */
+static void
+a_next_page_on_another_server_is_not_fetched(void)
+{
+    TEST_BEGIN(__func__);
+    char sql[512];
+    snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, dialect, secret, domain, reconcile_url,"
+                              " reconcile_token) VALUES ('elsewhere', 'shopify', 'shpss_y', 'elsewhere.myshopify.com',"
+                              " 'http://127.0.0.1:%d/elsewhere/orders.json', 'shpat_elsewhere')", s_port);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "platform: %s", cc_pg_error(s_pg));
+    /* The second request starts the second pass: the first one is over. */
+    s_wait_counter(&s_elsewhere_requests, 2, "elsewhere list requests");
+    pthread_mutex_lock(&s_mu);
+    CHECK(s_other_requests == 0, "the other server was asked %d times (token '%s')", s_other_requests, s_other_token);
+    pthread_mutex_unlock(&s_mu);
+    EXPECT("0", "SELECT reconcile_since FROM commerce.platforms WHERE name = 'elsewhere'");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -337,6 +391,11 @@ main(void)
     cc_http_route(sim, "/orders", s_list, NULL);
     cc_http_route(sim, "/shopify/orders.json", s_shopify_list, NULL);
     cc_http_route(sim, "/busy", s_busy_list, NULL);
+    cc_http_route(sim, "/elsewhere/orders.json", s_elsewhere_list, NULL);
+    s_other_port = cc_harness_free_port();
+    cc_http_t *other = cc_http_new("127.0.0.1", s_other_port, 2);
+    CHECK(other, "the other server listens");
+    cc_http_route(other, "/shopify/orders.json", s_other_list, NULL);
     char sql[2048];
     snprintf(sql, sizeof sql,
              "INSERT INTO commerce.platforms (name, secret, reconcile_url, reconcile_token) VALUES"
@@ -370,6 +429,7 @@ main(void)
     shopify_lists_are_followed_by_their_link_header();
     a_failed_page_keeps_the_cursor();
     an_order_the_database_did_not_store_keeps_the_cursor();
+    a_next_page_on_another_server_is_not_fetched();
 
     char *metrics = NULL;
     CHECK(cc_harness_http_get(admin, "/metrics", &metrics) == 200
@@ -378,9 +438,10 @@ main(void)
     free(metrics);
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
     cc_http_destroy(&sim);
+    cc_http_destroy(&other);
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("reconcile_test: 5 passed, 0 failed\n");
+    printf("reconcile_test: 6 passed, 0 failed\n");
     return 0;
 }
