@@ -133,20 +133,31 @@ s_get(os_reconcile_t *self, const char *url, const char *dialect, const char *to
     return rc == CURLE_OK ? status : 0;
 }
 
-/* Applies a batch of events; adds to the counts and empties the batch. */
-static void
+/* Applies a batch of events; adds to the counts and empties the batch.
+ * Returns -1 when some event was not stored (a 5xx: storage busy or
+ * unavailable; the pass must not move the cursor past it), else 0. A 4xx
+ * (malformed or refused order) is counted and the pass goes on. */
+static int
 s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied, int *unchanged, int *refused)
 {
-    if (json_array_size(batch) == 0) return;
+    if (json_array_size(batch) == 0) return 0;
     json_t *all = self->opts.apply(self->opts.apply_arg, batch);
     json_array_clear(batch);
+    int rc = 0;
     for (size_t i = 0; i < json_array_size(all); i++) {
         json_t *r = json_array_get(all, i);
         const char *result = json_string_value(json_object_get(r, "result"));
-        if (json_integer_value(json_object_get(r, "code")) != 200) {
-            (*refused)++;
+        json_int_t code = json_integer_value(json_object_get(r, "code"));
+        if (code != 200) {
             const char *why = json_string_value(json_object_get(r, "error"));
-            CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why ? why : "");
+            if (code >= 500) {
+                rc = -1;
+                CC_WARN("reconciled order not stored", "platform=%s code=%lld reason=\"%s\"", platform,
+                        (long long) code, why ? why : "");
+            } else {
+                (*refused)++;
+                CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why ? why : "");
+            }
         } else if (result && strcmp(result, "applied") == 0) {
             (*applied)++;
         } else {
@@ -154,6 +165,36 @@ s_apply(os_reconcile_t *self, const char *platform, json_t *batch, int *applied,
         }
     }
     json_decref(all);
+    return rc;
+}
+
+/* Whether url names the same scheme, host and port as base (the configured
+ * list URL): only there do the platform's credentials go. The host url
+ * names goes in host (for the log). */
+static bool
+s_same_origin(const char *base, const char *url, char *host, size_t cap)
+{
+    CURLU *b = curl_url(), *u = curl_url();
+    if (!b || !u) abort();
+    char *bs = NULL, *bh = NULL, *bp = NULL, *us = NULL, *uh = NULL, *up = NULL;
+    bool same = curl_url_set(b, CURLUPART_URL, base, 0) == CURLUE_OK && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
+                && curl_url_get(b, CURLUPART_SCHEME, &bs, 0) == CURLUE_OK
+                && curl_url_get(b, CURLUPART_HOST, &bh, 0) == CURLUE_OK
+                && curl_url_get(b, CURLUPART_PORT, &bp, CURLU_DEFAULT_PORT) == CURLUE_OK
+                && curl_url_get(u, CURLUPART_SCHEME, &us, 0) == CURLUE_OK
+                && curl_url_get(u, CURLUPART_HOST, &uh, 0) == CURLUE_OK
+                && curl_url_get(u, CURLUPART_PORT, &up, CURLU_DEFAULT_PORT) == CURLUE_OK
+                && strcasecmp(bs, us) == 0 && strcasecmp(bh, uh) == 0 && strcmp(bp, up) == 0;
+    snprintf(host, cap, "%s%s%s", uh ? uh : "(unparsable)", up ? ":" : "", up ? up : "");
+    curl_free(bs);
+    curl_free(bh);
+    curl_free(bp);
+    curl_free(us);
+    curl_free(uh);
+    curl_free(up);
+    curl_url_cleanup(b);
+    curl_url_cleanup(u);
+    return same;
 }
 
 /* The URL of the first page: url with the dialect's "changed since" query. */
@@ -178,8 +219,9 @@ s_first_url(CURL *c, const char *url, const char *dialect, long long since)
     return q;
 }
 
-/* One pass over a platform. Returns 0 when every page was read (the cursor
- * moves on), -1 otherwise (logged; the next pass asks again). */
+/* One pass over a platform. Returns 0 when every page was read and every
+ * order in them stored or refused as malformed (the cursor moves on), -1
+ * otherwise (logged; the next pass asks again). */
 static int
 s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const char *list_url, const char *token,
        long long since)
@@ -225,7 +267,8 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
                 refused++;
                 CC_WARN("reconciled order refused", "platform=%s reason=\"%s\"", platform, why);
             }
-            if (json_array_size(batch) == BATCH) s_apply(self, platform, batch, &applied, &unchanged, &refused);
+            if (json_array_size(batch) == BATCH && s_apply(self, platform, batch, &applied, &unchanged, &refused))
+                rc = -1;
         }
         free(url);
         url = NULL;
@@ -243,12 +286,26 @@ s_pass(os_reconcile_t *self, const char *platform, const char *dialect, const ch
                 url = paged;
             }
         }
+        char host[300];
+        if (url && !s_same_origin(list_url, url, host, sizeof host)) {
+            CC_WARN("reconciliation next page refused", "platform=%s host=%s reason=\"not the list URL's scheme,"
+                    " host and port\"", platform, host);
+            free(url);
+            url = NULL;
+            rc = -1;
+        }
         json_decref(page);
         free(body);
         body = NULL;
         if (rc) break;
     }
-    if (!rc) s_apply(self, platform, batch, &applied, &unchanged, &refused);
+    bool unread = url != NULL;   /* MAX_PAGES reached or stopping, with a next page left */
+    if (!rc && s_apply(self, platform, batch, &applied, &unchanged, &refused)) rc = -1;
+    if (unread && !rc) {
+        CC_WARN("reconciliation pass not finished", "platform=%s pages=%d reason=\"%s\"", platform, pages - 1,
+                cc_worker_stopping(self->worker) ? "stopping" : "page limit");
+        rc = -1;
+    }
     free(url);
     free(body);
     json_decref(batch);

@@ -5,7 +5,9 @@
  * missed_changes_are_repaired_by_version
  * a_second_pass_asks_since_the_first_and_changes_nothing
  * shopify_lists_are_followed_by_their_link_header
- * a_failed_page_keeps_the_cursor */
+ * a_failed_page_keeps_the_cursor
+ * an_order_the_database_did_not_store_keeps_the_cursor
+ * a_next_page_on_another_server_is_not_fetched */
 #define _GNU_SOURCE
 #include "cc_check.h"
 #include "cc_harness.h"
@@ -26,7 +28,9 @@
 #endif
 
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
-static int s_port, s_requests, s_failing, s_failed;
+static int s_port, s_requests, s_failing, s_failed, s_busy_requests, s_other_port, s_other_requests,
+    s_elsewhere_requests;
+static char s_other_token[128];
 static char s_first_query[256], s_last_query[256], s_last_auth[128], s_shopify_query[256];
 static cc_pg_t *s_pg;
 
@@ -72,6 +76,65 @@ s_list(struct mg_connection *conn, void *arg)
         snprintf(body, sizeof body, "{\"orders\":[%s,%s],\"next\":null}", s_order(a, sizeof a, "R4", "ordered", 1, 0),
                  s_order(b, sizeof b, "R5", "ordered", 9, 1));
     return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+/* GET /busy: one new order, B1, on a single page. */
+static int
+s_busy_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    pthread_mutex_lock(&s_mu);
+    s_busy_requests++;
+    pthread_mutex_unlock(&s_mu);
+    char a[512], body[1024];
+    snprintf(body, sizeof body, "{\"orders\":[%s],\"next\":null}", s_order(a, sizeof a, "B1", "ordered", 1, 1));
+    return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+/* GET /elsewhere/orders.json: an empty Shopify page whose Link rel=next
+ * names another server (another port of the same host). */
+static int
+s_elsewhere_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    pthread_mutex_lock(&s_mu);
+    s_elsewhere_requests++;
+    pthread_mutex_unlock(&s_mu);
+    const char *body = "{\"orders\":[]}";
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                    "Link: <http://127.0.0.1:%d/shopify/orders.json?limit=250&page_info=p2>; rel=\"next\"\r\n"
+                    "Connection: close\r\n\r\n%s", strlen(body), s_other_port, body);
+    return 200;
+}
+
+/* The other server: counts what it is asked, with which token. */
+static int
+s_other_list(struct mg_connection *conn, void *arg)
+{
+    (void) arg;
+    const char *token = mg_get_header(conn, "X-Shopify-Access-Token");
+    pthread_mutex_lock(&s_mu);
+    s_other_requests++;
+    snprintf(s_other_token, sizeof s_other_token, "%s", token ? token : "");
+    pthread_mutex_unlock(&s_mu);
+    const char *body = "{\"orders\":[]}";
+    return cc_http_send(conn, 200, "application/json", body, strlen(body));
+}
+
+static int
+s_counter(int *n)
+{
+    pthread_mutex_lock(&s_mu);
+    int v = *n;
+    pthread_mutex_unlock(&s_mu);
+    return v;
+}
+
+static void
+s_wait_counter(int *n, int want, const char *what)
+{
+    for (int64_t end = cc_mono_ms() + 30000; s_counter(n) < want && cc_mono_ms() < end;) cc_sleep_ms(20);
+    CHECK(s_counter(n) >= want, "%d %s, want %d", s_counter(n), what, want);
 }
 
 /* A Shopify REST order as its list endpoint returns it. */
@@ -262,6 +325,56 @@ a_failed_page_keeps_the_cursor(void)
     TEST_PASS(__func__);
 }
 
+/* The database refuses B1 for a while (a serialization failure: the writer
+ * answers 503 for it): the passes meanwhile keep the cursor, and once the
+ * database takes it again B1 is stored and the cursor moves on. */
+static void
+an_order_the_database_did_not_store_keeps_the_cursor(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(cc_pg_run(s_pg,
+                    "CREATE FUNCTION public.t_refuse_b1() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    " RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = 'test: B1 refused';"
+                    " END $$;"
+                    "CREATE TRIGGER t_refuse_b1 BEFORE INSERT ON commerce.orders FOR EACH ROW"
+                    " WHEN (NEW.order_number = 'B1') EXECUTE FUNCTION public.t_refuse_b1();",
+                    NULL) == 0, "trigger: %s", cc_pg_error(s_pg));
+    char sql[512];
+    snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, secret, reconcile_url) VALUES"
+                              " ('busy1', 'whsec_BBBB', 'http://127.0.0.1:%d/busy')", s_port);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "platform: %s", cc_pg_error(s_pg));
+    /* The second request starts the second pass: the first one's cursor is saved by then. */
+    s_wait_counter(&s_busy_requests, 2, "busy list requests");
+    EXPECT("0", "SELECT count(*) FROM commerce.orders WHERE order_number = 'B1'");
+    EXPECT("0", "SELECT reconcile_since FROM commerce.platforms WHERE name = 'busy1'");
+    CHECK(cc_pg_run(s_pg, "DROP TRIGGER t_refuse_b1 ON commerce.orders; DROP FUNCTION public.t_refuse_b1();", NULL) == 0,
+          "drop trigger: %s", cc_pg_error(s_pg));
+    s_until("ordered 1", "SELECT status || ' ' || version FROM commerce.orders WHERE order_number = 'B1'");
+    s_until("t", "SELECT reconcile_since > 0 FROM commerce.platforms WHERE name = 'busy1'");
+    TEST_PASS(__func__);
+}
+
+/* A page naming its next page on another server: that server is not asked
+ * (the platform's token goes only to the list URL's scheme, host and port)
+ * and the cursor stays, the pass not being whole. */
+static void
+a_next_page_on_another_server_is_not_fetched(void)
+{
+    TEST_BEGIN(__func__);
+    char sql[512];
+    snprintf(sql, sizeof sql, "INSERT INTO commerce.platforms (name, dialect, secret, domain, reconcile_url,"
+                              " reconcile_token) VALUES ('elsewhere', 'shopify', 'shpss_y', 'elsewhere.myshopify.com',"
+                              " 'http://127.0.0.1:%d/elsewhere/orders.json', 'shpat_elsewhere')", s_port);
+    CHECK(cc_pg_run(s_pg, sql, NULL) == 0, "platform: %s", cc_pg_error(s_pg));
+    /* The second request starts the second pass: the first one is over. */
+    s_wait_counter(&s_elsewhere_requests, 2, "elsewhere list requests");
+    pthread_mutex_lock(&s_mu);
+    CHECK(s_other_requests == 0, "the other server was asked %d times (token '%s')", s_other_requests, s_other_token);
+    pthread_mutex_unlock(&s_mu);
+    EXPECT("0", "SELECT reconcile_since FROM commerce.platforms WHERE name = 'elsewhere'");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -277,6 +390,12 @@ main(void)
     CHECK(sim, "simulator listens");
     cc_http_route(sim, "/orders", s_list, NULL);
     cc_http_route(sim, "/shopify/orders.json", s_shopify_list, NULL);
+    cc_http_route(sim, "/busy", s_busy_list, NULL);
+    cc_http_route(sim, "/elsewhere/orders.json", s_elsewhere_list, NULL);
+    s_other_port = cc_harness_free_port();
+    cc_http_t *other = cc_http_new("127.0.0.1", s_other_port, 2);
+    CHECK(other, "the other server listens");
+    cc_http_route(other, "/shopify/orders.json", s_other_list, NULL);
     char sql[2048];
     snprintf(sql, sizeof sql,
              "INSERT INTO commerce.platforms (name, secret, reconcile_url, reconcile_token) VALUES"
@@ -309,17 +428,20 @@ main(void)
     a_second_pass_asks_since_the_first_and_changes_nothing();
     shopify_lists_are_followed_by_their_link_header();
     a_failed_page_keeps_the_cursor();
+    an_order_the_database_did_not_store_keeps_the_cursor();
+    a_next_page_on_another_server_is_not_fetched();
 
     char *metrics = NULL;
     CHECK(cc_harness_http_get(admin, "/metrics", &metrics) == 200
-          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 4")
+          && strstr(metrics, "order_sync_reconciled_total{result=\"repaired\"} 5")
           && strstr(metrics, "order_sync_reconcile_failures_total"), "metrics:\n%s", metrics);
     free(metrics);
     CHECK(cc_harness_stop(h, os, SIGTERM, 10000) == 0, "order-sync stops cleanly");
     cc_http_destroy(&sim);
+    cc_http_destroy(&other);
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&h);
     cc_log_shutdown();
-    printf("reconcile_test: 4 passed, 0 failed\n");
+    printf("reconcile_test: 6 passed, 0 failed\n");
     return 0;
 }
