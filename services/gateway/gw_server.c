@@ -362,6 +362,8 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
     } else if (strcmp(msg->result, "no_prompt") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (w->kind == GW_MEDIA_RECORD && strcmp(msg->result, "exists") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "recording file exists", NULL, 0);
     } else if (strcmp(msg->result, "bridged") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "the call is bridged: hold or unbridge it to play to it", NULL, 0);
     } else if (w->kind == GW_MEDIA_DTMF && strcmp(msg->result, "failed") == 0) {

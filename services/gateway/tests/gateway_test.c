@@ -14,6 +14,7 @@
  * no_dead_air_when_acd_does_not_answer
  * media_api_collects_a_digit_plays_and_hangs_up
  * recording_has_the_right_duration_without_the_paused_part
+ * recording_never_overwrites_an_earlier_file
  * call_control_answer_originate_bridge_hold_transfer
  * ringing_calls_refused_cancelled_or_timed_out
  * dtmf_sent_as_rfc4733_events_and_bad_requests_refused
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -687,6 +689,79 @@ recording_has_the_right_duration_without_the_paused_part(void)
     TEST_PASS(__func__);
 }
 
+/* One answered echo call to the recording route; its call id in call_id. */
+static pid_t
+s_rec_call(const char *label, char *call_id, size_t size)
+{
+    pid_t caller = s_ivr_caller(label, "810", true);
+    Cc__Envelope *env = s_event("call.started", 30000);
+    snprintf(call_id, size, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    return caller;
+}
+
+static void
+s_rec_hangup(cc_rpc_client_t *c, const char *call_id, pid_t caller)
+{
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = (char *) call_id;
+    Cc__Reply *r = s_media(c, "media.hangup", &h.base, 30000);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait_sipp(caller) == 0, "caller done");
+}
+
+static void
+recording_never_overwrites_an_earlier_file(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 5000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    char first[64], second[64];
+    pid_t caller = s_rec_call("sipp-rec-x1", first, sizeof first);
+    cc_sleep_ms(300);   /* the echo is flowing */
+    Cc__MediaRecord rec = CC__MEDIA_RECORD__INIT;
+    rec.call_id = first;
+    rec.path = "rec-x.wav";
+    Cc__Reply *r = s_media(c, "media.record", &rec.base, 30000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "first call's recording: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(1600);   /* the caller's scenario takes a BYE after its 1.5 s pause */
+    s_rec_hangup(c, first, caller);   /* closes the file */
+    char path[512];
+    snprintf(path, sizeof path, "%s/rec-x.wav", cc_harness_dir(s_h));
+    struct stat before;
+    CHECK(stat(path, &before) == 0 && before.st_size > 44, "first recording written (%lld bytes)",
+          (long long) before.st_size);
+    SF_INFO info = { 0 };
+    SNDFILE *f = sf_open(path, SFM_READ, &info);
+    CHECK(f && info.frames > 2000, "first recording holds audio (%lld frames)", f ? (long long) info.frames : -1LL);
+    sf_close(f);
+    sf_count_t frames = info.frames;
+
+    caller = s_rec_call("sipp-rec-x2", second, sizeof second);
+    rec.call_id = second;
+    r = s_media(c, "media.record", &rec.base, 30000);
+    CHECK(r->status == CC__STATUS__STATUS_CONFLICT && strcmp(r->error, "recording file exists") == 0,
+          "the same file name on another call: status %d '%s'", r->status, r->error);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(1600);   /* audio that a wrongly opened file would take; past the caller's pause */
+    s_rec_hangup(c, second, caller);
+    cc_rpc_client_destroy(&c);
+    struct stat after;
+    CHECK(stat(path, &after) == 0 && after.st_size == before.st_size && after.st_mtime == before.st_mtime,
+          "the first recording is untouched (%lld bytes, was %lld)", (long long) after.st_size,
+          (long long) before.st_size);
+    info = (SF_INFO) { 0 };
+    f = sf_open(path, SFM_READ, &info);
+    CHECK(f && info.frames == frames, "the first recording keeps its %lld frames (%lld)", (long long) frames,
+          f ? (long long) info.frames : -1LL);
+    sf_close(f);
+    CHECK(kill(s_gw, 0) == 0, "gateway alive");
+    TEST_PASS(__func__);
+}
+
 /* The next event of type about call_id (others are skipped). */
 static Cc__Envelope *
 s_event_for(const char *type, const char *call_id, int timeout_ms)
@@ -1168,6 +1243,7 @@ main(void)
     no_dead_air_when_acd_does_not_answer();
     media_api_collects_a_digit_plays_and_hangs_up();
     recording_has_the_right_duration_without_the_paused_part();
+    recording_never_overwrites_an_earlier_file();
     call_control_answer_originate_bridge_hold_transfer();
     ringing_calls_refused_cancelled_or_timed_out();
     dtmf_sent_as_rfc4733_events_and_bad_requests_refused();
@@ -1179,6 +1255,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 19 passed, 0 failed\n");
+    printf("gateway_test: 20 passed, 0 failed\n");
     return 0;
 }
