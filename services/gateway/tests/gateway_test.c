@@ -15,6 +15,7 @@
  * media_api_collects_a_digit_plays_and_hangs_up
  * recording_has_the_right_duration_without_the_paused_part
  * recording_never_overwrites_an_earlier_file
+ * cdr_refused_by_the_database_does_not_hold_back_the_next
  * call_control_answer_originate_bridge_hold_transfer
  * ringing_calls_refused_cancelled_or_timed_out
  * dtmf_sent_as_rfc4733_events_and_bad_requests_refused
@@ -762,6 +763,47 @@ recording_never_overwrites_an_earlier_file(void)
     TEST_PASS(__func__);
 }
 
+/* The value of a counter on the gateway's /metrics (-1 when absent). */
+static long
+s_metric(const char *name)
+{
+    char *body = NULL;
+    CHECK(cc_harness_http_get(s_admin, "/metrics", &body) == 200 && body, "/metrics");
+    long v = -1;
+    size_t n = strlen(name);
+    for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, name, n) == 0 && l[n] == ' ') v = atol(l + n + 1);
+    free(body);
+    return v;
+}
+
+static void
+cdr_refused_by_the_database_does_not_hold_back_the_next(void)
+{
+    TEST_BEGIN(__func__);
+    long refused = s_metric("gateway_cdr_refused_total");
+    CHECK(refused == 0, "nothing refused yet (%ld)", refused);
+    /* The codec mismatch's caller: a row the database refuses for good. */
+    PQclear(s_query("ALTER TABLE telephony.cdr ADD CONSTRAINT gw_test_refuse CHECK (caller <> '13800138002') NOT VALID"));
+    long mark = s_cdr_mark();
+    CHECK(s_sipp("uac_codec_mismatch", "100", 1, "-t", "u1") == 0, "488 scenario");
+    CHECK(s_sipp("uac_cancel", "555", 1, "-t", "u1") == 0, "CANCEL scenario");
+    PGresult *r = s_cdr("13800138001", mark);   /* the call after the refused one */
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "487") == 0, "cause %s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    refused = s_metric("gateway_cdr_refused_total");
+    CHECK(refused == 1, "one CDR refused and counted: %ld", refused);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM telephony.cdr WHERE caller = '13800138002' AND id > %ld", mark);
+    r = s_query(sql);
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "0") == 0, "the refused row is not there: %s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQclear(s_query("ALTER TABLE telephony.cdr DROP CONSTRAINT gw_test_refuse"));
+    long backlog = s_metric("gateway_cdr_backlog");
+    CHECK(backlog == 0, "nothing waits behind it: backlog %ld", backlog);
+    TEST_PASS(__func__);
+}
+
 /* The next event of type about call_id (others are skipped). */
 static Cc__Envelope *
 s_event_for(const char *type, const char *call_id, int timeout_ms)
@@ -1244,6 +1286,7 @@ main(void)
     media_api_collects_a_digit_plays_and_hangs_up();
     recording_has_the_right_duration_without_the_paused_part();
     recording_never_overwrites_an_earlier_file();
+    cdr_refused_by_the_database_does_not_hold_back_the_next();
     call_control_answer_originate_bridge_hold_transfer();
     ringing_calls_refused_cancelled_or_timed_out();
     dtmf_sent_as_rfc4733_events_and_bad_requests_refused();
@@ -1255,6 +1298,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 20 passed, 0 failed\n");
+    printf("gateway_test: 21 passed, 0 failed\n");
     return 0;
 }
