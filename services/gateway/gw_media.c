@@ -14,6 +14,8 @@
 #include <re.h>
 #include <arpa/inet.h>
 #include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #define PTIME 20
 #define FRAME (8000 * PTIME / 1000)   /* samples per 20 ms packet */
@@ -1701,12 +1704,25 @@ s_media_op(gw_media_t *m, const gw_media_op_t *op)
             char path[600];
             snprintf(path, sizeof path, "%s/%s", m->recordings_dir, op->path);
             SF_INFO info = { .samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+            int fd;
             s_rec_close(c);
             if (c->cdr.nrecs == GW_MAX_RECORDINGS) {
                 CC_WARN("recording refused: too many on this call", "call_id=%s max=%d", c->cdr.call_id, GW_MAX_RECORDINGS);
                 result = "too_many";
-            } else if (!(c->rec = sf_open(path, SFM_WRITE, &info))) {
+            } else if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+                /* Never over an earlier recording: a CDR may name it. */
+                if (errno == EEXIST) {
+                    CC_WARN("recording refused: the file exists", "call_id=%s path=%s", c->cdr.call_id, path);
+                    result = "exists";
+                } else {
+                    CC_ERROR("recording not started", "call_id=%s path=%s error=\"%s\"", c->cdr.call_id, path,
+                             strerror(errno));
+                    result = "no_file";
+                }
+            } else if (!(c->rec = sf_open_fd(fd, SFM_WRITE, &info, 1))) {
                 CC_ERROR("recording not started", "call_id=%s path=%s error=\"%s\"", c->cdr.call_id, path, sf_strerror(NULL));
+                close(fd);
+                unlink(path);   /* empty: made just now */
                 result = "no_file";
             } else {
                 c->rec_frames = 0;

@@ -72,7 +72,8 @@ struct _gw_server_t {
     gw_cdr_t *backlog;         /* CDRs not stored yet (database down) */
     size_t nbacklog;
     uv_timer_t *timer;
-    cc_metric_t *m_calls, *m_cdrs, *m_cdr_backlog, *m_regs, *m_reg_refused, *m_rtcp_in, *m_late_p99, *m_frames;
+    cc_metric_t *m_calls, *m_cdrs, *m_cdr_refused, *m_cdr_backlog, *m_regs, *m_reg_refused, *m_rtcp_in, *m_late_p99,
+        *m_frames;
     cc_rpc_server_t *rpc;
     cc_rpc_client_t *acd;
     int ring_ms, acd_timeout_ms;
@@ -235,7 +236,10 @@ s_load_bindings(gw_server_t *self)
     gw_media_set_bindings(self->media, b, (size_t) n);
 }
 
-/* Stores one CDR. Returns 0 or an error (the caller keeps it for later). */
+/* Stores one CDR. Returns 0 when done with it (stored, or refused by the
+ * database for good: logged, counted and dropped, so that it never holds
+ * back the CDRs behind it), CC_ECONN when the database could not be
+ * reached (the caller keeps it for later). */
 static int
 s_store(gw_server_t *self, const gw_cdr_t *c)
 {
@@ -264,11 +268,19 @@ s_store(gw_server_t *self, const gw_cdr_t *c)
                         ended, cause, c->hangup_by, c->reason, sent, received, c->dtmf,
                         cc_service_instance(self->svc), c->direction[0] ? c->direction : "inbound",
                         c->leg[0] ? c->leg : "caller", c->recording, paths, starts, lengths };
-    int rc = cc_pg_exec(cc_service_pg(self->svc), "gw_cdr", 22, p, NULL);
-    if (rc) CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id,
-                     cc_pg_error(cc_service_pg(self->svc)));
-    else cc_metric_add(self->m_cdrs, 1);
-    return rc;
+    cc_pg_t *pg = cc_service_pg(self->svc);
+    int rc = cc_pg_exec(pg, "gw_cdr", 22, p, NULL);
+    if (rc == CC_ECONN) {
+        CC_ERROR("CDR not stored; kept for retry", "call_id=%s error=\"%s\"", c->call_id, cc_pg_error(pg));
+        return rc;
+    }
+    if (rc) {
+        CC_ERROR("CDR refused by the database; dropped", "call_id=%s error=\"%s\"", c->call_id, cc_pg_error(pg));
+        cc_metric_add(self->m_cdr_refused, 1);
+        return 0;
+    }
+    cc_metric_add(self->m_cdrs, 1);
+    return 0;
 }
 
 static void
@@ -362,6 +374,8 @@ s_media_done(gw_server_t *self, const gw_msg_t *msg)
         cc_rpc_reply(w->call, CC__STATUS__STATUS_NOT_FOUND, "no such answered call", NULL, 0);
     } else if (strcmp(msg->result, "no_prompt") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_BAD_REQUEST, "prompt unreadable", NULL, 0);
+    } else if (w->kind == GW_MEDIA_RECORD && strcmp(msg->result, "exists") == 0) {
+        cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "recording file exists", NULL, 0);
     } else if (strcmp(msg->result, "bridged") == 0) {
         cc_rpc_reply(w->call, CC__STATUS__STATUS_CONFLICT, "the call is bridged: hold or unbridge it to play to it", NULL, 0);
     } else if (w->kind == GW_MEDIA_DTMF && strcmp(msg->result, "failed") == 0) {
@@ -894,6 +908,8 @@ gw_server_new(cc_service_t *svc)
     cc_metrics_t *m = cc_service_metrics(svc);
     self->m_calls = cc_metrics_gauge(m, "gateway_calls", NULL, "Calls in progress");
     self->m_cdrs = cc_metrics_counter(m, "gateway_cdrs_stored_total", NULL, "CDR rows written");
+    self->m_cdr_refused = cc_metrics_counter(m, "gateway_cdr_refused_total", NULL,
+                                             "CDRs the database refused for good (dropped)");
     self->m_cdr_backlog = cc_metrics_gauge(m, "gateway_cdr_backlog", NULL, "CDRs waiting for the database");
     self->m_regs = cc_metrics_gauge(m, "gateway_registrations", NULL, "Phones registered");
     self->m_reg_refused = cc_metrics_counter(m, "gateway_register_refused_total", NULL,

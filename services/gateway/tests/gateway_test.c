@@ -14,6 +14,8 @@
  * no_dead_air_when_acd_does_not_answer
  * media_api_collects_a_digit_plays_and_hangs_up
  * recording_has_the_right_duration_without_the_paused_part
+ * recording_never_overwrites_an_earlier_file
+ * cdr_refused_by_the_database_does_not_hold_back_the_next
  * call_control_answer_originate_bridge_hold_transfer
  * ringing_calls_refused_cancelled_or_timed_out
  * dtmf_sent_as_rfc4733_events_and_bad_requests_refused
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -687,6 +690,120 @@ recording_has_the_right_duration_without_the_paused_part(void)
     TEST_PASS(__func__);
 }
 
+/* One answered echo call to the recording route; its call id in call_id. */
+static pid_t
+s_rec_call(const char *label, char *call_id, size_t size)
+{
+    pid_t caller = s_ivr_caller(label, "810", true);
+    Cc__Envelope *env = s_event("call.started", 30000);
+    snprintf(call_id, size, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    return caller;
+}
+
+static void
+s_rec_hangup(cc_rpc_client_t *c, const char *call_id, pid_t caller)
+{
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = (char *) call_id;
+    Cc__Reply *r = s_media(c, "media.hangup", &h.base, 30000);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait_sipp(caller) == 0, "caller done");
+}
+
+static void
+recording_never_overwrites_an_earlier_file(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 100) == 0) cc__envelope__free_unpacked(env, NULL);
+    cc_rpc_client_opts_t o = { .endpoint = s_rpc, .source = "gateway_test", .retry_ms = 5000, .max_attempts = 1 };
+    cc_rpc_client_t *c = cc_rpc_client_new(&o);
+    char first[64], second[64];
+    pid_t caller = s_rec_call("sipp-rec-x1", first, sizeof first);
+    cc_sleep_ms(300);   /* the echo is flowing */
+    Cc__MediaRecord rec = CC__MEDIA_RECORD__INIT;
+    rec.call_id = first;
+    rec.path = "rec-x.wav";
+    Cc__Reply *r = s_media(c, "media.record", &rec.base, 30000);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "first call's recording: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(1600);   /* the caller's scenario takes a BYE after its 1.5 s pause */
+    s_rec_hangup(c, first, caller);   /* closes the file */
+    char path[512];
+    snprintf(path, sizeof path, "%s/rec-x.wav", cc_harness_dir(s_h));
+    struct stat before;
+    CHECK(stat(path, &before) == 0 && before.st_size > 44, "first recording written (%lld bytes)",
+          (long long) before.st_size);
+    SF_INFO info = { 0 };
+    SNDFILE *f = sf_open(path, SFM_READ, &info);
+    CHECK(f && info.frames > 2000, "first recording holds audio (%lld frames)", f ? (long long) info.frames : -1LL);
+    sf_close(f);
+    sf_count_t frames = info.frames;
+
+    caller = s_rec_call("sipp-rec-x2", second, sizeof second);
+    rec.call_id = second;
+    r = s_media(c, "media.record", &rec.base, 30000);
+    CHECK(r->status == CC__STATUS__STATUS_CONFLICT && strcmp(r->error, "recording file exists") == 0,
+          "the same file name on another call: status %d '%s'", r->status, r->error);
+    cc__reply__free_unpacked(r, NULL);
+    cc_sleep_ms(1600);   /* audio that a wrongly opened file would take; past the caller's pause */
+    s_rec_hangup(c, second, caller);
+    cc_rpc_client_destroy(&c);
+    struct stat after;
+    CHECK(stat(path, &after) == 0 && after.st_size == before.st_size && after.st_mtime == before.st_mtime,
+          "the first recording is untouched (%lld bytes, was %lld)", (long long) after.st_size,
+          (long long) before.st_size);
+    info = (SF_INFO) { 0 };
+    f = sf_open(path, SFM_READ, &info);
+    CHECK(f && info.frames == frames, "the first recording keeps its %lld frames (%lld)", (long long) frames,
+          f ? (long long) info.frames : -1LL);
+    sf_close(f);
+    CHECK(kill(s_gw, 0) == 0, "gateway alive");
+    TEST_PASS(__func__);
+}
+
+/* The value of a counter on the gateway's /metrics (-1 when absent). */
+static long
+s_metric(const char *name)
+{
+    char *body = NULL;
+    CHECK(cc_harness_http_get(s_admin, "/metrics", &body) == 200 && body, "/metrics");
+    long v = -1;
+    size_t n = strlen(name);
+    for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, name, n) == 0 && l[n] == ' ') v = atol(l + n + 1);
+    free(body);
+    return v;
+}
+
+static void
+cdr_refused_by_the_database_does_not_hold_back_the_next(void)
+{
+    TEST_BEGIN(__func__);
+    long refused = s_metric("gateway_cdr_refused_total");
+    CHECK(refused == 0, "nothing refused yet (%ld)", refused);
+    /* The codec mismatch's caller: a row the database refuses for good. */
+    PQclear(s_query("ALTER TABLE telephony.cdr ADD CONSTRAINT gw_test_refuse CHECK (caller <> '13800138002') NOT VALID"));
+    long mark = s_cdr_mark();
+    CHECK(s_sipp("uac_codec_mismatch", "100", 1, "-t", "u1") == 0, "488 scenario");
+    CHECK(s_sipp("uac_cancel", "555", 1, "-t", "u1") == 0, "CANCEL scenario");
+    PGresult *r = s_cdr("13800138001", mark);   /* the call after the refused one */
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "487") == 0, "cause %s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    refused = s_metric("gateway_cdr_refused_total");
+    CHECK(refused == 1, "one CDR refused and counted: %ld", refused);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM telephony.cdr WHERE caller = '13800138002' AND id > %ld", mark);
+    r = s_query(sql);
+    CHECK(strcmp(PQgetvalue(r, 0, 0), "0") == 0, "the refused row is not there: %s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQclear(s_query("ALTER TABLE telephony.cdr DROP CONSTRAINT gw_test_refuse"));
+    long backlog = s_metric("gateway_cdr_backlog");
+    CHECK(backlog == 0, "nothing waits behind it: backlog %ld", backlog);
+    TEST_PASS(__func__);
+}
+
 /* The next event of type about call_id (others are skipped). */
 static Cc__Envelope *
 s_event_for(const char *type, const char *call_id, int timeout_ms)
@@ -1168,6 +1285,8 @@ main(void)
     no_dead_air_when_acd_does_not_answer();
     media_api_collects_a_digit_plays_and_hangs_up();
     recording_has_the_right_duration_without_the_paused_part();
+    recording_never_overwrites_an_earlier_file();
+    cdr_refused_by_the_database_does_not_hold_back_the_next();
     call_control_answer_originate_bridge_hold_transfer();
     ringing_calls_refused_cancelled_or_timed_out();
     dtmf_sent_as_rfc4733_events_and_bad_requests_refused();
@@ -1179,6 +1298,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("gateway_test: 19 passed, 0 failed\n");
+    printf("gateway_test: 21 passed, 0 failed\n");
     return 0;
 }
