@@ -283,6 +283,12 @@ s_shopify_order(json_t *o, json_t **out, char *why, size_t cap)
         char sku[80], b[32], vb[32];
         const char *s = s_str(e, "sku"), *vid = s_text(json_object_get(e, "variant_id"), vb, sizeof vb);
         const char *lid = s_text(json_object_get(e, "id"), b, sizeof b);
+        if (s && strlen(s) >= sizeof sku) {   /* cut, it could split a character: refused, never dropped */
+            json_decref(d);
+            json_decref(lines);
+            snprintf(why, cap, "line_items[%zu].sku is longer than 64 characters", i);
+            return 400;
+        }
         if (s && *s) snprintf(sku, sizeof sku, "%s", s);
         else if (vid) snprintf(sku, sizeof sku, "variant-%s", vid);
         else snprintf(sku, sizeof sku, "item-%s", lid ? lid : "");
@@ -509,6 +515,11 @@ s_woo_order(json_t *o, json_t **out, char *why, size_t cap)
         }
         char sku[80], pb[32];
         const char *s = s_str(e, "sku"), *pid = s_text(json_object_get(e, "product_id"), pb, sizeof pb);
+        if (s && strlen(s) >= sizeof sku) {
+            json_decref(d);
+            snprintf(why, cap, "line_items[%zu].sku is longer than 64 characters", i);
+            return 400;
+        }
         if (s && *s) snprintf(sku, sizeof sku, "%s", s);
         else snprintf(sku, sizeof sku, "product-%s", pid ? pid : "");
         json_t *item = json_pack("{s:s, s:I, s:I}", "sku", sku, "quantity", qty, "unit_price", (json_int_t) (sub / qty));

@@ -592,6 +592,21 @@ shopify_forged_or_malformed_webhooks_store_nothing(void)
     free(reply);
     CHECK(s_shopify("collections/create", "topic-1", "{\"id\":1}", false, &reply) == 400 && strstr(reply, "topic"), "%s", reply);
     free(reply);
+    /* A SKU too long for the model (here 40 two-byte characters) is refused
+     * with the order, never cut mid-character and its line dropped. */
+    char *longsku = NULL;
+    const char *at = strstr(body, "\"JUG-350\"");
+    CHECK(at && asprintf(&longsku, "%.*s\"%s\"%s", (int) (at - body),
+                         body, "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                         "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9",
+                         at + strlen("\"JUG-350\"")) > 0, "long sku body");
+    memcpy(strstr(longsku, "\"#1001\""), "\"#1004\"", 7);
+    memcpy(strstr(longsku, "\"id\":5832014807213"), "\"id\":5832014807299", 18);   /* another order */
+    memcpy(strstr(longsku, "\"order_number\":1001"), "\"order_number\":1004", 19);
+    CHECK(s_shopify("orders/create", "sku-1", longsku, false, &reply) == 400 && strstr(reply, "sku"), "long sku: %s", reply);
+    free(reply);
+    free(longsku);
+    s_expect("SELECT count(*) FROM commerce.orders WHERE order_number = '1004'", "0");
     char h[256];
     snprintf(h, sizeof h, "X-Shopify-Topic: orders/create\r\nX-Shopify-Shop-Domain: other.myshopify.com\r\n"
              "X-Shopify-Webhook-Id: dom-1\r\n");
