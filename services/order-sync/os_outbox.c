@@ -1,6 +1,7 @@
 /* os_outbox: the outbox's rows written with a change, and the worker thread
  * that pushes them (libcurl) and records each outcome. */
 #include "os_outbox.h"
+#include "os_webhook.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
 #include "cc/cc_util.h"
@@ -92,32 +93,6 @@ os_outbox_replay(cc_pg_t *pg, long long id)
     return n;
 }
 
-/* "v1,<base64 HMAC-SHA256 of id.timestamp.body>" with secret "whsec_<base64>"
- * into out. Returns 0, or -1 when the secret is not base64. */
-static int
-s_sign(const char *secret, const char *id, const char *stamp, const char *body, char *out, size_t cap)
-{
-    const char *b64 = strncmp(secret, "whsec_", 6) == 0 ? secret + 6 : secret;
-    unsigned char key[256];
-    size_t keylen = 0;
-    if (sodium_base642bin(key, sizeof key, b64, strlen(b64), NULL, &keylen, NULL, sodium_base64_VARIANT_ORIGINAL))
-        return -1;
-    crypto_auth_hmacsha256_state st;
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_init(&st, key, keylen);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *) id, strlen(id));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *) ".", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *) stamp, strlen(stamp));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *) ".", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *) body, strlen(body));
-    crypto_auth_hmacsha256_final(&st, mac);
-    sodium_memzero(key, sizeof key);
-    char sig[sodium_base64_ENCODED_LEN(crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_ORIGINAL)];
-    sodium_bin2base64(sig, sizeof sig, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-    snprintf(out, cap, "v1,%s", sig);
-    return 0;
-}
-
 static size_t
 s_discard(char *data, size_t size, size_t n, void *arg)
 {
@@ -136,8 +111,8 @@ s_post(os_outbox_t *self, const char *url, const char *secret, const char *msg_i
     snprintf(stamp, sizeof stamp, "%lld", (long long) time(NULL));
     *retry_after_s = 0;
     err[0] = '\0';
-    if (s_sign(secret, msg_id, stamp, body, sig, sizeof sig)) {
-        snprintf(err, cap, "the platform's push secret is not base64");
+    if (os_sign(secret, msg_id, stamp, body, strlen(body), sig, sizeof sig, false)) {
+        snprintf(err, cap, "the platform's push secret is not usable (whsec_ followed by bad base64)");
         return 0;
     }
     snprintf(h_id, sizeof h_id, "webhook-id: %s", msg_id);

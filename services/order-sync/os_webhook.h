@@ -16,6 +16,17 @@
  * every webhook signed with it is refused with 401. */
 #define OS_MIN_SECRET_BYTES 16
 
+/* Room for a "v1,<base64>" signature. */
+#define OS_SIGNATURE_MAX 64
+
+/* Writes the Standard Webhooks signature "v1,<base64 HMAC-SHA256 of
+ * id.timestamp.body>" into out, keyed with secret ("whsec_<base64>", or any
+ * other text used as its bytes). Returns 0, or -1 when the secret is not
+ * usable (bad base64; with strict, also under OS_MIN_SECRET_BYTES). Used to
+ * check what arrives (os_verify) and to sign what is pushed (os_outbox). */
+int os_sign(const char *secret, const char *id, const char *timestamp, const char *body, size_t len, char *out,
+            size_t cap, bool strict);
+
 /* Checks webhook-signature ("v1,<base64> ...") against the HMAC-SHA256 of
  * "id.timestamp.body" with secret ("whsec_<base64>", or any other text used
  * as its bytes), in constant time, and

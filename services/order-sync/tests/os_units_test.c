@@ -140,6 +140,16 @@ signatures_match_only_the_right_key_body_and_time(void)
     CHECK(os_verify(secret, id, "soon", body, strlen(body), sig, 1614265330, &why) == 401, "timestamp not a number");
     CHECK(os_verify("whsec_!!!", id, "1614265330", body, strlen(body), sig, 1614265330, &why) == 401, "unusable secret");
     CHECK(os_verify(secret, NULL, "1614265330", body, strlen(body), sig, 1614265330, &why) == 401, "no id");
+    /* Pushes are signed by the same function the checks use: the spec's
+     * signature, and a raw (not whsec_) secret keyed the same both ways. */
+    char made[OS_SIGNATURE_MAX];
+    CHECK(os_sign(secret, id, "1614265330", body, strlen(body), made, sizeof made, true) == 0 && strcmp(made, sig) == 0,
+          "os_sign gives the spec's signature: %s", made);
+    CHECK(os_sign("a raw shop secret, 32 bytes long", id, "1614265330", body, strlen(body), made, sizeof made, false) == 0
+          && os_verify("a raw shop secret, 32 bytes long", id, "1614265330", body, strlen(body), made, 1614265330, &why) == 0,
+          "a raw secret signs what it verifies");
+    CHECK(os_sign("whsec_AAAA", id, "1614265330", body, strlen(body), made, sizeof made, true) == -1, "strict: short key");
+    CHECK(os_sign("whsec_!!!", id, "1614265330", body, strlen(body), made, sizeof made, false) == -1, "bad base64");
     /* Shopify's and WooCommerce's: base64 HMAC-SHA256 of the body keyed with the secret's bytes. */
     const char *shop_secret = "shpss_hush_0123456789";
     char b64[64];
