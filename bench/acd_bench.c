@@ -133,6 +133,14 @@ s_script_us(uint64_t decisions)
     if (getenv("BENCH_COMMANDSTATS") && x && x->type == REDIS_REPLY_STRING) fputs(x->str, stderr);
     const char *p = x && x->type == REDIS_REPLY_STRING ? strstr(x->str, "cmdstat_evalsha:") : NULL;
     if (p && (p = strstr(p, "usec="))) usec = strtod(p + 5, NULL);
+    if (getenv("BENCH_PROF")) {
+        redisReply *u = cc_redis_cmdf(r, "HGETALL prof:us"), *n = cc_redis_cmdf(r, "HGETALL prof:n");
+        for (size_t i = 0; u && i + 1 < u->elements; i += 2) {
+            const char *cnt = "?";
+            for (size_t j = 0; n && j + 1 < n->elements; j += 2) if (!strcmp(n->element[j]->str, u->element[i]->str)) cnt = n->element[j + 1]->str;
+            fprintf(stderr, "prof %-20s %10.2f us/decision  n=%s\n", u->element[i]->str, strtod(u->element[i + 1]->str, NULL) / (double) decisions, cnt);
+        }
+    }
     if (x) freeReplyObject(x);
     cc_redis_destroy(&r);
     return decisions ? usec / (double) decisions : 0;

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 extern const char acd_lua[];   /* acd.lua, embedded by the build */
 
@@ -32,6 +35,9 @@ struct _acd_router_t {
     int nops, cap;
     op_t *sent;                /* the batch in Redis, its reply not read */
     int nsent;
+    char sent_id[40];          /* its id: a batch sent again (lost reply) keeps it */
+    char prefix[24];           /* this router's part of batch ids, random */
+    uint64_t batches;
     char error[256];
 };
 
@@ -43,6 +49,9 @@ acd_router_new(cc_redis_t *redis, uv_loop_t *loop)
     self->redis = redis;
     self->loop = loop;
     self->poll_fd = -1;
+    uint64_t r;
+    if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint64_t) getpid() << 32 ^ (uint64_t) time(NULL);
+    snprintf(self->prefix, sizeof self->prefix, "%016llx", (unsigned long long) r);
     cc_redis_script(redis, "acd", acd_lua);
     return self;
 }
@@ -157,18 +166,28 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, co
     }
 }
 
-/* The script's arguments for a batch: the count, then each operation's
- * fields. The strings are the operations'; the array is the caller's. */
-static const char **
-s_batch_argv(op_t *ops, int n, char *count, size_t *nargs_p)
+/* A new batch's id, unique across routers (and restarts): the script keeps
+ * a batch's results under it, for the same batch sent again. */
+static void
+s_batch_id(acd_router_t *self, char id[40])
 {
-    size_t nargs = 1;
+    snprintf(id, 40, "%s.%llu", self->prefix, (unsigned long long) ++self->batches);
+}
+
+/* The script's arguments for batch id: the count, the id, then each
+ * operation's fields. The strings are the operations'; the array is the
+ * caller's. */
+static const char **
+s_batch_argv(op_t *ops, int n, const char *id, char *count, size_t *nargs_p)
+{
+    size_t nargs = 2;
     for (int i = 0; i < n; i++) nargs += (size_t) ops[i].argc;
     const char **argv = malloc(nargs * sizeof *argv);
     if (!argv) abort();
     snprintf(count, 16, "%d", n);
     size_t at = 0;
     argv[at++] = count;
+    argv[at++] = id;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < ops[i].argc; j++) argv[at++] = ops[i].argv[j];
     *nargs_p = nargs;
@@ -196,15 +215,19 @@ s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
 
 static void s_send(acd_router_t *self);
 
-/* Runs a batch and waits for its reply. cc_redis_eval sends it once more
- * after a broken connection (and loads the script after a Redis restart):
- * operations with a request id then return their first outcome. */
+/* Runs batch id (NULL: a new one) and waits for its reply. cc_redis_eval
+ * sends it once more after a broken connection (and loads the script after a
+ * Redis restart): a batch Redis ran already returns its first results. */
 static void
-s_run_batch(acd_router_t *self, op_t *ops, int n)
+s_run_batch(acd_router_t *self, op_t *ops, int n, const char *id)
 {
-    char count[16];
+    char count[16], fresh[40];
+    if (!id) {
+        s_batch_id(self, fresh);
+        id = fresh;
+    }
     size_t nargs;
-    const char **argv = s_batch_argv(ops, n, count, &nargs);
+    const char **argv = s_batch_argv(ops, n, id, count, &nargs);
     redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     free(argv);
     s_deliver_batch(self, ops, n, r);
@@ -234,7 +257,7 @@ s_finish_sent(acd_router_t *self, bool wait, bool next)
         rc = CC_ECONN;
     }
     if (rc != 1) {
-        s_run_batch(self, ops, n);
+        s_run_batch(self, ops, n, self->sent_id);
         return true;
     }
     if (next) s_send(self);
@@ -263,18 +286,19 @@ s_send(acd_router_t *self)
     self->ops = NULL;
     self->nops = self->cap = 0;
     if (!self->loop) {
-        s_run_batch(self, ops, n);
+        s_run_batch(self, ops, n, NULL);
         return;
     }
     char count[16];
     size_t nargs;
-    const char **argv = s_batch_argv(ops, n, count, &nargs);
+    s_batch_id(self, self->sent_id);
+    const char **argv = s_batch_argv(ops, n, self->sent_id, count, &nargs);
     int rc = cc_redis_pipeline_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     free(argv);
     if (rc == 0) rc = cc_redis_pipeline_send(self->redis);
     int fd = cc_redis_fd(self->redis);
     if (rc || fd < 0) {
-        s_run_batch(self, ops, n);
+        s_run_batch(self, ops, n, self->sent_id);
         return;
     }
     if (fd != self->poll_fd) {
@@ -312,7 +336,7 @@ acd_router_flush(acd_router_t *self)
         int n = self->nops;
         self->ops = NULL;
         self->nops = self->cap = 0;
-        s_run_batch(self, ops, n);
+        s_run_batch(self, ops, n, NULL);
     }
 }
 

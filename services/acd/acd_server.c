@@ -60,6 +60,7 @@ typedef struct {
     uint32_t position;
     uint32_t estimated_wait_s;
     char music[64];
+    bool replayed;             /* a retry of a request run already: no event again */
     char *session[4];          /* a login's agent, extension, skills, queues: kept when it succeeds */
 } op_ctx_t;
 
@@ -99,17 +100,11 @@ s_on_offer_reply(void *arg, const Cc__Reply *reply)
     free(ids);
 }
 
+/* Asks the gateway to ring the agent of offer v (offer call agent queue wait
+ * ext customer caller flags kind number). */
 static void
-s_offer(acd_server_t *self, const char *const *v)
+s_ring(acd_server_t *self, const char *const *v)
 {
-    /* v: offer call agent queue wait ext customer caller flags */
-    Cc__QueueOffered ev = CC__QUEUE_OFFERED__INIT;
-    ev.call_id = (char *) v[1];
-    ev.agent_id = (char *) v[2];
-    ev.queue = (char *) v[3];
-    ev.wait_ms = atoll(v[4]);
-    cc_bus_publish_msg(self->bus, "queue.offered", v[1], &ev);
-    cc_metric_add(self->m_offers, 1);
     if (!self->gateway) return;
     Cc__AgentOffer offer = CC__AGENT_OFFER__INIT;
     offer.call_id = (char *) v[1];
@@ -140,6 +135,19 @@ s_offer(acd_server_t *self, const char *const *v)
     memcpy(ids + sizeof(acd_server_t *) + cl + 1, v[2], al + 1);
     cc_rpc_call(self->gateway, "gateway.offer", v[1], buf, len, 5000, s_on_offer_reply, ids);
     free(buf);
+}
+
+static void
+s_offer(acd_server_t *self, const char *const *v)
+{
+    Cc__QueueOffered ev = CC__QUEUE_OFFERED__INIT;
+    ev.call_id = (char *) v[1];
+    ev.agent_id = (char *) v[2];
+    ev.queue = (char *) v[3];
+    ev.wait_ms = atoll(v[4]);
+    cc_bus_publish_msg(self->bus, "queue.offered", v[1], &ev);
+    cc_metric_add(self->m_offers, 1);
+    s_ring(self, v);
 }
 
 /* An announcement is best effort: a late or lost one is not retried. */
@@ -208,12 +216,35 @@ s_restore_sessions(acd_server_t *self)
     return restored;
 }
 
+/* An enqueue's place (position call position estimated_wait_ms music), for its reply. */
+static void
+s_reply_position(op_ctx_t *ctx, const char *const *v)
+{
+    ctx->position = (uint32_t) atoi(v[2]);
+    ctx->estimated_wait_s = (uint32_t) (atoll(v[3]) / 1000);
+    snprintf(ctx->music, sizeof ctx->music, "%s", v[4]);
+}
+
 static void
 s_on_action(void *arg, int argc, const char *const *v)
 {
     op_ctx_t *ctx = arg;
     acd_server_t *self = ctx->server;
     const char *kind = v[0];
+    if (strcmp(kind, "replayed") == 0) {
+        ctx->replayed = true;
+        return;
+    }
+    if (ctx->replayed) {
+        /* The first run's actions, for a retry: its events were published
+         * then; what the retry may have missed is done again (each is
+         * idempotent): the agent rung, the session written, the reply. */
+        if (strcmp(kind, "offer") == 0 && argc >= 11) s_ring(self, v);
+        else if (strcmp(kind, "agent") == 0 && argc >= 7) s_session_state(self, v);
+        else if (strcmp(kind, "answered") == 0 && argc >= 5) s_session_call(self, v);
+        else if (strcmp(kind, "position") == 0 && argc >= 5) s_reply_position(ctx, v);
+        return;
+    }
     if (strcmp(kind, "offer") == 0 && argc >= 11) {
         s_offer(self, v);
     } else if (strcmp(kind, "agent") == 0 && argc >= 7) {
@@ -253,9 +284,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         cc_bus_publish_msg(self->bus, "queue.abandoned", v[1], &ev);
         cc_metric_add(self->m_abandoned, 1);
     } else if (strcmp(kind, "position") == 0 && argc >= 5) {
-        ctx->position = (uint32_t) atoi(v[2]);
-        ctx->estimated_wait_s = (uint32_t) (atoll(v[3]) / 1000);
-        snprintf(ctx->music, sizeof ctx->music, "%s", v[4]);
+        s_reply_position(ctx, v);
     } else if (strcmp(kind, "announce") == 0 && argc >= 5) {
         Cc__QueuePosition ev = CC__QUEUE_POSITION__INIT;
         ev.call_id = (char *) v[1];

@@ -1435,6 +1435,12 @@ s_dial(gw_media_t *m, const char *call_id, const char *uri, const char *caller, 
 static void
 s_offer(gw_media_t *m, const mq_req_t *q)
 {
+    gw_call_t *leg = s_call_find(m, q->call_id, true);
+    if (leg && leg->acd_offer && strcmp(leg->agent, q->agent) == 0) {
+        /* The same offer again (acd answering a retried request): it is ringing or answered already. */
+        CC_DEBUG("offer repeated for the agent's leg in progress; ignored", "call_id=%s agent_id=%s", q->call_id, q->agent);
+        return;
+    }
     gw_call_t *c = s_call_find(m, q->call_id, false);
     bool callback = q->callback_number[0] && (!c || !c->cdr.answered_us);
     if (!callback && (!c || c->peer)) {

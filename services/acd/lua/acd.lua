@@ -160,27 +160,44 @@ local function load_agent(agent)
   return a
 end
 
--- Queue settings, read once per script run (by name: the reply holds no
--- field names, fewer strings for Lua to make).
+-- Queue settings, read once per script run from acd:queue:<q>:conf: the
+-- hash's fields (but aht_ms, which changes with every call) packed into one
+-- string, separated by \31, in QUEUE_FIELDS order. One string is read and
+-- split by one match: a fifth of the cost of reading the hash's fields.
 local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 'sticky_ms', 'skills', 'overflow',
                        'overflow_ms', 'max_wait_ms', 'max_wait_action', 'join_empty', 'leave_empty', 'closed_action',
                        'cb_attempts', 'cb_retry_ms', 'cb_expire_ms', 'open', 'sl_ms', 'blacklist_queue', 'music',
-                       'announce_ms', 'aht_ms' }
+                       'announce_ms' }
+local CONF_SEP = '\31'
+local CONF_PATTERN = '^' .. string.rep('([^\31]*)\31', #QUEUE_FIELDS - 1) .. '([^\31]*)$'
 local conf_cache = {}
 local function qconf(q)
   local conf = conf_cache[q]
   if conf == nil then
-    local f = redis.call('HMGET', 'acd:queue:' .. q, unpack(QUEUE_FIELDS))
     conf = false
-    for i, name in ipairs(QUEUE_FIELDS) do
-      if f[i] then
-        conf = conf or {}
-        conf[name] = f[i]
+    local packed = redis.call('GET', 'acd:queue:' .. q .. ':conf')
+    if packed then
+      local f = { string.match(packed, CONF_PATTERN) }
+      if #f == #QUEUE_FIELDS then
+        conf = {}
+        for i, name in ipairs(QUEUE_FIELDS) do conf[name] = f[i] end
       end
     end
     conf_cache[q] = conf
   end
   return conf or nil
+end
+
+-- Packs queue q's settings (its hash) into acd:queue:<q>:conf, after a change.
+local function write_conf(q)
+  local f = redis.call('HMGET', 'acd:queue:' .. q, unpack(QUEUE_FIELDS))
+  for i = 1, #QUEUE_FIELDS do f[i] = f[i] or '' end
+  redis.call('SET', 'acd:queue:' .. q .. ':conf', table.concat(f, CONF_SEP))
+end
+
+-- The queue's average handle time (ms, 0 when no call ended yet).
+local function aht(q)
+  return tonumber(redis.call('HGET', 'acd:queue:' .. q, 'aht_ms') or 0) or 0
 end
 
 -- The strategy and required skills of each of queues qs (what ranking a
@@ -457,9 +474,9 @@ local function position(call, c)
   local q = c.queue
   local pos = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
   local agents = math.max(1, redis.call('SCARD', 'acd:queue:' .. q .. ':members'))
-  local aht = tonumber((qconf(q) or {}).aht_ms or 0)
-  if aht <= 0 then aht = 180000 end
-  return pos, math.floor((pos - 1) / agents + 1) * aht
+  local handle = aht(q)
+  if handle <= 0 then handle = 180000 end
+  return pos, math.floor((pos - 1) / agents + 1) * handle
 end
 
 -- Puts an offered call back at its place (its rank keeps its arrival time)
@@ -747,10 +764,9 @@ function ops.ended(call)
     local conf = qconf(q) or {}
     -- The queue's average handle time, for estimated waits.
     local held = now - tonumber(c.answered or now)
-    local aht = tonumber(conf.aht_ms or 0)
-    aht = aht > 0 and math.floor(aht * 0.9 + held * 0.1) or held
-    redis.call('HSET', 'acd:queue:' .. q, 'aht_ms', aht)
-    conf.aht_ms = tostring(aht)
+    local handle = aht(q)
+    handle = handle > 0 and math.floor(handle * 0.9 + held * 0.1) or held
+    redis.call('HSET', 'acd:queue:' .. q, 'aht_ms', string.format('%d', handle))
     local a = load_agent(c.agent)
     if a and a.state == 'on_call' and a.call == call then
       local wrap = tonumber(conf.wrap_ms) or 0
@@ -839,9 +855,14 @@ end
 --       overflow_ms max_wait_ms max_wait_action join_empty leave_empty closed_action
 --       cb_attempts cb_retry_ms cb_expire_ms open sl_ms blacklist_queue music announce_ms
 -- defines or updates a queue (from the acd.queues table).
-function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
-                   overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
-                   cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms)
+function ops.queue(...)
+  for _, v in ipairs({ ... }) do
+    -- The separator of the packed settings cannot be part of one.
+    if string.find(v, CONF_SEP, 1, true) then return fail('bad_request', 'a queue setting holds the byte 31') end
+  end
+  local q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
+        overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
+        cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms = ...
   qforget(q)
   redis.call('SADD', 'acd:queues', q)
   redis.call('HSET', 'acd:strategies', q, (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or ''))
@@ -854,6 +875,7 @@ function ops.queue(q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, sk
              'cb_expire_ms', cb_expire_ms or 14400000, 'open', open == '0' and '0' or '1',
              'sl_ms', sl_ms or 20000, 'blacklist_queue', blacklist_queue or '', 'music', music or '',
              'announce_ms', announce_ms or 0)
+  write_conf(q)
   return { { 'ok', q } }
 end
 
@@ -871,7 +893,8 @@ function ops.prune(names)
       redis.call('SREM', 'acd:queues', q)
       redis.call('HDEL', 'acd:strategies', q)
       qforget(q)
-      redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready',
+      redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':conf', 'acd:queue:' .. q .. ':wait',
+                 'acd:queue:' .. q .. ':ready',
                  'acd:queue:' .. q .. ':members')
     end
   end
@@ -882,6 +905,7 @@ end
 function ops.open(q, flag)
   if not qconf(q) then return fail('not_found', 'no queue ' .. tostring(q)) end
   redis.call('HSET', 'acd:queue:' .. q, 'open', flag == '0' and '0' or '1')
+  write_conf(q)
   qforget(q)
   return { { 'ok', q } }
 end
@@ -978,41 +1002,72 @@ function ops.callback_failed(call, agent)
 end
 
 -- The script's entry: a batch of operations, run one after the other in
--- one atomic call. ARGV: the number of operations, then for each: its field
--- count k and k fields: request id ("" for none), operation, time, args.
--- Returns one list of actions per operation.
+-- one atomic call. ARGV: the number of operations, the batch's id ("" for
+-- none), then for each operation its field count k and k fields: request id
+-- ("" for none), operation, time, args. Returns one list of actions per
+-- operation.
 --
--- Idempotent by request id: the outcome of an operation with an id is kept
--- (in acd:req:<10 s period>, for 10 to 20 seconds at least: longer than a
--- request's deadline and its retries) and a retry with the same id returns
--- it again without acting twice, so a reply lost on the way back (Redis ran
--- it) never makes a retry fail or act again.
+-- Nothing runs twice:
+-- * A batch sent again (its reply was lost on the way back, so its actions
+--   were never carried out) gets its first results back, kept under
+--   acd:batch:<id> for 21 s; only read-only operations (status) run again.
+-- * An operation whose request id ran already (a retry of the request, maybe
+--   through another acd instance) gets its first run's actions back, led by
+--   {"replayed"}: the requester gets the same reply and the agent is rung
+--   again (the gateway takes an offer already ringing as done), but no
+--   event is published twice. acd:req:<10 s period> maps request ids to
+--   "<batch id> <index>", kept 10 to 20 s: longer than a request's deadline
+--   and its retries.
+local READ_ONLY = { status = true }
+local BATCH_KEEP_MS = 21000
 local nops = tonumber(ARGV[1]) or 0
+local batch_id = ARGV[2] or ''
 local batch, rids = {}, {}
-local at = 2
+local at = 3
 for n = 1, nops do
   local k = tonumber(ARGV[at])
   local o = { rid = ARGV[at + 1], name = ARGV[at + 2], now = tonumber(ARGV[at + 3]), args_now = ARGV[at + 3], args = {} }
   for j = 4, k do o.args[j - 3] = ARGV[at + j] end
   batch[n] = o
-  if o.rid ~= '' then rids[#rids + 1] = o.rid end
+  if o.rid ~= '' and not READ_ONLY[o.name] then rids[#rids + 1] = o.rid end
   at = at + k + 1
 end
-local kept, store = {}, {}
+
+-- The results of batch id as first run (false when no longer kept), read once.
+local batches = {}
+local function kept_batch(id)
+  if batches[id] == nil then
+    local text = redis.call('GET', 'acd:batch:' .. id)
+    batches[id] = text and cjson.decode(text) or false
+  end
+  return batches[id]
+end
+
+local first = batch_id ~= '' and kept_batch(batch_id)
+local done = {}   -- request id -> its first actions (this batch's or an earlier one's)
 local bucket = math.floor((batch[1] and batch[1].now or 0) / 10000)
-if #rids > 0 then
+if #rids > 0 and not first then
   for _, b in ipairs({ bucket, bucket - 1 }) do
     local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
     for j = 1, #rids do
-      if got[j] and not kept[rids[j]] then kept[rids[j]] = got[j] end
+      local id, index = string.match(got[j] or '', '^(%S+) (%d+)$')
+      local res = id and not done[rids[j]] and kept_batch(id)
+      if res and res[tonumber(index)] ~= 0 then done[rids[j]] = res[tonumber(index)] end
     end
   end
 end
-local results = {}
+
+local results, stored, store = {}, {}, {}
+local changed = false
 for n, o in ipairs(batch) do
   local fn = ops[o.name]
-  if o.rid ~= '' and kept[o.rid] then
-    results[n] = cjson.decode(kept[o.rid])
+  stored[n] = 0
+  if first and first[n] ~= 0 then
+    results[n] = first[n]
+  elseif o.rid ~= '' and done[o.rid] then
+    local again = { { 'replayed' } }
+    for _, action in ipairs(done[o.rid]) do again[#again + 1] = action end
+    results[n] = again
   elseif not fn then
     results[n] = fail('bad_request', 'unknown operation ' .. tostring(o.name))
   elseif not o.now then
@@ -1022,11 +1077,14 @@ for n, o in ipairs(batch) do
     local ok, res = pcall(fn, unpack(o.args))
     if ok then
       results[n] = res
-      if o.rid ~= '' then
-        local text = cjson.encode(res)
-        kept[o.rid] = text
-        store[#store + 1] = o.rid
-        store[#store + 1] = text
+      if not READ_ONLY[o.name] then
+        stored[n] = res
+        changed = true
+        if o.rid ~= '' then
+          done[o.rid] = res
+          store[#store + 1] = o.rid
+          store[#store + 1] = batch_id .. ' ' .. n
+        end
       end
     else
       -- A failed operation (a bug, Redis refusing a command) may have
@@ -1037,8 +1095,11 @@ for n, o in ipairs(batch) do
   end
 end
 if seq_at then redis.call('SET', 'acd:seq', string.format('%d', seq_at)) end
-if #store > 0 then
-  redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
-  redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
+if changed and batch_id ~= '' and not first then
+  redis.call('SET', 'acd:batch:' .. batch_id, cjson.encode(stored), 'PX', BATCH_KEEP_MS)
+  if #store > 0 then
+    redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
+    redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
+  end
 end
 return results

@@ -3,9 +3,11 @@
 #include "cc_check.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_pg.h"
+#include "cc/cc_util.h"
 #include "agent.pb-c.h"
 #include "queue.pb-c.h"
 
+#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +92,41 @@ s_send(fx_t *fx, int i, const char *method, const ProtobufCMessage *m, Cc__Reply
     int rc = cc_rpc_call_sync(fx->client[i], method, buf, len, 3000, &r);
     free(buf);
     if (rc) return -1;
+    int st = r->status;
+    if (reply_p) *reply_p = r;
+    else cc__reply__free_unpacked(r, NULL);
+    return st;
+}
+
+int
+fx_request_as(fx_t *fx, int i, const char *request_id, const char *method, const ProtobufCMessage *m,
+              Cc__Reply **reply_p)
+{
+    Cc__Request req = CC__REQUEST__INIT;
+    req.request_id = (char *) request_id;
+    req.method = (char *) method;
+    req.attempt = 2;
+    req.source = "fx";
+    req.timeout_us = 3000000;
+    req.deadline_us = cc_wall_us() + req.timeout_us;
+    uint8_t payload[1024], body[2048];
+    size_t plen = protobuf_c_message_get_packed_size(m);
+    CHECK(plen <= sizeof payload, "request fits");
+    protobuf_c_message_pack(m, payload);
+    req.payload.data = payload;
+    req.payload.len = plen;
+    size_t len = cc__request__pack(&req, body);
+    zsock_t *s = zsock_new_dealer(fx->rpc[i]);
+    CHECK(s, "dealer to %s", fx->rpc[i]);
+    zsock_set_rcvtimeo(s, 3000);
+    zframe_t *f = zframe_new(body, len);
+    zframe_send(&f, s, 0);
+    zframe_t *got = zframe_recv(s);
+    zsock_destroy(&s);
+    if (!got) return -1;
+    Cc__Reply *r = cc__reply__unpack(NULL, zframe_size(got), zframe_data(got));
+    zframe_destroy(&got);
+    CHECK(r, "a reply that unpacks");
     int st = r->status;
     if (reply_p) *reply_p = r;
     else cc__reply__free_unpacked(r, NULL);

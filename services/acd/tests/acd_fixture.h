@@ -40,6 +40,12 @@ int fx_enqueue(fx_t *fx, int i, const char *call, const char *queue, int prio, c
 int fx_call_op(fx_t *fx, int i, const char *method, const char *call, const char *agent);
 int fx_request(fx_t *fx, int i, const char *method, const void *payload, size_t len, char *error, size_t cap);
 
+/* Sends request_id (as a retry would: the same id, maybe to another
+ * instance) with method and message m to instance i, and waits 3 s for the
+ * reply. Returns its status (*reply_p, when given, gets it: free with
+ * cc__reply__free_unpacked), or -1 when none came. */
+int fx_request_as(fx_t *fx, int i, const char *request_id, const char *method, const ProtobufCMessage *m,
+                  Cc__Reply **reply_p);
 /* Live state read in one atomic script. */
 typedef struct {
     char id[64], state[16], call[64], queues[128], skills[128];

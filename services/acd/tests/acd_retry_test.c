@@ -12,9 +12,15 @@
  *   for the same call is refused as a duplicate.
  * lost_login_reply_is_not_already_logged_in: the agent is ready, once.
  * lost_ended_reply_is_not_unknown_call: the hang-up is told ok (not "no
- *   call"), the agent it freed is ready and the call is gone. */
+ *   call"), the agent it freed is ready and the call is gone.
+ * retry_through_another_instance_replies_alike_once: a request retried with
+ *   its id through a second instance (directly on Redis) after the first
+ *   answered gets the same reply; the call is offered once and its events
+ *   are published once. */
+#define _GNU_SOURCE   /* accept4 */
 #include "acd_fixture.h"
 #include "cc_check.h"
+#include "cc/cc_bus.h"
 #include "cc/cc_log.h"
 #include "cc/cc_util.h"
 #include "queue.pb-c.h"
@@ -32,6 +38,7 @@
 
 static fx_t s_fx;
 static fx_snap_t s_snap;
+static cc_bus_t *s_events;
 
 /* ------------------------------------------------------------- the relay */
 
@@ -43,7 +50,7 @@ static atomic_int s_dropped;
 static int
 s_connect_redis(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) s_redis_port) };
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     CHECK(fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof a) == 0, "relay: connect to Redis");
@@ -99,7 +106,9 @@ s_relay(void *arg)
 {
     int listener = (int) (intptr_t) arg;
     for (;;) {
-        int fd = accept(listener, NULL, NULL);
+        /* Close-on-exec: an acd started later must not hold a copy of a
+         * connection the relay closes (it would never see the close). */
+        int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) return NULL;
         pthread_t t;
         pthread_create(&t, NULL, s_relay_conn, (void *) (intptr_t) fd);
@@ -114,7 +123,7 @@ s_start_relay(void)
     const char *url = getenv("REDIS_URL");
     s_redis_port = atoi(strrchr(url, ':') + 1);
     int port = cc_harness_free_port();
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
@@ -151,7 +160,8 @@ lost_login_reply_is_not_already_logged_in(void)
     TEST_BEGIN(__func__);
     int before = atomic_load(&s_dropped);
     s_arm("lostagent");
-    CHECK(fx_login(&s_fx, 0, "lostagent", "sales:3", "l1") == 0, "login told ok");
+    int st = fx_login(&s_fx, 0, "lostagent", "sales:3", "l1");
+    CHECK(st == 0, "login told ok (%d)", st);
     CHECK(atomic_load(&s_dropped) == before + 1, "the relay dropped the reply to the login");
     fx_snapshot(&s_fx, &s_snap);
     fx_agent_t *a = fx_snap_agent(&s_snap, "lostagent");
@@ -200,13 +210,61 @@ lost_ended_reply_is_not_unknown_call(void)
     TEST_PASS(__func__);
 }
 
+/* How many events of type about call arrive within ms. */
+static int
+s_count_events(const char *type, const char *call, int ms)
+{
+    int n = 0;
+    int64_t end = cc_mono_ms() + ms;
+    Cc__Envelope *env;
+    while (cc_mono_ms() < end) {
+        if (cc_bus_recv(s_events, &env, 50) != 0) continue;
+        n += strcmp(env->type, type) == 0 && strcmp(env->trace_id, call) == 0;
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    return n;
+}
+
+static void
+retry_through_another_instance_replies_alike_once(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_state(&s_fx, 0, "lostagent", "logged_out", "") == 0, "the other agent leaves");
+    CHECK(fx_login(&s_fx, 0, "xagent", "", "l1") == 0, "login");
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = "x-call-1";
+    m.queue = "l1";
+    Cc__Reply *first = NULL, *again = NULL;
+    CHECK(fx_request_as(&s_fx, 0, "x-req-1", "acd.enqueue", &m.base, &first) == 0, "enqueue through instance 0");
+    CHECK(fx_request_as(&s_fx, 1, "x-req-1", "acd.enqueue", &m.base, &again) == 0,
+          "the retry through instance 1 is told ok, not a duplicate");
+    CHECK(first->payload.len == again->payload.len
+          && memcmp(first->payload.data, again->payload.data, first->payload.len) == 0,
+          "with the first reply's payload");
+    cc__reply__free_unpacked(first, NULL);
+    cc__reply__free_unpacked(again, NULL);
+    CHECK(s_count_calls("x-call-1") == 1, "the call is in Redis once");
+    fx_agent_t *a = fx_snap_agent(&s_snap, "xagent");
+    CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "x-call-1") == 0, "offered to the agent");
+    CHECK(a->last_offer > 0, "offered");
+    int64_t offer = a->last_offer;
+    CHECK(s_count_events("queue.entered", "x-call-1", 500) == 1, "queue.entered published once");
+    CHECK(fx_request_as(&s_fx, 1, "x-req-2", "acd.enqueue", &m.base, NULL) == CC__STATUS__STATUS_CONFLICT,
+          "a new request for the call is a duplicate");
+    fx_snapshot(&s_fx, &s_snap);
+    CHECK(fx_snap_agent(&s_snap, "xagent")->last_offer == offer, "and no second offer was made");
+    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "x-call-1", NULL) == 0, "hang-up");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
     cc_log_init("acd_retry_test", "acd_retry_test");
     fx_start(&s_fx, "acd-retry", 0, "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('l1', 300000, 0)");
     /* One instance, reaching Redis through the relay. */
-    char relay[64];
+    char relay[64], redis[128];
+    snprintf(redis, sizeof redis, "%s", getenv("REDIS_URL"));
     snprintf(relay, sizeof relay, "redis://127.0.0.1:%d", s_start_relay());
     setenv("REDIS_URL", relay, 1);
     s_fx.n = 1;
@@ -215,11 +273,24 @@ main(void)
     fx_start_instance(&s_fx, 0);
     cc_rpc_client_opts_t o = { .endpoint = s_fx.rpc[0], .source = "acd-retry", .retry_ms = 2000, .max_attempts = 1 };
     s_fx.client[0] = cc_rpc_client_new(&o);
+    /* A second instance, on Redis directly. */
+    setenv("REDIS_URL", redis, 1);
+    s_fx.n = 2;
+    snprintf(s_fx.rpc[1], sizeof s_fx.rpc[1], "tcp://127.0.0.1:%d", cc_harness_free_port());
+    s_fx.admin[1] = cc_harness_free_port();
+    fx_start_instance(&s_fx, 1);
+    o.endpoint = s_fx.rpc[1];
+    s_fx.client[1] = cc_rpc_client_new(&o);
+    cc_bus_opts_t bo = { .service = "test", .instance = "retry", .sub_endpoint = getenv("CC_BUS_SUB") };
+    s_events = cc_bus_new(&bo);
+    cc_bus_subscribe(s_events, "queue.");
     lost_login_reply_is_not_already_logged_in();
     lost_enqueue_reply_is_not_a_conflict();
     lost_ended_reply_is_not_unknown_call();
+    retry_through_another_instance_replies_alike_once();
+    cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_retry_test: 3 passed, 0 failed\n");
+    printf("acd_retry_test: 4 passed, 0 failed\n");
     return 0;
 }
