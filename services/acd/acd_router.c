@@ -133,8 +133,8 @@ s_deliver(acd_router_t *self, op_t *op, redisReply *r)
 }
 
 void
-acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, const char *op_name, int argc,
-                  const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg)
+acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, bool retried, const char *op_name,
+                  int argc, const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg)
 {
     assert(argc <= MAX_ARGS && "too many script arguments");
     if (self->nops == self->cap) {
@@ -147,10 +147,12 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, co
     op->fn = fn;
     op->done = done;
     op->arg = arg;
-    char count[16], now[32];
+    char count[16], now[32], rid[160];
     snprintf(count, sizeof count, "%d", argc + 3);
     snprintf(now, sizeof now, "%lld", (long long) now_ms);
-    const char *fields[MAX_ARGS + 4] = { count, request_id ? request_id : "", op_name, now };
+    /* The script looks up ids marked "?" (retries), keeps them all. */
+    snprintf(rid, sizeof rid, "%s%s", request_id && *request_id && retried ? "?" : "", request_id ? request_id : "");
+    const char *fields[MAX_ARGS + 4] = { count, rid, op_name, now };
     int n = 4;
     for (int i = 0; i < argc; i++) fields[n++] = args[i] ? args[i] : "";
     size_t len = 0;
@@ -364,7 +366,7 @@ acd_router_run(acd_router_t *self, int64_t now_ms, const char *op, int argc,
                const char *const *args, acd_action_fn *fn, void *arg, const char **error_p)
 {
     run_t r = { fn, arg, CC__STATUS__STATUS_INTERNAL, "" };
-    acd_router_submit(self, now_ms, NULL, op, argc, args, s_run_action, s_run_done, &r);
+    acd_router_submit(self, now_ms, NULL, false, op, argc, args, s_run_action, s_run_done, &r);
     acd_router_flush(self);
     snprintf(self->error, sizeof self->error, "%s", r.error);
     *error_p = self->error;

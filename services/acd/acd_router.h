@@ -11,6 +11,7 @@
 #ifndef ACD_ROUTER_H
 #define ACD_ROUTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -34,9 +35,11 @@ acd_router_t *acd_router_new(cc_redis_t *redis, uv_loop_t *loop);
 void acd_router_destroy(acd_router_t **self_p);
 
 /* Queues operation op at now_ms with args (copied). request_id (may be NULL
- * or empty: no idempotence) names the request it serves. fn gets the actions
- * and done the outcome, both at the next flush. */
-void acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, const char *op,
+ * or empty: no idempotence) names the request it serves; retried: the
+ * request may have run already (a retry, maybe through another instance),
+ * so its first outcome is looked for (only retries pay for the lookup). fn
+ * gets the actions and done the outcome, both at the next flush. */
+void acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, bool retried, const char *op,
                        int argc, const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg);
 /* Sends the queued operations as one batch, unless one is out already
  * (they go when its reply is in). Without a loop, the same as flush. */

@@ -389,7 +389,8 @@ s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const 
     ctx->enqueue = enqueue;
     ctx->ended = strcmp(op, "ended") == 0;
     if (enqueue || ctx->ended) snprintf(ctx->call_id, sizeof ctx->call_id, "%s", args[0]);
-    acd_router_submit(self->router, s_now_ms(), req->request_id, op, argc, args, s_on_action, s_on_done, ctx);
+    acd_router_submit(self->router, s_now_ms(), req->request_id, req->attempt > 1, op, argc, args, s_on_action,
+                      s_on_done, ctx);
     return ctx;
 }
 
@@ -703,7 +704,7 @@ s_status(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     status_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (!ctx) abort();
     ctx->call = call;
-    acd_router_submit(self->router, s_now_ms(), NULL, "status", 0, NULL, s_status_action, s_status_done, ctx);
+    acd_router_submit(self->router, s_now_ms(), NULL, false, "status", 0, NULL, s_status_action, s_status_done, ctx);
 }
 
 static int s_load_queues(acd_server_t *self);

@@ -150,14 +150,15 @@ local function agent_qualifies(agent, skills)
   return true
 end
 
--- An agent's hash (the fields the script uses), nil when unknown.
-local AGENT_FIELDS = { 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls', 'last_offer', 'after_call' }
+-- An agent's hash (the fields the script uses), nil when unknown. Built by
+-- one constructor (sized at once): agents are read on every decision.
 local function load_agent(agent)
-  local f = redis.call('HMGET', 'acd:agent:' .. agent, unpack(AGENT_FIELDS))
+  local f = redis.call('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls',
+                       'last_offer', 'after_call', 'ranks')
   if not f[1] and not f[6] then return nil end
-  local a = {}
-  for i, name in ipairs(AGENT_FIELDS) do if f[i] then a[name] = f[i] end end
-  return a
+  return { state = f[1] or nil, since = f[2] or nil, reason = f[3] or nil, call = f[4] or nil, ext = f[5] or nil,
+           queues = f[6] or nil, calls = f[7] or nil, last_offer = f[8] or nil, after_call = f[9] or nil,
+           ranks = f[10] or nil }
 end
 
 -- Queue settings, read once per script run from acd:queue:<q>:conf: the
@@ -177,10 +178,14 @@ local function qconf(q)
     conf = false
     local packed = redis.call('GET', 'acd:queue:' .. q .. ':conf')
     if packed then
-      local f = { string.match(packed, CONF_PATTERN) }
-      if #f == #QUEUE_FIELDS then
-        conf = {}
-        for i, name in ipairs(QUEUE_FIELDS) do conf[name] = f[i] end
+      -- One table, made by one constructor (sized at once), in QUEUE_FIELDS order.
+      local f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22 =
+        string.match(packed, CONF_PATTERN)
+      if f22 then
+        conf = { strategy = f1, offer_ms = f2, wrap_ms = f3, widen = f4, max_len = f5, sticky_ms = f6, skills = f7,
+                 overflow = f8, overflow_ms = f9, max_wait_ms = f10, max_wait_action = f11, join_empty = f12,
+                 leave_empty = f13, closed_action = f14, cb_attempts = f15, cb_retry_ms = f16, cb_expire_ms = f17,
+                 open = f18, sl_ms = f19, blacklist_queue = f20, music = f21, announce_ms = f22 }
       end
     end
     conf_cache[q] = conf
@@ -226,6 +231,38 @@ local function qforget(q)
   conf_cache[q], lite_cache[q] = nil, nil
 end
 
+-- An agent's "ranks": what ranking it in each of its queues takes (the
+-- queues' acd:strategies entries, "-" for a queue gone, joined by ";"),
+-- kept in its hash so that becoming ready reads nothing more.
+local function ranks_of(qs)
+  if #qs == 0 then return '' end
+  local raw = redis.call('HMGET', 'acd:strategies', unpack(qs))
+  for i = 1, #qs do raw[i] = raw[i] or '-' end
+  return table.concat(raw, ';')
+end
+
+-- The ranks string parsed: a list of { strategy =, skills = } (false for a
+-- queue gone), shared within the run.
+local memo_ranks = {}
+local function parse_ranks(s)
+  local t = memo_ranks[s]
+  if t then return t end
+  t = {}
+  for part in string.gmatch(s, '([^;]+)') do
+    local strategy, skills = string.match(part, '^(%S+) (.*)$')
+    t[#t + 1] = strategy and { strategy = strategy, skills = skills } or false
+  end
+  memo_ranks[s] = t
+  return t
+end
+
+-- What ranking agent a (hash) takes in each of its queues qs.
+local function agent_lites(a, qs)
+  local t = a.ranks and parse_ranks(a.ranks)
+  if t and #t == #qs then return t end
+  return qlites(qs)   -- an agent logged in before ranks were kept
+end
+
 -- Whether a call's routing options change with time (sticky hold, widen).
 local function timed(c, conf)
   return tonumber(c.sticky_until or 0) > 0 or (conf.widen or '') ~= '' or c.kind == 'callback'
@@ -262,7 +299,7 @@ local function set_state(agent, a, state, reason, call, ...)
   redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now_s, 'reason', a.reason, 'call', a.call, ...)
   if state == 'ready' then
     local qs = list(a.queues)
-    local confs = qlites(qs)
+    local confs = agent_lites(a, qs)
     for i, q in ipairs(qs) do
       if confs[i] then redis.call('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, confs[i], agent, a), agent) end
     end
@@ -280,6 +317,25 @@ local function next_seq()
   return string.format('%d', seq_at)
 end
 
+-- Writes a new call c (its fields are strings) whole. What is empty or at
+-- its default is left out (qenq = enq, sticky_until 0, kind call, attempts
+-- 0): every reader takes a missing field so, and a short hash costs less.
+local function write_call(call, c)
+  local kv = { 'queue', c.queue, 'prio', c.prio, 'enq', c.enq, 'rank', c.rank, 'state', c.state }
+  local function opt(name, v)
+    if v and v ~= '' then kv[#kv + 1], kv[#kv + 2] = name, v end
+  end
+  opt('skills', c.skills)
+  opt('agent', c.agent)
+  opt('offered', c.offered)
+  opt('last_agent', c.last_agent)
+  if c.sticky_until ~= '0' then opt('sticky_until', c.sticky_until) end
+  opt('customer', c.customer)
+  opt('caller', c.caller)
+  opt('flags', c.flags)
+  redis.call('HSET', 'acd:call:' .. call, unpack(kv))
+end
+
 -- Offers call c to agent a. A fresh call (just arriving) is written whole
 -- here, never having waited; else it leaves its wait set (and acd:due when
 -- in_due).
@@ -291,16 +347,14 @@ local function reserve(call, c, agent, a, fresh, in_due)
   set_state(agent, a, 'reserved', '', call, 'last_offer', seq)
   c.state, c.agent = 'offered', agent
   if fresh then
-    redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', c.prio, 'enq', c.enq, 'qenq', c.qenq, 'rank', c.rank,
-               'skills', c.skills, 'state', 'offered', 'agent', agent, 'offered', now_s, 'last_agent', c.last_agent,
-               'sticky_until', c.sticky_until, 'customer', c.customer, 'caller', c.caller, 'flags', c.flags,
-               'kind', 'call', 'attempts', '0')
+    c.offered = now_s
+    write_call(call, c)
   else
     redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
     if in_due then redis.call('ZREM', 'acd:due', call) end
     redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now_s)
   end
-  redis.call('ZADD', 'acd:offers', now + (tonumber(conf.offer_ms) or 15000), call)
+  redis.call('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
   emit({ 'offer', call, agent, q, tostring(now - tonumber(c.enq)), a.ext or '', c.customer or '',
          c.caller or '', c.flags or '', c.kind or 'call', c.number or '' })
 end
@@ -323,13 +377,15 @@ local function pick_agent(call, c, conf, fresh)
     if not fresh then redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0) end
     c.sticky_until = '0'
   end
-  -- Usually the first ready agent qualifies: read a page, then more.
-  for first = 0, SCAN - 1, PAGE do
-    local agents = redis.call('ZRANGE', 'acd:queue:' .. q .. ':ready', first, first + PAGE - 1)
+  -- Usually the first ready agent qualifies: read it, then pages of more.
+  local key, first, last = 'acd:queue:' .. q .. ':ready', 0, 0
+  while first < SCAN do
+    local agents = redis.call('ZRANGE', key, first, last)
     for _, agent in ipairs(agents) do
       if agent_qualifies(agent, skills) then return agent, load_agent(agent) end
     end
-    if #agents < PAGE then return nil end
+    if #agents <= last - first then return nil end
+    first, last = last + 1, last + PAGE
   end
   return nil
 end
@@ -498,6 +554,14 @@ local function withdraw_offer(call, c, reason)
   emit({ 'requeued', call, agent, c.queue, reason })
 end
 
+-- Queue q's ranking changed (or q is gone): its agents' ranks follow.
+local function refresh_ranks(q)
+  for _, agent in ipairs(redis.call('SMEMBERS', 'acd:queue:' .. q .. ':members')) do
+    local qs = redis.call('HGET', 'acd:agent:' .. agent, 'queues')
+    if qs then redis.call('HSET', 'acd:agent:' .. agent, 'ranks', ranks_of(list(qs))) end
+  end
+end
+
 local ops = {}
 
 -- Logs agent (hash a) in to queues with skills, in state (ready, or
@@ -506,7 +570,8 @@ local function log_in(agent, a, ext, queues, skills, state, reason, call)
   local key = 'acd:agent:' .. agent
   redis.call('DEL', key .. ':skills')
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
-  redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0)
+  a.ranks = ranks_of(list(queues))
+  redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0, 'ranks', a.ranks)
   redis.call('SADD', 'acd:agents', agent)
   for _, q in ipairs(list(queues)) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
@@ -648,7 +713,7 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     -- Held for the last agent only while that agent is logged in to the queue.
     sticky_until = now + tonumber(conf.sticky_ms)
   end
-  local c = { queue = q, prio = tostring(prio), enq = tostring(now), qenq = tostring(now), rank = tostring(rank),
+  local c = { queue = q, prio = tostring(prio), enq = now_s, qenq = now_s, rank = string.format('%d', rank),
               skills = required, state = 'waiting', agent = '', last_agent = last_agent or '',
               sticky_until = tostring(sticky_until), customer = customer or '', caller = caller or '',
               flags = flags or '', kind = 'call', attempts = '0' }
@@ -662,11 +727,8 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     emit({ 'position', call, '0', '0', conf.music or '' })
     return out
   end
-  redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', now, 'qenq', now, 'rank', rank,
-             'skills', required, 'state', 'waiting', 'agent', '', 'last_agent', c.last_agent,
-             'sticky_until', c.sticky_until, 'customer', c.customer, 'caller', c.caller,
-             'flags', c.flags, 'kind', 'call', 'attempts', 0)
-  redis.call('ZADD', wait, rank, call)
+  write_call(call, c)
+  redis.call('ZADD', wait, c.rank, call)
   local pos, ewt = position(call, c)
   emit({ 'entered', call, q, tostring(prio), tostring(pos) })
   if timed(c, conf) then schedule(call, c, conf) end
@@ -865,7 +927,11 @@ function ops.queue(...)
         cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms = ...
   qforget(q)
   redis.call('SADD', 'acd:queues', q)
-  redis.call('HSET', 'acd:strategies', q, (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or ''))
+  local lite = (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or '')
+  if redis.call('HGET', 'acd:strategies', q) ~= lite then
+    redis.call('HSET', 'acd:strategies', q, lite)
+    refresh_ranks(q)
+  end
   redis.call('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
              'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills,
              'overflow', overflow_q or '', 'overflow_ms', overflow_ms or 0, 'max_wait_ms', max_wait_ms or 0,
@@ -892,6 +958,7 @@ function ops.prune(names)
       end
       redis.call('SREM', 'acd:queues', q)
       redis.call('HDEL', 'acd:strategies', q)
+      refresh_ranks(q)
       qforget(q)
       redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':conf', 'acd:queue:' .. q .. ':wait',
                  'acd:queue:' .. q .. ':ready',
@@ -1012,7 +1079,8 @@ end
 --   were never carried out) gets its first results back, kept under
 --   acd:batch:<id> for 21 s; only read-only operations (status) run again.
 -- * An operation whose request id ran already (a retry of the request, maybe
---   through another acd instance) gets its first run's actions back, led by
+--   through another acd instance; acd marks retries "?id", the only ones
+--   looked up) gets its first run's actions back, led by
 --   {"replayed"}: the requester gets the same reply and the agent is rung
 --   again (the gateway takes an offer already ringing as done), but no
 --   event is published twice. acd:req:<10 s period> maps request ids to
@@ -1020,19 +1088,6 @@ end
 --   and its retries.
 local READ_ONLY = { status = true }
 local BATCH_KEEP_MS = 21000
-local nops = tonumber(ARGV[1]) or 0
-local batch_id = ARGV[2] or ''
-local batch, rids = {}, {}
-local at = 3
-for n = 1, nops do
-  local k = tonumber(ARGV[at])
-  local o = { rid = ARGV[at + 1], name = ARGV[at + 2], now = tonumber(ARGV[at + 3]), args_now = ARGV[at + 3], args = {} }
-  for j = 4, k do o.args[j - 3] = ARGV[at + j] end
-  batch[n] = o
-  if o.rid ~= '' and not READ_ONLY[o.name] then rids[#rids + 1] = o.rid end
-  at = at + k + 1
-end
-
 -- The results of batch id as first run (false when no longer kept), read once.
 local batches = {}
 local function kept_batch(id)
@@ -1043,63 +1098,84 @@ local function kept_batch(id)
   return batches[id]
 end
 
-local first = batch_id ~= '' and kept_batch(batch_id)
-local done = {}   -- request id -> its first actions (this batch's or an earlier one's)
-local bucket = math.floor((batch[1] and batch[1].now or 0) / 10000)
-if #rids > 0 and not first then
-  for _, b in ipairs({ bucket, bucket - 1 }) do
-    local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
-    for j = 1, #rids do
-      local id, index = string.match(got[j] or '', '^(%S+) (%d+)$')
-      local res = id and not done[rids[j]] and kept_batch(id)
-      if res and res[tonumber(index)] ~= 0 then done[rids[j]] = res[tonumber(index)] end
+local function run_batch(ARGV)
+  local nops = tonumber(ARGV[1]) or 0
+  local batch_id = ARGV[2] or ''
+  local batch, rids = {}, {}
+  local at = 3
+  for n = 1, nops do
+    local k = tonumber(ARGV[at])
+    local rid, name, t = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+    local args = {}
+    for j = 4, k do args[j - 3] = ARGV[at + j] end
+    if string.byte(rid) == 63 then   -- "?id": a retry, maybe run already
+      rid = string.sub(rid, 2)
+      if not READ_ONLY[name] then rids[#rids + 1] = rid end
+    end
+    batch[n] = { rid = rid, name = name, now = tonumber(t), args_now = t, args = args }
+    at = at + k + 1
+  end
+
+  local first = batch_id ~= '' and kept_batch(batch_id)
+  local done = {}   -- request id -> its first actions (this batch's or an earlier one's)
+  local bucket = math.floor((batch[1] and batch[1].now or 0) / 10000)
+  if #rids > 0 and not first then
+    for _, b in ipairs({ bucket, bucket - 1 }) do
+      local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
+      for j = 1, #rids do
+        local id, index = string.match(got[j] or '', '^(%S+) (%d+)$')
+        local res = id and not done[rids[j]] and kept_batch(id)
+        if res and res[tonumber(index)] ~= 0 then done[rids[j]] = res[tonumber(index)] end
+      end
     end
   end
+
+  local results, stored, store = {}, {}, {}
+  local changed = false
+  for n, o in ipairs(batch) do
+    local fn = ops[o.name]
+    stored[n] = 0
+    if first and first[n] ~= 0 then
+      results[n] = first[n]
+    elseif o.rid ~= '' and done[o.rid] then
+      local again = { { 'replayed' } }
+      for _, action in ipairs(done[o.rid]) do again[#again + 1] = action end
+      results[n] = again
+    elseif not fn then
+      results[n] = fail('bad_request', 'unknown operation ' .. tostring(o.name))
+    elseif not o.now then
+      results[n] = fail('bad_request', 'time missing')
+    else
+      now, now_s, out = o.now, o.args_now, {}
+      local ok, res = pcall(fn, unpack(o.args))
+      if ok then
+        results[n] = res
+        if not READ_ONLY[o.name] then
+          stored[n] = res
+          changed = true
+          if o.rid ~= '' then
+            done[o.rid] = res
+            store[#store + 1] = o.rid
+            store[#store + 1] = batch_id .. ' ' .. n
+          end
+        end
+      else
+        -- A failed operation (a bug, Redis refusing a command) may have
+        -- written part of its change, as a failed script would; the others
+        -- still run. Not kept: a retry may succeed.
+        results[n] = { { 'error', 'internal', type(res) == 'table' and tostring(res.err) or tostring(res) } }
+      end
+    end
+  end
+  if seq_at then redis.call('SET', 'acd:seq', string.format('%d', seq_at)) end
+  if changed and batch_id ~= '' and not first then
+    redis.call('SET', 'acd:batch:' .. batch_id, cjson.encode(stored), 'PX', BATCH_KEEP_MS)
+    if #store > 0 then
+      redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
+      redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
+    end
+  end
+  return results
 end
 
-local results, stored, store = {}, {}, {}
-local changed = false
-for n, o in ipairs(batch) do
-  local fn = ops[o.name]
-  stored[n] = 0
-  if first and first[n] ~= 0 then
-    results[n] = first[n]
-  elseif o.rid ~= '' and done[o.rid] then
-    local again = { { 'replayed' } }
-    for _, action in ipairs(done[o.rid]) do again[#again + 1] = action end
-    results[n] = again
-  elseif not fn then
-    results[n] = fail('bad_request', 'unknown operation ' .. tostring(o.name))
-  elseif not o.now then
-    results[n] = fail('bad_request', 'time missing')
-  else
-    now, now_s, out = o.now, o.args_now, {}
-    local ok, res = pcall(fn, unpack(o.args))
-    if ok then
-      results[n] = res
-      if not READ_ONLY[o.name] then
-        stored[n] = res
-        changed = true
-        if o.rid ~= '' then
-          done[o.rid] = res
-          store[#store + 1] = o.rid
-          store[#store + 1] = batch_id .. ' ' .. n
-        end
-      end
-    else
-      -- A failed operation (a bug, Redis refusing a command) may have
-      -- written part of its change, as a failed script would; the others
-      -- still run. Not kept: a retry may succeed.
-      results[n] = { { 'error', 'internal', type(res) == 'table' and tostring(res.err) or tostring(res) } }
-    end
-  end
-end
-if seq_at then redis.call('SET', 'acd:seq', string.format('%d', seq_at)) end
-if changed and batch_id ~= '' and not first then
-  redis.call('SET', 'acd:batch:' .. batch_id, cjson.encode(stored), 'PX', BATCH_KEEP_MS)
-  if #store > 0 then
-    redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
-    redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
-  end
-end
-return results
+return run_batch(ARGV)

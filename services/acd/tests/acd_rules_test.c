@@ -57,7 +57,8 @@ static const char *s_sql =
     " ('r21', 'r14', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
     " ('r22', 'r11', 400, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
     " ('r23', 'r20', 0, 400, 'overflow', true, false, 'reject', 300000, 3, 0),"
-    " ('r24', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0);"
+    " ('r24', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0),"
+    " ('r25', '', 0, 0, 'leave', true, false, 'reject', 300000, 3, 0);"
     "UPDATE acd.queues SET max_len = 1 WHERE name = 'r20';"
     "INSERT INTO acd.queues (name, music, announce_ms, service_level_ms, wrap_up_ms) VALUES"
     " ('r16', 'jazz', 1000, 60000, 0), ('r17', 'default', 0, 20000, 0);"
@@ -584,6 +585,36 @@ deleted_queue_is_pruned_on_reload(void)
     TEST_PASS(__func__);
 }
 
+/* A queue's strategy edited while its agents are logged in ranks them by
+ * the new one from their next ready on. */
+static void
+strategy_edited_while_agents_are_logged_in_applies(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t25-low", "support:1", "r25") == 0, "login low");
+    cc_sleep_ms(20);
+    CHECK(fx_login(&s_fx, 0, "t25-high", "support:5", "r25") == 0, "login high");
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    CHECK(cc_pg_connect(pg) == 0
+          && cc_pg_run(pg, "UPDATE acd.queues SET strategy = 'best_skill', skills = 'support:1' WHERE name = 'r25'", NULL) == 0,
+          "r25 becomes best_skill");
+    cc_pg_destroy(&pg);
+    char err[256];
+    CHECK(fx_request(&s_fx, 1, "acd.reload", NULL, 0, err, sizeof err) == 0, "reload: %s", err);
+    /* Both come back, the less skilled one first (longest idle). */
+    CHECK(fx_state(&s_fx, 0, "t25-low", "not_ready", "brief") == 0 && fx_state(&s_fx, 0, "t25-high", "not_ready", "brief") == 0,
+          "both not ready");
+    CHECK(fx_state(&s_fx, 0, "t25-low", "ready", "") == 0, "low ready");
+    cc_sleep_ms(20);
+    CHECK(fx_state(&s_fx, 0, "t25-high", "ready", "") == 0, "high ready");
+    CHECK(fx_enqueue(&s_fx, 1, "t25-c1", "r25", 0, NULL, NULL) == 0, "a call");
+    fx_agent_t *a = s_agent("t25-high");
+    CHECK(strcmp(a->state, "reserved") == 0 && strcmp(a->call, "t25-c1") == 0,
+          "the most skilled agent gets it (%s %s)", a->state, a->call);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t25-c1", NULL) == 0, "hang-up");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -613,9 +644,10 @@ main(void)
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
     deleted_queue_is_pruned_on_reload();
+    strategy_edited_while_agents_are_logged_in_applies();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 18 passed, 0 failed\n");
+    printf("acd_rules_test: 19 passed, 0 failed\n");
     return 0;
 }
