@@ -11,7 +11,8 @@
  * busy_customer_fails_the_callback_and_frees_the_agent
  * agent_transfers_the_caller_to_a_number_then_back_to_the_queue
  * originate_rings_a_registered_phone
- * late_answer_after_acd_gave_up_keeps_the_caller */
+ * late_answer_after_acd_gave_up_keeps_the_caller
+ * ringing_call_survives_a_redis_restart */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -441,7 +442,8 @@ late_answer_after_acd_gave_up_keeps_the_caller(void)
     /* The "slow" queue gives an offer 1 s; the phone answers after 2.5 s:
      * acd has taken the offer back and refuses the answer. The agent's leg
      * ends; the caller stays with the music until they hang up. */
-    pid_t phone = s_sipp("sipp-phone-slow", "uas_agent_slow", "a", s_phone_port, NULL);
+    const char *slow[] = { "-d", "2500", NULL };
+    pid_t phone = s_sipp("sipp-phone-slow", "uas_agent_slow", "a", s_phone_port, slow);
     cc_sleep_ms(300);
     pid_t caller = s_sipp("sipp-caller-slow", "uac_queue", "101", NULL, NULL);
     CHECK(s_wait(phone, 30000) == 0, "the slow phone answered and got its BYE");
@@ -467,6 +469,70 @@ late_answer_after_acd_gave_up_keeps_the_caller(void)
     TEST_PASS(__func__);
 }
 
+/* Redis loses its data while the agent's phone rings for a caller of the
+ * agent's third queue: acd holds the restored agent, the gateway tells it
+ * again of the ringing call (acd.reoffer), and the answer puts the agent on
+ * the call in that queue (not in the agent's first). */
+static void
+ringing_call_survives_a_redis_restart(void)
+{
+    TEST_BEGIN(__func__);
+    Cc__AgentSetState st = CC__AGENT_SET_STATE__INIT;
+    st.agent_id = "1001";
+    st.state = CC__AGENT_STATE__AGENT_READY;
+    Cc__Reply *r = s_call(s_acd, "agent.set_state", &st.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "agent ready: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    s_wait_agent("ready");
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
+    const char *slow[] = { "-d", "7000", NULL };
+    pid_t phone = s_sipp("sipp-phone-restart", "uas_agent_slow", "a", s_phone_port, slow);
+    s_listening(s_phone_port);
+    pid_t caller = s_sipp("sipp-caller-restart", "uac_ivr", "102", NULL, NULL);
+    env = s_event("queue.offered", NULL, 10000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    s_wait_agent("reserved");
+
+    cc_harness_restart_redis(s_h);
+    cc_redis_destroy(&s_redis);
+    s_redis = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
+    CHECK(cc_redis_connect(s_redis) == 0, "redis back");
+    env = s_event("acd.rebuilt", NULL, 10000);
+    cc__envelope__free_unpacked(env, NULL);
+    char key[96];
+    snprintf(key, sizeof key, "acd:call:%s", call_id);
+    char *state = NULL, *agent = NULL, *queue = NULL;
+    for (int i = 0; i < 40; i++, cc_sleep_ms(50)) {
+        free(state), free(agent), free(queue);
+        state = s_hget(key, "state"), agent = s_hget(key, "agent"), queue = s_hget(key, "queue");
+        if (strcmp(state, "offered") == 0) break;
+    }
+    CHECK(strcmp(state, "offered") == 0 && strcmp(agent, "1001") == 0 && strcmp(queue, "back") == 0,
+          "acd knows again that 1001's phone rings for the caller of back (%s to %s in %s)", state, agent, queue);
+    free(state), free(agent), free(queue);
+
+    env = s_event("queue.answered", call_id, 15000);
+    Cc__QueueAnswered *ans = cc__queue_answered__unpack(NULL, env->payload.len, env->payload.data);
+    CHECK(ans && strcmp(ans->agent_id, "1001") == 0 && strcmp(ans->queue, "back") == 0,
+          "the phone answered: the call is 1001's, in back (%s)", ans ? ans->queue : "?");
+    cc__queue_answered__free_unpacked(ans, NULL);
+    cc__envelope__free_unpacked(env, NULL);
+    s_wait_agent("on_call");
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    h.reason = "served";
+    r = s_call(s_gw, "media.hangup", &h.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
+    CHECK(s_wait(phone, 30000) == 0, "the agent's phone answered and got the BYE");
+    s_wait_agent("ready");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -483,7 +549,9 @@ main(void)
           " VALUES ('sales', 'sales:1', 1000, 20000, 600000)");
     s_sql("INSERT INTO acd.queues (name, skills, wrap_up_ms, offer_timeout_ms, callback_retry_ms)"
           " VALUES ('slow', 'sales:1', 1000, 1000, 600000)");
-    s_sql("INSERT INTO acd.agents (id, extension, skills, queues) VALUES ('1001', '1001', 'sales:3', 'sales,slow')");
+    s_sql("INSERT INTO acd.queues (name, skills, wrap_up_ms, offer_timeout_ms, callback_retry_ms)"
+          " VALUES ('back', 'sales:1', 1000, 20000, 600000)");
+    s_sql("INSERT INTO acd.agents (id, extension, skills, queues) VALUES ('1001', '1001', 'sales:3', 'sales,slow,back')");
     s_sql("INSERT INTO telephony.sip_users (username, ha1) VALUES ('1001', md5('1001:callcenter:secret1001'))");
     s_trunk_port = cc_harness_free_port();
     char trunk[32];
@@ -491,12 +559,13 @@ main(void)
     setenv("GATEWAY_TRUNK_OUT", trunk, 1);
     setenv("GATEWAY_RING_MS", "15000", 1);
     cc_callpath_t path;
-    cc_harness_start_callpath(s_h, &path, "100=queue:sales,101=queue:slow", 35000 + (getpid() % 30) * 100);
+    cc_harness_start_callpath(s_h, &path, "100=queue:sales,101=queue:slow,102=queue:back", 35000 + (getpid() % 30) * 100);
     s_sip_port = path.sip_port;
     cc_bus_opts_t bo = { .service = "test", .instance = "callpath", .sub_endpoint = getenv("CC_BUS_SUB") };
     s_events = cc_bus_new(&bo);
     cc_bus_subscribe(s_events, "queue.");
     cc_bus_subscribe(s_events, "call.");
+    cc_bus_subscribe(s_events, "acd.rebuilt");
     cc_rpc_client_opts_t ro = { .endpoint = path.acd_rpc, .source = "callpath_test", .retry_ms = 300, .max_attempts = 3 };
     s_acd = cc_rpc_client_new(&ro);
     cc_rpc_client_opts_t go = { .endpoint = path.gw_rpc, .source = "callpath_test", .retry_ms = 5000, .max_attempts = 1 };
@@ -515,6 +584,7 @@ main(void)
     agent_transfers_the_caller_to_a_number_then_back_to_the_queue();
     originate_rings_a_registered_phone();
     late_answer_after_acd_gave_up_keeps_the_caller();
+    ringing_call_survives_a_redis_restart();
 
     /* Every leg freed, nothing left behind (under --asan: no leak reports). */
     int status = cc_harness_stop(s_h, path.gateway, SIGTERM, 10000);
@@ -528,6 +598,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("callpath_test: 5 passed, 0 failed\n");
+    printf("callpath_test: 6 passed, 0 failed\n");
     return 0;
 }

@@ -23,6 +23,7 @@ static const cc_cfg_key_t s_keys[] = {
     { "ACD_TICK_MS", CC_CFG_INT, 10, 10000, NULL, 0, "How often offer timeouts, wrap-ups, holds, overflows and maximum waits are checked" },
     { "ACD_RELOAD_MS", CC_CFG_INT, 1000, 3600000, NULL, 0, "How often queue settings and business hours are read again from PostgreSQL" },
     { "ACD_SESSION_RETRY_MS", CC_CFG_INT, 50, 60000, NULL, 0, "How often an agent session write PostgreSQL could not take is tried again" },
+    { "ACD_RESTORE_HOLD_MS", CC_CFG_INT, 0, 600000, NULL, 0, "After Redis lost its data, how long a restored ready agent is offered nothing (its phone may ring with an offer Redis forgot, which the gateway tells again)" },
     CC_CFG_END
 };
 
@@ -46,6 +47,7 @@ struct _acd_server_t {
     unsigned ticks;
     bool stopping;
     bool restoring;            /* putting sessions back: they are in PostgreSQL already */
+    char restore_hold_ms[16];
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
     cc_metric_t *m_overflowed, *m_left, *m_callbacks;
 };
@@ -207,9 +209,10 @@ s_restore_sessions(acd_server_t *self)
     int n = PQntuples(res), restored = 0;
     self->restoring = true;
     for (int i = 0; i < n; i++) {
-        const char *args[8];
+        const char *args[9];
         for (int c = 0; c < 8; c++) args[c] = PQgetvalue(res, i, c);
-        restored += s_run(self, "restore", 8, args) == CC__STATUS__STATUS_OK;
+        args[8] = self->restore_hold_ms;
+        restored += s_run(self, "restore", 9, args) == CC__STATUS__STATUS_OK;
     }
     self->restoring = false;
     PQclear(res);
@@ -566,6 +569,23 @@ s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     cc__enqueue__free_unpacked(m, NULL);
 }
 
+/* acd.reoffer (after acd.rebuilt, from the gateway): a caller whose agent's
+ * phone rings; the call is offered to that agent again. */
+static void
+s_reoffer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    acd_server_t *self = arg;
+    DECODE(Cc__Enqueue, cc__enqueue, m);
+    if (s_id_ok(m->call_id) && s_id_ok(m->queue) && s_id_ok(m->ringing_agent_id) && (!m->caller[0] || s_id_ok(m->caller))) {
+        const char *args[] = { m->call_id, m->queue, m->ringing_agent_id, m->caller };
+        s_submit(self, call, req, "reoffer", 4, args, true);
+        s_flush_if_full(self);
+    } else {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id, queue, ringing agent or caller");
+    }
+    cc__enqueue__free_unpacked(m, NULL);
+}
+
 /* acd.answered, acd.rejected, acd.ended share one shape. */
 static void
 s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Request *req)
@@ -725,6 +745,7 @@ static const cc_rpc_method_t s_methods[] = {
     { "agent.logout", s_agent_logout, "AgentLogout -> ok: logs an agent out (not while reserved or on a call)" },
     { "agent.set_state", s_agent_set_state, "AgentSetState -> ok: ready, not_ready(reason) or logged_out" },
     { "acd.enqueue", s_enqueue, "Enqueue -> Enqueued: puts a call in a queue and routes it" },
+    { "acd.reoffer", s_reoffer, "Enqueue (ringing_agent_id) -> Enqueued: after acd.rebuilt, a caller whose agent's phone rings" },
     { "acd.answered", s_answered, "CallRef -> ok: the agent answered the offer" },
     { "acd.rejected", s_rejected, "CallRef -> ok: the agent declined; the call keeps its place" },
     { "acd.ended", s_ended, "CallRef -> ok: the call ended (an abandon while waiting)" },
@@ -866,6 +887,7 @@ acd_server_new(cc_service_t *svc)
                     "SELECT agent_id, extension, queues, skills, state, reason, call_id, call_queue"
                     " FROM acd.sessions ORDER BY since");
     self->sessions = acd_sessions_new(cc_cfg_str(cfg, "DATABASE_URL"), (int) cc_cfg_int(cfg, "ACD_SESSION_RETRY_MS"));
+    snprintf(self->restore_hold_ms, sizeof self->restore_hold_ms, "%lld", (long long) cc_cfg_int(cfg, "ACD_RESTORE_HOLD_MS"));
     if (!self->sessions) goto err;
     self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)));
     if (s_load_queues(self) < 0) {

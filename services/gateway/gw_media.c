@@ -647,6 +647,19 @@ s_tell_enqueue(gw_media_t *m, gw_call_t *c)
 }
 
 static void
+s_tell_reoffer(gw_media_t *m, gw_call_t *c)
+{
+    gw_msg_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = GW_MSG_REOFFER;
+    snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
+    snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
+    snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
+    snprintf(msg.agent, sizeof msg.agent, "%s", c->peer->agent);
+    s_tell(m, &msg);
+}
+
+static void
 s_cdr_push(gw_call_t *c)
 {
     gw_msg_t msg;
@@ -1832,7 +1845,16 @@ s_on_mqueue(int id, void *data, void *arg)
     }
     if (id == MQ_OP) s_media_op(m, &q->op);
     if (id == MQ_REQUEUE) {
+        /* First the callers whose agent's phone rings (that agent is held
+         * for them), then the waiting ones. */
         struct le *le;
+        LIST_FOREACH(&m->calls, le) {
+            gw_call_t *c = le->data;
+            if (c->agent_leg || c->ended || !c->queued || c->bridged || !c->peer || !c->peer->acd_offer
+                || !c->cdr.answered_us)
+                continue;
+            s_tell_reoffer(m, c);
+        }
         LIST_FOREACH(&m->calls, le) {
             gw_call_t *c = le->data;
             if (c->agent_leg || c->ended || !c->queued || c->bridged || c->peer || !c->cdr.answered_us) continue;

@@ -77,6 +77,7 @@ typedef enum {
     GW_MSG_MEDIA_DONE,   /* token, call_id, result (done, max, terminator, timeout, hangup, gone), digits */
     GW_MSG_CALLBACK_FAILED, /* call_id, agent, reason: the customer of a callback did not answer */
     GW_MSG_BINDING,      /* binding: a REGISTER was accepted (or removed it): to be stored */
+    GW_MSG_REOFFER,      /* call_id, queue, caller, agent: after acd.rebuilt, a caller whose agent's phone rings */
 } gw_msg_type_t;
 
 typedef struct {

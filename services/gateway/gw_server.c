@@ -331,6 +331,11 @@ s_on_acd_reply(void *arg, const Cc__Reply *reply)
             CC_WARN("acd no longer knew the call an agent gave back; waiting callers enqueued again",
                     "call_id=%s agent_id=%s", p->call_id, p->agent);
             gw_media_requeue_all(self->media);
+        } else if (p->type == GW_MSG_REOFFER) {
+            /* Not taken back (its queue is gone...): enqueued as any caller, with the fallbacks. */
+            CC_WARN("acd did not take back a ringing call; enqueued again", "call_id=%s agent_id=%s error=\"%s\"",
+                    p->call_id, p->agent, reply->error);
+            s_enqueue(self, p->call_id, p->queue, p->caller);
         } else if (p->type == GW_MSG_ANSWERED) {
             CC_WARN("acd did not accept the answer; agent leg dropped", "call_id=%s agent_id=%s error=\"%s\"",
                     p->call_id, p->agent, reply->error);
@@ -424,6 +429,13 @@ s_on_media_msg(void *arg, void *sock)
             if (self->nbacklog || s_store(self, &msg.cdr)) s_keep(self, &msg.cdr);   /* keep the order */
         } else if (msg.type == GW_MSG_ENQUEUE) {
             s_enqueue(self, msg.call_id, msg.queue, msg.caller);
+        } else if (msg.type == GW_MSG_REOFFER) {
+            Cc__Enqueue e = CC__ENQUEUE__INIT;
+            e.call_id = msg.call_id;
+            e.queue = msg.queue;
+            e.caller = msg.caller;
+            e.ringing_agent_id = msg.agent;
+            s_acd(self, GW_MSG_REOFFER, "acd.reoffer", msg.call_id, msg.agent, &e.base, msg.queue, msg.caller);
         } else if (msg.type == GW_MSG_BINDING) {
             s_binding_keep(self, &msg.binding);
         } else {

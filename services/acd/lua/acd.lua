@@ -22,6 +22,8 @@
 --                              attempts, answered
 --   acd:offers                 zset call -> offer deadline
 --   acd:wrapups                zset agent -> wrap-up end
+--   acd:restoring              zset agent -> end of its hold after a restore (its phone
+--                              may still ring with an offer Redis forgot)
 --   acd:due                    zset call -> when its routing options change next
 --                              (a sticky hold ends, a widen rule starts, overflow,
 --                              the maximum wait, a callback's expiry)
@@ -598,7 +600,7 @@ end
 -- gateway still holds it; its end puts the agent through wrap-up). Queues
 -- that no longer exist are left out. Nothing happens to an agent already
 -- logged in again.
-function ops.restore(agent, ext, queues, skills, state, reason, call, call_queue)
+function ops.restore(agent, ext, queues, skills, state, reason, call, call_queue, hold_ms)
   if not agent or agent == '' then return fail('bad_request', 'agent id missing') end
   local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
   if a.state ~= 'logged_out' then return { { 'ok', 'logged in already' } } end
@@ -621,7 +623,11 @@ function ops.restore(agent, ext, queues, skills, state, reason, call, call_queue
   elseif state == 'not_ready' then
     call = ''
   else
-    state, reason, call = 'ready', 'restored', ''
+    -- Ready again once the hold is over (the tick): its phone may still
+    -- ring with an offer Redis forgot, which the gateway tells again
+    -- (reoffer) or whose outcome comes meanwhile; no other call till then.
+    state, reason, call = 'not_ready', 'restoring', ''
+    redis.call('ZADD', 'acd:restoring', string.format('%d', now + (tonumber(hold_ms) or 3000)), agent)
   end
   log_in(agent, a, ext, table.concat(kept, ','), skills, state, reason or '', call)
   return out
@@ -736,13 +742,41 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   return out
 end
 
--- An agent put back ready after Redis lost its data, not offered a call
--- since: its phone may still ring with an offer Redis forgot, whose outcome
--- comes as for any offer.
+-- An agent put back after Redis lost its data, who asked to be ready and
+-- was not offered a call since (held, or ready after the hold): its phone
+-- may still ring with an offer Redis forgot, whose outcome comes as for any
+-- offer.
 local function restored_ready(agent)
   local a = load_agent(agent)
-  if a and a.state == 'ready' and a.reason == 'restored' then return a end
+  if a and ((a.state == 'not_ready' and a.reason == 'restoring') or (a.state == 'ready' and a.reason == 'restored')) then
+    return a
+  end
   return nil
+end
+
+-- reoffer call queue agent caller: after Redis lost its data, the gateway
+-- tells of a caller whose agent's phone rings: the call is offered to that
+-- agent again (held since the restore: not offered anything else), so its
+-- answer puts the call in its own queue. The phone rings already: nothing
+-- is rung again. An agent not held (logged in again, gone) leaves the caller
+-- waiting in the queue like any call (the late answer is refused).
+function ops.reoffer(call, q, agent, caller)
+  if not call or call == '' then return fail('bad_request', 'call id missing') end
+  if redis.call('EXISTS', 'acd:call:' .. call) == 1 then return { { 'position', call, '0', '0', '' } } end
+  local conf = qconf(q)
+  if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
+  local a = restored_ready(agent)
+  if not a then return ops.enqueue(call, q, '0', '', '', '', caller, '') end
+  local c = { queue = q, prio = '0', enq = now_s, rank = string.format('%d', 9 * PRIO_SPAN + now), state = 'offered',
+              agent = agent, offered = now_s, caller = caller or '', sticky_until = '0' }
+  local seq = next_seq()
+  a.last_offer = seq
+  set_state(agent, a, 'reserved', '', call, 'last_offer', seq)
+  redis.call('ZREM', 'acd:restoring', agent)
+  write_call(call, c)
+  redis.call('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
+  emit({ 'position', call, '0', '0', conf.music or '' })
+  return out
 end
 
 -- answered call agent: the agent's phone answered the offer. A call Redis
@@ -868,6 +902,14 @@ function ops.tick()
     redis.call('ZREM', 'acd:wrapups', agent)
     if a and a.state == 'wrap_up' then
       set_state(agent, a, 'ready', '', '')
+      route_agent(agent)
+    end
+  end
+  for _, agent in ipairs(redis.call('ZRANGEBYSCORE', 'acd:restoring', '-inf', now, 'LIMIT', 0, 100)) do
+    local a = load_agent(agent)
+    redis.call('ZREM', 'acd:restoring', agent)
+    if a and a.state == 'not_ready' and a.reason == 'restoring' then
+      set_state(agent, a, 'ready', 'restored', '')
       route_agent(agent)
     end
   end

@@ -4,13 +4,16 @@
  * agents_come_back_as_they_were: one agent on a call, one at lunch, one
  *   ready, one logged out before the loss (it stays out). After the loss
  *   the first is on the same call (answered, in its queue), the second
- *   still at lunch, the third ready; the call's end puts its agent through
- *   wrap-up to ready, and a new call is offered to the ready agent.
- * ringing_agents_come_back_with_their_offers_outcome: two agents' phones
- *   ring at the loss; after it, the one that did not answer is not_ready
- *   (no_answer) and acd says it lost the call (the gateway enqueues the
- *   caller again), the one that answered is on the call, in its queue, and
- *   free again at its end.
+ *   still at lunch, the third held (its phone might ring with an offer
+ *   Redis forgot): a call arriving then waits, and is offered to it when
+ *   the hold is over; the call's end puts its agent through wrap-up to ready.
+ * ringing_agents_come_back_with_their_offers_outcome: two agents (in queues
+ *   b5 and b3) have their phones ring for b3's calls at the loss. The
+ *   gateway tells acd again of one (acd.reoffer); a new call meanwhile
+ *   waits. The agent that did not answer the other is not_ready
+ *   (no_answer) and acd says it lost that call (the gateway enqueues the
+ *   caller again); the one that answered is on its call, in b3 (not in its
+ *   first queue), and at its end takes the call that waited.
  * a_call_ended_before_the_restore_frees_its_agent: the call's end reaches
  *   acd after the loss but before it noticed (acd knows no such call); the
  *   agent comes back ready, not stuck on that call.
@@ -111,7 +114,17 @@ agents_come_back_as_they_were(cc_bus_t *bus)
     a = fx_snap_agent(&s_snap, "rb-lunch");
     CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(a->queues, "b1,b2") == 0, "rb-lunch still away");
     a = fx_snap_agent(&s_snap, "rb-ready");
-    CHECK(a && strcmp(a->state, "ready") == 0 && a->in_ready[fx_snap_queue(&s_snap, "b2")], "rb-ready ready in b2");
+    char *held = s_agent_field("rb-ready", "reason");
+    CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(held, "restoring") == 0 && !a->in_ready[fx_snap_queue(&s_snap, "b2")],
+          "rb-ready is held (%s %s)", a ? a->state : "absent", held);
+    free(held);
+    CHECK(fx_enqueue(&s_fx, 0, "rb-c2", "b2", 0, NULL, NULL) == 0, "a new call in b2");
+    fx_call_t *c2 = fx_snap_call((fx_snapshot(&s_fx, &s_snap), &s_snap), "rb-c2");
+    CHECK(c2 && strcmp(c2->state, "waiting") == 0, "waits while rb-ready is held (%s)", c2 ? c2->state : "absent");
+    for (int i = 0; i < 100 && strcmp(s_agent("rb-ready")->state, "reserved") != 0; i++) cc_sleep_ms(50);
+    c2 = fx_snap_call(&s_snap, "rb-c2");
+    CHECK(c2 && strcmp(c2->state, "offered") == 0 && strcmp(c2->agent, "rb-ready") == 0,
+          "offered to rb-ready once the hold is over (%s)", c2 ? c2->agent : "-");
     a = fx_snap_agent(&s_snap, "rb-gone");
     CHECK(!a || strcmp(a->state, "logged_out") == 0, "rb-gone stays logged out");
     redisReply *reason = cc_redis_cmdf(s_fx.redis, "HGET acd:agent:rb-lunch reason");
@@ -123,11 +136,7 @@ agents_come_back_as_they_were(cc_bus_t *bus)
     CHECK(a && strcmp(a->state, "wrap_up") == 0, "rb-call wraps up (%s)", a ? a->state : "absent");
     for (int i = 0; i < 100 && strcmp(s_agent("rb-call")->state, "ready") != 0; i++) cc_sleep_ms(50);
     CHECK(strcmp(s_agent("rb-call")->state, "ready") == 0, "then is ready");
-    CHECK(fx_enqueue(&s_fx, 0, "rb-c2", "b2", 0, NULL, NULL) == 0, "a new call in b2");
-    fx_snapshot(&s_fx, &s_snap);
-    c = fx_snap_call(&s_snap, "rb-c2");
-    CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(c->agent, "rb-ready") == 0, "offered to rb-ready (%s)",
-          c ? c->agent : "-");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "rb-c2", NULL) == 0, "rb-c2 ends");
     TEST_PASS(__func__);
 }
 
@@ -135,7 +144,7 @@ static void
 ringing_agents_come_back_with_their_offers_outcome(cc_bus_t *bus)
 {
     TEST_BEGIN(__func__);
-    CHECK(fx_login(&s_fx, 0, "rg-1", "", "b3") == 0 && fx_login(&s_fx, 0, "rg-2", "", "b3") == 0, "logins");
+    CHECK(fx_login(&s_fx, 0, "rg-1", "", "b5,b3") == 0 && fx_login(&s_fx, 0, "rg-2", "", "b5,b3") == 0, "logins");
     CHECK(fx_enqueue(&s_fx, 0, "rg-c1", "b3", 0, NULL, NULL) == 0 && fx_enqueue(&s_fx, 0, "rg-c2", "b3", 0, NULL, NULL) == 0,
           "two calls");
     fx_snapshot(&s_fx, &s_snap);
@@ -147,6 +156,19 @@ ringing_agents_come_back_with_their_offers_outcome(cc_bus_t *bus)
 
     s_flushall();
     CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
+    /* The gateway tells of the caller whose agent's phone still rings. */
+    Cc__Enqueue re = CC__ENQUEUE__INIT;
+    re.call_id = "rg-c2";
+    re.queue = "b3";
+    re.ringing_agent_id = answering;
+    CHECK(fx_request_as(&s_fx, 0, "rg-reoffer-1", "acd.reoffer", &re.base, NULL) == 0, "acd.reoffer rg-c2");
+    fx_agent_t *held = s_agent(answering);
+    CHECK(held && strcmp(held->state, "reserved") == 0 && strcmp(held->call, "rg-c2") == 0, "%s is offered rg-c2 again",
+          answering);
+    CHECK(fx_enqueue(&s_fx, 0, "rg-c3", "b3", 0, NULL, NULL) == 0, "a new call in b3");
+    fx_snapshot(&s_fx, &s_snap);
+    fx_call_t *c3 = fx_snap_call(&s_snap, "rg-c3");
+    CHECK(c3 && strcmp(c3->state, "waiting") == 0, "waits: no ringing agent is offered it (%s)", c3 ? c3->state : "-");
     CHECK(s_rejected("rg-c1", unanswered, "no_answer") == CC__STATUS__STATUS_NOT_FOUND,
           "acd says it lost rg-c1 (the gateway enqueues the caller again)");
     fx_agent_t *a = s_agent(unanswered);
@@ -160,10 +182,13 @@ ringing_agents_come_back_with_their_offers_outcome(cc_bus_t *bus)
     fx_call_t *c = fx_snap_call(&s_snap, "rg-c2");
     CHECK(a && strcmp(a->state, "on_call") == 0 && strcmp(a->call, "rg-c2") == 0, "%s is on rg-c2 (%s)", answering,
           a ? a->state : "absent");
-    CHECK(c && strcmp(c->state, "answered") == 0 && strcmp(c->queue, "b3") == 0, "rg-c2 answered in b3");
+    CHECK(c && strcmp(c->state, "answered") == 0 && strcmp(c->queue, "b3") == 0, "rg-c2 answered in b3 (%s)",
+          c ? c->queue : "-");
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "rg-c2", NULL) == 0, "the call ends");
     a = s_agent(answering);
-    CHECK(a && strcmp(a->state, "ready") == 0, "%s is free (b3 has no wrap-up): %s", answering, a ? a->state : "absent");
+    CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "rg-c3") == 0,
+          "%s is free (b3 has no wrap-up) and takes the waiting rg-c3: %s", answering, a ? a->state : "absent");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "rg-c3", NULL) == 0, "rg-c3 ends");
     /* The gateway's new enqueue of the caller who was ringing. */
     CHECK(fx_enqueue(&s_fx, 0, "rg-c1", "b3", 0, NULL, NULL) == 0, "rg-c1 enqueued again");
     fx_snapshot(&s_fx, &s_snap);
@@ -184,8 +209,9 @@ a_call_ended_before_the_restore_frees_its_agent(cc_bus_t *bus)
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "eb-c1", NULL) == CC__STATUS__STATUS_NOT_FOUND,
           "the call's end reaches acd before it noticed the loss");
     CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
+    for (int i = 0; i < 100 && strcmp(s_agent("eb-1")->state, "ready") != 0; i++) cc_sleep_ms(50);
     fx_agent_t *a = s_agent("eb-1");
-    CHECK(a && strcmp(a->state, "ready") == 0, "eb-1 is back ready, not stuck on the ended call (%s %s)",
+    CHECK(a && strcmp(a->state, "ready") == 0, "eb-1 is back ready after its hold, not stuck on the ended call (%s %s)",
           a ? a->state : "absent", a ? a->call : "");
     CHECK(!fx_snap_call(&s_snap, "eb-c1"), "eb-c1 is not back");
     TEST_PASS(__func__);
@@ -233,10 +259,11 @@ main(void)
 {
     cc_log_init("acd_rebuild_test", "acd_rebuild_test");
     setenv("FX_ACD_TICK_MS", "1000", 1);   /* Redis's loss noticed within 10 s */
+    setenv("ACD_RESTORE_HOLD_MS", "1500", 1);
     cc_bus_opts_t o = { .service = "test", .instance = "rebuild", .sub_endpoint = NULL };
     fx_start(&s_fx, "acd-rebuild", 1,
              "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('b1', 300000, 2000), ('b2', 300000, 0),"
-             " ('b3', 300000, 0), ('b4', 300000, 0)");
+             " ('b3', 300000, 0), ('b4', 300000, 0), ('b5', 300000, 0)");
     o.sub_endpoint = getenv("CC_BUS_SUB");
     cc_bus_t *bus = cc_bus_new(&o);
     cc_bus_subscribe(bus, "acd.rebuilt");
