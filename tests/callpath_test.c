@@ -11,8 +11,8 @@
  * busy_customer_fails_the_callback_and_frees_the_agent
  * agent_transfers_the_caller_to_a_number_then_back_to_the_queue
  * originate_rings_a_registered_phone
- * late_answer_after_acd_gave_up_keeps_the_caller
- * ringing_call_survives_a_redis_restart */
+ * ringing_call_survives_a_redis_restart
+ * offer_given_up_by_acd_stops_the_phone_ringing */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -129,6 +129,23 @@ s_wait_agent(const char *want)
         if (ok) return;
         cc_sleep_ms(100);
     }
+}
+
+/* Agent 1001 ready (asked for when it is not). */
+static void
+s_agent_ready(void)
+{
+    char *st = s_hget("acd:agent:1001", "state");
+    bool ready = strcmp(st, "ready") == 0;
+    free(st);
+    if (ready) return;
+    Cc__AgentSetState m = CC__AGENT_SET_STATE__INIT;
+    m.agent_id = "1001";
+    m.state = CC__AGENT_STATE__AGENT_READY;
+    Cc__Reply *r = s_call(s_acd, "agent.set_state", &m.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "agent ready: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    s_wait_agent("ready");
 }
 
 /* A caller dials the sales queue while no agent is free, asks for a
@@ -435,40 +452,6 @@ originate_rings_a_registered_phone(void)
     TEST_PASS(__func__);
 }
 
-static void
-late_answer_after_acd_gave_up_keeps_the_caller(void)
-{
-    TEST_BEGIN(__func__);
-    /* The "slow" queue gives an offer 1 s; the phone answers after 2.5 s:
-     * acd has taken the offer back and refuses the answer. The agent's leg
-     * ends; the caller stays with the music until they hang up. */
-    const char *slow[] = { "-d", "2500", NULL };
-    pid_t phone = s_sipp("sipp-phone-slow", "uas_agent_slow", "a", s_phone_port, slow);
-    cc_sleep_ms(300);
-    pid_t caller = s_sipp("sipp-caller-slow", "uac_queue", "101", NULL, NULL);
-    CHECK(s_wait(phone, 30000) == 0, "the slow phone answered and got its BYE");
-    CHECK(s_wait(caller, 30000) == 0, "the caller stayed on the line and hung up themselves");
-    PGresult *res = NULL;
-    for (int i = 0; i < 50; i++) {
-        if (res) PQclear(res);
-        CHECK(cc_pg_run(s_pg, "SELECT leg, hangup_by, reason FROM telephony.cdr WHERE dialled IN ('101', '1001')"
-                              " AND caller = '13800138009' AND started_at > now() - interval '1 minute'"
-                              " ORDER BY leg", &res) == 0, "cdr query");
-        if (PQntuples(res) == 2) break;
-        cc_sleep_ms(100);
-    }
-    CHECK(PQntuples(res) == 2, "two legs, got %d", PQntuples(res));
-    printf("agent leg: %s %s; caller leg: %s %s\n", PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2), PQgetvalue(res, 1, 1),
-           PQgetvalue(res, 1, 2));
-    CHECK(strcmp(PQgetvalue(res, 0, 0), "agent") == 0 && strcmp(PQgetvalue(res, 0, 2), "acd did not accept the answer") == 0,
-          "the agent's leg ended by the gateway");
-    CHECK(strcmp(PQgetvalue(res, 1, 0), "caller") == 0 && strcmp(PQgetvalue(res, 1, 1), "caller") == 0,
-          "the caller's leg ended by the caller, not with the agent's: %s", PQgetvalue(res, 1, 1));
-    PQclear(res);
-    s_wait_agent("not_ready");   /* the offer went unanswered in acd's time */
-    TEST_PASS(__func__);
-}
-
 /* Redis loses its data while the agent's phone rings for a caller of the
  * agent's third queue: acd holds the restored agent, the gateway tells it
  * again of the ringing call (acd.reoffer), and the answer puts the agent on
@@ -477,13 +460,8 @@ static void
 ringing_call_survives_a_redis_restart(void)
 {
     TEST_BEGIN(__func__);
-    Cc__AgentSetState st = CC__AGENT_SET_STATE__INIT;
-    st.agent_id = "1001";
-    st.state = CC__AGENT_STATE__AGENT_READY;
-    Cc__Reply *r = s_call(s_acd, "agent.set_state", &st.base);
-    CHECK(r->status == CC__STATUS__STATUS_OK, "agent ready: %s", r->error);
-    cc__reply__free_unpacked(r, NULL);
-    s_wait_agent("ready");
+    s_agent_ready();
+    Cc__Reply *r;
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
     const char *slow[] = { "-d", "7000", NULL };
@@ -530,6 +508,58 @@ ringing_call_survives_a_redis_restart(void)
     CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
     CHECK(s_wait(phone, 30000) == 0, "the agent's phone answered and got the BYE");
     s_wait_agent("ready");
+    TEST_PASS(__func__);
+}
+
+/* The "slow" queue gives an offer 1 s; the gateway would ring the phone
+ * for 15 s: when acd gives the offer up, the phone gets its CANCEL then,
+ * and the caller keeps waiting. */
+static void
+offer_given_up_by_acd_stops_the_phone_ringing(void)
+{
+    TEST_BEGIN(__func__);
+    s_agent_ready();
+    Cc__Reply *r;
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
+    pid_t phone = s_sipp("sipp-phone-forever", "uas_ring_forever", "a", s_phone_port, NULL);
+    s_listening(s_phone_port);
+    pid_t caller = s_sipp("sipp-caller-withdrawn", "uac_ivr", "101", NULL, NULL);
+    env = s_event("queue.offered", NULL, 10000);
+    char call_id[64];
+    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+    int64_t offered = cc_mono_ms();
+    env = s_event("queue.requeued", call_id, 10000);
+    cc__envelope__free_unpacked(env, NULL);
+    CHECK(s_wait(phone, 5000) == 0, "the phone got its CANCEL when acd gave the offer up, not at the gateway's 15 s");
+    printf("CANCEL %lld ms after the offer\n", (long long) (cc_mono_ms() - offered));
+    s_wait_agent("not_ready");
+    char key[96];
+    snprintf(key, sizeof key, "acd:call:%s", call_id);
+    char *state = s_hget(key, "state");
+    CHECK(strcmp(state, "waiting") == 0, "the caller keeps waiting (%s)", state);
+    free(state);
+    cc_sleep_ms(2000);   /* the caller's scenario has reached its wait for the BYE */
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = call_id;
+    h.reason = "test over";
+    r = s_call(s_gw, "media.hangup", &h.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
+    PGresult *res = NULL;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT sip_cause, reason FROM telephony.cdr WHERE call_id = '%s' AND leg = 'agent'", call_id);
+    for (int i = 0; i < 50; i++) {
+        if (res) PQclear(res);
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr query");
+        if (PQntuples(res) == 1) break;
+        cc_sleep_ms(100);
+    }
+    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "acd withdrew the offer") == 0,
+          "the agent leg's CDR says why (%s)", PQntuples(res) ? PQgetvalue(res, 0, 1) : "none");
+    PQclear(res);
     TEST_PASS(__func__);
 }
 
@@ -583,8 +613,8 @@ main(void)
     busy_customer_fails_the_callback_and_frees_the_agent();
     agent_transfers_the_caller_to_a_number_then_back_to_the_queue();
     originate_rings_a_registered_phone();
-    late_answer_after_acd_gave_up_keeps_the_caller();
     ringing_call_survives_a_redis_restart();
+    offer_given_up_by_acd_stops_the_phone_ringing();
 
     /* Every leg freed, nothing left behind (under --asan: no leak reports). */
     int status = cc_harness_stop(s_h, path.gateway, SIGTERM, 10000);

@@ -152,13 +152,33 @@ s_offer(acd_server_t *self, const char *const *v)
     s_ring(self, v);
 }
 
-/* An announcement is best effort: a late or lost one is not retried. */
+/* Announcements and withdrawals are best effort: a late or lost one is not
+ * retried. */
 static void
 s_ignore_reply(void *arg, const Cc__Reply *reply)
 {
     if (reply->status != CC__STATUS__STATUS_OK)
-        CC_DEBUG("announcement not played", "call_id=%s error=\"%s\"", reply->request_id, reply->error);
+        CC_DEBUG("best-effort gateway request not done", "method=%s request_id=%s error=\"%s\"",
+                 (const char *) arg, reply->request_id, reply->error);
 }
+
+/* acd gave an offer up itself (not answered in time, a supervisor): the
+ * gateway stops the agent's phone ringing (best effort: it also gives up at
+ * its own ring time). */
+static void
+s_withdraw(acd_server_t *self, const char *call_id, const char *agent)
+{
+    if (!self->gateway) return;
+    Cc__CallRef r = CC__CALL_REF__INIT;
+    r.call_id = (char *) call_id;
+    r.agent_id = (char *) agent;
+    uint8_t buf[512];
+    size_t len = cc__call_ref__get_packed_size(&r);
+    if (len > sizeof buf) return;
+    cc__call_ref__pack(&r, buf);
+    cc_rpc_call(self->gateway, "gateway.withdraw", call_id, buf, len, 2000, s_ignore_reply, "gateway.withdraw");
+}
+
 
 /* ------------------------------------------------------------ sessions */
 
@@ -300,7 +320,7 @@ s_on_action(void *arg, int argc, const char *const *v)
             size_t len = cc__queue_position__get_packed_size(&ev);
             if (len <= sizeof buf) {
                 cc__queue_position__pack(&ev, buf);
-                cc_rpc_call(self->gateway, "gateway.announce", v[1], buf, len, 2000, s_ignore_reply, NULL);
+                cc_rpc_call(self->gateway, "gateway.announce", v[1], buf, len, 2000, s_ignore_reply, "gateway.announce");
             }
         }
     } else if (strcmp(kind, "overflowed") == 0 && argc >= 5) {
@@ -335,6 +355,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.reason = (char *) v[4];
         cc_bus_publish_msg(self->bus, "queue.requeued", v[1], &ev);
         cc_metric_add(self->m_requeued, 1);
+        if (strcmp(v[4], "no_answer") == 0 || strcmp(v[4], "forced") == 0) s_withdraw(self, v[1], v[2]);
     }
 }
 

@@ -33,7 +33,7 @@
 #define RATE_SLOTS 256
 #define TELEV_PT 101
 
-enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE, MQ_BINDINGS };
+enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQUEUE, MQ_BINDINGS, MQ_WITHDRAW };
 
 #define MAX_REGS 4096
 #define SIP_HASH_SIZE 16384            /* buckets of libre's transaction and session tables */
@@ -1833,6 +1833,13 @@ s_on_mqueue(int id, void *data, void *arg)
             s_call_end(c, 200, "system", q->reason);
         }
     }
+    if (id == MQ_WITHDRAW) {
+        gw_call_t *a = s_call_find(m, q->call_id, true);
+        if (a && a->acd_offer && !a->cdr.answered_us && strcmp(a->agent, q->agent) == 0) {
+            CC_INFO("acd withdrew the offer; the agent's phone stops ringing", "call_id=%s agent_id=%s", q->call_id, q->agent);
+            s_call_end(a, 487, "system", "acd withdrew the offer");
+        }
+    }
     if (id == MQ_DROP_AGENT) {
         gw_call_t *c = s_call_find(m, q->call_id, false);
         if (c && c->peer) {
@@ -2118,6 +2125,14 @@ gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, int f
     snprintf(q->reason, sizeof q->reason, "%s", reason);
     q->fallback = fallback;
     return s_push(self, MQ_HANGUP, q);
+}
+
+int
+gw_media_withdraw(gw_media_t *self, const char *call_id, const char *agent)
+{
+    mq_req_t *q = s_req(call_id);
+    snprintf(q->agent, sizeof q->agent, "%s", agent);
+    return s_push(self, MQ_WITHDRAW, q);
 }
 
 int

@@ -152,6 +152,9 @@ int gw_media_offer(gw_media_t *self, const char *call_id, const char *agent_id, 
 int gw_media_hangup(gw_media_t *self, const char *call_id, const char *reason, int fallback);
 /* Hang up call_id's agent leg only; the caller goes back to music. */
 int gw_media_drop_agent(gw_media_t *self, const char *call_id);
+/* acd gave up call_id's offer to agent (not answered in its time, a
+ * supervisor): that agent's leg stops ringing (CANCEL); the caller stays. */
+int gw_media_withdraw(gw_media_t *self, const char *call_id, const char *agent);
 /* Sends every caller still waiting in a queue to acd again (acd lost its
  * state). */
 int gw_media_requeue_all(gw_media_t *self);

@@ -484,6 +484,21 @@ s_offer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (o) cc__agent_offer__free_unpacked(o, NULL);
 }
 
+/* gateway.withdraw (CallRef): acd gave the offer up; the agent's phone stops ringing. */
+static void
+s_withdraw(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
+{
+    gw_server_t *self = arg;
+    Cc__CallRef *r = cc__call_ref__unpack(NULL, req->payload.len, req->payload.data);
+    if (!r || !r->call_id[0] || !r->agent_id[0] || strlen(r->call_id) > 63 || strlen(r->agent_id) > 63)
+        cc_rpc_reply(call, CC__STATUS__STATUS_BAD_REQUEST, "want a call id and an agent id", NULL, 0);
+    else if (gw_media_withdraw(self->media, r->call_id, r->agent_id))
+        cc_rpc_reply(call, CC__STATUS__STATUS_UNAVAILABLE, "media thread unavailable", NULL, 0);
+    else
+        cc_rpc_reply(call, CC__STATUS__STATUS_OK, NULL, NULL, 0);
+    if (r) cc__call_ref__free_unpacked(r, NULL);
+}
+
 /* Hands op to the media thread; the reply waits for its end. */
 static void
 s_start_op(gw_server_t *self, cc_rpc_call_t *call, gw_media_op_t *op)
@@ -830,6 +845,7 @@ static const cc_rpc_method_t s_methods[] = {
     { "media.say", s_media_say, "MediaSay -> MediaDone: speaks text (espeak-ng, cached by text) and replies when said" },
     { "media.record", s_media_record, "MediaRecord -> MediaDone: records the caller to WAV; pause, resume, stop" },
     { "gateway.offer", s_offer, "AgentOffer -> ok: rings the agent's registered phone for the caller" },
+    { "gateway.withdraw", s_withdraw, "CallRef -> ok: acd gave the offer up; the agent's phone stops ringing" },
     { "media.play", s_media_play, "MediaPlay -> MediaDone: plays a prompt (in a loop: done at once; else when played)" },
     { "media.collect", s_media_collect, "MediaCollect -> MediaCollected: digits until max, a terminator or a timeout" },
     { "media.dtmf", s_media_dtmf,
