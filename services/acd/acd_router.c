@@ -36,6 +36,9 @@ struct _acd_router_t {
     op_t *sent;                /* the batch in Redis, its reply not read */
     int nsent;
     char sent_id[40];          /* its id: a batch sent again (lost reply) keeps it */
+    op_t *later;               /* a batch whose send failed while the one before it was being */
+    int nlater;                /* delivered: run (with its id) once that one's callbacks are done */
+    char later_id[40];
     char prefix[24];           /* this router's part of batch ids, random */
     uint64_t batches;
     char error[256];
@@ -215,7 +218,7 @@ s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
     free(ops);
 }
 
-static void s_send(acd_router_t *self);
+static void s_send(acd_router_t *self, bool may_wait);
 
 /* Runs batch id (NULL: a new one) and waits for its reply. cc_redis_eval
  * sends it once more after a broken connection (and loads the script after a
@@ -262,8 +265,18 @@ s_finish_sent(acd_router_t *self, bool wait, bool next)
         s_run_batch(self, ops, n, self->sent_id);
         return true;
     }
-    if (next) s_send(self);
+    if (next) s_send(self, false);
     s_deliver_batch(self, ops, n, r);
+    if (self->later) {
+        /* In order: after the batch before it, never ahead of it. */
+        op_t *later = self->later;
+        int nlater = self->nlater;
+        char id[40];
+        snprintf(id, sizeof id, "%s", self->later_id);
+        self->later = NULL;
+        self->nlater = 0;
+        s_run_batch(self, later, nlater, id);
+    }
     return true;
 }
 
@@ -273,14 +286,15 @@ s_on_readable(uv_poll_t *poll, int status, int events)
     (void) status;
     (void) events;
     acd_router_t *self = poll->data;
-    if (s_finish_sent(self, false, true) && !self->sent) s_send(self);
+    if (s_finish_sent(self, false, true) && !self->sent) s_send(self, true);
 }
 
 /* Sends the queued operations as one batch without waiting; the loop reads
  * the reply when it comes. Without a loop, or when the connection cannot
- * take it, the batch runs and is waited for. */
+ * take it, the batch runs and is waited for (may_wait), or is left for the
+ * caller to run once the batch before it is delivered. */
 static void
-s_send(acd_router_t *self)
+s_send(acd_router_t *self, bool may_wait)
 {
     if (self->sent || self->nops == 0) return;
     op_t *ops = self->ops;
@@ -300,6 +314,12 @@ s_send(acd_router_t *self)
     if (rc == 0) rc = cc_redis_pipeline_send(self->redis);
     int fd = cc_redis_fd(self->redis);
     if (rc || fd < 0) {
+        if (!may_wait) {
+            self->later = ops;
+            self->nlater = n;
+            snprintf(self->later_id, sizeof self->later_id, "%s", self->sent_id);
+            return;
+        }
         s_run_batch(self, ops, n, self->sent_id);
         return;
     }
@@ -322,7 +342,7 @@ s_send(acd_router_t *self)
 void
 acd_router_kick(acd_router_t *self)
 {
-    s_send(self);
+    s_send(self, true);
 }
 
 void

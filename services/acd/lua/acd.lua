@@ -1215,6 +1215,10 @@ local function run_batch(ARGV)
     if #store > 0 then
       redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
       redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
+      -- The period before the last is looked up no more: freed off the
+      -- main thread (a busy period holds many ids; freeing it at its
+      -- expiry would stall Redis).
+      redis.call('UNLINK', 'acd:req:' .. (bucket - 2))
     end
   end
   return results
