@@ -108,6 +108,15 @@ s_event(const char *type, const char *call_id, int timeout_ms)
     return NULL;
 }
 
+/* The call id (64 bytes) the next event of type is about. */
+static void
+s_event_call(const char *type, char *call_id)
+{
+    Cc__Envelope *env = s_event(type, NULL, 10000);
+    snprintf(call_id, 64, "%s", env->trace_id);
+    cc__envelope__free_unpacked(env, NULL);
+}
+
 /* A Redis hash field ("" when missing); the caller frees. */
 static char *
 s_hget(const char *key, const char *field)
@@ -129,6 +138,18 @@ s_wait_agent(const char *want)
         if (ok) return;
         cc_sleep_ms(100);
     }
+}
+
+/* Ends call_id through the media API. */
+static void
+s_hangup(const char *call_id, const char *reason)
+{
+    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
+    h.call_id = (char *) call_id;
+    h.reason = (char *) reason;
+    Cc__Reply *r = s_call(s_gw, "media.hangup", &h.base);
+    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
+    cc__reply__free_unpacked(r, NULL);
 }
 
 /* Agent 1001 ready (asked for when it is not). */
@@ -213,12 +234,7 @@ callback_rings_the_agent_then_the_customer_and_bridges_them(void)
     CHECK(strcmp(st, "on_call") == 0, "agent on the callback: %s", st);
     free(st);
     cc_sleep_ms(1500);   /* they talk */
-    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
-    h.call_id = call_id;
-    h.reason = "callback done";
-    Cc__Reply *r = s_call(s_gw, "media.hangup", &h.base);
-    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
-    cc__reply__free_unpacked(r, NULL);
+    s_hangup(call_id, "callback done");
     CHECK(s_wait(customer, 30000) == 0, "the customer answered and got the BYE (see %s)", cc_harness_dir(s_h));
     CHECK(s_wait(phone, 30000) == 0, "the agent's phone answered and got the BYE");
 
@@ -340,10 +356,8 @@ agent_transfers_the_caller_to_a_number_then_back_to_the_queue(void)
     s_listening(s_phone_port);
     /* The caller waits for the gateway's BYE; the agent answers. */
     pid_t caller = s_sipp("sipp-caller-3", "uac_ivr", "100", NULL, NULL);
-    env = s_event("call.started", NULL, 10000);
     char call_id[64];
-    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
-    cc__envelope__free_unpacked(env, NULL);
+    s_event_call("call.started", call_id);
     s_events_both("queue.answered", "call.bridged", call_id, 20000);
 
     /* Blind transfer to a number: the agent's phone gets its BYE, acd lets
@@ -377,12 +391,7 @@ agent_transfers_the_caller_to_a_number_then_back_to_the_queue(void)
     cc__reply__free_unpacked(r, NULL);
     CHECK(s_wait(number, 30000) == 0, "the number's leg got its BYE at the transfer back");
     s_events_both("queue.answered", "call.bridged", call_id, 20000);
-    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
-    h.call_id = call_id;
-    h.reason = "served";
-    r = s_call(s_gw, "media.hangup", &h.base);
-    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
-    cc__reply__free_unpacked(r, NULL);
+    s_hangup(call_id, "served");
     CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
     CHECK(s_wait(phone, 30000) == 0, "the agent's phone got the BYE");
 
@@ -428,12 +437,7 @@ originate_rings_a_registered_phone(void)
     snprintf(call_id, sizeof call_id, "%s", made->call_id);
     cc__media_originated__free_unpacked(made, NULL);
     cc__reply__free_unpacked(r, NULL);
-    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
-    h.call_id = call_id;
-    h.reason = "briefing done";
-    r = s_call(s_gw, "media.hangup", &h.base);
-    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
-    cc__reply__free_unpacked(r, NULL);
+    s_hangup(call_id, "briefing done");
     CHECK(s_wait(phone, 30000) == 0, "the phone answered and got the BYE");
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT leg, direction, caller, dialled, reason FROM telephony.cdr WHERE call_id = '%s'", call_id);
@@ -461,17 +465,14 @@ ringing_call_survives_a_redis_restart(void)
 {
     TEST_BEGIN(__func__);
     s_agent_ready();
-    Cc__Reply *r;
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
     const char *slow[] = { "-d", "7000", NULL };
     pid_t phone = s_sipp("sipp-phone-restart", "uas_agent_slow", "a", s_phone_port, slow);
     s_listening(s_phone_port);
     pid_t caller = s_sipp("sipp-caller-restart", "uac_ivr", "102", NULL, NULL);
-    env = s_event("queue.offered", NULL, 10000);
     char call_id[64];
-    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
-    cc__envelope__free_unpacked(env, NULL);
+    s_event_call("queue.offered", call_id);
     s_wait_agent("reserved");
 
     cc_harness_restart_redis(s_h);
@@ -499,12 +500,7 @@ ringing_call_survives_a_redis_restart(void)
     cc__queue_answered__free_unpacked(ans, NULL);
     cc__envelope__free_unpacked(env, NULL);
     s_wait_agent("on_call");
-    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
-    h.call_id = call_id;
-    h.reason = "served";
-    r = s_call(s_gw, "media.hangup", &h.base);
-    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
-    cc__reply__free_unpacked(r, NULL);
+    s_hangup(call_id, "served");
     CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
     CHECK(s_wait(phone, 30000) == 0, "the agent's phone answered and got the BYE");
     s_wait_agent("ready");
@@ -519,16 +515,13 @@ offer_given_up_by_acd_stops_the_phone_ringing(void)
 {
     TEST_BEGIN(__func__);
     s_agent_ready();
-    Cc__Reply *r;
     Cc__Envelope *env;
     while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
     pid_t phone = s_sipp("sipp-phone-forever", "uas_ring_forever", "a", s_phone_port, NULL);
     s_listening(s_phone_port);
     pid_t caller = s_sipp("sipp-caller-withdrawn", "uac_ivr", "101", NULL, NULL);
-    env = s_event("queue.offered", NULL, 10000);
     char call_id[64];
-    snprintf(call_id, sizeof call_id, "%s", env->trace_id);
-    cc__envelope__free_unpacked(env, NULL);
+    s_event_call("queue.offered", call_id);
     int64_t offered = cc_mono_ms();
     env = s_event("queue.requeued", call_id, 10000);
     cc__envelope__free_unpacked(env, NULL);
@@ -541,12 +534,7 @@ offer_given_up_by_acd_stops_the_phone_ringing(void)
     CHECK(strcmp(state, "waiting") == 0, "the caller keeps waiting (%s)", state);
     free(state);
     cc_sleep_ms(2000);   /* the caller's scenario has reached its wait for the BYE */
-    Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
-    h.call_id = call_id;
-    h.reason = "test over";
-    r = s_call(s_gw, "media.hangup", &h.base);
-    CHECK(r->status == CC__STATUS__STATUS_OK, "hangup: %s", r->error);
-    cc__reply__free_unpacked(r, NULL);
+    s_hangup(call_id, "test over");
     CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
     PGresult *res = NULL;
     char sql[256];

@@ -633,29 +633,18 @@ s_tell_call(gw_media_t *m, int type, const char *call_id, const char *agent, con
     s_tell(m, &msg);
 }
 
-/* Asks the service thread to put caller c in its acd queue. */
+/* Asks the service thread to put caller c in its acd queue (GW_MSG_ENQUEUE),
+ * or to tell acd again that its agent's phone rings (GW_MSG_REOFFER). */
 static void
-s_tell_enqueue(gw_media_t *m, gw_call_t *c)
+s_tell_queue(gw_media_t *m, gw_call_t *c, int type)
 {
     gw_msg_t msg;
     memset(&msg, 0, sizeof msg);
-    msg.type = GW_MSG_ENQUEUE;
+    msg.type = type;
     snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
     snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
     snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
-    s_tell(m, &msg);
-}
-
-static void
-s_tell_reoffer(gw_media_t *m, gw_call_t *c)
-{
-    gw_msg_t msg;
-    memset(&msg, 0, sizeof msg);
-    msg.type = GW_MSG_REOFFER;
-    snprintf(msg.call_id, sizeof msg.call_id, "%s", c->cdr.call_id);
-    snprintf(msg.queue, sizeof msg.queue, "%s", c->queue);
-    snprintf(msg.caller, sizeof msg.caller, "%s", c->cdr.caller);
-    snprintf(msg.agent, sizeof msg.agent, "%s", c->peer->agent);
+    if (type == GW_MSG_REOFFER) snprintf(msg.agent, sizeof msg.agent, "%s", c->peer->agent);
     s_tell(m, &msg);
 }
 
@@ -992,7 +981,7 @@ s_answer_now(gw_call_t *c)
     ans.call_id = c->cdr.call_id;
     s_publish(m, "call.answered", c->cdr.call_id, &ans);
     gw_clock_join(m->clock, &c->tx, cc_mono_us(), s_on_tx, c);
-    if (c->queued) s_tell_enqueue(m, c);
+    if (c->queued) s_tell_queue(m, c, GW_MSG_ENQUEUE);
     return 0;
 }
 
@@ -1617,7 +1606,7 @@ s_transfer(gw_media_t *m, gw_call_t *c, const gw_media_op_t *op)
     if (to_queue) {
         c->queued = true;
         snprintf(c->queue, sizeof c->queue, "%s", d + 6);
-        s_tell_enqueue(m, c);
+        s_tell_queue(m, c, GW_MSG_ENQUEUE);
         s_tell_done(m, op->token, c->cdr.call_id, "queued", NULL);
         return;
     }
@@ -1860,12 +1849,12 @@ s_on_mqueue(int id, void *data, void *arg)
             if (c->agent_leg || c->ended || !c->queued || c->bridged || !c->peer || !c->peer->acd_offer
                 || !c->cdr.answered_us)
                 continue;
-            s_tell_reoffer(m, c);
+            s_tell_queue(m, c, GW_MSG_REOFFER);
         }
         LIST_FOREACH(&m->calls, le) {
             gw_call_t *c = le->data;
             if (c->agent_leg || c->ended || !c->queued || c->bridged || c->peer || !c->cdr.answered_us) continue;
-            s_tell_enqueue(m, c);
+            s_tell_queue(m, c, GW_MSG_ENQUEUE);
         }
     }
     if (id == MQ_USERS) {
