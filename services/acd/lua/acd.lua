@@ -14,7 +14,9 @@
 --   acd:queue:<q>:members      set of logged-in agents of the queue
 --   acd:queue:<q>:wait         zset call -> rank (priority first, then arrival)
 --   acd:queue:<q>:ready        zset agent -> rank by the queue's strategy
---   acd:agent:<a>              hash: state, since, reason, call, ext, queues, calls, last_offer
+--   acd:agent:<a>              hash: state, since, reason, call, ext, queues, calls, last_offer,
+--                              after_call, ranks (its queues' strategies), skills (as logged in,
+--                              read with the rest on each decision)
 --   acd:agent:<a>:skills       hash: skill -> level
 --   acd:call:<c>               hash: queue, prio, enq (arrival), qenq (entered this queue),
 --                              rank, skills, state, agent, last_agent, sticky_until,
@@ -156,11 +158,35 @@ end
 -- one constructor (sized at once): agents are read on every decision.
 local function load_agent(agent)
   local f = redis.call('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls',
-                       'last_offer', 'after_call', 'ranks')
+                       'last_offer', 'after_call', 'ranks', 'skills')
   if not f[1] and not f[6] then return nil end
   return { state = f[1] or nil, since = f[2] or nil, reason = f[3] or nil, call = f[4] or nil, ext = f[5] or nil,
            queues = f[6] or nil, calls = f[7] or nil, last_offer = f[8] or nil, after_call = f[9] or nil,
-           ranks = f[10] or nil }
+           ranks = f[10] or nil, skills = f[11] or nil }
+end
+
+-- "sales:5,english:1" -> { sales = 5, english = 1 } (shared within the run)
+local memo_levels = {}
+local function levels_of(s)
+  local t = memo_levels[s]
+  if t then return t end
+  t = {}
+  for _, sk in ipairs(parse_skills(s)) do t[sk[1]] = sk[2] end
+  memo_levels[s] = t
+  return t
+end
+
+-- Whether agent (its hash a) meets skills, read from its hash's copy of
+-- its skills (its skills hash for an agent logged in before the copy).
+local function has_skills(agent, a, skills)
+  if #skills == 0 then return true end
+  if not a.skills then return agent_qualifies(agent, skills) end
+  local levels = levels_of(a.skills)
+  for _, sk in ipairs(skills) do
+    local have = levels[sk[1]]
+    if not have or have < sk[2] then return false end
+  end
+  return true
 end
 
 -- Queue settings, read once per script run from acd:queue:<q>:conf: the
@@ -384,7 +410,8 @@ local function pick_agent(call, c, conf, fresh)
   while first < SCAN do
     local agents = redis.call('ZRANGE', key, first, last)
     for _, agent in ipairs(agents) do
-      if agent_qualifies(agent, skills) then return agent, load_agent(agent) end
+      local a = load_agent(agent)
+      if a and has_skills(agent, a, skills) then return agent, a end
     end
     if #agents <= last - first then return nil end
     first, last = last + 1, last + PAGE
@@ -441,7 +468,7 @@ local function route_agent(agent, a)
         local held = rank == math.huge
                      or (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
                      or tonumber(c.hold_until or 0) > now
-        if not held and agent_qualifies(agent, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
+        if not held and has_skills(agent, a, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
           best, best_rank, best_c = call, rank, c
           done = true
           break
@@ -573,7 +600,9 @@ local function log_in(agent, a, ext, queues, skills, state, reason, call)
   redis.call('DEL', key .. ':skills')
   for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
   a.ranks = ranks_of(list(queues))
-  redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0, 'ranks', a.ranks)
+  redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0, 'ranks', a.ranks,
+             'skills', skills or '')
+  a.skills = skills or ''
   redis.call('SADD', 'acd:agents', agent)
   for _, q in ipairs(list(queues)) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
@@ -706,7 +735,11 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     q = conf.blacklist_queue
     conf = qconf(q)
   end
-  if redis.call('EXISTS', 'acd:call:' .. call) == 1 then return fail('conflict', 'call ' .. call .. ' is already queued') end
+  -- One command says whether the call exists (counted twice) and whether
+  -- calls wait in its queue (once).
+  local wait = 'acd:queue:' .. q .. ':wait'
+  local known = redis.call('EXISTS', 'acd:call:' .. call, 'acd:call:' .. call, wait)
+  if known >= 2 then return fail('conflict', 'call ' .. call .. ' is already queued') end
   local code, text = refusal(q, conf)
   if code then return fail(code, text) end
   prio = math.max(0, math.min(9, tonumber(prio) or 0))
@@ -723,11 +756,10 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
               skills = required, state = 'waiting', agent = '', last_agent = last_agent or '',
               sticky_until = tostring(sticky_until), customer = customer or '', caller = caller or '',
               flags = flags or '', kind = 'call', attempts = '0' }
-  local wait = 'acd:queue:' .. q .. ':wait'
   local agent, a = pick_agent(call, c, conf, true)
   if agent then
     -- Offered at once: it never waits, its place is the calls ranked ahead.
-    local pos = redis.call('ZCOUNT', wait, '-inf', '(' .. rank) + 1
+    local pos = known == 1 and redis.call('ZCOUNT', wait, '-inf', '(' .. c.rank) + 1 or 1
     emit({ 'entered', call, q, tostring(prio), tostring(pos) })
     reserve(call, c, agent, a, true, false)
     emit({ 'position', call, '0', '0', conf.music or '' })
