@@ -5,6 +5,7 @@
 #include "cc/cc_log.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,38 +100,33 @@ s_status(const char *code)
     return CC__STATUS__STATUS_BAD_REQUEST;
 }
 
-/* Hands one operation's result (its list of actions; NULL when Redis could
- * not be reached, an error reply when the script failed) to its callbacks. */
+/* Hands one operation's result to its callbacks: its list of actions (a
+ * JSON array of arrays of strings; an empty one may come as {}), or, when
+ * result is NULL, the failure status with its error text. */
 static void
-s_deliver(acd_router_t *self, op_t *op, redisReply *r)
+s_deliver(acd_router_t *self, op_t *op, const json_t *result, Cc__Status failure, const char *failure_error)
 {
-    Cc__Status status = CC__STATUS__STATUS_OK;
-    const char *error = NULL;
-    if (!r) {
-        status = CC__STATUS__STATUS_UNAVAILABLE;
-        error = "redis unavailable";
-    } else if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(self->error, sizeof self->error, "%s", r->str);
-        status = CC__STATUS__STATUS_INTERNAL;
-        error = self->error;
-    } else if (r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements; i++) {
-            redisReply *a = r->element[i];
-            if (a->type != REDIS_REPLY_ARRAY || a->elements == 0) continue;
-            const char *v[16];
-            int n = 0;
-            for (size_t j = 0; j < a->elements && n < 16; j++)
-                v[n++] = a->element[j]->type == REDIS_REPLY_STRING ? a->element[j]->str : "";
-            if (strcmp(v[0], "error") == 0 && n >= 3) {
-                status = s_status(v[1]);
-                if (status == CC__STATUS__STATUS_INTERNAL)
-                    CC_ERROR("acd operation failed in the script", "op=%s error=\"%s\"", op->argv[2], v[2]);
-                snprintf(self->error, sizeof self->error, "%s", v[2]);
-                error = self->error;
-                continue;
-            }
-            if (op->fn) op->fn(op->arg, n, v);
+    Cc__Status status = result ? CC__STATUS__STATUS_OK : failure;
+    const char *error = result ? NULL : failure_error;
+    size_t i;
+    const json_t *a;
+    if (result && json_is_array(result)) json_array_foreach(result, i, a) {
+        if (!json_is_array(a) || json_array_size(a) == 0) continue;
+        const char *v[16];
+        int n = 0;
+        for (size_t j = 0; j < json_array_size(a) && n < 16; j++) {
+            const char *text = json_string_value(json_array_get(a, j));
+            v[n++] = text ? text : "";
         }
+        if (strcmp(v[0], "error") == 0 && n >= 3) {
+            status = s_status(v[1]);
+            if (status == CC__STATUS__STATUS_INTERNAL)
+                CC_ERROR("acd operation failed in the script", "op=%s error=\"%s\"", op->argv[2], v[2]);
+            snprintf(self->error, sizeof self->error, "%s", v[2]);
+            error = self->error;
+            continue;
+        }
+        if (op->fn) op->fn(op->arg, n, v);
     }
     if (op->done) op->done(op->arg, status, error);
 }
@@ -200,20 +196,40 @@ s_batch_argv(op_t *ops, int n, const char *id, char *count, size_t *nargs_p)
 }
 
 /* Hands a batch's reply (NULL: Redis unreachable) to its operations, then
- * frees them and the reply. */
+ * frees them and the reply. The script answers one JSON text: the list of
+ * the operations' results, in order. */
 static void
 s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
 {
-    if (r && r->type == REDIS_REPLY_ERROR)
+    json_t *all = NULL;
+    Cc__Status failure = CC__STATUS__STATUS_UNAVAILABLE;
+    const char *failure_error = "redis unavailable";
+    if (r && r->type == REDIS_REPLY_ERROR) {
         CC_ERROR("acd script failed", "ops=%d first=%s error=\"%s\"", n, ops[0].argv[2], r->str);
-    bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t) n;
-    if (r && r->type == REDIS_REPLY_ARRAY && !whole)
-        CC_ERROR("acd script returned a short batch", "ops=%d results=%zu", n, r->elements);
+        snprintf(self->error, sizeof self->error, "%s", r->str);
+        failure = CC__STATUS__STATUS_INTERNAL;
+        failure_error = self->error;
+    } else if (r && r->type == REDIS_REPLY_STRING) {
+        json_error_t e;
+        all = json_loadb(r->str, r->len, 0, &e);
+        if (!all || !json_is_array(all) || json_array_size(all) != (size_t) n) {
+            CC_ERROR("acd script returned a result that does not match its batch", "ops=%d error=\"%s\"", n,
+                     all ? "not one result per operation" : e.text);
+            json_decref(all);
+            all = NULL;
+            failure = CC__STATUS__STATUS_INTERNAL;
+            failure_error = "acd script returned an unreadable result";
+        }
+    } else if (r) {
+        CC_ERROR("acd script returned an unexpected reply", "ops=%d type=%d", n, r->type);
+        failure = CC__STATUS__STATUS_INTERNAL;
+        failure_error = "acd script returned an unexpected reply";
+    }
     for (int i = 0; i < n; i++) {
-        redisReply *one = whole ? r->element[i] : r && r->type == REDIS_REPLY_ERROR ? r : NULL;
-        s_deliver(self, &ops[i], one);
+        s_deliver(self, &ops[i], all ? json_array_get(all, (size_t) i) : NULL, failure, failure_error);
         s_op_free(&ops[i]);
     }
+    json_decref(all);
     if (r) freeReplyObject(r);
     free(ops);
 }

@@ -10,6 +10,7 @@
 #include "queue.pb-c.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,18 @@ s_id_ok(const char *s)
     return true;
 }
 
+/* Free text (a not-ready reason): up to max bytes of valid UTF-8 (the
+ * script's results come back as JSON). */
+static bool
+s_text_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    json_t *j = n <= max ? json_stringn(s, n) : NULL;
+    bool ok = j != NULL;
+    json_decref(j);
+    return ok;
+}
+
 static void
 s_reply_status(cc_rpc_call_t *call, Cc__Status st, const char *error)
 {
@@ -540,8 +553,8 @@ s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     const char *state = m->state == CC__AGENT_STATE__AGENT_READY ? "ready"
                       : m->state == CC__AGENT_STATE__AGENT_NOT_READY ? "not_ready"
                       : m->state == CC__AGENT_STATE__AGENT_LOGGED_OUT ? "logged_out" : NULL;
-    if (!s_id_ok(m->agent_id) || strlen(m->reason) > 64) {
-        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id or reason");
+    if (!s_id_ok(m->agent_id) || !s_text_ok(m->reason, 64)) {
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id, or reason (up to 64 bytes of UTF-8)");
     } else if (!state) {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "state must be ready, not_ready or logged_out");
     } else {
@@ -613,12 +626,12 @@ s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Req
 {
     DECODE(Cc__CallRef, cc__call_ref, m);
     bool need_agent = strcmp(op, "ended") != 0 && strcmp(op, "cancel") != 0;
-    if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && strlen(m->reason) <= 64) {
+    if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && s_text_ok(m->reason, 64)) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
         s_submit(self, call, req, op, 3, args, false);
         s_flush_if_full(self);
     } else {
-        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id");
+        s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id, or reason (up to 64 bytes of UTF-8)");
     }
     cc__call_ref__free_unpacked(m, NULL);
 }

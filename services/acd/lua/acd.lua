@@ -1145,8 +1145,8 @@ end
 -- The script's entry: a batch of operations, run one after the other in
 -- one atomic call. ARGV: the number of operations, the batch's id ("" for
 -- none), then for each operation its field count k and k fields: request id
--- ("" for none), operation, time, args. Returns one list of actions per
--- operation.
+-- ("" for none), operation, time, args. Returns, as one JSON text, the
+-- list of the operations' results: each a list of actions.
 --
 -- Nothing runs twice:
 -- * A batch sent again (its reply was lost on the way back, so its actions
@@ -1205,7 +1205,7 @@ local function run_batch(ARGV)
   end
 
   local results, stored, store = {}, {}, {}
-  local changed = false
+  local changed, read_only = false, false
   for n, o in ipairs(batch) do
     local fn = ops[o.name]
     stored[n] = 0
@@ -1222,6 +1222,7 @@ local function run_batch(ARGV)
     else
       now, now_s, out = o.now, o.args_now, {}
       local ok, res = pcall(fn, unpack(o.args))
+      read_only = read_only or READ_ONLY[o.name] or false
       if ok then
         results[n] = res
         if not READ_ONLY[o.name] then
@@ -1242,8 +1243,11 @@ local function run_batch(ARGV)
     end
   end
   if seq_at then redis.call('SET', 'acd:seq', string.format('%d', seq_at)) end
+  -- The reply is one JSON text (cheaper for Redis than nested replies), and
+  -- the same text is what a batch sent again gets back.
+  local text = cjson.encode(results)
   if changed and batch_id ~= '' and not first then
-    redis.call('SET', 'acd:batch:' .. batch_id, cjson.encode(stored), 'PX', BATCH_KEEP_MS)
+    redis.call('SET', 'acd:batch:' .. batch_id, read_only and cjson.encode(stored) or text, 'PX', BATCH_KEEP_MS)
     if #store > 0 then
       redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
       redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
@@ -1253,7 +1257,7 @@ local function run_batch(ARGV)
       redis.call('UNLINK', 'acd:req:' .. (bucket - 2))
     end
   end
-  return results
+  return text
 end
 
 return run_batch(ARGV)

@@ -305,6 +305,11 @@ bad_requests_get_clear_errors_and_change_nothing(void)
     fx_snapshot(&s_fx, &after);
     CHECK(after.nc == before.nc && after.na == before.na, "nothing stored (calls %d->%d, agents %d->%d)",
           before.nc, after.nc, before.na, after.na);
+    CHECK(fx_login(&s_fx, 0, "t8b", "", "r3") == 0, "login t8b");
+    CHECK(fx_state(&s_fx, 0, "t8b", "not_ready", "caf\xc3") == CC__STATUS__STATUS_BAD_REQUEST, "a reason cut mid-character");
+    CHECK(fx_state(&s_fx, 0, "t8b", "not_ready", "caf\xc3\xa9 break") == 0, "a UTF-8 reason is taken");
+    CHECK(strcmp(s_agent("t8b")->state, "not_ready") == 0, "t8b not ready");
+    CHECK(fx_state(&s_fx, 0, "t8b", "logged_out", "") == 0, "t8b leaves");
     /* And the service still serves. */
     CHECK(fx_enqueue(&s_fx, 0, "t8-ok", "r3", 0, NULL, NULL) == 0, "still serving");
     fx_call_op(&s_fx, 0, "acd.ended", "t8-ok", NULL);
