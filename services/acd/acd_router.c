@@ -5,8 +5,8 @@
 #include "cc/cc_log.h"
 
 #include <assert.h>
-#include <jansson.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

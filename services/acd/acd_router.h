@@ -4,10 +4,11 @@
  * call to an agent, publish an event). Several acd instances share one Redis
  * safely: no agent is ever given two calls, no call two agents. Operations
  * submitted in one turn of the loop go to Redis together, as one script call
- * (one round trip, one script run, for many decisions). An operation with a
- * request id runs once: a retry with the same id gets the first run's
- * actions back, so a reply lost between Redis and acd is never an error
- * that acts twice when retried. */
+ * (one round trip, one script run, for many decisions). Nothing runs twice:
+ * a batch sent again after its reply was lost gets its first results (and
+ * their actions are carried out then); a retried request that ran already,
+ * maybe through another instance, gets its first reply, led by a
+ * "replayed" action (its events were published by the first run). */
 #ifndef ACD_ROUTER_H
 #define ACD_ROUTER_H
 

@@ -180,7 +180,6 @@ s_withdraw(acd_server_t *self, const char *call_id, const char *agent)
     cc_rpc_call(self->gateway, "gateway.withdraw", call_id, buf, len, 2000, s_ignore_reply, "gateway.withdraw");
 }
 
-
 /* ------------------------------------------------------------ sessions */
 
 /* Agents' sessions are kept in acd.sessions (what an agent asked for last:
