@@ -627,7 +627,7 @@ s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Req
     bool need_agent = strcmp(op, "ended") != 0 && strcmp(op, "cancel") != 0;
     if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && s_text_ok(m->reason, 64)) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
-        s_submit(self, call, req, op, 3, args, false);
+        s_submit(self, call, req, op, need_agent ? 3 : 1, args, false);   /* ended, cancel: the call only */
         s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id, or reason (up to 64 bytes of UTF-8)");
