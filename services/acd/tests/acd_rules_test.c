@@ -294,6 +294,13 @@ bad_requests_get_clear_errors_and_change_nothing(void)
     CHECK(fx_login(&s_fx, 0, "t8a", "", "nosuch") == CC__STATUS__STATUS_NOT_FOUND, "login to an unknown queue");
     CHECK(fx_login(&s_fx, 0, "t8a", "sales:500", "r3") == CC__STATUS__STATUS_BAD_REQUEST, "absurd skill level");
     CHECK(fx_login(&s_fx, 0, "unknown-agent", "", "") == CC__STATUS__STATUS_NOT_FOUND, "login without definition");
+    Cc__Enqueue re = CC__ENQUEUE__INIT;
+    re.call_id = "t8-re";
+    re.queue = "r3";
+    uint8_t rebuf[128];
+    size_t relen = cc__enqueue__pack(&re, rebuf);
+    CHECK(fx_request(&s_fx, 0, "acd.reoffer", rebuf, relen, err, sizeof err) == CC__STATUS__STATUS_BAD_REQUEST,
+          "a reoffer without its ringing agent");
     Cc__AgentSetState m = CC__AGENT_SET_STATE__INIT;
     m.agent_id = "t8a";
     m.state = CC__AGENT_STATE__AGENT_ON_CALL;

@@ -938,6 +938,12 @@ call_control_answer_originate_bridge_hold_transfer(void)
     s_status(s_media(c, "media.transfer", &tr.base, 30000), "a bad destination", CC__STATUS__STATUS_BAD_REQUEST);
     org.destination = "not-a-number";
     s_status(s_media(c, "media.originate", &org.base, 30000), "originate to a bad number", CC__STATUS__STATUS_BAD_REQUEST);
+    Cc__CallRef wd = CC__CALL_REF__INIT;
+    wd.call_id = b_id;
+    s_status(s_media(c, "gateway.withdraw", &wd.base, 30000), "a withdrawal without its agent", CC__STATUS__STATUS_BAD_REQUEST);
+    wd.agent_id = "1009";
+    s_status(s_media(c, "gateway.withdraw", &wd.base, 30000), "a withdrawal of no ringing offer (nothing to stop)",
+             CC__STATUS__STATUS_OK);
     CHECK(s_wait_sipp(caller) == 0, "the caller was released after the fallback message");
 
     Cc__MediaHangup h = CC__MEDIA_HANGUP__INIT;
