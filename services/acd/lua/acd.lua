@@ -348,19 +348,19 @@ end
 -- Writes a new call c (its fields are strings) whole. What is empty or at
 -- its default is left out (qenq = enq, sticky_until 0, kind call, attempts
 -- 0): every reader takes a missing field so, and a short hash costs less.
+local function opt(kv, name, v)
+  if v and v ~= '' then kv[#kv + 1], kv[#kv + 2] = name, v end
+end
 local function write_call(call, c)
   local kv = { 'queue', c.queue, 'prio', c.prio, 'enq', c.enq, 'rank', c.rank, 'state', c.state }
-  local function opt(name, v)
-    if v and v ~= '' then kv[#kv + 1], kv[#kv + 2] = name, v end
-  end
-  opt('skills', c.skills)
-  opt('agent', c.agent)
-  opt('offered', c.offered)
-  opt('last_agent', c.last_agent)
-  if c.sticky_until ~= '0' then opt('sticky_until', c.sticky_until) end
-  opt('customer', c.customer)
-  opt('caller', c.caller)
-  opt('flags', c.flags)
+  opt(kv, 'skills', c.skills)
+  opt(kv, 'agent', c.agent)
+  opt(kv, 'offered', c.offered)
+  opt(kv, 'last_agent', c.last_agent)
+  if c.sticky_until ~= '0' then opt(kv, 'sticky_until', c.sticky_until) end
+  opt(kv, 'customer', c.customer)
+  opt(kv, 'caller', c.caller)
+  opt(kv, 'flags', c.flags)
   redis.call('HSET', 'acd:call:' .. call, unpack(kv))
 end
 
