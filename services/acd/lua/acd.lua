@@ -65,6 +65,13 @@ local SCAN = 64                    -- candidates looked at per decision, at most
 local function emit(t) out[#out + 1] = t end
 local function fail(code, text) return { { "error", code, text } } end
 
+-- An integral number as text. tostring formats through "%.14g" (the
+-- floating-point path of printf, several times dearer); the small ones a
+-- decision uses most are made once.
+local SMALL = {}
+for i = 0, 99 do SMALL[i] = string.format('%d', i) end
+local function int(x) return SMALL[x] or string.format('%d', x) end
+
 local function hgetall(key)
   local flat = redis.call('HGETALL', key)
   if #flat == 0 then return nil end
@@ -332,7 +339,7 @@ local function set_state(agent, a, state, reason, call, ...)
       if confs[i] then redis.call('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, confs[i], agent, a), agent) end
     end
   end
-  emit({ 'agent', agent, state, prev, tostring(now - since), a.reason, a.call })
+  emit({ 'agent', agent, state, prev, int(now - since), a.reason, a.call })
 end
 
 -- The next value of acd:seq (round robin's order of offers): read once per
@@ -383,7 +390,7 @@ local function reserve(call, c, agent, a, fresh, in_due)
     redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now_s)
   end
   redis.call('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
-  emit({ 'offer', call, agent, q, tostring(now - tonumber(c.enq)), a.ext or '', c.customer or '',
+  emit({ 'offer', call, agent, q, int(now - tonumber(c.enq)), a.ext or '', c.customer or '',
          c.caller or '', c.flags or '', c.kind or 'call', c.number or '' })
 end
 
@@ -408,7 +415,7 @@ local function pick_agent(call, c, conf, fresh)
   -- Usually the first ready agent qualifies: read it, then pages of more.
   local key, first, last = 'acd:queue:' .. q .. ':ready', 0, 0
   while first < SCAN do
-    local agents = redis.call('ZRANGE', key, first, last)
+    local agents = redis.call('ZRANGE', key, int(first), int(last))
     for _, agent in ipairs(agents) do
       local a = load_agent(agent)
       if a and has_skills(agent, a, skills) then return agent, a end
@@ -452,7 +459,7 @@ local function route_agent(agent, a)
     local conf = nil   -- read only for a queue with calls waiting
     local done = false
     for first = 0, SCAN - 1, PAGE do
-      local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', first, first + PAGE - 1, 'WITHSCORES')
+      local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', int(first), int(first + PAGE - 1), 'WITHSCORES')
       if #calls > 0 and conf == nil then conf = qconf(q) or false end
       if not conf then break end
       for i = 1, #calls, 2 do
@@ -462,7 +469,7 @@ local function route_agent(agent, a)
         if not c then
           -- A wait-set entry without its call: drop it rather than fail.
           redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-          c = { last_agent = '', sticky_until = '0', hold_until = '0', enq = tostring(now), skills = '' }
+          c = { last_agent = '', sticky_until = '0', hold_until = '0', enq = now_s, skills = '' }
           rank = math.huge
         end
         local held = rank == math.huge
@@ -516,7 +523,7 @@ local function leave(call, c, reason)
   redis.call('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
   redis.call('ZREM', 'acd:due', call)
   redis.call('DEL', 'acd:call:' .. call)
-  emit({ 'left', call, c.queue, tostring(now - tonumber(c.enq)), reason })
+  emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), reason })
 end
 
 -- Why queue q (settings conf) takes no new call now: nil, or an error code
@@ -543,13 +550,13 @@ local function overflow(call, c, to)
   local tconf = qconf(to)
   if not tconf or refusal(to, tconf) then return false end
   redis.call('ZREM', 'acd:queue:' .. from .. ':wait', call)
-  c.queue, c.qenq = to, tostring(now)
+  c.queue, c.qenq = to, now_s
   local required = qconf(to).skills or ''
   redis.call('HSET', 'acd:call:' .. call, 'queue', to, 'qenq', now, 'skills', required, 'sticky_until', 0)
   c.sticky_until = '0'
   c.skills = required
   redis.call('ZADD', 'acd:queue:' .. to .. ':wait', tonumber(c.rank), call)
-  emit({ 'overflowed', call, from, to, tostring(now - tonumber(c.enq)) })
+  emit({ 'overflowed', call, from, to, int(now - tonumber(c.enq)) })
   return true
 end
 
@@ -742,7 +749,7 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   if known >= 2 then return fail('conflict', 'call ' .. call .. ' is already queued') end
   local code, text = refusal(q, conf)
   if code then return fail(code, text) end
-  prio = math.max(0, math.min(9, tonumber(prio) or 0))
+  prio = math.floor(math.max(0, math.min(9, tonumber(prio) or 0)))
   local rank = (9 - prio) * PRIO_SPAN + now
   local required = conf.skills or ''
   if skills and skills ~= '' then required = (required ~= '' and (required .. ',') or '') .. skills end
@@ -752,15 +759,15 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
     -- Held for the last agent only while that agent is logged in to the queue.
     sticky_until = now + tonumber(conf.sticky_ms)
   end
-  local c = { queue = q, prio = tostring(prio), enq = now_s, qenq = now_s, rank = string.format('%d', rank),
+  local c = { queue = q, prio = int(prio), enq = now_s, qenq = now_s, rank = string.format('%d', rank),
               skills = required, state = 'waiting', agent = '', last_agent = last_agent or '',
-              sticky_until = tostring(sticky_until), customer = customer or '', caller = caller or '',
-              flags = flags or '', kind = 'call', attempts = '0' }
+              sticky_until = int(sticky_until), customer = customer or '', caller = caller or '',
+              flags = flags or '', kind = 'call', attempts = '0', offered = '' }
   local agent, a = pick_agent(call, c, conf, true)
   if agent then
     -- Offered at once: it never waits, its place is the calls ranked ahead.
     local pos = known == 1 and redis.call('ZCOUNT', wait, '-inf', '(' .. c.rank) + 1 or 1
-    emit({ 'entered', call, q, tostring(prio), tostring(pos) })
+    emit({ 'entered', call, q, int(prio), int(pos) })
     reserve(call, c, agent, a, true, false)
     emit({ 'position', call, '0', '0', conf.music or '' })
     return out
@@ -768,9 +775,9 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   write_call(call, c)
   redis.call('ZADD', wait, c.rank, call)
   local pos, ewt = position(call, c)
-  emit({ 'entered', call, q, tostring(prio), tostring(pos) })
+  emit({ 'entered', call, q, int(prio), int(pos) })
   if timed(c, conf) then schedule(call, c, conf) end
-  emit({ 'position', call, tostring(pos), tostring(ewt), conf.music or '' })
+  emit({ 'position', call, int(pos), int(ewt), conf.music or '' })
   return out
 end
 
@@ -841,7 +848,7 @@ function ops.answered(call, agent)
   set_state(agent, a, 'on_call', '', call)
   local sl = tonumber((qconf(c.queue) or {}).sl_ms or 20000)
   local waited = now - tonumber(c.enq)
-  emit({ 'answered', call, agent, c.queue, tostring(waited), waited <= sl and '1' or '0' })
+  emit({ 'answered', call, agent, c.queue, int(waited), waited <= sl and '1' or '0' })
   return out
 end
 
@@ -866,7 +873,7 @@ end
 function ops.ended(call)
   local f = redis.call('HMGET', 'acd:call:' .. call, 'queue', 'state', 'agent', 'enq', 'kind', 'answered')
   if not f[1] then return fail('not_found', 'no call ' .. tostring(call)) end
-  local c = { queue = f[1], state = f[2] or '', agent = f[3] or '', enq = f[4] or tostring(now), kind = f[5] or 'call',
+  local c = { queue = f[1], state = f[2] or '', agent = f[3] or '', enq = f[4] or now_s, kind = f[5] or 'call',
               answered = f[6] or nil }
   local q = c.queue
   if c.kind == 'callback' and (c.state == 'waiting' or c.state == 'offered') then
@@ -877,10 +884,10 @@ function ops.ended(call)
   elseif c.state == 'waiting' then
     local position = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
     redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-    emit({ 'abandoned', call, q, tostring(now - tonumber(c.enq)), tostring(position) })
+    emit({ 'abandoned', call, q, int(now - tonumber(c.enq)), int(position) })
   elseif c.state == 'offered' then
     -- Hung up while the agent's phone rang: an abandon; the agent is free.
-    emit({ 'abandoned', call, q, tostring(now - tonumber(c.enq)), '0' })
+    emit({ 'abandoned', call, q, int(now - tonumber(c.enq)), '0' })
     local a = load_agent(c.agent)
     if a and a.state == 'reserved' and a.call == call then
       set_state(c.agent, a, 'ready', '', '')
@@ -974,7 +981,7 @@ function ops.tick()
             -- Time to tell the caller where they stand.
             local pos, ewt = position(call, fresh)
             redis.call('HSET', 'acd:call:' .. call, 'announced', now)
-            emit({ 'announce', call, fresh.queue, tostring(pos), tostring(ewt) })
+            emit({ 'announce', call, fresh.queue, int(pos), int(ewt) })
           end
         end
       end
@@ -1108,7 +1115,7 @@ function ops.callback(call, number)
   redis.call('HSET', 'acd:call:' .. call, 'kind', 'callback', 'number', number, 'expires', expires)
   c.kind, c.number, c.expires = 'callback', number, tostring(expires)
   local pos = position(call, c)
-  emit({ 'callback', call, c.queue, number, tostring(pos) })
+  emit({ 'callback', call, c.queue, number, int(pos) })
   schedule(call, c, qconf(c.queue) or {})
   return out
 end
@@ -1129,7 +1136,7 @@ function ops.callback_failed(call, agent)
   if attempts >= (tonumber(conf.cb_attempts) or 3) then
     redis.call('DEL', 'acd:call:' .. call)
     redis.call('ZREM', 'acd:due', call)
-    emit({ 'left', call, c.queue, tostring(now - tonumber(c.enq)), 'callback_failed' })
+    emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), 'callback_failed' })
   else
     local hold = now + (tonumber(conf.cb_retry_ms) or 300000)
     redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'attempts', attempts, 'hold_until', hold)
@@ -1180,13 +1187,12 @@ local function run_batch(ARGV)
   for n = 1, nops do
     local k = tonumber(ARGV[at])
     local rid, name, t = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-    local args = {}
-    for j = 4, k do args[j - 3] = ARGV[at + j] end
     if string.byte(rid) == 63 then   -- "?id": a retry, maybe run already
       rid = string.sub(rid, 2)
       if not READ_ONLY[name] then rids[#rids + 1] = rid end
     end
-    batch[n] = { rid = rid, name = name, now = tonumber(t), args_now = t, args = args }
+    -- Its arguments stay in ARGV, from first to last.
+    batch[n] = { rid = rid, name = name, now = tonumber(t), args_now = t, first = at + 4, last = at + k }
     at = at + k + 1
   end
 
@@ -1220,8 +1226,10 @@ local function run_batch(ARGV)
     elseif not o.now then
       results[n] = fail('bad_request', 'time missing')
     else
-      now, now_s, out = o.now, o.args_now, {}
-      local ok, res = pcall(fn, unpack(o.args))
+      -- Room for the actions most operations emit, made at once (a table
+      -- grown one element at a time is reallocated at each power of two).
+      now, now_s, out = o.now, o.args_now, { nil, nil, nil, nil }
+      local ok, res = pcall(fn, unpack(ARGV, o.first, o.last))
       read_only = read_only or READ_ONLY[o.name] or false
       if ok then
         results[n] = res
@@ -1231,7 +1239,7 @@ local function run_batch(ARGV)
           if o.rid ~= '' then
             done[o.rid] = res
             store[#store + 1] = o.rid
-            store[#store + 1] = batch_id .. ' ' .. n
+            store[#store + 1] = batch_id .. ' ' .. int(n)
           end
         end
       else
