@@ -37,6 +37,7 @@ enum { MQ_STOP = 1, MQ_OFFER, MQ_HANGUP, MQ_DROP_AGENT, MQ_USERS, MQ_OP, MQ_REQU
 
 #define MAX_REGS 4096
 #define SIP_HASH_SIZE 16384            /* buckets of libre's transaction and session tables */
+#define CALL_HASH_SIZE 2048            /* buckets of the calls by call id (GATEWAY_MAX_CALLS legs, 1,000 by default) */
 #define LATE_BUCKETS 1000              /* 0 .. 100 ms in 100 us steps */
 #define MAX_NONCES 512
 #define REG_MAX_S 3600                 /* the longest registration granted */
@@ -85,6 +86,7 @@ struct _gw_media_t {
     struct sip_lsnr *lsnr;
     struct sipsess_sock *sess_sock;
     struct list calls;
+    struct hash *calls_by_id;  /* the same calls by call id (a call and its agent legs share one) */
     _Atomic int ncalls;
     cidr_t trunks[MAX_TRUNKS];
     int ntrunks;
@@ -125,6 +127,7 @@ s_prompt(gw_media_t *m, const char *name)
 
 struct gw_call {
     struct le le;
+    struct le by_id;           /* in calls_by_id */
     gw_media_t *media;
     struct sipsess *sess;
     struct sdp_session *sdp;
@@ -320,6 +323,7 @@ s_call_destroy(void *arg)
     tmr_cancel(&c->op_tmr);
     s_rec_close(c);
     list_unlink(&c->le);
+    hash_unlink(&c->by_id);
     c->sess = mem_deref(c->sess);
     c->rtp = mem_deref(c->rtp);
     c->sdp = mem_deref(c->sdp);
@@ -904,6 +908,7 @@ s_on_connect(const struct sip_msg *msg, void *arg)
     snprintf(c->cdr.source, sizeof c->cdr.source, "%s", src);
     c->cdr.started_us = cc_wall_us();
     list_append(&m->calls, &c->le, c);
+    hash_append(m->calls_by_id, hash_joaat_str(c->cdr.call_id), &c->by_id, c);
 
     struct sa laddr;
     sa_set_str(&laddr, m->sip_host, 0);
@@ -1241,15 +1246,23 @@ s_register(gw_media_t *m, const struct sip_msg *msg, const char *src)
 
 /* --------------------------------------------------------------- agent legs */
 
+typedef struct { const char *call_id; bool agent_leg; } call_key_t;
+
+static bool
+s_call_is(struct le *le, void *arg)
+{
+    const gw_call_t *c = le->data;
+    const call_key_t *k = arg;
+    return !c->ended && c->agent_leg == k->agent_leg && strcmp(c->cdr.call_id, k->call_id) == 0;
+}
+
+/* The live call (or its agent leg) of call_id, NULL when none. */
 static gw_call_t *
 s_call_find(gw_media_t *m, const char *call_id, bool agent_leg)
 {
-    struct le *le;
-    LIST_FOREACH(&m->calls, le) {
-        gw_call_t *c = le->data;
-        if (!c->ended && c->agent_leg == agent_leg && strcmp(c->cdr.call_id, call_id) == 0) return c;
-    }
-    return NULL;
+    call_key_t k = { call_id, agent_leg };
+    struct le *le = hash_lookup(m->calls_by_id, hash_joaat_str(call_id), s_call_is, &k);
+    return le ? le->data : NULL;
 }
 
 static int
@@ -1398,6 +1411,7 @@ s_dial(gw_media_t *m, const char *call_id, const char *uri, const char *caller, 
     snprintf(a->cdr.source, sizeof a->cdr.source, "%.63s", uri);
     a->cdr.started_us = cc_wall_us();
     list_append(&m->calls, &a->le, a);
+    hash_append(m->calls_by_id, hash_joaat_str(a->cdr.call_id), &a->by_id, a);
     struct sa laddr;
     sa_set_str(&laddr, m->sip_host, 0);
     struct sa rtp_local;
@@ -1916,6 +1930,7 @@ s_thread(void *arg)
     struct sa laddr;
     if (!err) err = sa_set_str(&laddr, m->sip_host, (uint16_t) m->o.sip_port);
     if (!err && !(m->clock = gw_clock_new(PTIME))) err = EMFILE;
+    if (!err) err = hash_alloc(&m->calls_by_id, CALL_HASH_SIZE);
     if (!err) err = mqueue_alloc(&m->mq, s_on_mqueue, m);
     /* Hash tables sized for the load: a UDP transaction lingers 32 s after
      * its end (RFC 3261 timers J and K), so 600 calls a second keep some
@@ -1953,6 +1968,9 @@ out:
     free(m->users);
     m->users = NULL;
     gw_clock_destroy(&m->clock);
+    /* A call freed later unlinks from nothing. */
+    if (m->calls_by_id) hash_clear(m->calls_by_id);
+    m->calls_by_id = mem_deref(m->calls_by_id);
     libre_close();
     return NULL;
 }
