@@ -9,7 +9,7 @@
  * Latency is from sending the enqueue to its reply, when the offer is made.
  * Besides the rates, prints the Redis time inside acd's scripts and the CPU
  * Redis and acd used per decision (these move little when the machine is
- * shared). BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
+ * shared), and how busy Redis was. BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
  * the run. Prints "acd.<figure> <value> <unit>" lines. */
 #include "cc_harness.h"
 #include "cc/cc_log.h"
@@ -327,6 +327,9 @@ main(void)
     double per = l.decisions ? 1e6 / (double) l.decisions : 0;
     printf("acd.redis_cpu_us_per_decision %.1f us\n", redis_cpu * per);
     printf("acd.acd_cpu_us_per_decision %.1f us\n", acd_cpu * per);
+    /* How busy Redis was (1 = a whole core): below 1, the routing rate is
+     * bound by the round trips of the calls in flight, not by Redis. */
+    printf("acd.redis_busy %.2f cores\n", secs > 0 ? redis_cpu / secs : 0);
     printf("acd.failures %llu requests\n", (unsigned long long) l.failures);
     printf("acd.instances %d processes\n", instances);
     printf("acd.window %d calls\n", s_window);
