@@ -7,7 +7,7 @@
  * decision: a ready agent with the skills is reserved in the same atomic
  * step), then ended, which frees the agent; then the next call comes.
  * Latency is from sending the enqueue to its reply, when the offer is made.
- * Besides the rates, prints the Redis time inside acd's scripts and the CPU
+ * Besides the rates, prints the Redis time inside acd's Lua and the CPU
  * Redis and acd used per decision (these move little when the machine is
  * shared), and how busy Redis was. BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
  * the run. Prints "acd.<figure> <value> <unit>" lines. */
@@ -121,7 +121,7 @@ s_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Redis time spent in acd's scripts per decision (INFO commandstats), in
+/* Redis time spent in acd's functions per decision (INFO commandstats), in
  * microseconds: what a decision costs Redis itself, without the network. */
 static double
 s_script_us(uint64_t decisions)
@@ -131,7 +131,9 @@ s_script_us(uint64_t decisions)
     redisReply *x = cc_redis_cmdf(r, "INFO commandstats");
     double usec = 0;
     if (getenv("BENCH_COMMANDSTATS") && x && x->type == REDIS_REPLY_STRING) fputs(x->str, stderr);
-    const char *p = x && x->type == REDIS_REPLY_STRING ? strstr(x->str, "cmdstat_evalsha:") : NULL;
+    /* acd runs a function library (FCALL); a script would be EVALSHA. */
+    const char *p = x && x->type == REDIS_REPLY_STRING ? strstr(x->str, "cmdstat_fcall:") : NULL;
+    if (!p && x && x->type == REDIS_REPLY_STRING) p = strstr(x->str, "cmdstat_evalsha:");
     if (p && (p = strstr(p, "usec="))) usec = strtod(p + 5, NULL);
     if (getenv("BENCH_PROF")) {
         redisReply *u = cc_redis_cmdf(r, "HGETALL prof:us"), *n = cc_redis_cmdf(r, "HGETALL prof:n");

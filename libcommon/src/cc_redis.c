@@ -1,4 +1,4 @@
-/* cc_redis: hiredis connection with reconnect and EVALSHA scripts. */
+/* cc_redis: hiredis connection with reconnect, EVALSHA scripts and function libraries. */
 #include "cc/cc_redis.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
@@ -16,8 +16,10 @@
 
 typedef struct {
     char *name;
-    char *lua;
-    char sha[41];       /* empty until loaded on the current server */
+    char *lua;          /* a script, or a function library with its header */
+    char sha[41];       /* empty until loaded on the current server ("loaded" for a library) */
+    bool library;       /* run with FCALL fname, not EVALSHA sha */
+    char fname[96];     /* the library's function: its name and a digest of its code */
 } script_t;
 
 struct _cc_redis_t {
@@ -212,9 +214,49 @@ cc_redis_script(cc_redis_t *self, const char *name, const char *lua)
     if (!s->name || !s->lua) abort();
 }
 
+void
+cc_redis_function(cc_redis_t *self, const char *name, const char *body)
+{
+    for (int i = 0; i < self->nscripts; i++)
+        if (strcmp(self->scripts[i].name, name) == 0) return;
+    assert(self->nscripts < MAX_SCRIPTS);
+    script_t *s = &self->scripts[self->nscripts++];
+    /* Named after its code (FNV-1a, 64 bits): instances running different
+     * versions side by side each call their own. */
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *) body; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    snprintf(s->fname, sizeof s->fname, "%s_%016llx", name, (unsigned long long) h);
+    size_t len = strlen(body) + 2 * strlen(s->fname) + 64;
+    s->lua = malloc(len);
+    s->name = strdup(name);
+    if (!s->name || !s->lua) abort();
+    snprintf(s->lua, len, "#!lua name=%s\nlocal FUNCTION_NAME = '%s'\n%s", s->fname, s->fname, body);
+    s->library = true;
+}
+
+bool
+cc_redis_reply_unloaded(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR
+           && (strncmp(r->str, "NOSCRIPT", 8) == 0 || strncmp(r->str, "ERR Function not found", 22) == 0);
+}
+
 static redisReply *
 s_load(cc_redis_t *self, script_t *s)
 {
+    if (s->library) {
+        const char *argv[] = { "FUNCTION", "LOAD", s->lua };
+        redisReply *r = cc_redis_cmd(self, 3, argv);
+        /* Loaded already (by another instance, or kept by Redis): the same code. */
+        if (r && (r->type == REDIS_REPLY_STRING || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "already exists")))) {
+            snprintf(s->sha, sizeof s->sha, "loaded");
+            freeReplyObject(r);
+            return NULL;
+        }
+        if (r && r->type == REDIS_REPLY_ERROR)
+            CC_ERROR("redis FUNCTION LOAD failed", "library=%s error=\"%s\"", s->fname, r->str);
+        return r;
+    }
     const char *argv[] = { "SCRIPT", "LOAD", s->lua };
     redisReply *r = cc_redis_cmd(self, 3, argv);
     if (r && r->type == REDIS_REPLY_STRING && r->len == 40) {
@@ -244,13 +286,13 @@ cc_redis_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys, 
             r = s_load(self, s);
             if (!s->sha[0]) break;
         }
-        argv[0] = "EVALSHA";
-        argv[1] = s->sha;
+        argv[0] = s->library ? "FCALL" : "EVALSHA";
+        argv[1] = s->library ? s->fname : s->sha;
         argv[2] = nk;
         if (nkeys) memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
         if (nargs) memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);
         r = cc_redis_cmd(self, 3 + nkeys + nargs, argv);
-        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        if (cc_redis_reply_unloaded(r)) {
             /* Redis restarted or flushed its scripts: load and run again. */
             freeReplyObject(r);
             r = NULL;
@@ -289,8 +331,8 @@ cc_redis_pipeline_eval(cc_redis_t *self, const char *name, int nkeys, const char
     if (!argv || !lens) abort();
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
-    argv[0] = "EVALSHA";
-    argv[1] = s->sha;
+    argv[0] = s->library ? "FCALL" : "EVALSHA";
+    argv[1] = s->library ? s->fname : s->sha;
     argv[2] = nk;
     if (nkeys) memcpy(argv + 3, keys, (size_t) nkeys * sizeof *keys);
     if (nargs) memcpy(argv + 3 + nkeys, args, (size_t) nargs * sizeof *args);

@@ -56,7 +56,7 @@ acd_router_new(cc_redis_t *redis, uv_loop_t *loop)
     uint64_t r;
     if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint64_t) getpid() << 32 ^ (uint64_t) time(NULL);
     snprintf(self->prefix, sizeof self->prefix, "%016llx", (unsigned long long) r);
-    cc_redis_script(redis, "acd", acd_lua);
+    cc_redis_function(redis, "acd", acd_lua);
     return self;
 }
 
@@ -257,7 +257,7 @@ s_run_batch(acd_router_t *self, op_t *ops, int n, const char *id)
 /* The batch out in Redis: its reply read (waiting for it when wait) and
  * delivered. The operations queued meanwhile are sent first (when next), so
  * that Redis runs them while this batch's actions are carried out. A broken
- * connection or an unloaded script (NOSCRIPT) runs the batch again,
+ * connection or an unloaded library (after a Redis restart) runs the batch again,
  * waiting. Returns whether it is done. */
 static bool
 s_finish_sent(acd_router_t *self, bool wait, bool next)
@@ -273,7 +273,7 @@ s_finish_sent(acd_router_t *self, bool wait, bool next)
     int n = self->nsent;
     self->sent = NULL;
     self->nsent = 0;
-    if (rc == 1 && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+    if (rc == 1 && cc_redis_reply_unloaded(r)) {
         freeReplyObject(r);
         rc = CC_ECONN;
     }

@@ -1,9 +1,10 @@
 /* cc_redis: one Redis connection (hiredis) with reconnect and Lua scripts.
  *
  * A command that fails on a broken connection reconnects with backoff (up to
- * the reconnect budget) and is sent once more. Scripts are registered by name
- * and run with EVALSHA; after a Redis restart (NOSCRIPT) the script is loaded
- * again and run. Not thread-safe: one per thread. */
+ * the reconnect budget) and is sent once more. Scripts and function libraries
+ * are registered by name and run with EVALSHA or FCALL; after a Redis restart
+ * (NOSCRIPT, function not found) they are loaded again and run. Not
+ * thread-safe: one per thread. */
 #ifndef CC_REDIS_H
 #define CC_REDIS_H
 
@@ -35,6 +36,17 @@ redisReply *cc_redis_cmdf(cc_redis_t *self, const char *fmt, ...);
 
 /* Registers a Lua script under name (the text is copied). */
 void cc_redis_script(cc_redis_t *self, const char *name, const char *lua);
+/* Registers a Lua function library under name, run like a script (by
+ * cc_redis_eval and cc_redis_pipeline_eval). Unlike a script's, its body
+ * runs once, when Redis loads it: what it builds there (its functions,
+ * tables, patterns) is not rebuilt on every call. It is loaded as library
+ * "<name>_<digest of body>" with `local FUNCTION_NAME` set to that name,
+ * and registers one function of that name. Its top level may use only the
+ * `redis` table (Redis's rule for loading). */
+void cc_redis_function(cc_redis_t *self, const char *name, const char *body);
+/* Whether r says the script or library is not loaded (NOSCRIPT, or the
+ * function not found): after a Redis restart or flush. */
+bool cc_redis_reply_unloaded(const redisReply *r);
 /* Runs a registered script: keys then args. Same returns as cc_redis_cmd. */
 redisReply *cc_redis_eval(cc_redis_t *self, const char *name, int nkeys,
                           const char **keys, int nargs, const char **args);
@@ -45,8 +57,9 @@ redisReply *cc_redis_eval(cc_redis_t *self, const char *name, int nkeys,
 int cc_redis_pipeline_eval(cc_redis_t *self, const char *name, int nkeys, const char **keys,
                            int nargs, const char **args);
 /* The next reply of the pipeline (caller frees), or NULL when the connection
- * broke (every queued call is then lost: the caller fails them). A NOSCRIPT
- * error reply is returned as is; cc_redis_eval() then runs that call. */
+ * broke (every queued call is then lost: the caller fails them). A not-loaded
+ * error reply (cc_redis_reply_unloaded) is returned as is; cc_redis_eval()
+ * then runs that call. */
 redisReply *cc_redis_pipeline_reply(cc_redis_t *self);
 /* Calls queued and not yet read. */
 int cc_redis_pipeline_pending(cc_redis_t *self);

@@ -1,9 +1,12 @@
--- acd.lua: every change of live ACD state, one atomic script per operation.
+-- acd.lua: every change of live ACD state, each operation atomic.
 --
--- Each operation comes with its time in ms (the caller's clock, so a test can
--- drive time) and its arguments; several come in one call (see the end of
--- the file). No KEYS are passed: all keys live under the "acd:" prefix of
--- one Redis (no cluster sharding).
+-- A Redis function library (cc_redis_function): loaded once, its one
+-- function runs a batch of operations in one atomic call, like a script
+-- (see the end of the file). Each operation comes with its time in ms (the
+-- caller's clock, so a test can drive time) and its arguments. No KEYS are
+-- passed: all keys live under the "acd:" prefix of one Redis (no cluster
+-- sharding). What is built at the top level (functions, constant tables)
+-- is built when Redis loads the library, not on every call.
 --
 -- Keys
 --   acd:queues                 set of queue names
@@ -66,10 +69,9 @@ local function emit(t) out[#out + 1] = t end
 local function fail(code, text) return { { "error", code, text } } end
 
 -- An integral number as text. tostring formats through "%.14g" (the
--- floating-point path of printf, several times dearer); the small ones a
--- decision uses most are made once.
-local SMALL = {}
-for i = 0, 99 do SMALL[i] = string.format('%d', i) end
+-- floating-point path of printf, several times dearer); the digits, which a
+-- decision uses most (priorities, positions), are written out.
+local SMALL = { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
 local function int(x) return SMALL[x] or string.format('%d', x) end
 
 local function hgetall(key)
@@ -87,10 +89,12 @@ local function split(s, sep)
   return t
 end
 
--- The same lists (queues of an agent, skills, widen rules) come back many
--- times in a batch: each is parsed once per script run. The tables returned
--- are shared: callers read them, never change them.
-local memo_list, memo_skills, memo_widen = {}, {}, {}
+-- The same lists (queues of an agent, skills, widen rules, ranks) come back
+-- many times: each text is parsed once, and kept from call to call (a
+-- parse depends on its text alone). The tables returned are shared: callers
+-- read them, never change them. Past MEMO_MAX texts they are all dropped.
+local memo_list, memo_skills, memo_widen, memo_levels, memo_ranks = {}, {}, {}, {}, {}
+local memo_n, MEMO_MAX = 0, 20000
 
 -- "a,b,c" -> { "a", "b", "c" } (shared)
 local function list(s)
@@ -99,6 +103,7 @@ local function list(s)
   if not t then
     t = split(s, ',')
     memo_list[s] = t
+    memo_n = memo_n + 1
   end
   return t
 end
@@ -117,6 +122,7 @@ local function parse_skills(s)
     end
   end
   memo_skills[s] = t
+  memo_n = memo_n + 1
   return t
 end
 
@@ -131,6 +137,7 @@ local function parse_widen(s)
     if after then t[#t + 1] = { tonumber(after), tonumber(lower) } end
   end
   memo_widen[s] = t
+  memo_n = memo_n + 1
   return t
 end
 
@@ -172,14 +179,14 @@ local function load_agent(agent)
            ranks = f[10] or nil, skills = f[11] or nil }
 end
 
--- "sales:5,english:1" -> { sales = 5, english = 1 } (shared within the run)
-local memo_levels = {}
+-- "sales:5,english:1" -> { sales = 5, english = 1 } (shared)
 local function levels_of(s)
   local t = memo_levels[s]
   if t then return t end
   t = {}
   for _, sk in ipairs(parse_skills(s)) do t[sk[1]] = sk[2] end
   memo_levels[s] = t
+  memo_n = memo_n + 1
   return t
 end
 
@@ -205,11 +212,12 @@ local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 's
                        'cb_attempts', 'cb_retry_ms', 'cb_expire_ms', 'open', 'sl_ms', 'blacklist_queue', 'music',
                        'announce_ms' }
 local CONF_SEP = '\31'
-local CONF_PATTERN = '^' .. string.rep('([^\31]*)\31', #QUEUE_FIELDS - 1) .. '([^\31]*)$'
+local CONF_PATTERN = nil   -- made at the first call (loading a library may not call string)
 local conf_cache = {}
 local function qconf(q)
   local conf = conf_cache[q]
   if conf == nil then
+    CONF_PATTERN = CONF_PATTERN or '^' .. string.rep('([^\31]*)\31', #QUEUE_FIELDS - 1) .. '([^\31]*)$'
     conf = false
     local packed = redis.call('GET', 'acd:queue:' .. q .. ':conf')
     if packed then
@@ -277,8 +285,7 @@ local function ranks_of(qs)
 end
 
 -- The ranks string parsed: a list of { strategy =, skills = } (false for a
--- queue gone), shared within the run.
-local memo_ranks = {}
+-- queue gone), shared.
 local function parse_ranks(s)
   local t = memo_ranks[s]
   if t then return t end
@@ -288,6 +295,7 @@ local function parse_ranks(s)
     t[#t + 1] = strategy and { strategy = strategy, skills = skills } or false
   end
   memo_ranks[s] = t
+  memo_n = memo_n + 1
   return t
 end
 
@@ -1149,7 +1157,7 @@ function ops.callback_failed(call, agent)
   return out
 end
 
--- The script's entry: a batch of operations, run one after the other in
+-- The entry: a batch of operations, run one after the other in
 -- one atomic call. ARGV: the number of operations, the batch's id ("" for
 -- none), then for each operation its field count k and k fields: request id
 -- ("" for none), operation, time, args. Returns, as one JSON text, the
@@ -1180,6 +1188,11 @@ local function kept_batch(id)
 end
 
 local function run_batch(ARGV)
+  -- What one call read from Redis is not kept for the next.
+  conf_cache, lite_cache, batches, seq_at = {}, {}, {}, nil
+  if memo_n > MEMO_MAX then
+    memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_n = {}, {}, {}, {}, {}, 0
+  end
   local nops = tonumber(ARGV[1]) or 0
   local batch_id = ARGV[2] or ''
   local batch, rids = {}, {}
@@ -1268,4 +1281,6 @@ local function run_batch(ARGV)
   return text
 end
 
-return run_batch(ARGV)
+-- The library's one function (see cc_redis_function in libcommon):
+-- FCALL <FUNCTION_NAME> 0 <the batch's arguments>.
+redis.register_function(FUNCTION_NAME, function(_, args) return run_batch(args) end)
