@@ -5,6 +5,7 @@
 #include "cc/cc_util.h"
 
 #include <assert.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -392,6 +393,15 @@ cc_redis_pipeline_poll(cc_redis_t *self, redisReply **reply_p)
     self->pending--;
     *reply_p = reply;
     return 1;
+}
+
+bool
+cc_redis_pipeline_ready(cc_redis_t *self)
+{
+    if (self->pending == 0 || !self->ctx) return true;   /* CC_ECONN at once */
+    if (self->ctx->reader && self->ctx->reader->len > self->ctx->reader->pos) return true;
+    struct pollfd p = { .fd = self->ctx->fd, .events = POLLIN };
+    return poll(&p, 1, 0) != 0;   /* readable, hung up, or an error to read */
 }
 
 redisReply *

@@ -27,19 +27,44 @@ typedef struct {
     char *text;                /* the strings, one allocation */
 } op_t;
 
+/* A batch in Redis, in the order sent (Redis runs and answers them so). */
+typedef enum {
+    OUT_LIVE,                  /* sent on the connection, its reply not read */
+    OUT_DONE,                  /* its reply read, not delivered yet */
+    OUT_RERUN                  /* its reply lost (connection, library gone): to send again, waiting */
+} out_state_t;
+
+typedef struct {
+    op_t *ops;
+    int n;
+    char id[40];               /* a batch sent again keeps its id: Redis returns its first results */
+    out_state_t state;
+    redisReply *reply;         /* OUT_DONE */
+} batch_t;
+
+/* How batches go. Up to MAX_OUT are out at once: while Redis runs one, the
+ * next waits in its input, so Redis is not idle while acd carries out a
+ * batch's actions and reads the next requests. A batch goes at the end of
+ * the loop turn that queued its operations when none is out; else, or in
+ * the middle of a turn, once it holds BATCH_GO operations: Redis starts on
+ * them while acd still reads requests, and batches stay big enough that
+ * their own cost (the call, its reply, the kept results) is shared by many
+ * decisions. With the bench's 64 calls in flight these values gave the most
+ * decisions (2 to 4 out, 8 to 64 operations were tried). */
+#define MAX_OUT 3
+#define BATCH_GO 32
+
 struct _acd_router_t {
     cc_redis_t *redis;
     uv_loop_t *loop;           /* NULL: every flush waits for its reply */
     uv_poll_t *poll;           /* watches the connection while a batch is out */
     int poll_fd;
+    bool polling;
     op_t *ops;                 /* queued, not sent */
     int nops, cap;
-    op_t *sent;                /* the batch in Redis, its reply not read */
-    int nsent;
-    char sent_id[40];          /* its id: a batch sent again (lost reply) keeps it */
-    op_t *later;               /* a batch whose send failed while the one before it was being */
-    int nlater;                /* delivered: run (with its id) once that one's callbacks are done */
-    char later_id[40];
+    batch_t out[MAX_OUT];      /* sent, oldest first */
+    int nout;
+    int delivering;            /* inside callbacks: batches are delivered in order, never from within */
     char prefix[24];           /* this router's part of batch ids, random */
     uint64_t batches;
     char error[256];
@@ -69,6 +94,7 @@ s_poll_stop(acd_router_t *self)
     uv_close((uv_handle_t *) self->poll, s_on_poll_closed);
     self->poll = NULL;
     self->poll_fd = -1;
+    self->polling = false;
 }
 
 static void
@@ -131,6 +157,8 @@ s_deliver(acd_router_t *self, op_t *op, const json_t *result, Cc__Status failure
     if (op->done) op->done(op->arg, status, error);
 }
 
+static void s_send(acd_router_t *self);
+
 void
 acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, bool retried, const char *op_name,
                   int argc, const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg)
@@ -165,6 +193,8 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, bo
         op->argv[op->argc++] = at;
         at += l;
     }
+    /* A full batch goes without waiting for the end of the turn. */
+    if (self->loop && self->nops >= BATCH_GO) s_send(self);
 }
 
 /* A new batch's id, unique across routers (and restarts): the script keeps
@@ -234,8 +264,6 @@ s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
     free(ops);
 }
 
-static void s_send(acd_router_t *self, bool may_wait);
-
 /* Runs batch id (NULL: a new one) and waits for its reply. cc_redis_eval
  * sends it once more after a broken connection (and loads the script after a
  * Redis restart): a batch Redis ran already returns its first results. */
@@ -251,49 +279,101 @@ s_run_batch(acd_router_t *self, op_t *ops, int n, const char *id)
     const char **argv = s_batch_argv(ops, n, id, count, &nargs);
     redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     free(argv);
+    self->delivering++;
     s_deliver_batch(self, ops, n, r);
+    self->delivering--;
 }
 
-/* The batch out in Redis: its reply read (waiting for it when wait) and
- * delivered. The operations queued meanwhile are sent first (when next), so
- * that Redis runs them while this batch's actions are carried out. A broken
- * connection or an unloaded library (after a Redis restart) runs the batch again,
- * waiting. Returns whether it is done. */
-static bool
-s_finish_sent(acd_router_t *self, bool wait, bool next)
+/* Watches the connection while a batch on it waits for its reply. */
+static void s_on_readable(uv_poll_t *poll, int status, int events);
+
+static void
+s_poll_update(acd_router_t *self)
 {
-    if (!self->sent) return true;
+    bool live = false;
+    for (int i = 0; i < self->nout; i++) live = live || self->out[i].state == OUT_LIVE;
+    if (!self->poll || live == self->polling) return;
+    if (live) uv_poll_start(self->poll, UV_READABLE, s_on_readable);
+    else uv_poll_stop(self->poll);
+    self->polling = live;
+}
+
+/* The connection is gone: no batch on it gets its reply. */
+static void
+s_connection_lost(acd_router_t *self)
+{
+    for (int i = 0; i < self->nout; i++)
+        if (self->out[i].state == OUT_LIVE) self->out[i].state = OUT_RERUN;
+}
+
+/* Reads the reply of b, the oldest batch still live (waiting for it when
+ * wait). Returns false when it has not come yet. */
+static bool
+s_read(acd_router_t *self, batch_t *b, bool wait)
+{
+    if (!wait && !cc_redis_pipeline_ready(self->redis)) return false;   /* the socket blocks */
     redisReply *r = NULL;
     int rc;
     do rc = cc_redis_pipeline_poll(self->redis, &r);
     while (rc == 0 && wait);
     if (rc == 0) return false;
-    if (self->poll) uv_poll_stop(self->poll);
-    op_t *ops = self->sent;
-    int n = self->nsent;
-    self->sent = NULL;
-    self->nsent = 0;
-    if (rc == 1 && cc_redis_reply_unloaded(r)) {
-        freeReplyObject(r);
-        rc = CC_ECONN;
-    }
     if (rc != 1) {
-        s_run_batch(self, ops, n, self->sent_id);
-        return true;
-    }
-    if (next) s_send(self, false);
-    s_deliver_batch(self, ops, n, r);
-    if (self->later) {
-        /* In order: after the batch before it, never ahead of it. */
-        op_t *later = self->later;
-        int nlater = self->nlater;
-        char id[40];
-        snprintf(id, sizeof id, "%s", self->later_id);
-        self->later = NULL;
-        self->nlater = 0;
-        s_run_batch(self, later, nlater, id);
+        s_connection_lost(self);
+    } else if (cc_redis_reply_unloaded(r)) {
+        /* Redis lost its scripts; the connection still holds the replies of
+         * the batches after this one. */
+        freeReplyObject(r);
+        b->state = OUT_RERUN;
+    } else {
+        b->reply = r;
+        b->state = OUT_DONE;
     }
     return true;
+}
+
+/* Delivers the oldest batch out, once its reply is in (waiting for it when
+ * wait). A batch whose reply was lost runs again, waiting, after the
+ * replies of the ones sent after it are read. With next, the operations
+ * queued meanwhile are sent first, so that Redis runs them while this
+ * batch's actions are carried out. Returns whether it was delivered. */
+static bool
+s_deliver_oldest(acd_router_t *self, bool wait, bool next)
+{
+    batch_t *b = &self->out[0];
+    if (b->state == OUT_LIVE && !s_read(self, b, wait)) return false;
+    if (b->state == OUT_RERUN)
+        for (int i = 1; i < self->nout; i++)
+            if (self->out[i].state == OUT_LIVE) s_read(self, &self->out[i], true);
+    batch_t head = *b;
+    memmove(&self->out[0], &self->out[1], (size_t) (self->nout - 1) * sizeof *self->out);
+    self->nout--;
+    s_poll_update(self);
+    if (head.state == OUT_RERUN) {
+        s_run_batch(self, head.ops, head.n, head.id);
+        return true;
+    }
+    if (next) s_send(self);
+    self->delivering++;
+    s_deliver_batch(self, head.ops, head.n, head.reply);
+    self->delivering--;
+    return true;
+}
+
+/* Delivers what can be without waiting, oldest first, then sends what is
+ * queued; a batch whose send failed runs then (waiting). Never from inside
+ * a delivery: the outer one goes on in order. */
+static void
+s_pump(acd_router_t *self)
+{
+    if (self->delivering) {
+        s_send(self);
+        return;
+    }
+    for (;;) {
+        while (self->nout > 0 && s_deliver_oldest(self, false, true)) {}
+        s_send(self);
+        if (self->nout == 0 || self->out[0].state == OUT_LIVE) return;   /* nothing out, or a reply to wait for */
+    }
 }
 
 static void
@@ -301,18 +381,19 @@ s_on_readable(uv_poll_t *poll, int status, int events)
 {
     (void) status;
     (void) events;
-    acd_router_t *self = poll->data;
-    if (s_finish_sent(self, false, true) && !self->sent) s_send(self, true);
+    s_pump(poll->data);
 }
 
 /* Sends the queued operations as one batch without waiting; the loop reads
- * the reply when it comes. Without a loop, or when the connection cannot
- * take it, the batch runs and is waited for (may_wait), or is left for the
- * caller to run once the batch before it is delivered. */
+ * the reply when it comes. Without a loop, the batch runs and is waited
+ * for. A batch whose send fails runs again, waiting, in its turn. */
 static void
-s_send(acd_router_t *self, bool may_wait)
+s_send(acd_router_t *self)
 {
-    if (self->sent || self->nops == 0) return;
+    if (self->nops == 0 || self->nout == MAX_OUT) return;
+    for (int i = 0; i < self->nout; i++)
+        if (self->out[i].state == OUT_RERUN) return;   /* those run first, in order */
+    if (self->nout > 0 && self->nops < BATCH_GO) return;
     op_t *ops = self->ops;
     int n = self->nops;
     self->ops = NULL;
@@ -321,24 +402,25 @@ s_send(acd_router_t *self, bool may_wait)
         s_run_batch(self, ops, n, NULL);
         return;
     }
+    batch_t *b = &self->out[self->nout++];
+    memset(b, 0, sizeof *b);
+    b->ops = ops;
+    b->n = n;
+    s_batch_id(self, b->id);
     char count[16];
     size_t nargs;
-    s_batch_id(self, self->sent_id);
-    const char **argv = s_batch_argv(ops, n, self->sent_id, count, &nargs);
+    const char **argv = s_batch_argv(ops, n, b->id, count, &nargs);
     int rc = cc_redis_pipeline_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     free(argv);
     if (rc == 0) rc = cc_redis_pipeline_send(self->redis);
     int fd = cc_redis_fd(self->redis);
     if (rc || fd < 0) {
-        if (!may_wait) {
-            self->later = ops;
-            self->nlater = n;
-            snprintf(self->later_id, sizeof self->later_id, "%s", self->sent_id);
-            return;
-        }
-        s_run_batch(self, ops, n, self->sent_id);
+        s_connection_lost(self);
+        b->state = OUT_RERUN;
+        s_poll_update(self);
         return;
     }
+    b->state = OUT_LIVE;
     if (fd != self->poll_fd) {
         /* A new connection (after a reconnect): watch its socket, kept
          * blocking for hiredis's plain commands (libuv makes it not). */
@@ -349,25 +431,24 @@ s_send(acd_router_t *self, bool may_wait)
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         self->poll->data = self;
         self->poll_fd = fd;
+        self->polling = false;
     }
-    self->sent = ops;
-    self->nsent = n;
-    uv_poll_start(self->poll, UV_READABLE, s_on_readable);
+    s_poll_update(self);
 }
 
 void
 acd_router_kick(acd_router_t *self)
 {
-    s_send(self, true);
+    s_pump(self);
 }
 
 void
 acd_router_flush(acd_router_t *self)
 {
     /* The callbacks may submit again: loop until nothing is left. */
-    while (self->sent || self->nops) {
-        if (self->sent) {
-            s_finish_sent(self, true, false);
+    while (self->nout || self->nops) {
+        if (self->nout) {
+            s_deliver_oldest(self, true, false);
             continue;
         }
         op_t *ops = self->ops;

@@ -31,7 +31,8 @@ typedef void (acd_done_fn)(void *arg, Cc__Status status, const char *error);
 
 /* Borrows redis (and loop, may be NULL) for its life. Never NULL. With a
  * loop, a batch is sent without waiting for its reply: the loop reads it
- * when it comes, and the operations queued meanwhile go next. */
+ * when it comes, and the operations queued meanwhile go next, or before it
+ * comes once they fill a batch. */
 acd_router_t *acd_router_new(cc_redis_t *redis, uv_loop_t *loop);
 void acd_router_destroy(acd_router_t **self_p);
 
@@ -42,8 +43,11 @@ void acd_router_destroy(acd_router_t **self_p);
  * gets the actions and done the outcome, both at the next flush. */
 void acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, bool retried, const char *op,
                        int argc, const char *const *args, acd_action_fn *fn, acd_done_fn *done, void *arg);
-/* Sends the queued operations as one batch, unless one is out already
- * (they go when its reply is in). Without a loop, the same as flush. */
+/* Delivers the batches whose replies are in, then sends the queued
+ * operations as one batch: at once when none is out, else once they are a
+ * full batch (or when the replies are in). Without a loop, the same as
+ * flush. Several batches may be out: Redis runs them in order, and their
+ * results are delivered in that order. */
 void acd_router_kick(acd_router_t *self);
 /* Runs every queued operation (and the batch out) now, waiting for Redis,
  * and calls their callbacks. Plain Redis commands may follow. */

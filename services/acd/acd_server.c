@@ -418,14 +418,6 @@ s_submit(acd_server_t *self, cc_rpc_call_t *call, const Cc__Request *req, const 
     return ctx;
 }
 
-/* Past a full batch, the operations go to Redis without waiting for the
- * end of the loop turn (unless a batch is out: then after it). */
-static void
-s_flush_if_full(acd_server_t *self)
-{
-    if (acd_router_pending(self->router) >= 256) acd_router_kick(self->router);
-}
-
 /* ------------------------------------------------------------ requests */
 
 /* An id from the wire: 1..128 printable characters without spaces or commas
@@ -536,7 +528,6 @@ s_agent_login(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         ctx->session[i] = strdup(session[i]);
         if (!ctx->session[i]) abort();
     }
-    s_flush_if_full(self);
     cc__agent_login__free_unpacked(m, NULL);
     return;
 out:
@@ -561,7 +552,6 @@ s_agent_set_state(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         const char *args[] = { m->agent_id, state, m->reason, m->by[0] ? "1" : "0" };
         if (m->by[0]) CC_INFO("agent state set", "agent_id=%s state=%s by=%s", m->agent_id, state, m->by);
         s_submit(self, call, req, "set_state", 4, args, false);
-        s_flush_if_full(self);
     }
     cc__agent_set_state__free_unpacked(m, NULL);
 }
@@ -574,7 +564,6 @@ s_agent_logout(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (s_id_ok(m->agent_id)) {
         const char *args[] = { m->agent_id, "logged_out", m->by[0] ? m->by : "logout", m->by[0] ? "1" : "0" };
         s_submit(self, call, req, "set_state", 4, args, false);
-        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid agent id");
     }
@@ -595,7 +584,6 @@ s_enqueue(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
         snprintf(prio, sizeof prio, "%d", m->priority);
         const char *args[] = { m->call_id, m->queue, prio, skills, m->customer_id, m->last_agent_id, m->caller, flags };
         s_submit(self, call, req, "enqueue", 8, args, true);
-        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id, queue, skills, flags or priority");
     }
@@ -612,7 +600,6 @@ s_reoffer(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (s_id_ok(m->call_id) && s_id_ok(m->queue) && s_id_ok(m->ringing_agent_id) && (!m->caller[0] || s_id_ok(m->caller))) {
         const char *args[] = { m->call_id, m->queue, m->ringing_agent_id, m->caller };
         s_submit(self, call, req, "reoffer", 4, args, true);
-        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id, queue, ringing agent or caller");
     }
@@ -628,7 +615,6 @@ s_call_op(acd_server_t *self, const char *op, cc_rpc_call_t *call, const Cc__Req
     if (s_id_ok(m->call_id) && (!need_agent || s_id_ok(m->agent_id)) && s_text_ok(m->reason, 64)) {
         const char *args[] = { m->call_id, m->agent_id, m->reason };
         s_submit(self, call, req, op, need_agent ? 3 : 1, args, false);   /* ended, cancel: the call only */
-        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call or agent id, or reason (up to 64 bytes of UTF-8)");
     }
@@ -647,7 +633,6 @@ s_callback(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
     if (s_id_ok(m->call_id) && s_id_ok(m->number) && strlen(m->number) <= 32) {
         const char *args[] = { m->call_id, m->number };
         s_submit(self, call, req, "callback", 2, args, false);
-        s_flush_if_full(self);
     } else {
         s_reply_status(call, CC__STATUS__STATUS_BAD_REQUEST, "invalid call id or number");
     }

@@ -75,6 +75,11 @@ int cc_redis_pipeline_pending(cc_redis_t *self);
 int cc_redis_fd(cc_redis_t *self);
 int cc_redis_pipeline_send(cc_redis_t *self);
 int cc_redis_pipeline_poll(cc_redis_t *self, redisReply **reply_p);
+/* Whether cc_redis_pipeline_poll() has something to read without blocking
+ * (bytes of a reply buffered or arrived, or a broken connection to tell):
+ * with several calls out, the next reply may not have come yet, and the
+ * socket blocks. */
+bool cc_redis_pipeline_ready(cc_redis_t *self);
 
 const char *cc_redis_error(cc_redis_t *self);
 
