@@ -93,7 +93,7 @@ end
 -- many times: each text is parsed once, and kept from call to call (a
 -- parse depends on its text alone). The tables returned are shared: callers
 -- read them, never change them. Past MEMO_MAX texts they are all dropped.
-local memo_list, memo_skills, memo_widen, memo_levels, memo_ranks = {}, {}, {}, {}, {}
+local memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_conf = {}, {}, {}, {}, {}, {}
 local memo_n, MEMO_MAX = 0, 20000
 
 -- "a,b,c" -> { "a", "b", "c" } (shared)
@@ -203,10 +203,11 @@ local function has_skills(agent, a, skills)
   return true
 end
 
--- Queue settings, read once per script run from acd:queue:<q>:conf: the
--- hash's fields (but aht_ms, which changes with every call) packed into one
+-- Queue settings, read once per call from acd:queue:<q>:conf: the hash's
+-- fields (but aht_ms, which changes with every call) packed into one
 -- string, separated by \31, in QUEUE_FIELDS order. One string is read and
--- split by one match: a fifth of the cost of reading the hash's fields.
+-- split by one match (a fifth of the cost of reading the hash's fields),
+-- and the split is kept by its text from call to call (shared, read only).
 local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 'sticky_ms', 'skills', 'overflow',
                        'overflow_ms', 'max_wait_ms', 'max_wait_action', 'join_empty', 'leave_empty', 'closed_action',
                        'cb_attempts', 'cb_retry_ms', 'cb_expire_ms', 'open', 'sl_ms', 'blacklist_queue', 'music',
@@ -218,9 +219,9 @@ local function qconf(q)
   local conf = conf_cache[q]
   if conf == nil then
     CONF_PATTERN = CONF_PATTERN or '^' .. string.rep('([^\31]*)\31', #QUEUE_FIELDS - 1) .. '([^\31]*)$'
-    conf = false
     local packed = redis.call('GET', 'acd:queue:' .. q .. ':conf')
-    if packed then
+    conf = packed and memo_conf[packed]
+    if packed and not conf then
       -- One table, made by one constructor (sized at once), in QUEUE_FIELDS order.
       local f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22 =
         string.match(packed, CONF_PATTERN)
@@ -229,8 +230,11 @@ local function qconf(q)
                  overflow = f8, overflow_ms = f9, max_wait_ms = f10, max_wait_action = f11, join_empty = f12,
                  leave_empty = f13, closed_action = f14, cb_attempts = f15, cb_retry_ms = f16, cb_expire_ms = f17,
                  open = f18, sl_ms = f19, blacklist_queue = f20, music = f21, announce_ms = f22 }
+        memo_conf[packed] = conf
+        memo_n = memo_n + 1
       end
     end
+    conf = conf or false
     conf_cache[q] = conf
   end
   return conf or nil
@@ -1191,7 +1195,7 @@ local function run_batch(ARGV)
   -- What one call read from Redis is not kept for the next.
   conf_cache, lite_cache, batches, seq_at = {}, {}, {}, nil
   if memo_n > MEMO_MAX then
-    memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_n = {}, {}, {}, {}, {}, 0
+    memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_conf, memo_n = {}, {}, {}, {}, {}, {}, 0
   end
   local nops = tonumber(ARGV[1]) or 0
   local batch_id = ARGV[2] or ''
