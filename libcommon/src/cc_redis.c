@@ -203,25 +203,33 @@ cc_redis_cmdf(cc_redis_t *self, const char *fmt, ...)
     return cc_redis_cmd(self, argc, argv);
 }
 
-void
-cc_redis_script(cc_redis_t *self, const char *name, const char *lua)
+/* A new entry named name, or NULL when that name is registered already. */
+static script_t *
+s_register(cc_redis_t *self, const char *name)
 {
     for (int i = 0; i < self->nscripts; i++)
-        if (strcmp(self->scripts[i].name, name) == 0) return;
+        if (strcmp(self->scripts[i].name, name) == 0) return NULL;
     assert(self->nscripts < MAX_SCRIPTS);
     script_t *s = &self->scripts[self->nscripts++];
     s->name = strdup(name);
+    if (!s->name) abort();
+    return s;
+}
+
+void
+cc_redis_script(cc_redis_t *self, const char *name, const char *lua)
+{
+    script_t *s = s_register(self, name);
+    if (!s) return;
     s->lua = strdup(lua);
-    if (!s->name || !s->lua) abort();
+    if (!s->lua) abort();
 }
 
 void
 cc_redis_function(cc_redis_t *self, const char *name, const char *body)
 {
-    for (int i = 0; i < self->nscripts; i++)
-        if (strcmp(self->scripts[i].name, name) == 0) return;
-    assert(self->nscripts < MAX_SCRIPTS);
-    script_t *s = &self->scripts[self->nscripts++];
+    script_t *s = s_register(self, name);
+    if (!s) return;
     /* Named after its code (FNV-1a, 64 bits): instances running different
      * versions side by side each call their own. */
     uint64_t h = 14695981039346656037ULL;
@@ -229,8 +237,7 @@ cc_redis_function(cc_redis_t *self, const char *name, const char *body)
     snprintf(s->fname, sizeof s->fname, "%s_%016llx", name, (unsigned long long) h);
     size_t len = strlen(body) + 2 * strlen(s->fname) + 64;
     s->lua = malloc(len);
-    s->name = strdup(name);
-    if (!s->name || !s->lua) abort();
+    if (!s->lua) abort();
     snprintf(s->lua, len, "#!lua name=%s\nlocal FUNCTION_NAME = '%s'\n%s", s->fname, s->fname, body);
     s->library = true;
 }

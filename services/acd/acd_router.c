@@ -277,7 +277,10 @@ s_run_batch(acd_router_t *self, op_t *ops, int n, const char *id)
     }
     size_t nargs;
     const char **argv = s_batch_argv(ops, n, id, count, &nargs);
+    /* Sent once more if the connection dies again meanwhile: the batch's id
+     * makes a second run return the first's results. */
     redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
+    if (!r) r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     free(argv);
     self->delivering++;
     s_deliver_batch(self, ops, n, r);

@@ -9,12 +9,12 @@
  *   reordering makes rejected, cancel or ready fail), the agent ends
  *   ready with no call left, and it went not_ready(no_answer) 100 times.
  * connection_cut_with_batches_out_loses_and_repeats_nothing: the same 400
- *   requests while acd's Redis connections are killed again and again
- *   (CLIENT KILL, every 2 ms for 60 ms): the batches out when a connection
- *   dies run again, in order, from their kept results when Redis ran them
- *   already. Every request is still accepted once, the agent ends ready
- *   with no call left, and not_ready(no_answer) is published 100 times, no
- *   more. */
+ *   requests (another agent, another queue) while acd's Redis connections
+ *   are killed again and again (CLIENT KILL after every 40 requests sent,
+ *   then every 8 ms for 60 ms): the batches out when a connection dies run
+ *   again, in order, from their kept results when Redis ran them already.
+ *   Every request is still accepted once, the agent ends ready with no call
+ *   left, and not_ready(no_answer) is published 100 times, no more. */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
@@ -87,8 +87,13 @@ s_rounds(const char *agent, const char *queue, const char *prefix, bool cut)
         st.agent_id = (char *) agent;
         st.state = CC__AGENT_STATE__AGENT_READY;
         s_send(dealer, agent, n++, "agent.set_state", &st.base);
+        if (cut && r % 10 == 9) {   /* while acd has batches out */
+            cc_sleep_ms(1);
+            redisReply *k = cc_redis_cmdf(s_fx.redis, "CLIENT KILL TYPE normal SKIPME yes");
+            if (k) freeReplyObject(k);
+        }
     }
-    for (int64_t end = cc_mono_ms() + 60; cut && cc_mono_ms() < end; cc_sleep_ms(2)) {
+    for (int64_t end = cc_mono_ms() + 60; cut && cc_mono_ms() < end; cc_sleep_ms(8)) {
         redisReply *k = cc_redis_cmdf(s_fx.redis, "CLIENT KILL TYPE normal SKIPME yes");
         if (k) freeReplyObject(k);
     }
