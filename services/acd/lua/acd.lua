@@ -35,8 +35,15 @@
 --   acd:seq                    counter for round robin
 --   acd:strategies             hash: queue -> "strategy skills" (ranking ready agents
 --                              reads only this)
---   acd:req:<10 s period>      hash: request id -> the operation's actions (JSON), kept
---                              10 to 20 s so a retry never acts twice
+--   acd:req:<10 s period>      hash: request id -> "<batch id> <index>" (a request id
+--                              starting with "#" gets one more "#"), and
+--                              "#<batch id>" -> the batch's results (JSON): kept 20 to
+--                              30 s so that neither a retry nor a batch sent again acts
+--                              twice (retries are looked up in the last two
+--                              periods). One hash per period, not a key per batch:
+--                              the keyspace stays small (each command looks its key
+--                              up in it), and a period goes at once (UNLINK).
+--   acd:conf:gen               changes with every change of a queue's settings
 --
 -- Returns a list of actions, each a list of strings, for the caller to
 -- publish as events and carry out (ring the agent):
@@ -57,6 +64,18 @@
 --   {"agent_status", agent, state, since, reason, call, queues, ext, skills}  (status)
 --   {"ok", detail...}
 
+-- The standard functions (and redis.call) as locals, which a call reaches
+-- without looking their names up in the globals table (two table reads
+-- for each redis.call). A library being loaded sees none of them: they are
+-- bound at the first call.
+local function standard()
+  return tonumber, tostring, ipairs, pairs, unpack, type, pcall, string, table, math, cjson, redis.call
+end
+local tonumber, tostring, ipairs, pairs, unpack, type, pcall, string, table, math, cjson, rcall
+local function bind_standard()
+  if not rcall then tonumber, tostring, ipairs, pairs, unpack, type, pcall, string, table, math, cjson, rcall = standard() end
+end
+
 local now = 0      -- the time of the operation being run
 local now_s = '0'  -- the same as a string (numbers given to Redis are formatted, which costs)
 local out = {}     -- its actions
@@ -75,7 +94,7 @@ local SMALL = { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
 local function int(x) return SMALL[x] or string.format('%d', x) end
 
 local function hgetall(key)
-  local flat = redis.call('HGETALL', key)
+  local flat = rcall('HGETALL', key)
   if #flat == 0 then return nil end
   local h = {}
   for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -95,6 +114,7 @@ end
 -- read them, never change them. Past MEMO_MAX texts they are all dropped.
 local memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_conf = {}, {}, {}, {}, {}, {}
 local memo_n, MEMO_MAX = 0, 20000
+
 
 -- "a,b,c" -> { "a", "b", "c" } (shared)
 local function list(s)
@@ -160,7 +180,7 @@ end
 
 local function agent_qualifies(agent, skills)
   if #skills == 0 then return true end
-  local levels = redis.call('HMGET', 'acd:agent:' .. agent .. ':skills', unpack(skills.names))
+  local levels = rcall('HMGET', 'acd:agent:' .. agent .. ':skills', unpack(skills.names))
   for i, s in ipairs(skills) do
     local have = tonumber(levels[i])
     if not have or have < s[2] then return false end
@@ -171,7 +191,7 @@ end
 -- An agent's hash (the fields the script uses), nil when unknown. Built by
 -- one constructor (sized at once): agents are read on every decision.
 local function load_agent(agent)
-  local f = redis.call('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls',
+  local f = rcall('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'ext', 'queues', 'calls',
                        'last_offer', 'after_call', 'ranks', 'skills')
   if not f[1] and not f[6] then return nil end
   return { state = f[1] or nil, since = f[2] or nil, reason = f[3] or nil, call = f[4] or nil, ext = f[5] or nil,
@@ -203,23 +223,33 @@ local function has_skills(agent, a, skills)
   return true
 end
 
--- Queue settings, read once per call from acd:queue:<q>:conf: the hash's
--- fields (but aht_ms, which changes with every call) packed into one
--- string, separated by \31, in QUEUE_FIELDS order. One string is read and
--- split by one match (a fifth of the cost of reading the hash's fields),
--- and the split is kept by its text from call to call (shared, read only).
+-- Queue settings, read from acd:queue:<q>:conf: the hash's fields (but
+-- aht_ms, which changes with every call) packed into one string, separated
+-- by \31, in QUEUE_FIELDS order. One string is read and split by one match
+-- (a fifth of the cost of reading the hash's fields), and the split is
+-- kept by its text (shared, read only).
+--
+-- What was read (settings and strategies, by queue) is kept from call to
+-- call while acd:conf:gen holds the text it held when they were read:
+-- every change of a queue (qforget) writes a new one, so a call checks one
+-- key instead of reading each queue it routes for. A Redis that lost its
+-- data has none, and then nothing is kept.
 local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 'sticky_ms', 'skills', 'overflow',
                        'overflow_ms', 'max_wait_ms', 'max_wait_action', 'join_empty', 'leave_empty', 'closed_action',
                        'cb_attempts', 'cb_retry_ms', 'cb_expire_ms', 'open', 'sl_ms', 'blacklist_queue', 'music',
                        'announce_ms' }
 local CONF_SEP = '\31'
 local CONF_PATTERN = nil   -- made at the first call (loading a library may not call string)
-local conf_cache = {}
+local conf_cache, lite_cache = {}, {}
+local conf_gen = nil       -- the acd:conf:gen they belong to
+local conf_n, CONF_MAX = 0, 10000   -- queues read (unknown names too), dropped past CONF_MAX
+local gen_serial = 0
 local function qconf(q)
   local conf = conf_cache[q]
   if conf == nil then
+    conf_n = conf_n + 1
     CONF_PATTERN = CONF_PATTERN or '^' .. string.rep('([^\31]*)\31', #QUEUE_FIELDS - 1) .. '([^\31]*)$'
-    local packed = redis.call('GET', 'acd:queue:' .. q .. ':conf')
+    local packed = rcall('GET', 'acd:queue:' .. q .. ':conf')
     conf = packed and memo_conf[packed]
     if packed and not conf then
       -- One table, made by one constructor (sized at once), in QUEUE_FIELDS order.
@@ -242,27 +272,27 @@ end
 
 -- Packs queue q's settings (its hash) into acd:queue:<q>:conf, after a change.
 local function write_conf(q)
-  local f = redis.call('HMGET', 'acd:queue:' .. q, unpack(QUEUE_FIELDS))
+  local f = rcall('HMGET', 'acd:queue:' .. q, unpack(QUEUE_FIELDS))
   for i = 1, #QUEUE_FIELDS do f[i] = f[i] or '' end
-  redis.call('SET', 'acd:queue:' .. q .. ':conf', table.concat(f, CONF_SEP))
+  rcall('SET', 'acd:queue:' .. q .. ':conf', table.concat(f, CONF_SEP))
 end
 
 -- The queue's average handle time (ms, 0 when no call ended yet).
 local function aht(q)
-  return tonumber(redis.call('HGET', 'acd:queue:' .. q, 'aht_ms') or 0) or 0
+  return tonumber(rcall('HGET', 'acd:queue:' .. q, 'aht_ms') or 0) or 0
 end
 
 -- The strategy and required skills of each of queues qs (what ranking a
 -- ready agent needs), read at once from acd:strategies (cheaper than their
 -- settings): a list of { strategy =, skills = }, false for no such queue.
-local lite_cache = {}
 local function qlites(qs)
   local missing = {}
   for _, q in ipairs(qs) do
     if conf_cache[q] == nil and lite_cache[q] == nil then missing[#missing + 1] = q end
   end
   if #missing > 0 then
-    local f = redis.call('HMGET', 'acd:strategies', unpack(missing))
+    local f = rcall('HMGET', 'acd:strategies', unpack(missing))
+    conf_n = conf_n + #missing
     for i, q in ipairs(missing) do
       local strategy, skills = string.match(f[i] or '', '^(%S+) (.*)$')
       lite_cache[q] = strategy and { strategy = strategy, skills = skills } or false
@@ -273,9 +303,23 @@ local function qlites(qs)
   return out_
 end
 
--- Forgets what this run read of queue q (it was just written).
+-- Forgets what was read of queue q, which is being changed, and tells
+-- every other call so (a new acd:conf:gen: the time and a counter, unique).
 local function qforget(q)
   conf_cache[q], lite_cache[q] = nil, nil
+  local t = rcall('TIME')
+  gen_serial = gen_serial + 1
+  conf_gen = t[1] .. '.' .. t[2] .. '.' .. int(gen_serial)
+  rcall('SET', 'acd:conf:gen', conf_gen)
+end
+
+-- At the start of a call: drops what was read of the queues if any queue
+-- changed since (or Redis lost its data).
+local function qcheck()
+  local gen = rcall('GET', 'acd:conf:gen')
+  if not gen or gen ~= conf_gen or conf_n > CONF_MAX then
+    conf_cache, lite_cache, conf_gen, conf_n = {}, {}, gen, 0
+  end
 end
 
 -- An agent's "ranks": what ranking it in each of its queues takes (the
@@ -283,7 +327,7 @@ end
 -- kept in its hash so that becoming ready reads nothing more.
 local function ranks_of(qs)
   if #qs == 0 then return '' end
-  local raw = redis.call('HMGET', 'acd:strategies', unpack(qs))
+  local raw = rcall('HMGET', 'acd:strategies', unpack(qs))
   for i = 1, #qs do raw[i] = raw[i] or '-' end
   return table.concat(raw, ';')
 end
@@ -328,7 +372,7 @@ local function ready_rank(q, conf, agent, a)
     return tonumber(a.last_offer) or 0
   elseif strategy == 'best_skill' then
     local first = parse_skills(conf.skills or '')[1]
-    local level = first and tonumber(redis.call('HGET', 'acd:agent:' .. agent .. ':skills', first[1])) or 0
+    local level = first and tonumber(rcall('HGET', 'acd:agent:' .. agent .. ':skills', first[1])) or 0
     return -(level or 0) * PRIO_SPAN + since
   end
   return since
@@ -339,16 +383,16 @@ end
 local function set_state(agent, a, state, reason, call, ...)
   local prev, since = a.state or 'logged_out', tonumber(a.since) or now
   if prev == 'ready' then
-    for _, q in ipairs(list(a.queues)) do redis.call('ZREM', 'acd:queue:' .. q .. ':ready', agent) end
+    for _, q in ipairs(list(a.queues)) do rcall('ZREM', 'acd:queue:' .. q .. ':ready', agent) end
   end
-  if prev == 'wrap_up' then redis.call('ZREM', 'acd:wrapups', agent) end
+  if prev == 'wrap_up' then rcall('ZREM', 'acd:wrapups', agent) end
   a.state, a.since, a.reason, a.call = state, now_s, reason or '', call or ''
-  redis.call('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now_s, 'reason', a.reason, 'call', a.call, ...)
+  rcall('HSET', 'acd:agent:' .. agent, 'state', state, 'since', now_s, 'reason', a.reason, 'call', a.call, ...)
   if state == 'ready' then
     local qs = list(a.queues)
     local confs = agent_lites(a, qs)
     for i, q in ipairs(qs) do
-      if confs[i] then redis.call('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, confs[i], agent, a), agent) end
+      if confs[i] then rcall('ZADD', 'acd:queue:' .. q .. ':ready', ready_rank(q, confs[i], agent, a), agent) end
     end
   end
   emit({ 'agent', agent, state, prev, int(now - since), a.reason, a.call })
@@ -359,7 +403,7 @@ end
 -- for a batch instead of an INCR per offer; the run is atomic).
 local seq_at = nil
 local function next_seq()
-  if not seq_at then seq_at = tonumber(redis.call('GET', 'acd:seq') or '0') or 0 end
+  if not seq_at then seq_at = tonumber(rcall('GET', 'acd:seq') or '0') or 0 end
   seq_at = seq_at + 1
   return string.format('%d', seq_at)
 end
@@ -380,7 +424,7 @@ local function write_call(call, c)
   opt(kv, 'customer', c.customer)
   opt(kv, 'caller', c.caller)
   opt(kv, 'flags', c.flags)
-  redis.call('HSET', 'acd:call:' .. call, unpack(kv))
+  rcall('HSET', 'acd:call:' .. call, unpack(kv))
 end
 
 -- Offers call c to agent a. A fresh call (just arriving) is written whole
@@ -397,11 +441,11 @@ local function reserve(call, c, agent, a, fresh, in_due)
     c.offered = now_s
     write_call(call, c)
   else
-    redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
-    if in_due then redis.call('ZREM', 'acd:due', call) end
-    redis.call('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now_s)
+    rcall('ZREM', 'acd:queue:' .. q .. ':wait', call)
+    if in_due then rcall('ZREM', 'acd:due', call) end
+    rcall('HSET', 'acd:call:' .. call, 'state', 'offered', 'agent', agent, 'offered', now_s)
   end
-  redis.call('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
+  rcall('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
   emit({ 'offer', call, agent, q, int(now - tonumber(c.enq)), a.ext or '', c.customer or '',
          c.caller or '', c.flags or '', c.kind or 'call', c.number or '' })
 end
@@ -417,17 +461,17 @@ local function pick_agent(call, c, conf, fresh)
     -- Held for the agent who served this customer last, while that agent is
     -- still logged in to the queue; otherwise anyone may take it.
     local agent = c.last_agent
-    if redis.call('ZSCORE', 'acd:queue:' .. q .. ':ready', agent) then
+    if rcall('ZSCORE', 'acd:queue:' .. q .. ':ready', agent) then
       return agent, load_agent(agent)
     end
-    if redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', agent) == 1 then return nil end
-    if not fresh then redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0) end
+    if rcall('SISMEMBER', 'acd:queue:' .. q .. ':members', agent) == 1 then return nil end
+    if not fresh then rcall('HSET', 'acd:call:' .. call, 'sticky_until', 0) end
     c.sticky_until = '0'
   end
   -- Usually the first ready agent qualifies: read it, then pages of more.
   local key, first, last = 'acd:queue:' .. q .. ':ready', 0, 0
   while first < SCAN do
-    local agents = redis.call('ZRANGE', key, int(first), int(last))
+    local agents = rcall('ZRANGE', key, int(first), int(last))
     for _, agent in ipairs(agents) do
       local a = load_agent(agent)
       if a and has_skills(agent, a, skills) then return agent, a end
@@ -465,13 +509,13 @@ local function route_agent(agent, a)
   -- wait set does not exist).
   local keys = {}
   for i, q in ipairs(qs) do keys[i] = 'acd:queue:' .. q .. ':wait' end
-  if redis.call('EXISTS', unpack(keys)) == 0 then return end
+  if rcall('EXISTS', unpack(keys)) == 0 then return end
   local best, best_rank, best_c = nil, nil, nil
   for _, q in ipairs(qs) do
     local conf = nil   -- read only for a queue with calls waiting
     local done = false
     for first = 0, SCAN - 1, PAGE do
-      local calls = redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', int(first), int(first + PAGE - 1), 'WITHSCORES')
+      local calls = rcall('ZRANGE', 'acd:queue:' .. q .. ':wait', int(first), int(first + PAGE - 1), 'WITHSCORES')
       if #calls > 0 and conf == nil then conf = qconf(q) or false end
       if not conf then break end
       for i = 1, #calls, 2 do
@@ -480,7 +524,7 @@ local function route_agent(agent, a)
         local c = hgetall('acd:call:' .. call)
         if not c then
           -- A wait-set entry without its call: drop it rather than fail.
-          redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
+          rcall('ZREM', 'acd:queue:' .. q .. ':wait', call)
           c = { last_agent = '', sticky_until = '0', hold_until = '0', enq = now_s, skills = '' }
           rank = math.huge
         end
@@ -503,9 +547,9 @@ end
 -- Forgets a call. Only a waiting call can be in acd:due (an offer takes it
 -- out; a requeue schedules it again).
 local function finish_call(call, c)
-  redis.call('DEL', 'acd:call:' .. call)
-  if c.state == 'offered' then redis.call('ZREM', 'acd:offers', call) end
-  if c.state == 'waiting' then redis.call('ZREM', 'acd:due', call) end
+  rcall('DEL', 'acd:call:' .. call)
+  if c.state == 'offered' then rcall('ZREM', 'acd:offers', call) end
+  if c.state == 'waiting' then rcall('ZREM', 'acd:due', call) end
 end
 
 -- When a waiting call's routing options change next: its sticky hold ends
@@ -526,15 +570,15 @@ local function schedule(call, c, conf)
     if tonumber(conf.overflow_ms or 0) > 0 and (conf.overflow or '') ~= '' then consider(qenq + tonumber(conf.overflow_ms)) end
     if tonumber(conf.max_wait_ms or 0) > 0 then consider(qenq + tonumber(conf.max_wait_ms)) end
   end
-  if next_at then redis.call('ZADD', 'acd:due', next_at, call) else redis.call('ZREM', 'acd:due', call) end
+  if next_at then rcall('ZADD', 'acd:due', next_at, call) else rcall('ZREM', 'acd:due', call) end
 end
 
 -- A waiting call leaves its queue without an agent (max wait, empty queue,
 -- failed or expired callback).
 local function leave(call, c, reason)
-  redis.call('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
-  redis.call('ZREM', 'acd:due', call)
-  redis.call('DEL', 'acd:call:' .. call)
+  rcall('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
+  rcall('ZREM', 'acd:due', call)
+  rcall('DEL', 'acd:call:' .. call)
   emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), reason })
 end
 
@@ -543,11 +587,11 @@ end
 -- agent logged in; full: at its maximum length).
 local function refusal(q, conf)
   if conf.open == '0' then return 'closed', 'queue ' .. q .. ' is closed' end
-  if conf.join_empty == '0' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
+  if conf.join_empty == '0' and rcall('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
     return 'empty', 'queue ' .. q .. ' has no agent logged in'
   end
   local max_len = tonumber(conf.max_len) or 0
-  if max_len > 0 and redis.call('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
+  if max_len > 0 and rcall('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
     return 'full', 'queue ' .. q .. ' is full'
   end
   return nil
@@ -561,13 +605,13 @@ local function overflow(call, c, to)
   local from = c.queue
   local tconf = qconf(to)
   if not tconf or refusal(to, tconf) then return false end
-  redis.call('ZREM', 'acd:queue:' .. from .. ':wait', call)
+  rcall('ZREM', 'acd:queue:' .. from .. ':wait', call)
   c.queue, c.qenq = to, now_s
   local required = qconf(to).skills or ''
-  redis.call('HSET', 'acd:call:' .. call, 'queue', to, 'qenq', now, 'skills', required, 'sticky_until', 0)
+  rcall('HSET', 'acd:call:' .. call, 'queue', to, 'qenq', now, 'skills', required, 'sticky_until', 0)
   c.sticky_until = '0'
   c.skills = required
-  redis.call('ZADD', 'acd:queue:' .. to .. ':wait', tonumber(c.rank), call)
+  rcall('ZADD', 'acd:queue:' .. to .. ':wait', tonumber(c.rank), call)
   emit({ 'overflowed', call, from, to, int(now - tonumber(c.enq)) })
   return true
 end
@@ -576,8 +620,8 @@ end
 -- the queue's logged-in agents, times the queue's average handle time.
 local function position(call, c)
   local q = c.queue
-  local pos = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
-  local agents = math.max(1, redis.call('SCARD', 'acd:queue:' .. q .. ':members'))
+  local pos = (rcall('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
+  local agents = math.max(1, rcall('SCARD', 'acd:queue:' .. q .. ':members'))
   local handle = aht(q)
   if handle <= 0 then handle = 180000 end
   return pos, math.floor((pos - 1) / agents + 1) * handle
@@ -588,15 +632,15 @@ end
 local function withdraw_offer(call, c, reason)
   local agent = c.agent
   local a = load_agent(agent)
-  redis.call('ZREM', 'acd:offers', call)
-  redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '')
+  rcall('ZREM', 'acd:offers', call)
+  rcall('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '')
   c.state, c.agent = 'waiting', ''
   if c.last_agent == agent then
     -- The agent it waited for did not take it: no longer held for them.
-    redis.call('HSET', 'acd:call:' .. call, 'sticky_until', 0)
+    rcall('HSET', 'acd:call:' .. call, 'sticky_until', 0)
     c.sticky_until = '0'
   end
-  redis.call('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
+  rcall('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
   schedule(call, c, qconf(c.queue) or {})
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'not_ready', reason, '') end
   emit({ 'requeued', call, agent, c.queue, reason })
@@ -604,9 +648,9 @@ end
 
 -- Queue q's ranking changed (or q is gone): its agents' ranks follow.
 local function refresh_ranks(q)
-  for _, agent in ipairs(redis.call('SMEMBERS', 'acd:queue:' .. q .. ':members')) do
-    local qs = redis.call('HGET', 'acd:agent:' .. agent, 'queues')
-    if qs then redis.call('HSET', 'acd:agent:' .. agent, 'ranks', ranks_of(list(qs))) end
+  for _, agent in ipairs(rcall('SMEMBERS', 'acd:queue:' .. q .. ':members')) do
+    local qs = rcall('HGET', 'acd:agent:' .. agent, 'queues')
+    if qs then rcall('HSET', 'acd:agent:' .. agent, 'ranks', ranks_of(list(qs))) end
   end
 end
 
@@ -616,14 +660,14 @@ local ops = {}
 -- not_ready with reason, or on_call with call).
 local function log_in(agent, a, ext, queues, skills, state, reason, call)
   local key = 'acd:agent:' .. agent
-  redis.call('DEL', key .. ':skills')
-  for _, s in ipairs(parse_skills(skills)) do redis.call('HSET', key .. ':skills', s[1], s[2]) end
+  rcall('DEL', key .. ':skills')
+  for _, s in ipairs(parse_skills(skills)) do rcall('HSET', key .. ':skills', s[1], s[2]) end
   a.ranks = ranks_of(list(queues))
-  redis.call('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0, 'ranks', a.ranks,
+  rcall('HSET', key, 'ext', ext or '', 'queues', queues or '', 'calls', a.calls or 0, 'ranks', a.ranks,
              'skills', skills or '')
   a.skills = skills or ''
-  redis.call('SADD', 'acd:agents', agent)
-  for _, q in ipairs(list(queues)) do redis.call('SADD', 'acd:queue:' .. q .. ':members', agent) end
+  rcall('SADD', 'acd:agents', agent)
+  for _, q in ipairs(list(queues)) do rcall('SADD', 'acd:queue:' .. q .. ':members', agent) end
   a.ext, a.queues = ext, queues
   set_state(agent, a, state, reason, call or '')
   if state == 'ready' then route_agent(agent, a) end
@@ -635,7 +679,7 @@ function ops.login(agent, ext, queues, skills)
   local a = hgetall('acd:agent:' .. agent) or { state = 'logged_out', since = now_s }
   if a.state ~= 'logged_out' then return fail('conflict', 'agent ' .. agent .. ' is already logged in') end
   for _, q in ipairs(list(queues)) do
-    if redis.call('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
+    if rcall('SISMEMBER', 'acd:queues', q) == 0 then return fail('not_found', 'no queue ' .. q) end
   end
   log_in(agent, a, ext, queues, skills, 'ready', 'login')
   return out
@@ -654,11 +698,11 @@ function ops.restore(agent, ext, queues, skills, state, reason, call, call_queue
   if a.state ~= 'logged_out' then return { { 'ok', 'logged in already' } } end
   local kept = {}
   for _, q in ipairs(list(queues)) do
-    if redis.call('SISMEMBER', 'acd:queues', q) == 1 then kept[#kept + 1] = q end
+    if rcall('SISMEMBER', 'acd:queues', q) == 1 then kept[#kept + 1] = q end
   end
   if state == 'on_call' then
-    if call and call ~= '' and qconf(call_queue or '') and redis.call('EXISTS', 'acd:call:' .. call) == 0 then
-      redis.call('HSET', 'acd:call:' .. call, 'queue', call_queue, 'prio', 0, 'enq', now_s, 'qenq', now_s,
+    if call and call ~= '' and qconf(call_queue or '') and rcall('EXISTS', 'acd:call:' .. call) == 0 then
+      rcall('HSET', 'acd:call:' .. call, 'queue', call_queue, 'prio', 0, 'enq', now_s, 'qenq', now_s,
                  'rank', 9 * PRIO_SPAN + now, 'skills', '', 'state', 'answered', 'agent', agent, 'offered', now_s,
                  'answered', now_s, 'last_agent', '', 'sticky_until', 0, 'customer', '', 'caller', '', 'flags', '',
                  'kind', 'call', 'attempts', 0)
@@ -675,7 +719,7 @@ function ops.restore(agent, ext, queues, skills, state, reason, call, call_queue
     -- ring with an offer Redis forgot, which the gateway tells again
     -- (reoffer) or whose outcome comes meanwhile; no other call till then.
     state, reason, call = 'not_ready', 'restoring', ''
-    redis.call('ZADD', 'acd:restoring', string.format('%d', now + (tonumber(hold_ms) or 3000)), agent)
+    rcall('ZADD', 'acd:restoring', string.format('%d', now + (tonumber(hold_ms) or 3000)), agent)
   end
   log_in(agent, a, ext, table.concat(kept, ','), skills, state, reason or '', call)
   return out
@@ -712,22 +756,22 @@ function ops.set_state(agent, state, reason, force)
   end
   local rule = (allowed[a.state] or {})[state]
   if rule == 'after' then
-    redis.call('HSET', 'acd:agent:' .. agent, 'after_call', reason ~= '' and reason or 'requested')
+    rcall('HSET', 'acd:agent:' .. agent, 'after_call', reason ~= '' and reason or 'requested')
     return { { 'ok', 'pending' } }
   end
   if not rule then return fail('conflict', 'agent ' .. agent .. ' is ' .. a.state .. ', cannot go ' .. state) end
   set_state(agent, a, state, reason, '')
   if state == 'ready' then route_agent(agent) end
   if state == 'logged_out' then
-    redis.call('SREM', 'acd:agents', agent)
+    rcall('SREM', 'acd:agents', agent)
     for _, q in ipairs(list(a.queues)) do
-      redis.call('SREM', 'acd:queue:' .. q .. ':members', agent)
+      rcall('SREM', 'acd:queue:' .. q .. ':members', agent)
       local conf = qconf(q)
-      if conf and conf.leave_empty == '1' and redis.call('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
+      if conf and conf.leave_empty == '1' and rcall('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
         -- Nobody left to answer: the callers are told at once, not kept waiting.
-        for _, call in ipairs(redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
+        for _, call in ipairs(rcall('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
           local c = hgetall('acd:call:' .. call)
-          if c then leave(call, c, 'empty') else redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call) end
+          if c then leave(call, c, 'empty') else rcall('ZREM', 'acd:queue:' .. q .. ':wait', call) end
         end
       end
     end
@@ -757,7 +801,7 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   -- One command says whether the call exists (counted twice) and whether
   -- calls wait in its queue (once).
   local wait = 'acd:queue:' .. q .. ':wait'
-  local known = redis.call('EXISTS', 'acd:call:' .. call, 'acd:call:' .. call, wait)
+  local known = rcall('EXISTS', 'acd:call:' .. call, 'acd:call:' .. call, wait)
   if known >= 2 then return fail('conflict', 'call ' .. call .. ' is already queued') end
   local code, text = refusal(q, conf)
   if code then return fail(code, text) end
@@ -767,7 +811,7 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   if skills and skills ~= '' then required = (required ~= '' and (required .. ',') or '') .. skills end
   local sticky_until = 0
   if last_agent and last_agent ~= '' and tonumber(conf.sticky_ms or 0) > 0
-     and redis.call('SISMEMBER', 'acd:queue:' .. q .. ':members', last_agent) == 1 then
+     and rcall('SISMEMBER', 'acd:queue:' .. q .. ':members', last_agent) == 1 then
     -- Held for the last agent only while that agent is logged in to the queue.
     sticky_until = now + tonumber(conf.sticky_ms)
   end
@@ -778,14 +822,14 @@ function ops.enqueue(call, q, prio, skills, customer, last_agent, caller, flags)
   local agent, a = pick_agent(call, c, conf, true)
   if agent then
     -- Offered at once: it never waits, its place is the calls ranked ahead.
-    local pos = known == 1 and redis.call('ZCOUNT', wait, '-inf', '(' .. c.rank) + 1 or 1
+    local pos = known == 1 and rcall('ZCOUNT', wait, '-inf', '(' .. c.rank) + 1 or 1
     emit({ 'entered', call, q, int(prio), int(pos) })
     reserve(call, c, agent, a, true, false)
     emit({ 'position', call, '0', '0', conf.music or '' })
     return out
   end
   write_call(call, c)
-  redis.call('ZADD', wait, c.rank, call)
+  rcall('ZADD', wait, c.rank, call)
   local pos, ewt = position(call, c)
   emit({ 'entered', call, q, int(prio), int(pos) })
   if timed(c, conf) then schedule(call, c, conf) end
@@ -813,7 +857,7 @@ end
 -- waiting in the queue like any call (the late answer is refused).
 function ops.reoffer(call, q, agent, caller)
   if not call or call == '' then return fail('bad_request', 'call id missing') end
-  if redis.call('EXISTS', 'acd:call:' .. call) == 1 then return { { 'position', call, '0', '0', '' } } end
+  if rcall('EXISTS', 'acd:call:' .. call) == 1 then return { { 'position', call, '0', '0', '' } } end
   local conf = qconf(q)
   if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
   local a = restored_ready(agent)
@@ -823,9 +867,9 @@ function ops.reoffer(call, q, agent, caller)
   local seq = next_seq()
   a.last_offer = seq
   set_state(agent, a, 'reserved', '', call, 'last_offer', seq)
-  redis.call('ZREM', 'acd:restoring', agent)
+  rcall('ZREM', 'acd:restoring', agent)
   write_call(call, c)
-  redis.call('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
+  rcall('ZADD', 'acd:offers', string.format('%d', now + (tonumber(conf.offer_ms) or 15000)), call)
   emit({ 'position', call, '0', '0', conf.music or '' })
   return out
 end
@@ -839,11 +883,11 @@ function ops.answered(call, agent)
     local a = restored_ready(agent)
     local q = a and list(a.queues)[1]
     if not q then return fail('not_found', 'no call ' .. tostring(call)) end
-    redis.call('HSET', 'acd:call:' .. call, 'queue', q, 'prio', 0, 'enq', now_s, 'qenq', now_s,
+    rcall('HSET', 'acd:call:' .. call, 'queue', q, 'prio', 0, 'enq', now_s, 'qenq', now_s,
                'rank', 9 * PRIO_SPAN + now, 'skills', '', 'state', 'answered', 'agent', agent, 'offered', now_s,
                'answered', now_s, 'last_agent', '', 'sticky_until', 0, 'customer', '', 'caller', '', 'flags', '',
                'kind', 'call', 'attempts', 0)
-    redis.call('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
+    rcall('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
     a.calls = tostring((tonumber(a.calls) or 0) + 1)
     set_state(agent, a, 'on_call', '', call)
     emit({ 'answered', call, agent, q, '0', '1' })
@@ -852,10 +896,10 @@ function ops.answered(call, agent)
   if c.state ~= 'offered' or c.agent ~= agent then
     return fail('conflict', 'call ' .. call .. ' is not offered to ' .. tostring(agent))
   end
-  redis.call('ZREM', 'acd:offers', call)
-  redis.call('HSET', 'acd:call:' .. call, 'state', 'answered', 'answered', now)
+  rcall('ZREM', 'acd:offers', call)
+  rcall('HSET', 'acd:call:' .. call, 'state', 'answered', 'answered', now)
   local a = load_agent(agent)
-  redis.call('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
+  rcall('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
   a.calls = tostring((tonumber(a.calls) or 0) + 1)
   set_state(agent, a, 'on_call', '', call)
   local sl = tonumber((qconf(c.queue) or {}).sl_ms or 20000)
@@ -883,7 +927,7 @@ end
 
 -- ended call: the caller or the agent hung up, whatever the call's state.
 function ops.ended(call)
-  local f = redis.call('HMGET', 'acd:call:' .. call, 'queue', 'state', 'agent', 'enq', 'kind', 'answered')
+  local f = rcall('HMGET', 'acd:call:' .. call, 'queue', 'state', 'agent', 'enq', 'kind', 'answered')
   if not f[1] then return fail('not_found', 'no call ' .. tostring(call)) end
   local c = { queue = f[1], state = f[2] or '', agent = f[3] or '', enq = f[4] or now_s, kind = f[5] or 'call',
               answered = f[6] or nil }
@@ -894,8 +938,8 @@ function ops.ended(call)
     -- stands (the gateway's own callback legs report callback_failed).
     return { { 'ok', 'callback kept' } }
   elseif c.state == 'waiting' then
-    local position = (redis.call('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
-    redis.call('ZREM', 'acd:queue:' .. q .. ':wait', call)
+    local position = (rcall('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
+    rcall('ZREM', 'acd:queue:' .. q .. ':wait', call)
     emit({ 'abandoned', call, q, int(now - tonumber(c.enq)), int(position) })
   elseif c.state == 'offered' then
     -- Hung up while the agent's phone rang: an abandon; the agent is free.
@@ -913,17 +957,17 @@ function ops.ended(call)
     local held = now - tonumber(c.answered or now)
     local handle = aht(q)
     handle = handle > 0 and math.floor(handle * 0.9 + held * 0.1) or held
-    redis.call('HSET', 'acd:queue:' .. q, 'aht_ms', string.format('%d', handle))
+    rcall('HSET', 'acd:queue:' .. q, 'aht_ms', string.format('%d', handle))
     local a = load_agent(c.agent)
     if a and a.state == 'on_call' and a.call == call then
       local wrap = tonumber(conf.wrap_ms) or 0
       local after = a.after_call
       if after and after ~= '' then
-        redis.call('HDEL', 'acd:agent:' .. c.agent, 'after_call')
+        rcall('HDEL', 'acd:agent:' .. c.agent, 'after_call')
         set_state(c.agent, a, 'not_ready', after, '')
       elseif wrap > 0 then
         set_state(c.agent, a, 'wrap_up', '', call)
-        redis.call('ZADD', 'acd:wrapups', now + wrap, c.agent)
+        rcall('ZADD', 'acd:wrapups', now + wrap, c.agent)
       else
         set_state(c.agent, a, 'ready', '', '')
         finish_call(call, c)
@@ -939,33 +983,33 @@ end
 -- tick: everything due by now: offers not answered in time, wrap-ups over,
 -- sticky holds ended and skills widened.
 function ops.tick()
-  for _, call in ipairs(redis.call('ZRANGEBYSCORE', 'acd:offers', '-inf', now, 'LIMIT', 0, 100)) do
+  for _, call in ipairs(rcall('ZRANGEBYSCORE', 'acd:offers', '-inf', now, 'LIMIT', 0, 100)) do
     local c = hgetall('acd:call:' .. call)
     if c and c.state == 'offered' then
       withdraw_offer(call, c, 'no_answer')
       route_call(call)
     else
-      redis.call('ZREM', 'acd:offers', call)
+      rcall('ZREM', 'acd:offers', call)
     end
   end
-  for _, agent in ipairs(redis.call('ZRANGEBYSCORE', 'acd:wrapups', '-inf', now, 'LIMIT', 0, 100)) do
+  for _, agent in ipairs(rcall('ZRANGEBYSCORE', 'acd:wrapups', '-inf', now, 'LIMIT', 0, 100)) do
     local a = load_agent(agent)
-    redis.call('ZREM', 'acd:wrapups', agent)
+    rcall('ZREM', 'acd:wrapups', agent)
     if a and a.state == 'wrap_up' then
       set_state(agent, a, 'ready', '', '')
       route_agent(agent)
     end
   end
-  for _, agent in ipairs(redis.call('ZRANGEBYSCORE', 'acd:restoring', '-inf', now, 'LIMIT', 0, 100)) do
+  for _, agent in ipairs(rcall('ZRANGEBYSCORE', 'acd:restoring', '-inf', now, 'LIMIT', 0, 100)) do
     local a = load_agent(agent)
-    redis.call('ZREM', 'acd:restoring', agent)
+    rcall('ZREM', 'acd:restoring', agent)
     if a and a.state == 'not_ready' and a.reason == 'restoring' then
       set_state(agent, a, 'ready', 'restored', '')
       route_agent(agent)
     end
   end
-  for _, call in ipairs(redis.call('ZRANGEBYSCORE', 'acd:due', '-inf', now, 'LIMIT', 0, 100)) do
-    redis.call('ZREM', 'acd:due', call)
+  for _, call in ipairs(rcall('ZRANGEBYSCORE', 'acd:due', '-inf', now, 'LIMIT', 0, 100)) do
+    rcall('ZREM', 'acd:due', call)
     local c = hgetall('acd:call:' .. call)
     if c and c.state == 'waiting' then
       local conf = qconf(c.queue) or {}
@@ -992,7 +1036,7 @@ function ops.tick()
           if fresh.state == 'waiting' then
             -- Time to tell the caller where they stand.
             local pos, ewt = position(call, fresh)
-            redis.call('HSET', 'acd:call:' .. call, 'announced', now)
+            rcall('HSET', 'acd:call:' .. call, 'announced', now)
             emit({ 'announce', call, fresh.queue, int(pos), int(ewt) })
           end
         end
@@ -1018,14 +1062,13 @@ function ops.queue(...)
   local q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
         overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
         cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms = ...
-  qforget(q)
-  redis.call('SADD', 'acd:queues', q)
+  rcall('SADD', 'acd:queues', q)
   local lite = (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or '')
-  if redis.call('HGET', 'acd:strategies', q) ~= lite then
-    redis.call('HSET', 'acd:strategies', q, lite)
+  if rcall('HGET', 'acd:strategies', q) ~= lite then
+    rcall('HSET', 'acd:strategies', q, lite)
     refresh_ranks(q)
   end
-  redis.call('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
+  rcall('HSET', 'acd:queue:' .. q, 'strategy', strategy, 'offer_ms', offer_ms, 'wrap_ms', wrap_ms,
              'widen', widen, 'max_len', max_len, 'sticky_ms', sticky_ms, 'skills', skills,
              'overflow', overflow_q or '', 'overflow_ms', overflow_ms or 0, 'max_wait_ms', max_wait_ms or 0,
              'max_wait_action', max_wait_action or 'leave', 'join_empty', join_empty or '1',
@@ -1035,6 +1078,7 @@ function ops.queue(...)
              'sl_ms', sl_ms or 20000, 'blacklist_queue', blacklist_queue or '', 'music', music or '',
              'announce_ms', announce_ms or 0)
   write_conf(q)
+  qforget(q)
   return { { 'ok', q } }
 end
 
@@ -1043,17 +1087,17 @@ end
 function ops.prune(names)
   local keep = {}
   for _, q in ipairs(list(names)) do keep[q] = true end
-  for _, q in ipairs(redis.call('SMEMBERS', 'acd:queues')) do
+  for _, q in ipairs(rcall('SMEMBERS', 'acd:queues')) do
     if not keep[q] then
-      for _, call in ipairs(redis.call('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
+      for _, call in ipairs(rcall('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
         local c = hgetall('acd:call:' .. call)
         if c then leave(call, c, 'queue_removed') end
       end
-      redis.call('SREM', 'acd:queues', q)
-      redis.call('HDEL', 'acd:strategies', q)
+      rcall('SREM', 'acd:queues', q)
+      rcall('HDEL', 'acd:strategies', q)
       refresh_ranks(q)
       qforget(q)
-      redis.call('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':conf', 'acd:queue:' .. q .. ':wait',
+      rcall('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':conf', 'acd:queue:' .. q .. ':wait',
                  'acd:queue:' .. q .. ':ready',
                  'acd:queue:' .. q .. ':members')
     end
@@ -1064,7 +1108,7 @@ end
 -- open q flag: the calendar's verdict for queue q ("1" open, "0" closed).
 function ops.open(q, flag)
   if not qconf(q) then return fail('not_found', 'no queue ' .. tostring(q)) end
-  redis.call('HSET', 'acd:queue:' .. q, 'open', flag == '0' and '0' or '1')
+  rcall('HSET', 'acd:queue:' .. q, 'open', flag == '0' and '0' or '1')
   write_conf(q)
   qforget(q)
   return { { 'ok', q } }
@@ -1076,26 +1120,26 @@ end
 -- The longest wait is the oldest arrival over the priorities (the head of
 -- the wait set is the best ranked call, not always the oldest).
 function ops.status()
-  local queues = redis.call('SMEMBERS', 'acd:queues')
+  local queues = rcall('SMEMBERS', 'acd:queues')
   table.sort(queues)
   for _, q in ipairs(queues) do
     local wait = 'acd:queue:' .. q .. ':wait'
-    local waiting = redis.call('ZCARD', wait)
+    local waiting = rcall('ZCARD', wait)
     local longest = 0
     if waiting > 0 then
       for p = 0, 9 do
-        local head = redis.call('ZRANGEBYSCORE', wait, p * PRIO_SPAN, '(' .. ((p + 1) * PRIO_SPAN), 'WITHSCORES', 'LIMIT', 0, 1)
+        local head = rcall('ZRANGEBYSCORE', wait, p * PRIO_SPAN, '(' .. ((p + 1) * PRIO_SPAN), 'WITHSCORES', 'LIMIT', 0, 1)
         if head[2] then longest = math.max(longest, now - (tonumber(head[2]) - p * PRIO_SPAN)) end
       end
     end
-    emit({ 'queue_status', q, tostring(waiting), tostring(redis.call('ZCARD', 'acd:queue:' .. q .. ':ready')),
+    emit({ 'queue_status', q, tostring(waiting), tostring(rcall('ZCARD', 'acd:queue:' .. q .. ':ready')),
            tostring(longest) })
   end
-  local agents = redis.call('SMEMBERS', 'acd:agents')
+  local agents = rcall('SMEMBERS', 'acd:agents')
   table.sort(agents)
   for _, agent in ipairs(agents) do
-    local f = redis.call('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'queues', 'ext')
-    local sk = redis.call('HGETALL', 'acd:agent:' .. agent .. ':skills')
+    local f = rcall('HMGET', 'acd:agent:' .. agent, 'state', 'since', 'reason', 'call', 'queues', 'ext')
+    local sk = rcall('HGETALL', 'acd:agent:' .. agent .. ':skills')
     local skills = {}
     for i = 1, #sk, 2 do skills[#skills + 1] = sk[i] .. ':' .. sk[i + 1] end
     table.sort(skills)
@@ -1124,7 +1168,7 @@ function ops.callback(call, number)
   if c.state ~= 'waiting' then return fail('conflict', 'call ' .. call .. ' is not waiting') end
   if not number or not string.match(number, '^%+?%d+$') then return fail('bad_request', 'invalid number') end
   local expires = now + (tonumber((qconf(c.queue) or {}).cb_expire_ms) or 14400000)
-  redis.call('HSET', 'acd:call:' .. call, 'kind', 'callback', 'number', number, 'expires', expires)
+  rcall('HSET', 'acd:call:' .. call, 'kind', 'callback', 'number', number, 'expires', expires)
   c.kind, c.number, c.expires = 'callback', number, tostring(expires)
   local pos = position(call, c)
   emit({ 'callback', call, c.queue, number, int(pos) })
@@ -1141,18 +1185,18 @@ function ops.callback_failed(call, agent)
     return fail('conflict', 'no such callback offer')
   end
   local a = load_agent(agent)
-  redis.call('ZREM', 'acd:offers', call)
+  rcall('ZREM', 'acd:offers', call)
   local attempts = tonumber(c.attempts or 0) + 1
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'ready', '', '') end
   local conf = qconf(c.queue) or {}
   if attempts >= (tonumber(conf.cb_attempts) or 3) then
-    redis.call('DEL', 'acd:call:' .. call)
-    redis.call('ZREM', 'acd:due', call)
+    rcall('DEL', 'acd:call:' .. call)
+    rcall('ZREM', 'acd:due', call)
     emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), 'callback_failed' })
   else
     local hold = now + (tonumber(conf.cb_retry_ms) or 300000)
-    redis.call('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'attempts', attempts, 'hold_until', hold)
-    redis.call('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
+    rcall('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'attempts', attempts, 'hold_until', hold)
+    rcall('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
     c.hold_until = tostring(hold)
     schedule(call, c, qconf(c.queue) or {})
     emit({ 'requeued', call, agent, c.queue, 'callback_no_answer' })
@@ -1169,8 +1213,10 @@ end
 --
 -- Nothing runs twice:
 -- * A batch sent again (its reply was lost on the way back, so its actions
---   were never carried out) gets its first results back, kept under
---   acd:batch:<id> for 21 s; only read-only operations (status) run again.
+--   were never carried out) gets its first results back, kept in
+--   acd:req:<period> under "#<id>" (the period of its first operation's
+--   time, which a batch sent again keeps); only read-only operations
+--   (status) run again.
 -- * An operation whose request id ran already (a retry of the request, maybe
 --   through another acd instance; acd marks retries "?id", the only ones
 --   looked up) gets its first run's actions back, led by
@@ -1180,20 +1226,31 @@ end
 --   "<batch id> <index>", kept 10 to 20 s: longer than a request's deadline
 --   and its retries.
 local READ_ONLY = { status = true }
-local BATCH_KEEP_MS = 21000
--- The results of batch id as first run (false when no longer kept), read once.
+-- The results of batch id of period b as first run (false when no longer
+-- kept), read once. older: also look where acd versions before the
+-- period hashes kept them (acd:batch:<id>), for a retry of a request one
+-- of them ran during an upgrade.
 local batches = {}
-local function kept_batch(id)
-  if batches[id] == nil then
-    local text = redis.call('GET', 'acd:batch:' .. id)
-    batches[id] = text and cjson.decode(text) or false
+local function kept_batch(id, b, older)
+  local key = b .. ' ' .. id
+  if batches[key] == nil then
+    local text = rcall('HGET', 'acd:req:' .. b, '#' .. id)
+    if not text and older then text = rcall('GET', 'acd:batch:' .. id) end
+    batches[key] = text and cjson.decode(text) or false
   end
-  return batches[id]
+  return batches[key]
+end
+-- A request id as a field of acd:req (batches are under "#<id>").
+local function rid_field(rid)
+  return string.byte(rid) == 35 and '#' .. rid or rid
 end
 
 local function run_batch(ARGV)
-  -- What one call read from Redis is not kept for the next.
-  conf_cache, lite_cache, batches, seq_at = {}, {}, {}, nil
+  bind_standard()
+  -- What one call read from Redis is not kept for the next, but the
+  -- queues' settings while none changed.
+  batches, seq_at = {}, nil
+  qcheck()
   if memo_n > MEMO_MAX then
     memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_conf, memo_n = {}, {}, {}, {}, {}, {}, 0
   end
@@ -1213,15 +1270,17 @@ local function run_batch(ARGV)
     at = at + k + 1
   end
 
-  local first = batch_id ~= '' and kept_batch(batch_id)
   local done = {}   -- request id -> its first actions (this batch's or an earlier one's)
   local bucket = math.floor((batch[1] and batch[1].now or 0) / 10000)
+  local first = batch_id ~= '' and kept_batch(batch_id, bucket)
   if #rids > 0 and not first then
+    local fields = {}
+    for j = 1, #rids do fields[j] = rid_field(rids[j]) end
     for _, b in ipairs({ bucket, bucket - 1 }) do
-      local got = redis.call('HMGET', 'acd:req:' .. b, unpack(rids))
+      local got = rcall('HMGET', 'acd:req:' .. b, unpack(fields))
       for j = 1, #rids do
         local id, index = string.match(got[j] or '', '^(%S+) (%d+)$')
-        local res = id and not done[rids[j]] and kept_batch(id)
+        local res = id and not done[rids[j]] and kept_batch(id, b, true)
         if res and res[tonumber(index)] ~= 0 then done[rids[j]] = res[tonumber(index)] end
       end
     end
@@ -1255,7 +1314,7 @@ local function run_batch(ARGV)
           changed = true
           if o.rid ~= '' then
             done[o.rid] = res
-            store[#store + 1] = o.rid
+            store[#store + 1] = rid_field(o.rid)
             store[#store + 1] = batch_id .. ' ' .. int(n)
           end
         end
@@ -1267,20 +1326,20 @@ local function run_batch(ARGV)
       end
     end
   end
-  if seq_at then redis.call('SET', 'acd:seq', string.format('%d', seq_at)) end
+  if seq_at then rcall('SET', 'acd:seq', string.format('%d', seq_at)) end
   -- The reply is one JSON text (cheaper for Redis than nested replies), and
   -- the same text is what a batch sent again gets back.
   local text = cjson.encode(results)
   if changed and batch_id ~= '' and not first then
-    redis.call('SET', 'acd:batch:' .. batch_id, read_only and cjson.encode(stored) or text, 'PX', BATCH_KEEP_MS)
-    if #store > 0 then
-      redis.call('HSET', 'acd:req:' .. bucket, unpack(store))
-      redis.call('EXPIRE', 'acd:req:' .. bucket, 30)
-      -- The period before the last is looked up no more: freed off the
-      -- main thread (a busy period holds many ids; freeing it at its
-      -- expiry would stall Redis).
-      redis.call('UNLINK', 'acd:req:' .. (bucket - 2))
-    end
+    store[#store + 1] = '#' .. batch_id
+    store[#store + 1] = read_only and cjson.encode(stored) or text
+    local key = 'acd:req:' .. bucket
+    rcall('HSET', key, unpack(store))
+    rcall('EXPIRE', key, 40)
+    -- A period over 20 s old is needed no more: freed off the main thread
+    -- (a busy period holds many ids and results; freeing it at its expiry
+    -- would stall Redis).
+    rcall('UNLINK', 'acd:req:' .. (bucket - 3))
   end
   return text
 end

@@ -18,16 +18,21 @@
  * callback_keeps_its_place_and_is_retried
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
- * deleted_queue_is_pruned_on_reload */
+ * deleted_queue_is_pruned_on_reload
+ * strategy_edited_while_agents_are_logged_in_applies
+ * queue_closed_by_another_version_is_seen_at_once */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"
+#include "cc/cc_redis.h"
 #include "cc/cc_util.h"
 #include "agent.pb-c.h"
 #include "queue.pb-c.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static fx_t s_fx;
@@ -627,6 +632,60 @@ strategy_edited_while_agents_are_logged_in_applies(void)
     TEST_PASS(__func__);
 }
 
+/* Runs one operation through another version of the library (the same
+ * code under another digest, as during an upgrade: its own copy of what it
+ * keeps between calls). */
+static int
+s_other_version_op(const char *op, const char *a1, const char *a2)
+{
+    static char *lib;
+    if (!lib) {
+        FILE *f = fopen(ACD_SOURCE_DIR "/lua/acd.lua", "r");
+        CHECK(f, "read acd.lua");
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        rewind(f);
+        lib = calloc(1, (size_t) n + 64);
+        CHECK(lib && fread(lib, 1, (size_t) n, f) == (size_t) n, "read acd.lua");
+        fclose(f);
+        strcat(lib, "\n-- another version\n");
+    }
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
+    CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
+    cc_redis_function(r, "acdnext", lib);
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long) (cc_wall_us() / 1000));
+    const char *args[] = { "1", "", "5", "", op, now, a1, a2 };
+    redisReply *rep = cc_redis_eval(r, "acdnext", 0, NULL, 8, args);
+    int ok = rep && rep->type == REDIS_REPLY_STRING && strstr(rep->str, "\"ok\"") != NULL;
+    if (rep) freeReplyObject(rep);
+    cc_redis_destroy(&r);
+    return ok ? 0 : -1;
+}
+
+/* A queue closed by another acd version is closed for this one at its next
+ * call, though each keeps the queues' settings from call to call. */
+static void
+queue_closed_by_another_version_is_seen_at_once(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t26-c1", "r25", 0, NULL, NULL) == 0, "r25 takes a call (its settings are read)");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "hang-up");
+    CHECK(s_other_version_op("open", "r25", "0") == 0, "the other version closes r25");
+    char err[256];
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = "t26-c2";
+    m.queue = "r25";
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+          && strstr(err, "closed"), "this version finds r25 closed: %s", err);
+    CHECK(s_other_version_op("open", "r25", "1") == 0, "the other version opens r25 again");
+    CHECK(fx_enqueue(&s_fx, 1, "t26-c3", "r25", 0, NULL, NULL) == 0, "and this one takes calls again");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t26-c3", NULL) == 0, "hang-up");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -657,9 +716,10 @@ main(void)
     flagged_callers_go_to_their_queue_and_positions_are_announced();
     deleted_queue_is_pruned_on_reload();
     strategy_edited_while_agents_are_logged_in_applies();
+    queue_closed_by_another_version_is_seen_at_once();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 19 passed, 0 failed\n");
+    printf("acd_rules_test: 20 passed, 0 failed\n");
     return 0;
 }
