@@ -11,6 +11,11 @@
  *   queued (not "already queued"), it is in Redis once, and a new request
  *   for the same call is refused as a duplicate.
  * lost_login_reply_is_not_already_logged_in: the agent is ready, once.
+ * lost_rerun_reply_is_sent_once_more: the reply is lost three times: the
+ *   batch as first sent, then as sent again and as resent after the
+ *   reconnection that follows (cc_redis's own retry). acd sends it once more
+ *   and the caller is told the first run's outcome (its batch id makes every
+ *   run after the first return the first's results).
  * lost_ended_reply_is_not_unknown_call: the hang-up is told ok (not "no
  *   call"), the agent it freed is ready and the call is gone.
  * retry_through_another_instance_replies_alike_once: a request retried with
@@ -44,7 +49,8 @@ static cc_bus_t *s_events;
 
 static int s_redis_port;
 static pthread_mutex_t s_arm_lock = PTHREAD_MUTEX_INITIALIZER;
-static char s_armed[64];             /* drop the reply to the next command naming this */
+static char s_armed[64];             /* drop the reply to the next commands naming this */
+static int s_armed_left;             /* how many more times */
 static atomic_int s_dropped;
 
 static int
@@ -65,7 +71,7 @@ s_take_armed(const char *buf, size_t n)
     size_t m = strlen(s_armed);
     bool hit = false;
     for (size_t i = 0; m && i + m <= n && !hit; i++) hit = memcmp(buf + i, s_armed, m) == 0;
-    if (hit) s_armed[0] = '\0';
+    if (hit && --s_armed_left <= 0) s_armed[0] = '\0';
     pthread_mutex_unlock(&s_arm_lock);
     return hit;
 }
@@ -135,12 +141,20 @@ s_start_relay(void)
     return port;
 }
 
+/* Drops the replies to the next n commands naming id. */
 static void
-s_arm(const char *id)
+s_arm_n(const char *id, int n)
 {
     pthread_mutex_lock(&s_arm_lock);
     snprintf(s_armed, sizeof s_armed, "%s", id);
+    s_armed_left = n;
     pthread_mutex_unlock(&s_arm_lock);
+}
+
+static void
+s_arm(const char *id)
+{
+    s_arm_n(id, 1);
 }
 
 /* ----------------------------------------------------------------- tests */
@@ -187,6 +201,23 @@ lost_enqueue_reply_is_not_a_conflict(void)
     CHECK(strcmp(c->state, "waiting") == 0 && c->waiting_in == 1, "waiting in one wait set");
     CHECK(fx_enqueue(&s_fx, 0, "lost-call-1", "l1", 0, NULL, NULL) == CC__STATUS__STATUS_CONFLICT,
           "a new request for the same call is refused as a duplicate");
+    TEST_PASS(__func__);
+}
+
+static void
+lost_rerun_reply_is_sent_once_more(void)
+{
+    TEST_BEGIN(__func__);
+    int before = atomic_load(&s_dropped);
+    s_arm_n("lost-call-2", 3);
+    unsigned position = 0;
+    CHECK(fx_enqueue(&s_fx, 0, "lost-call-2", "l1", 0, NULL, &position) == 0, "enqueue told ok");
+    CHECK(atomic_load(&s_dropped) == before + 3, "the relay dropped the reply three times (%d)",
+          atomic_load(&s_dropped) - before);
+    CHECK(position == 2, "with its position from the first run (%u)", position);
+    CHECK(s_count_calls("lost-call-2") == 1, "the call is in Redis once");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "lost-call-2", NULL) == 0, "the caller hangs up");
+    CHECK(s_count_calls("lost-call-2") == 0, "the call is gone");
     TEST_PASS(__func__);
 }
 
@@ -286,6 +317,7 @@ main(void)
     cc_bus_subscribe(s_events, "queue.");
     lost_login_reply_is_not_already_logged_in();
     lost_enqueue_reply_is_not_a_conflict();
+    lost_rerun_reply_is_sent_once_more();
     lost_ended_reply_is_not_unknown_call();
     retry_through_another_instance_replies_alike_once();
     cc_bus_destroy(&s_events);
