@@ -115,7 +115,6 @@ end
 local memo_list, memo_skills, memo_widen, memo_levels, memo_ranks, memo_conf = {}, {}, {}, {}, {}, {}
 local memo_n, MEMO_MAX = 0, 20000
 
-
 -- "a,b,c" -> { "a", "b", "c" } (shared)
 local function list(s)
   if not s or s == '' then return {} end

@@ -118,6 +118,19 @@ s_wait_state(const char *id, const char *state, int timeout_ms)
     }
 }
 
+/* Enqueues call in queue through instance 0, expecting a refusal: its
+ * status, with the error's text in err. */
+static int
+s_enqueue_refused(const char *call, const char *queue, char *err, size_t cap)
+{
+    Cc__Enqueue m = CC__ENQUEUE__INIT;
+    m.call_id = (char *) call;
+    m.queue = (char *) queue;
+    uint8_t buf[128];
+    size_t len = cc__enqueue__pack(&m, buf);
+    return fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, cap);
+}
+
 static void
 offer_timeout_puts_agent_not_ready_and_call_back_at_head(void)
 {
@@ -253,12 +266,7 @@ full_queue_refuses_and_not_ready_waits_for_the_call_to_end(void)
     TEST_BEGIN(__func__);
     CHECK(fx_enqueue(&s_fx, 0, "t7-c1", "r7", 0, NULL, NULL) == 0 && fx_enqueue(&s_fx, 0, "t7-c2", "r7", 0, NULL, NULL) == 0, "two");
     char err[256];
-    Cc__Enqueue m = CC__ENQUEUE__INIT;
-    m.call_id = "t7-c3";
-    m.queue = "r7";
-    uint8_t buf[128];
-    size_t len = cc__enqueue__pack(&m, buf);
-    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+    CHECK(s_enqueue_refused("t7-c3", "r7", err, sizeof err) == CC__STATUS__STATUS_CONFLICT
           && strstr(err, "full"), "third refused: %s", err);
     CHECK(fx_login(&s_fx, 0, "t7a", "", "r7") == 0, "login");
     CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t7-c1", "t7a") == 0, "answer");
@@ -376,12 +384,7 @@ empty_queue_rules_refuse_and_release_callers(void)
 {
     TEST_BEGIN(__func__);
     char err[256];
-    Cc__Enqueue m = CC__ENQUEUE__INIT;
-    m.call_id = "t11-c1";
-    m.queue = "r11";
-    uint8_t buf[128];
-    size_t len = cc__enqueue__pack(&m, buf);
-    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+    CHECK(s_enqueue_refused("t11-c1", "r11", err, sizeof err) == CC__STATUS__STATUS_CONFLICT
           && strstr(err, "no agent logged in"), "join-empty off: %s", err);
     CHECK(fx_login(&s_fx, 0, "t11a", "", "r11") == 0 && fx_state(&s_fx, 0, "t11a", "not_ready", "x") == 0, "agent away");
     CHECK(fx_enqueue(&s_fx, 0, "t11-c1", "r11", 0, NULL, NULL) == 0, "a logged-in agent is enough to join");
@@ -403,12 +406,7 @@ closed_queue_rejects_or_overflows(void)
 {
     TEST_BEGIN(__func__);
     char err[256];
-    Cc__Enqueue m = CC__ENQUEUE__INIT;
-    m.call_id = "t14-c1";
-    m.queue = "r14";
-    uint8_t buf[128];
-    size_t len = cc__enqueue__pack(&m, buf);
-    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+    CHECK(s_enqueue_refused("t14-c1", "r14", err, sizeof err) == CC__STATUS__STATUS_CONFLICT
           && strstr(err, "closed"), "holiday: %s", err);
     CHECK(fx_enqueue(&s_fx, 0, "t13-c1", "r13", 0, NULL, NULL) == 0, "closed with overflow");
     fx_call_t *c = s_call("t13-c1");
@@ -673,12 +671,7 @@ queue_closed_by_another_version_is_seen_at_once(void)
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "hang-up");
     CHECK(s_other_version_op("open", "r25", "0") == 0, "the other version closes r25");
     char err[256];
-    Cc__Enqueue m = CC__ENQUEUE__INIT;
-    m.call_id = "t26-c2";
-    m.queue = "r25";
-    uint8_t buf[128];
-    size_t len = cc__enqueue__pack(&m, buf);
-    CHECK(fx_request(&s_fx, 0, "acd.enqueue", buf, len, err, sizeof err) == CC__STATUS__STATUS_CONFLICT
+    CHECK(s_enqueue_refused("t26-c2", "r25", err, sizeof err) == CC__STATUS__STATUS_CONFLICT
           && strstr(err, "closed"), "this version finds r25 closed: %s", err);
     CHECK(s_other_version_op("open", "r25", "1") == 0, "the other version opens r25 again");
     CHECK(fx_enqueue(&s_fx, 1, "t26-c3", "r25", 0, NULL, NULL) == 0, "and this one takes calls again");
