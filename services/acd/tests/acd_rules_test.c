@@ -20,7 +20,8 @@
  * flagged_callers_go_to_their_queue_and_positions_are_announced
  * deleted_queue_is_pruned_on_reload
  * strategy_edited_while_agents_are_logged_in_applies
- * queue_closed_by_another_version_is_seen_at_once */
+ * queue_closed_by_another_version_is_seen_at_once
+ * retry_of_a_request_an_older_acd_ran_gets_its_results */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
@@ -630,35 +631,53 @@ strategy_edited_while_agents_are_logged_in_applies(void)
     TEST_PASS(__func__);
 }
 
-/* Runs one operation through another version of the library (the same
- * code under another digest, as during an upgrade: its own copy of what it
- * keeps between calls). */
-static int
-s_other_version_op(const char *op, const char *a1, const char *a2)
+/* acd.lua as acd loads it, or with a line added: another version of the
+ * library (as during an upgrade: its own copy of what it keeps between
+ * calls). */
+static const char *
+s_lib_text(bool other)
 {
-    static char *lib;
-    if (!lib) {
+    static char *lib[2];
+    if (!lib[other]) {
         FILE *f = fopen(ACD_SOURCE_DIR "/lua/acd.lua", "r");
         CHECK(f, "read acd.lua");
         fseek(f, 0, SEEK_END);
         long n = ftell(f);
         rewind(f);
-        lib = calloc(1, (size_t) n + 64);
-        CHECK(lib && fread(lib, 1, (size_t) n, f) == (size_t) n, "read acd.lua");
+        lib[other] = calloc(1, (size_t) n + 64);
+        CHECK(lib[other] && fread(lib[other], 1, (size_t) n, f) == (size_t) n, "read acd.lua");
         fclose(f);
-        strcat(lib, "\n-- another version\n");
+        if (other) strcat(lib[other], "\n-- another version\n");
     }
+    return lib[other];
+}
+
+/* Runs one operation (request id rid, arguments a1 and a2 or NULL) straight
+ * on Redis, through this version's library or another's. Its reply text
+ * goes to out. Returns 0 when Redis answered with one. */
+static int
+s_library_op(bool other, const char *rid, const char *op, const char *a1, const char *a2, char *out, size_t cap)
+{
+    const char *name = other ? "acdnext" : "acd";
     cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
     CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
-    cc_redis_function(r, "acdnext", lib);
+    cc_redis_function(r, name, s_lib_text(other));
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long) (cc_wall_us() / 1000));
-    const char *args[] = { "1", "", "5", "", op, now, a1, a2 };
-    redisReply *rep = cc_redis_eval(r, "acdnext", 0, NULL, 8, args);
-    int ok = rep && rep->type == REDIS_REPLY_STRING && strstr(rep->str, "\"ok\"") != NULL;
+    const char *args[] = { "1", "", a2 ? "5" : "4", rid, op, now, a1, a2 };
+    redisReply *rep = cc_redis_eval(r, name, 0, NULL, a2 ? 8 : 7, args);
+    int rc = rep && rep->type == REDIS_REPLY_STRING ? 0 : -1;
+    snprintf(out, cap, "%s", rep && rep->str ? rep->str : "");
     if (rep) freeReplyObject(rep);
     cc_redis_destroy(&r);
-    return ok ? 0 : -1;
+    return rc;
+}
+
+static int
+s_other_version_op(const char *op, const char *a1, const char *a2)
+{
+    char text[512];
+    return s_library_op(true, "", op, a1, a2, text, sizeof text) == 0 && strstr(text, "\"ok\"") ? 0 : -1;
 }
 
 /* A queue closed by another acd version is closed for this one at its next
@@ -676,6 +695,34 @@ queue_closed_by_another_version_is_seen_at_once(void)
     CHECK(s_other_version_op("open", "r25", "1") == 0, "the other version opens r25 again");
     CHECK(fx_enqueue(&s_fx, 1, "t26-c3", "r25", 0, NULL, NULL) == 0, "and this one takes calls again");
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t26-c3", NULL) == 0, "hang-up");
+    TEST_PASS(__func__);
+}
+
+/* A request retried after an acd older than the period hashes ran it (its
+ * results under acd:batch:<id>, as those versions kept them) gets those
+ * results back and does not run again. */
+static void
+retry_of_a_request_an_older_acd_ran_gets_its_results(void)
+{
+    TEST_BEGIN(__func__);
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
+    CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
+    long long bucket = (long long) (cc_wall_us() / 1000 / 10000);
+    char key[64];
+    snprintf(key, sizeof key, "acd:req:%lld", bucket);
+    const char *hset[] = { "HSET", key, "t27-req", "oldbatch-1 1" };
+    redisReply *x = cc_redis_cmd(r, 4, hset);
+    CHECK(x && x->type == REDIS_REPLY_INTEGER, "the old version's request id");
+    freeReplyObject(x);
+    const char *set[] = { "SET", "acd:batch:oldbatch-1", "[[[\"ok\",\"run by an older acd\"]]]", "PX", "20000" };
+    x = cc_redis_cmd(r, 5, set);
+    CHECK(x && x->type == REDIS_REPLY_STATUS, "and its batch's results");
+    freeReplyObject(x);
+    cc_redis_destroy(&r);
+    char text[512];
+    CHECK(s_library_op(false, "?t27-req", "enqueue", "t27-c1", "r25", text, sizeof text) == 0, "the retry runs");
+    CHECK(strstr(text, "\"replayed\"") && strstr(text, "run by an older acd"), "with the first results: %s", text);
+    CHECK(s_call("t27-c1") == NULL, "and the call was not enqueued again");
     TEST_PASS(__func__);
 }
 
@@ -710,9 +757,10 @@ main(void)
     deleted_queue_is_pruned_on_reload();
     strategy_edited_while_agents_are_logged_in_applies();
     queue_closed_by_another_version_is_seen_at_once();
+    retry_of_a_request_an_older_acd_ran_gets_its_results();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 20 passed, 0 failed\n");
+    printf("acd_rules_test: 21 passed, 0 failed\n");
     return 0;
 }
