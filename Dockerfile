@@ -10,7 +10,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \
         libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
-        libpq-dev libhiredis-dev libuv1-dev libcivetweb-dev libjansson-dev libyaml-dev \
+        libpq-dev libhiredis-dev libuv1-dev libcivetweb-dev libjansson-dev libyaml-dev libyajl-dev \
         libre-dev libspandsp-dev libsndfile1-dev libespeak-ng-dev libsamplerate0-dev \
         libsodium-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -33,7 +33,7 @@ RUN set -e; mkdir -p /out/share/deploy; cp -r deploy/sql /out/share/deploy/; \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libzmq5 libczmq4 libprotobuf-c1 libpq5 libhiredis0.14 libuv1 libcivetweb1 \
-        libjansson4 libyaml-0-2 libsodium23 libre0 libspandsp2 libsndfile1 libespeak-ng1 espeak-ng-data libsamplerate0 \
+        libjansson4 libyaml-0-2 libyajl2 libsodium23 libre0 libspandsp2 libsndfile1 libespeak-ng1 espeak-ng-data libsamplerate0 \
         libcurl4 curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --user-group --home-dir /var/lib/callcenter \

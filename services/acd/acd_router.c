@@ -6,13 +6,13 @@
 
 #include <assert.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <yajl/yajl_parse.h>
 
 extern const char acd_lua[];   /* acd.lua, embedded by the build */
 
@@ -126,24 +126,135 @@ s_status(const char *code)
     return CC__STATUS__STATUS_BAD_REQUEST;
 }
 
-/* Hands one operation's result to its callbacks: its list of actions (a
- * JSON array of arrays of strings; an empty one may come as {}), or, when
- * result is NULL, the failure status with its error text. */
+/* A batch's reply read: the script's JSON (a list of results, each a list
+ * of actions, each a list of strings; an empty list may come as {}) as a
+ * row of tokens, its strings copied into one buffer. Read by yajl's
+ * callbacks, without a tree: a batch's reply costs a few allocations, not
+ * one or two per string. */
+typedef enum { TOK_RESULT, TOK_ACTION, TOK_STRING } tok_kind_t;
+
+typedef struct {
+    tok_kind_t kind;
+    size_t at;                 /* TOK_STRING: its offset in text */
+} tok_t;
+
+typedef struct {
+    char *text;                /* the strings, each ended by a NUL */
+    size_t used, cap;
+    tok_t *toks;
+    size_t ntoks, captoks;
+    int depth;
+    int results;
+} parsed_t;
+
 static void
-s_deliver(acd_router_t *self, op_t *op, const json_t *result, Cc__Status failure, const char *failure_error)
+s_tok(parsed_t *p, tok_kind_t kind, size_t at)
 {
-    Cc__Status status = result ? CC__STATUS__STATUS_OK : failure;
-    const char *error = result ? NULL : failure_error;
-    size_t i;
-    const json_t *a;
-    if (result && json_is_array(result)) json_array_foreach(result, i, a) {
-        if (!json_is_array(a) || json_array_size(a) == 0) continue;
+    if (p->ntoks == p->captoks) {
+        p->captoks = p->captoks ? p->captoks * 2 : 256;
+        p->toks = realloc(p->toks, p->captoks * sizeof *p->toks);
+        if (!p->toks) abort();
+    }
+    p->toks[p->ntoks++] = (tok_t) { kind, at };
+    if (kind == TOK_RESULT) p->results++;
+}
+
+/* A scalar: a field of an action (a number as its text, null and booleans
+ * as ""), a result without actions at the top, nothing inside a result. */
+static int
+s_scalar(parsed_t *p, const char *s, size_t len)
+{
+    if (p->depth == 0) return 0;   /* the reply is not a list */
+    if (p->depth == 1) s_tok(p, TOK_RESULT, 0);
+    if (p->depth != 3) return 1;
+    if (p->used + len + 1 > p->cap) {
+        /* Only numbers may outgrow the reply's length ("5" takes 2 bytes here). */
+        p->cap = (p->used + len + 1) * 2;
+        p->text = realloc(p->text, p->cap);
+        if (!p->text) abort();
+    }
+    memcpy(p->text + p->used, s, len);
+    p->text[p->used + len] = '\0';
+    s_tok(p, TOK_STRING, p->used);
+    p->used += len + 1;
+    return 1;
+}
+
+static int s_j_string(void *p, const unsigned char *s, size_t len) { return s_scalar(p, (const char *) s, len); }
+static int s_j_number(void *p, const char *s, size_t len) { return s_scalar(p, s, len); }
+static int s_j_null(void *p) { return s_scalar(p, "", 0); }
+static int s_j_bool(void *p, int b) { (void) b; return s_scalar(p, "", 0); }
+
+static int
+s_j_start_array(void *arg)
+{
+    parsed_t *p = arg;
+    if (++p->depth == 2) s_tok(p, TOK_RESULT, 0);
+    else if (p->depth == 3) s_tok(p, TOK_ACTION, 0);
+    return p->depth <= 3;
+}
+
+/* Only an empty object, as a result (Lua's empty table). */
+static int
+s_j_start_map(void *arg)
+{
+    parsed_t *p = arg;
+    if (++p->depth != 2) return 0;
+    s_tok(p, TOK_RESULT, 0);
+    return 1;
+}
+
+static int s_j_key(void *p, const unsigned char *s, size_t len) { (void) p; (void) s; (void) len; return 0; }
+static int s_j_end(void *arg) { ((parsed_t *) arg)->depth--; return 1; }
+
+static const yajl_callbacks s_json_callbacks = {
+    .yajl_null = s_j_null, .yajl_boolean = s_j_bool, .yajl_number = s_j_number, .yajl_string = s_j_string,
+    .yajl_start_map = s_j_start_map, .yajl_map_key = s_j_key, .yajl_end_map = s_j_end,
+    .yajl_start_array = s_j_start_array, .yajl_end_array = s_j_end,
+};
+
+/* Reads the script's reply into p. Returns NULL, or what is wrong. */
+static const char *
+s_parse(parsed_t *p, const char *json, size_t len)
+{
+    memset(p, 0, sizeof *p);
+    p->cap = len + 1;
+    p->text = malloc(p->cap);
+    if (!p->text) abort();
+    yajl_handle h = yajl_alloc(&s_json_callbacks, NULL, p);
+    if (!h) abort();
+    yajl_status st = yajl_parse(h, (const unsigned char *) json, len);
+    if (st == yajl_status_ok) st = yajl_complete_parse(h);
+    yajl_free(h);
+    if (st == yajl_status_client_canceled) return "not a list of lists of actions";
+    if (st != yajl_status_ok) return "not JSON";
+    return NULL;
+}
+
+static void
+s_parsed_free(parsed_t *p)
+{
+    free(p->text);
+    free(p->toks);
+}
+
+/* Hands one operation's result to its callbacks: its actions, the tokens
+ * from *at up to the next result (consumed), or, when p is NULL, the
+ * failure status with its error text. */
+static void
+s_deliver(acd_router_t *self, op_t *op, const parsed_t *p, size_t *at, Cc__Status failure,
+          const char *failure_error)
+{
+    Cc__Status status = p ? CC__STATUS__STATUS_OK : failure;
+    const char *error = p ? NULL : failure_error;
+    size_t i = p ? *at + 1 : 0;   /* past the result's own token */
+    while (p && i < p->ntoks && p->toks[i].kind != TOK_RESULT) {
+        /* An action: its strings, up to the next action or result. */
         const char *v[16];
         int n = 0;
-        for (size_t j = 0; j < json_array_size(a) && n < 16; j++) {
-            const char *text = json_string_value(json_array_get(a, j));
-            v[n++] = text ? text : "";
-        }
+        for (i++; i < p->ntoks && p->toks[i].kind == TOK_STRING; i++)
+            if (n < 16) v[n++] = p->text + p->toks[i].at;
+        if (n == 0) continue;
         if (strcmp(v[0], "error") == 0 && n >= 3) {
             status = s_status(v[1]);
             if (status == CC__STATUS__STATUS_INTERNAL)
@@ -154,6 +265,7 @@ s_deliver(acd_router_t *self, op_t *op, const json_t *result, Cc__Status failure
         }
         if (op->fn) op->fn(op->arg, n, v);
     }
+    if (p) *at = i;
     if (op->done) op->done(op->arg, status, error);
 }
 
@@ -231,7 +343,7 @@ s_batch_argv(op_t *ops, int n, const char *id, char *count, size_t *nargs_p)
 static void
 s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
 {
-    json_t *all = NULL;
+    parsed_t parsed, *all = NULL;
     Cc__Status failure = CC__STATUS__STATUS_UNAVAILABLE;
     const char *failure_error = "redis unavailable";
     if (r && r->type == REDIS_REPLY_ERROR) {
@@ -240,26 +352,27 @@ s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
         failure = CC__STATUS__STATUS_INTERNAL;
         failure_error = self->error;
     } else if (r && r->type == REDIS_REPLY_STRING) {
-        json_error_t e;
-        all = json_loadb(r->str, r->len, 0, &e);
-        if (!all || !json_is_array(all) || json_array_size(all) != (size_t) n) {
-            CC_ERROR("acd script returned a result that does not match its batch", "ops=%d error=\"%s\"", n,
-                     all ? "not one result per operation" : e.text);
-            json_decref(all);
-            all = NULL;
+        const char *wrong = s_parse(&parsed, r->str, r->len);
+        if (!wrong && parsed.results != n) wrong = "not one result per operation";
+        if (wrong) {
+            CC_ERROR("acd script returned a result acd cannot read", "ops=%d error=\"%s\"", n, wrong);
+            s_parsed_free(&parsed);
             failure = CC__STATUS__STATUS_INTERNAL;
             failure_error = "acd script returned an unreadable result";
+        } else {
+            all = &parsed;
         }
     } else if (r) {
         CC_ERROR("acd script returned an unexpected reply", "ops=%d type=%d", n, r->type);
         failure = CC__STATUS__STATUS_INTERNAL;
         failure_error = "acd script returned an unexpected reply";
     }
+    size_t at = 0;
     for (int i = 0; i < n; i++) {
-        s_deliver(self, &ops[i], all ? json_array_get(all, (size_t) i) : NULL, failure, failure_error);
+        s_deliver(self, &ops[i], all, &at, failure, failure_error);
         s_op_free(&ops[i]);
     }
-    json_decref(all);
+    if (all) s_parsed_free(all);
     if (r) freeReplyObject(r);
     free(ops);
 }

@@ -726,6 +726,69 @@ retry_of_a_request_an_older_acd_ran_gets_its_results(void)
     TEST_PASS(__func__);
 }
 
+/* Replaces the running library (named acd_<hash>, as every acd of this
+ * version calls it) by one whose function answers body (a Lua
+ * expression), or, with body NULL, deletes it (acd loads its own again). */
+static void
+s_fake_library(const char *body)
+{
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
+    CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
+    redisReply *x = cc_redis_cmdf(r, "FUNCTION LIST LIBRARYNAME acd_*");
+    CHECK(x && x->type == REDIS_REPLY_ARRAY && x->elements == 1 && x->element[0]->elements >= 2,
+          "one library of this acd version");
+    char name[64];
+    snprintf(name, sizeof name, "%s", x->element[0]->element[1]->str);
+    freeReplyObject(x);
+    if (body) {
+        char lua[512];
+        snprintf(lua, sizeof lua, "#!lua name=%s\nredis.register_function('%s', function() return %s end)", name,
+                 name, body);
+        const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", lua };
+        x = cc_redis_cmd(r, 4, argv);
+    } else {
+        const char *argv[] = { "FUNCTION", "DELETE", name };
+        x = cc_redis_cmd(r, 3, argv);
+    }
+    CHECK(x && x->type != REDIS_REPLY_ERROR, "library %s replaced: %s", name, x && x->str ? x->str : "");
+    freeReplyObject(x);
+    cc_redis_destroy(&r);
+}
+
+/* A reply of the script that acd cannot read (not JSON, not a list of
+ * lists of actions, not one result per operation) fails the request as
+ * internal, with a clear error; a well-formed one with numbers or empty
+ * results is read; and acd goes on serving once its library is back. */
+static void
+unreadable_script_reply_is_an_internal_error_and_acd_recovers(void)
+{
+    TEST_BEGIN(__func__);
+    static const char *bad[] = {
+        "'not json'", "'[[[\"position\",\"x\"'", "'[]'", "'[[],[]]'", "'{\"a\":1}'", "'[{\"a\":1}]'",
+        "'[[[[\"x\"]]]]'", "'\"text\"'", "42", "{ 1, 2 }",
+    };
+    char err[256], call[32];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_fake_library(bad[i]);
+        snprintf(call, sizeof call, "t28-c%zu", i);
+        Cc__Status st = s_enqueue_refused(call, "r25", err, sizeof err);
+        CHECK(st == CC__STATUS__STATUS_INTERNAL && strstr(err, "acd script returned"),
+              "reply %s: internal (%d): %s", bad[i], st, err);
+    }
+    /* Read right: numbers are given as their text, {} is no action. */
+    unsigned pos = 0;
+    s_fake_library("'[[[\"position\",\"t28-x\",7,0,null]]]'");
+    CHECK(fx_enqueue(&s_fx, 0, "t28-x", "r25", 0, NULL, &pos) == 0 && pos == 7, "a number read as such: %u", pos);
+    s_fake_library("'[{}]'");
+    pos = 99;
+    CHECK(fx_enqueue(&s_fx, 1, "t28-y", "r25", 0, NULL, &pos) == 0 && pos == 0, "an empty result: %u", pos);
+    s_fake_library(NULL);
+    CHECK(fx_enqueue(&s_fx, 0, "t28-z", "r25", 0, NULL, NULL) == 0, "acd loads its library again and serves");
+    CHECK(s_call("t28-z") != NULL, "the call is in Redis");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t28-z", NULL) == 0, "hang-up");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -758,9 +821,10 @@ main(void)
     strategy_edited_while_agents_are_logged_in_applies();
     queue_closed_by_another_version_is_seen_at_once();
     retry_of_a_request_an_older_acd_ran_gets_its_results();
+    unreadable_script_reply_is_an_internal_error_and_acd_recovers();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 21 passed, 0 failed\n");
+    printf("acd_rules_test: 22 passed, 0 failed\n");
     return 0;
 }
