@@ -257,11 +257,13 @@ s_handle_one(cc_rpc_server_t *self)
     zframe_destroy(&body);
     zmsg_destroy(&msg);
     if (!peer) return true;
-    if (!req || !req->request_id || !*req->request_id || !req->method) {
+    size_t id_len = req && req->request_id ? strlen(req->request_id) : 0;
+    if (!req || id_len == 0 || id_len > CC_RPC_ID_MAX || !req->method) {
         if (self->m_malformed) cc_metric_add(self->m_malformed, 1);
-        CC_WARN("rpc request malformed", "%s", "");
-        s_reply_error(self, peer, req && req->request_id ? req->request_id : "",
-                      CC__STATUS__STATUS_BAD_REQUEST, "malformed request");
+        CC_WARN("rpc request malformed", "id_bytes=%zu", id_len);
+        s_reply_error(self, peer, id_len <= CC_RPC_ID_MAX && req ? req->request_id : "",
+                      CC__STATUS__STATUS_BAD_REQUEST,
+                      id_len > CC_RPC_ID_MAX ? "malformed request: request id over 128 bytes" : "malformed request");
         if (req) cc__request__free_unpacked(req, NULL);
         zframe_destroy(&peer);
         return true;
@@ -703,6 +705,30 @@ cc_rpc_test(void)
     server->purged_s -= EXPIRY_BUCKETS + 10;
     s_purge(server);
     assert(zhashx_size(server->entries) == 0);
+    /* A request id over CC_RPC_ID_MAX bytes is a bad request, not run. */
+    zsock_t *raw = zsock_new_dealer(">inproc://cc_rpc_test");
+    assert(raw);
+    char long_id[CC_RPC_ID_MAX + 2];
+    memset(long_id, 'x', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    Cc__Request bad = CC__REQUEST__INIT;
+    bad.request_id = long_id;
+    bad.method = "test.echo";
+    bad.timeout_us = 1000000;
+    size_t bad_len;
+    uint8_t *bad_buf = s_pack(&bad.base, &bad_len);
+    assert(zsock_send(raw, "b", bad_buf, bad_len) == 0);
+    free(bad_buf);
+    assert(cc_rpc_server_poll(server, 1000) == 1);
+    zframe_t *answer = NULL;
+    zsock_set_rcvtimeo(raw, 1000);
+    assert(zsock_recv(raw, "f", &answer) == 0 && answer);
+    Cc__Reply *refused = cc__reply__unpack(NULL, zframe_size(answer), zframe_data(answer));
+    assert(refused && refused->status == CC__STATUS__STATUS_BAD_REQUEST && strstr(refused->error, "128 bytes"));
+    cc__reply__free_unpacked(refused, NULL);
+    zframe_destroy(&answer);
+    zsock_destroy(&raw);
+    assert(cc_rpc_server_executed(server) == 1);
     /* Nobody serving: the deadline is kept. */
     int64_t t0 = zclock_mono();
     assert(cc_rpc_call_sync(client, "test.echo", NULL, 0, 300, &reply) == CC_ETIMEDOUT);

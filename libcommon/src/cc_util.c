@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,25 @@ cc_retry(int budget_ms, int (*attempt)(void *arg), void *arg, int *attempts_p)
 }
 
 static int s_fails_left;
+char *
+cc_u64_text(char *at, uint64_t v)
+{
+    char digits[20];
+    int n = 0;
+    do digits[n++] = (char) ('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n) *at++ = digits[--n];
+    return at;
+}
+
+char *
+cc_hex64_text(char *at, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4) at[i] = hex[v & 15];
+    return at + 16;
+}
+
 static int s_try(void *arg) { (void) arg; return s_fails_left-- > 0 ? -1 : 0; }
 
 void
@@ -96,6 +116,16 @@ cc_util_test(void)
     t0 = cc_mono_ms();
     assert(cc_retry(300, s_try, NULL, &attempts) == -1);
     assert(cc_mono_ms() - t0 < 1000 && attempts >= 3);
+    char buf[64], want[64];
+    const uint64_t samples[] = { 0, 7, 10, 99, 1234567890123ULL, UINT64_MAX };
+    for (size_t i = 0; i < sizeof samples / sizeof *samples; i++) {
+        *cc_u64_text(buf, samples[i]) = '\0';
+        snprintf(want, sizeof want, "%" PRIu64, samples[i]);
+        assert(strcmp(buf, want) == 0);
+        *cc_hex64_text(buf, samples[i]) = '\0';
+        snprintf(want, sizeof want, "%016" PRIx64, samples[i]);
+        assert(strcmp(buf, want) == 0);
+    }
     char path[] = "/tmp/cc_util_test_XXXXXX";
     int fd = mkstemp(path);
     assert(fd >= 0 && write(fd, "abc\n", 4) == 4);

@@ -37,8 +37,11 @@ typedef void (cc_bus_event_fn)(void *arg, const Cc__Envelope *env);
 cc_bus_t *cc_bus_new(const cc_bus_opts_t *opts);
 void cc_bus_destroy(cc_bus_t **self_p);
 
+/* The longest event type (heartbeats carry the instance's name). */
+#define CC_BUS_TYPE_MAX 150
+
 /* Publishes one event of type with payload bytes. Returns 0, CC_EINVAL when
- * there is no publisher socket, CC_EBUSY when a nodrop publisher is held back
+ * there is no publisher socket or the type is over CC_BUS_TYPE_MAX bytes, CC_EBUSY when a nodrop publisher is held back
  * past timeout, CC_EIO on a send failure (logged). */
 int cc_bus_publish(cc_bus_t *self, const char *type, const char *trace_id,
                    const void *payload, size_t len);

@@ -32,6 +32,9 @@ typedef struct {
 
 #define CC_RPC_METHODS_END { NULL, NULL, NULL }
 
+/* The longest request id a server takes (longer: bad request). */
+#define CC_RPC_ID_MAX 128
+
 /* Binds endpoint. methods is a NULL-terminated table, borrowed for the
  * server's life; arg is passed to every handler. NULL on bind failure. */
 cc_rpc_server_t *cc_rpc_server_new(const char *endpoint, const cc_rpc_method_t *methods,

@@ -22,6 +22,12 @@ char *cc_read_file(const char *path);
  * error; *attempts_p (may be NULL) gets the number of calls. */
 int cc_retry(int budget_ms, int (*attempt)(void *arg), void *arg, int *attempts_p);
 
+/* Writes v in decimal (cc_u64_text) or as 16 lowercase hex digits
+ * (cc_hex64_text) at at, without a NUL; returns the end. For hot paths,
+ * where snprintf's parsing of its format costs more than the digits: at
+ * needs 20 and 16 bytes. */
+char *cc_u64_text(char *at, uint64_t v);
+char *cc_hex64_text(char *at, uint64_t v);
 void cc_util_test(void);
 
 #endif
