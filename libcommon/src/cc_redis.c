@@ -242,6 +242,14 @@ cc_redis_function(cc_redis_t *self, const char *name, const char *body)
     s->library = true;
 }
 
+const char *
+cc_redis_function_name(cc_redis_t *self, const char *name)
+{
+    for (int i = 0; i < self->nscripts; i++)
+        if (self->scripts[i].library && strcmp(self->scripts[i].name, name) == 0) return self->scripts[i].fname;
+    return NULL;
+}
+
 bool
 cc_redis_reply_unloaded(const redisReply *r)
 {

@@ -3,6 +3,7 @@
 #include "acd_router.h"
 #include "cc/cc_errno.h"
 #include "cc/cc_log.h"
+#include "cc/cc_util.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -286,24 +287,31 @@ acd_router_submit(acd_router_t *self, int64_t now_ms, const char *request_id, bo
     op->fn = fn;
     op->done = done;
     op->arg = arg;
-    char count[16], now[32], rid[160];
-    snprintf(count, sizeof count, "%d", argc + 3);
-    snprintf(now, sizeof now, "%lld", (long long) now_ms);
+    char count[24], now[24];
+    *cc_u64_text(count, (uint64_t) argc + 3) = '\0';
+    *cc_u64_text(now, (uint64_t) (now_ms > 0 ? now_ms : 0)) = '\0';
     /* The script looks up ids marked "?" (retries), keeps them all. */
-    snprintf(rid, sizeof rid, "%s%s", request_id && *request_id && retried ? "?" : "", request_id ? request_id : "");
-    const char *fields[MAX_ARGS + 4] = { count, rid, op_name, now };
+    const char *mark = request_id && *request_id && retried ? "?" : "";
+    const char *fields[MAX_ARGS + 4] = { count, mark, op_name, now };
+    size_t lens[MAX_ARGS + 4];
     int n = 4;
     for (int i = 0; i < argc; i++) fields[n++] = args[i] ? args[i] : "";
     size_t len = 0;
-    for (int i = 0; i < n; i++) len += strlen(fields[i]) + 1;
+    for (int i = 0; i < n; i++) len += (lens[i] = strlen(fields[i])) + 1;
+    size_t rid_len = request_id ? strlen(request_id) : 0;
+    len += rid_len;
     op->text = malloc(len);
     if (!op->text) abort();
     char *at = op->text;
     for (int i = 0; i < n; i++) {
-        size_t l = strlen(fields[i]) + 1;
-        memcpy(at, fields[i], l);
         op->argv[op->argc++] = at;
-        at += l;
+        memcpy(at, fields[i], lens[i]);
+        at += lens[i];
+        if (i == 1 && rid_len) {   /* the request id, after its mark */
+            memcpy(at, request_id, rid_len);
+            at += rid_len;
+        }
+        *at++ = '\0';
     }
     /* A full batch goes without waiting for the end of the turn. */
     if (self->loop && self->nops >= BATCH_GO) s_send(self);
@@ -576,6 +584,63 @@ acd_router_flush(acd_router_t *self)
 }
 
 int acd_router_pending(acd_router_t *self) { return self->nops; }
+
+/* A library of acd: "acd_" and 16 hex digits (cc_redis_function's name). */
+static bool
+s_acd_library(const char *name)
+{
+    if (strncmp(name, "acd_", 4) != 0 || strlen(name) != 20) return false;
+    for (const char *p = name + 4; *p; p++)
+        if (!strchr("0123456789abcdef", *p)) return false;
+    return true;
+}
+
+int
+acd_router_housekeep(acd_router_t *self, int mark_s)
+{
+    acd_router_flush(self);   /* plain commands follow */
+    const char *own = cc_redis_function_name(self->redis, "acd");
+    char key[64], ttl[16];
+    snprintf(key, sizeof key, "acd:lib:%s", own);
+    snprintf(ttl, sizeof ttl, "%d", mark_s);
+    const char *mark[] = { "SET", key, "1", "EX", ttl };
+    redisReply *r = cc_redis_cmd(self->redis, 5, mark);
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    if (!ok) return -1;
+    redisReply *list = cc_redis_cmdf(self->redis, "FUNCTION LIST LIBRARYNAME acd_*");
+    if (!list || list->type != REDIS_REPLY_ARRAY) {
+        if (list) freeReplyObject(list);
+        return -1;
+    }
+    int removed = 0;
+    for (size_t i = 0; i < list->elements; i++) {
+        const redisReply *lib = list->element[i];
+        const char *name = NULL;
+        for (size_t j = 0; lib->type == REDIS_REPLY_ARRAY && j + 1 < lib->elements; j += 2)
+            if (lib->element[j]->type == REDIS_REPLY_STRING && strcmp(lib->element[j]->str, "library_name") == 0
+                && lib->element[j + 1]->type == REDIS_REPLY_STRING)
+                name = lib->element[j + 1]->str;
+        if (!name || strcmp(name, own) == 0 || !s_acd_library(name)) continue;
+        snprintf(key, sizeof key, "acd:lib:%s", name);
+        const char *exists[] = { "EXISTS", key };
+        r = cc_redis_cmd(self->redis, 2, exists);
+        bool marked = !r || r->type != REDIS_REPLY_INTEGER || r->integer != 0;
+        if (r) freeReplyObject(r);
+        if (marked) continue;
+        /* A version starting meanwhile loads its library again at its next
+         * call: removing one too early costs it a reload. */
+        const char *del[] = { "FUNCTION", "DELETE", name };
+        r = cc_redis_cmd(self->redis, 3, del);
+        if (r && r->type == REDIS_REPLY_STATUS) {
+            removed++;
+            CC_INFO("library of an acd version no acd runs removed", "library=%s", name);
+        }
+        if (r) freeReplyObject(r);
+    }
+    freeReplyObject(list);
+    return removed;
+}
 
 typedef struct { acd_action_fn *fn; void *arg; Cc__Status status; char error[256]; } run_t;
 

@@ -59,4 +59,10 @@ int acd_router_pending(acd_router_t *self);
 Cc__Status acd_router_run(acd_router_t *self, int64_t now_ms, const char *op, int argc,
                           const char *const *args, acd_action_fn *fn, void *arg, const char **error_p);
 
+/* Marks this version's library in use (acd:lib:<library>, for mark_s
+ * seconds) and removes the libraries of other acd versions that no running
+ * acd has marked: those left by an upgrade. Returns how many it removed,
+ * -1 when Redis could not be asked. */
+int acd_router_housekeep(acd_router_t *self, int mark_s);
+
 #endif

@@ -49,6 +49,7 @@ struct _acd_server_t {
     bool stopping;
     bool restoring;            /* putting sessions back: they are in PostgreSQL already */
     char restore_hold_ms[16];
+    int64_t reload_ms;         /* ACD_RELOAD_MS */
     cc_metric_t *m_offers, *m_entered, *m_abandoned, *m_answered, *m_requeued, *m_errors;
     cc_metric_t *m_overflowed, *m_left, *m_callbacks;
 };
@@ -781,6 +782,10 @@ static const cc_rpc_method_t s_methods[] = {
 static int
 s_load_queues(acd_server_t *self)
 {
+    /* Marked for three reloads (at least a minute): a running acd's library
+     * is never taken for one an upgrade left behind. */
+    int mark_s = (int) (3 * self->reload_ms / 1000);
+    acd_router_housekeep(self->router, mark_s < 60 ? 60 : mark_s);
     PGresult *res = NULL;
     if (cc_pg_exec(cc_service_pg(self->svc), "acd_queues", 0, NULL, &res)) return -1;
     int n = PQntuples(res);
@@ -908,6 +913,7 @@ acd_server_new(cc_service_t *svc)
     snprintf(self->restore_hold_ms, sizeof self->restore_hold_ms, "%lld", (long long) cc_cfg_int(cfg, "ACD_RESTORE_HOLD_MS"));
     if (!self->sessions) goto err;
     self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)));
+    self->reload_ms = cc_cfg_int(cfg, "ACD_RELOAD_MS");
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",
                  cc_pg_error(cc_service_pg(svc)));

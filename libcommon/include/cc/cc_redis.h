@@ -44,6 +44,9 @@ void cc_redis_script(cc_redis_t *self, const char *name, const char *lua);
  * and registers one function of that name. Its top level may use only the
  * `redis` table (Redis's rule for loading). */
 void cc_redis_function(cc_redis_t *self, const char *name, const char *body);
+/* The library name ("<name>_<digest>") a registered function library is
+ * loaded as; NULL for a name not registered as one. */
+const char *cc_redis_function_name(cc_redis_t *self, const char *name);
 /* Whether r says the script or library is not loaded (NOSCRIPT, or the
  * function not found): after a Redis restart or flush. */
 bool cc_redis_reply_unloaded(const redisReply *r);

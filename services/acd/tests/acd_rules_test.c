@@ -726,23 +726,37 @@ retry_of_a_request_an_older_acd_ran_gets_its_results(void)
     TEST_PASS(__func__);
 }
 
-/* Replaces the running library (named acd_<hash>, as every acd of this
- * version calls it) by one whose function answers body (a Lua
- * expression), or, with body NULL, deletes it (acd loads its own again). */
+/* The names of the acd_* libraries in Redis, comma-separated, into out. */
 static void
-s_fake_library(const char *body)
+s_libraries(char *out, size_t cap)
 {
     cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
     CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
     redisReply *x = cc_redis_cmdf(r, "FUNCTION LIST LIBRARYNAME acd_*");
-    CHECK(x && x->type == REDIS_REPLY_ARRAY && x->elements == 1 && x->element[0]->elements >= 2,
-          "one library of this acd version");
-    char name[64];
-    snprintf(name, sizeof name, "%s", x->element[0]->element[1]->str);
+    CHECK(x && x->type == REDIS_REPLY_ARRAY, "FUNCTION LIST");
+    out[0] = '\0';
+    for (size_t i = 0; i < x->elements; i++) {
+        CHECK(x->element[i]->elements >= 2, "a library's name");
+        size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%s%s", n ? "," : "", x->element[i]->element[1]->str);
+    }
     freeReplyObject(x);
+    cc_redis_destroy(&r);
+}
+
+/* Loads (or replaces) library name, whose one function answers body (a
+ * Lua expression, which may use n, the number of operations of the batch:
+ * a request may share its batch with acd's own tick); with body NULL,
+ * deletes it. */
+static void
+s_load_library(const char *name, const char *body)
+{
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
+    CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
+    redisReply *x;
     if (body) {
-        char lua[512];
-        snprintf(lua, sizeof lua, "#!lua name=%s\nredis.register_function('%s', function() return %s end)", name,
+        char lua[1024];
+        snprintf(lua, sizeof lua, "#!lua name=%s\nredis.register_function('%s', function(_, args) local n = tonumber(args[1]) return %s end)", name,
                  name, body);
         const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", lua };
         x = cc_redis_cmd(r, 4, argv);
@@ -755,6 +769,18 @@ s_fake_library(const char *body)
     cc_redis_destroy(&r);
 }
 
+/* Replaces the running library (named acd_<hash>, as every acd of this
+ * version calls it) by one whose function answers body, or, with body
+ * NULL, deletes it (acd loads its own again). */
+static void
+s_fake_library(const char *body)
+{
+    char names[256];
+    s_libraries(names, sizeof names);
+    CHECK(strlen(names) == 20 && !strchr(names, ','), "one library of this acd version: %s", names);
+    s_load_library(names, body);
+}
+
 /* A reply of the script that acd cannot read (not JSON, not a list of
  * lists of actions, not one result per operation) fails the request as
  * internal, with a clear error; a well-formed one with numbers or empty
@@ -764,7 +790,7 @@ unreadable_script_reply_is_an_internal_error_and_acd_recovers(void)
 {
     TEST_BEGIN(__func__);
     static const char *bad[] = {
-        "'not json'", "'[[[\"position\",\"x\"'", "'[]'", "'[[],[]]'", "'{\"a\":1}'", "'[{\"a\":1}]'",
+        "'not json'", "'[[[\"position\",\"x\"'", "'[]'", "'[' .. string.rep('[],', n) .. '[]]'", "'{\"a\":1}'", "'[{\"a\":1}]'",
         "'[[[[\"x\"]]]]'", "'\"text\"'", "42", "{ 1, 2 }",
     };
     char err[256], call[32];
@@ -777,15 +803,45 @@ unreadable_script_reply_is_an_internal_error_and_acd_recovers(void)
     }
     /* Read right: numbers are given as their text, {} is no action. */
     unsigned pos = 0;
-    s_fake_library("'[[[\"position\",\"t28-x\",7,0,null]]]'");
+    s_fake_library("'[' .. string.rep('[[\"position\",\"t28-x\",7,0,null]],', n - 1) .. '[[\"position\",\"t28-x\",7,0,null]]]'");
     CHECK(fx_enqueue(&s_fx, 0, "t28-x", "r25", 0, NULL, &pos) == 0 && pos == 7, "a number read as such: %u", pos);
-    s_fake_library("'[{}]'");
+    s_fake_library("'[' .. string.rep('{},', n - 1) .. '{}]'");
     pos = 99;
     CHECK(fx_enqueue(&s_fx, 1, "t28-y", "r25", 0, NULL, &pos) == 0 && pos == 0, "an empty result: %u", pos);
     s_fake_library(NULL);
     CHECK(fx_enqueue(&s_fx, 0, "t28-z", "r25", 0, NULL, NULL) == 0, "acd loads its library again and serves");
     CHECK(s_call("t28-z") != NULL, "the call is in Redis");
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t28-z", NULL) == 0, "hang-up");
+    TEST_PASS(__func__);
+}
+
+/* A library an upgrade left behind (another acd version's, which no
+ * running acd marks as its own) is removed at the next reload; one that a
+ * running acd of another version marks stays, and so does this one's. */
+static void
+library_no_acd_runs_is_removed_at_reload(void)
+{
+    TEST_BEGIN(__func__);
+    char own[256], names[256], err[256];
+    s_libraries(own, sizeof own);
+    s_load_library("acd_00000000deadbeef", "'[]'");
+    s_load_library("acd_00000000cafef00d", "'[]'");
+    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 5000, NULL);
+    CHECK(r && cc_redis_connect(r) == 0, "connect to Redis");
+    freeReplyObject(cc_redis_cmdf(r, "SET acd:lib:acd_00000000cafef00d 1 EX 60"));
+    CHECK(fx_request(&s_fx, 1, "acd.reload", NULL, 0, err, sizeof err) == 0, "reload: %s", err);
+    s_libraries(names, sizeof names);
+    CHECK(!strstr(names, "deadbeef"), "the unmarked library is gone: %s", names);
+    CHECK(strstr(names, "cafef00d") && strstr(names, own), "the marked one and this version's stay: %s", names);
+    redisReply *ttl = cc_redis_cmdf(r, "TTL acd:lib:%s", own);
+    CHECK(ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 40, "this version's mark lasts: %lld s",
+          ttl ? ttl->integer : -1);
+    freeReplyObject(ttl);
+    freeReplyObject(cc_redis_cmdf(r, "DEL acd:lib:acd_00000000cafef00d"));
+    cc_redis_destroy(&r);
+    s_load_library("acd_00000000cafef00d", NULL);
+    CHECK(fx_enqueue(&s_fx, 0, "t29-c1", "r25", 0, NULL, NULL) == 0, "acd serves");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t29-c1", NULL) == 0, "hang-up");
     TEST_PASS(__func__);
 }
 
@@ -822,9 +878,10 @@ main(void)
     queue_closed_by_another_version_is_seen_at_once();
     retry_of_a_request_an_older_acd_ran_gets_its_results();
     unreadable_script_reply_is_an_internal_error_and_acd_recovers();
+    library_no_acd_runs_is_removed_at_reload();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 22 passed, 0 failed\n");
+    printf("acd_rules_test: 23 passed, 0 failed\n");
     return 0;
 }
