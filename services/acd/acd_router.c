@@ -635,6 +635,9 @@ acd_router_housekeep(acd_router_t *self, int mark_s)
         if (r && r->type == REDIS_REPLY_STATUS) {
             removed++;
             CC_INFO("library of an acd version no acd runs removed", "library=%s", name);
+        } else {
+            CC_WARN("library of an acd version no acd runs not removed", "library=%s error=\"%s\"", name,
+                    r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
         }
         if (r) freeReplyObject(r);
     }

@@ -165,6 +165,14 @@ offer_timeout_puts_agent_not_ready_and_call_back_at_head(void)
     CHECK(fx_login(&s_fx, 1, "t1b", "", "r1") == 0, "login b");
     c1 = s_call("t1-c1");
     CHECK(strcmp(c1->state, "offered") == 0 && strcmp(c1->agent, "t1b") == 0, "c1 offered to t1b first (%s %s)", c1->state, c1->agent);
+    /* t1a's phone answers late: refused (the gateway drops that leg), and
+     * neither the new offer nor t1a's state changes. */
+    CHECK(fx_call_op(&s_fx, 1, "acd.answered", "t1-c1", "t1a") == CC__STATUS__STATUS_CONFLICT, "a late answer is refused");
+    fx_snapshot(&s_fx, &s_snap);
+    c1 = fx_snap_call(&s_snap, "t1-c1");
+    fx_agent_t *late = fx_snap_agent(&s_snap, "t1a");
+    CHECK(c1 && late && strcmp(c1->state, "offered") == 0 && strcmp(c1->agent, "t1b") == 0 && strcmp(late->state, "not_ready") == 0,
+          "c1 still offered to t1b (%s %s), t1a %s", c1->state, c1->agent, late->state);
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t1-c1", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.ended", "t1-c2", NULL) == 0, "end");
     fx_state(&s_fx, 0, "t1a", "logged_out", "");
     fx_state(&s_fx, 0, "t1b", "logged_out", "");
