@@ -336,8 +336,23 @@ bad_requests_get_clear_errors_and_change_nothing(void)
           before.nc, after.nc, before.na, after.na);
     CHECK(fx_login(&s_fx, 0, "t8b", "", "r3") == 0, "login t8b");
     CHECK(fx_state(&s_fx, 0, "t8b", "not_ready", "caf\xc3") == CC__STATUS__STATUS_BAD_REQUEST, "a reason cut mid-character");
-    CHECK(fx_state(&s_fx, 0, "t8b", "not_ready", "caf\xc3\xa9 break") == 0, "a UTF-8 reason is taken");
+    /* UTF-8, quotes, a slash and a backslash come back exactly as given
+     * (the script's JSON escapes them; acd's reader undoes it). */
+    static const char reason[] = "caf\xc3\xa9 \"break\" 1/2 \\ x";
+    CHECK(fx_state(&s_fx, 0, "t8b", "not_ready", reason) == 0, "a UTF-8 reason is taken");
     CHECK(strcmp(s_agent("t8b")->state, "not_ready") == 0, "t8b not ready");
+    bool seen = false;
+    for (int i = 0; i < 50 && !seen; i++) {
+        Cc__Envelope *env = s_event("agent.state", "", 2000);
+        Cc__AgentStateChanged *st = cc__agent_state_changed__unpack(NULL, env->payload.len, env->payload.data);
+        if (st && strcmp(st->agent_id, "t8b") == 0 && st->state == CC__AGENT_STATE__AGENT_NOT_READY) {
+            CHECK(strcmp(st->reason, reason) == 0, "the event's reason is the one given: [%s]", st->reason);
+            seen = true;
+        }
+        if (st) cc__agent_state_changed__free_unpacked(st, NULL);
+        cc__envelope__free_unpacked(env, NULL);
+    }
+    CHECK(seen, "t8b's not_ready event");
     CHECK(fx_state(&s_fx, 0, "t8b", "logged_out", "") == 0, "t8b leaves");
     /* And the service still serves. */
     CHECK(fx_enqueue(&s_fx, 0, "t8-ok", "r3", 0, NULL, NULL) == 0, "still serving");
