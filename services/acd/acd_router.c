@@ -41,6 +41,7 @@ typedef struct {
     char id[40];               /* a batch sent again keeps its id: Redis returns its first results */
     out_state_t state;
     redisReply *reply;         /* OUT_DONE */
+    int64_t sent_us;           /* when it went (its reply's wait is counted) */
 } batch_t;
 
 /* How batches go. Up to MAX_OUT are out at once: while Redis runs one, the
@@ -69,13 +70,24 @@ struct _acd_router_t {
     char prefix[24];           /* this router's part of batch ids, random */
     uint64_t batches;
     char error[256];
+    /* How Redis keeps up: batches run, their operations (the mean batch
+     * grows as Redis nears its bound), and the time from sending a batch
+     * to its reply. */
+    cc_metric_t *m_batches, *m_batch_ops, *m_batch_wait_us;
 };
 
 acd_router_t *
-acd_router_new(cc_redis_t *redis, uv_loop_t *loop)
+acd_router_new(cc_redis_t *redis, uv_loop_t *loop, cc_metrics_t *metrics)
 {
     acd_router_t *self = calloc(1, sizeof *self);
     if (!self) abort();
+    if (metrics) {
+        self->m_batches = cc_metrics_counter(metrics, "acd_batches_total", NULL, "Batches of operations run by Redis");
+        self->m_batch_ops = cc_metrics_counter(metrics, "acd_batch_operations_total", NULL,
+                                               "Operations in those batches (per batch: how loaded Redis is)");
+        self->m_batch_wait_us = cc_metrics_counter(metrics, "acd_batch_wait_microseconds_total", NULL,
+                                                   "Time from sending a batch to reading its reply");
+    }
     self->redis = redis;
     self->loop = loop;
     self->poll_fd = -1;
@@ -385,6 +397,15 @@ s_deliver_batch(acd_router_t *self, op_t *ops, int n, redisReply *r)
     free(ops);
 }
 
+static void
+s_count_batch(acd_router_t *self, int n, int64_t wait_us)
+{
+    if (!self->m_batches) return;
+    cc_metric_add(self->m_batches, 1);
+    cc_metric_add(self->m_batch_ops, n);
+    cc_metric_add(self->m_batch_wait_us, wait_us);
+}
+
 /* Runs batch id (NULL: a new one) and waits for its reply. cc_redis_eval
  * sends it once more after a broken connection (and loads the script after a
  * Redis restart): a batch Redis ran already returns its first results. */
@@ -400,9 +421,11 @@ s_run_batch(acd_router_t *self, op_t *ops, int n, const char *id)
     const char **argv = s_batch_argv(ops, n, id, count, &nargs);
     /* Sent once more if the connection dies again meanwhile: the batch's id
      * makes a second run return the first's results. */
+    int64_t t0 = cc_mono_us();
     redisReply *r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     if (!r) r = cc_redis_eval(self->redis, "acd", 0, NULL, (int) nargs, argv);
     free(argv);
+    s_count_batch(self, n, cc_mono_us() - t0);
     self->delivering++;
     s_deliver_batch(self, ops, n, r);
     self->delivering--;
@@ -451,6 +474,7 @@ s_read(acd_router_t *self, batch_t *b, bool wait)
     } else {
         b->reply = r;
         b->state = OUT_DONE;
+        s_count_batch(self, b->n, cc_mono_us() - b->sent_us);
     }
     return true;
 }
@@ -545,6 +569,7 @@ s_send(acd_router_t *self)
         return;
     }
     b->state = OUT_LIVE;
+    b->sent_us = cc_mono_us();
     if (fd != self->poll_fd) {
         /* A new connection (after a reconnect): watch its socket, kept
          * blocking for hiredis's plain commands (libuv makes it not). */

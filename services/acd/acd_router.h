@@ -17,6 +17,7 @@
 
 #include <uv.h>
 
+#include "cc/cc_metrics.h"
 #include "cc/cc_redis.h"
 #include "rpc.pb-c.h"
 
@@ -32,8 +33,9 @@ typedef void (acd_done_fn)(void *arg, Cc__Status status, const char *error);
 /* Borrows redis (and loop, may be NULL) for its life. Never NULL. With a
  * loop, a batch is sent without waiting for its reply: the loop reads it
  * when it comes, and the operations queued meanwhile go next, or before it
- * comes once they fill a batch. */
-acd_router_t *acd_router_new(cc_redis_t *redis, uv_loop_t *loop);
+ * comes once they fill a batch. metrics (may be NULL) gets the batches'
+ * counters. */
+acd_router_t *acd_router_new(cc_redis_t *redis, uv_loop_t *loop, cc_metrics_t *metrics);
 void acd_router_destroy(acd_router_t **self_p);
 
 /* Queues operation op at now_ms with args (copied). request_id (may be NULL

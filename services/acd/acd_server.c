@@ -912,7 +912,7 @@ acd_server_new(cc_service_t *svc)
     self->sessions = acd_sessions_new(cc_cfg_str(cfg, "DATABASE_URL"), (int) cc_cfg_int(cfg, "ACD_SESSION_RETRY_MS"));
     snprintf(self->restore_hold_ms, sizeof self->restore_hold_ms, "%lld", (long long) cc_cfg_int(cfg, "ACD_RESTORE_HOLD_MS"));
     if (!self->sessions) goto err;
-    self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)));
+    self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)), m);
     self->reload_ms = cc_cfg_int(cfg, "ACD_RELOAD_MS");
     if (s_load_queues(self) < 0) {
         CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",

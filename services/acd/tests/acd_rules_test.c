@@ -868,6 +868,44 @@ library_no_acd_runs_is_removed_at_reload(void)
     TEST_PASS(__func__);
 }
 
+/* A counter of instance i's /metrics (-1 when absent). */
+static long long
+s_metric(int i, const char *name)
+{
+    char *body = NULL;
+    CHECK(cc_harness_http_get(s_fx.admin[i], "/metrics", &body) == 200 && body, "GET /metrics");
+    long long v = -1;
+    size_t n = strlen(name);
+    for (const char *p = body; (p = strstr(p, name)); p += n)
+        if ((p == body || p[-1] == '\n') && p[n] == ' ') { v = atoll(p + n + 1); break; }
+    free(body);
+    return v;
+}
+
+/* /metrics tells how Redis keeps up: batches run, their operations and the
+ * time waited for their replies grow with the requests. */
+static void
+metrics_count_batches_their_operations_and_waits(void)
+{
+    TEST_BEGIN(__func__);
+    long long b0 = s_metric(0, "acd_batches_total"), o0 = s_metric(0, "acd_batch_operations_total"),
+              w0 = s_metric(0, "acd_batch_wait_microseconds_total");
+    CHECK(b0 >= 0 && o0 >= b0 && w0 >= 0, "the counters are there (%lld %lld %lld)", b0, o0, w0);
+    for (int k = 0; k < 5; k++) {
+        char call[32];
+        snprintf(call, sizeof call, "t30-c%d", k);
+        CHECK(fx_enqueue(&s_fx, 0, call, "r25", 0, NULL, NULL) == 0, "enqueue %s", call);
+        CHECK(fx_call_op(&s_fx, 0, "acd.ended", call, NULL) == 0, "hang-up %s", call);
+    }
+    long long b1 = s_metric(0, "acd_batches_total"), o1 = s_metric(0, "acd_batch_operations_total"),
+              w1 = s_metric(0, "acd_batch_wait_microseconds_total");
+    /* Each request waits for its reply: its own batch at least (the tick
+     * runs batches too). */
+    CHECK(b1 - b0 >= 10 && o1 - o0 >= 10 && o1 - o0 >= b1 - b0 && w1 > w0,
+          "batches %lld -> %lld, operations %lld -> %lld, wait %lld -> %lld us", b0, b1, o0, o1, w0, w1);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -902,9 +940,10 @@ main(void)
     retry_of_a_request_an_older_acd_ran_gets_its_results();
     unreadable_script_reply_is_an_internal_error_and_acd_recovers();
     library_no_acd_runs_is_removed_at_reload();
+    metrics_count_batches_their_operations_and_waits();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 23 passed, 0 failed\n");
+    printf("acd_rules_test: 24 passed, 0 failed\n");
     return 0;
 }
