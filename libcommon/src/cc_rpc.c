@@ -261,7 +261,7 @@ s_handle_one(cc_rpc_server_t *self)
     if (!req || id_len == 0 || id_len > CC_RPC_ID_MAX || !req->method) {
         if (self->m_malformed) cc_metric_add(self->m_malformed, 1);
         CC_WARN("rpc request malformed", "id_bytes=%zu", id_len);
-        s_reply_error(self, peer, id_len <= CC_RPC_ID_MAX && req ? req->request_id : "",
+        s_reply_error(self, peer, req && req->request_id && id_len <= CC_RPC_ID_MAX ? req->request_id : "",
                       CC__STATUS__STATUS_BAD_REQUEST,
                       id_len > CC_RPC_ID_MAX ? "malformed request: request id over 128 bytes" : "malformed request");
         if (req) cc__request__free_unpacked(req, NULL);

@@ -80,7 +80,6 @@ cc_retry(int budget_ms, int (*attempt)(void *arg), void *arg, int *attempts_p)
     return rc;
 }
 
-static int s_fails_left;
 char *
 cc_u64_text(char *at, uint64_t v)
 {
@@ -100,6 +99,7 @@ cc_hex64_text(char *at, uint64_t v)
     return at + 16;
 }
 
+static int s_fails_left;
 static int s_try(void *arg) { (void) arg; return s_fails_left-- > 0 ? -1 : 0; }
 
 void

@@ -41,8 +41,9 @@ void cc_bus_destroy(cc_bus_t **self_p);
 #define CC_BUS_TYPE_MAX 150
 
 /* Publishes one event of type with payload bytes. Returns 0, CC_EINVAL when
- * there is no publisher socket or the type is over CC_BUS_TYPE_MAX bytes, CC_EBUSY when a nodrop publisher is held back
- * past timeout, CC_EIO on a send failure (logged). */
+ * there is no publisher socket or the type is over CC_BUS_TYPE_MAX bytes,
+ * CC_EBUSY when a nodrop publisher is held back past timeout, CC_EIO on a
+ * send failure (logged). */
 int cc_bus_publish(cc_bus_t *self, const char *type, const char *trace_id,
                    const void *payload, size_t len);
 /* Same with a protobuf message as the payload. */
