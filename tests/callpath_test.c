@@ -12,7 +12,8 @@
  * agent_transfers_the_caller_to_a_number_then_back_to_the_queue
  * originate_rings_a_registered_phone
  * ringing_call_survives_a_redis_restart
- * offer_given_up_by_acd_stops_the_phone_ringing */
+ * offer_given_up_by_acd_stops_the_phone_ringing
+ * late_answer_is_refused_and_the_agent_leg_dropped */
 #include "cc_check.h"
 #include "cc_harness.h"
 #include "cc/cc_bus.h"
@@ -551,6 +552,56 @@ offer_given_up_by_acd_stops_the_phone_ringing(void)
     TEST_PASS(__func__);
 }
 
+/* A late answer: the agent's phone answers an offer acd no longer gives it
+ * (the fault injected here: Redis says the offer is another agent's, as
+ * when acd gave it up and its withdrawal crossed the answer). acd refuses
+ * the answer; the gateway hangs up the agent's leg, whose CDR says why, and
+ * the caller stays, back to the music. */
+static void
+late_answer_is_refused_and_the_agent_leg_dropped(void)
+{
+    TEST_BEGIN(__func__);
+    s_agent_ready();
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
+    const char *slow[] = { "-d", "3000", NULL };
+    pid_t phone = s_sipp("sipp-phone-late", "uas_agent_slow", "a", s_phone_port, slow);
+    s_listening(s_phone_port);
+    pid_t caller = s_sipp("sipp-caller-late", "uac_ivr", "102", NULL, NULL);
+    char call_id[64];
+    s_event_call("queue.offered", call_id);
+    s_wait_agent("reserved");
+    redisReply *x = cc_redis_cmdf(s_redis, "HSET acd:call:%s agent someone-else", call_id);
+    CHECK(x && x->type == REDIS_REPLY_INTEGER, "the offer is another agent's now");
+    freeReplyObject(x);
+    CHECK(s_wait(phone, 15000) == 0, "the phone answered and the gateway hung its leg up");
+    PGresult *res = NULL;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT reason FROM telephony.cdr WHERE call_id = '%s' AND leg = 'agent'", call_id);
+    for (int i = 0; i < 50; i++) {
+        if (res) PQclear(res);
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr query");
+        if (PQntuples(res) == 1) break;
+        cc_sleep_ms(100);
+    }
+    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "acd did not accept the answer") == 0,
+          "the agent leg's CDR says why (%s)", PQntuples(res) ? PQgetvalue(res, 0, 0) : "none");
+    PQclear(res);
+    CHECK(waitpid(caller, NULL, WNOHANG) == 0, "the caller is still on the line");
+    char key[96];
+    snprintf(key, sizeof key, "acd:call:%s", call_id);
+    char *state = s_hget(key, "state");
+    CHECK(strcmp(state, "offered") == 0, "and still in acd's hands (%s)", state);
+    free(state);
+    /* The offer given back to 1001, the caller's end frees the agent. */
+    x = cc_redis_cmdf(s_redis, "HSET acd:call:%s agent 1001", call_id);
+    freeReplyObject(x);
+    s_hangup(call_id, "test over");
+    CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
+    s_wait_agent("ready");
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -603,6 +654,7 @@ main(void)
     originate_rings_a_registered_phone();
     ringing_call_survives_a_redis_restart();
     offer_given_up_by_acd_stops_the_phone_ringing();
+    late_answer_is_refused_and_the_agent_leg_dropped();
 
     /* Every leg freed, nothing left behind (under --asan: no leak reports). */
     int status = cc_harness_stop(s_h, path.gateway, SIGTERM, 10000);
@@ -616,6 +668,6 @@ main(void)
     cc_pg_destroy(&s_pg);
     cc_harness_destroy(&s_h);
     cc_log_shutdown();
-    printf("callpath_test: 6 passed, 0 failed\n");
+    printf("callpath_test: 7 passed, 0 failed\n");
     return 0;
 }
