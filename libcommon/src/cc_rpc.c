@@ -35,16 +35,22 @@ s_pack(const ProtobufCMessage *m, size_t *len)
 
 typedef enum { ENTRY_RUNNING, ENTRY_DONE } entry_state_t;
 
+/* One request id's entry, kept until its reply expires: under load there
+ * are hundreds of thousands, so it is one allocation with its id (the
+ * table's key, not copied), plus the routing id and the reply. */
 typedef struct {
     entry_state_t state;
-    zframe_t *peer;       /* routing id of the latest copy of the request */
+    uint8_t *peer;        /* routing id of the latest copy of the request */
+    size_t peer_len;
     uint8_t *reply;       /* packed Reply when done */
     size_t reply_len;
     int64_t expires_us;
+    char id[];            /* the request id */
 } entry_t;
 
 struct _cc_rpc_call_t {
     cc_rpc_server_t *server;
+    entry_t *entry;          /* running: deleted only once it has its reply */
     char *request_id;
     Cc__Request *req;
     cc_rpc_call_t *prev, *next;
@@ -59,8 +65,10 @@ struct _cc_rpc_server_t {
     cc_loop_t *loop;
     uv_timer_t *purge;       /* when attached; freed by its close callback */
     int64_t last_purge_us;
-    /* Request ids of kept replies by the second they expire (modulo the
-     * bucket count), so a purge reads only what is due. */
+    /* Kept replies (their entries) by the second they expire (modulo the
+     * bucket count), so a purge reads only what is due. An entry with its
+     * reply leaves the table only through a purge, so these never point to
+     * a freed one. */
     zlistx_t *expiring[EXPIRY_BUCKETS];
     int64_t purged_s;        /* every bucket of an earlier second is purged */
     uint64_t executed;
@@ -72,7 +80,7 @@ s_entry_free(void **item)
 {
     entry_t *e = *item;
     if (!e) return;
-    zframe_destroy(&e->peer);
+    free(e->peer);
     free(e->reply);
     free(e);
     *item = NULL;
@@ -98,10 +106,9 @@ cc_rpc_server_new(const char *endpoint, const cc_rpc_method_t *methods, void *ar
     self->arg = arg;
     self->entries = zhashx_new();
     zhashx_set_destructor(self->entries, s_entry_free);
-    for (int i = 0; i < EXPIRY_BUCKETS; i++) {
-        self->expiring[i] = zlistx_new();
-        zlistx_set_destructor(self->expiring[i], (zlistx_destructor_fn *) zstr_free);
-    }
+    zhashx_set_key_duplicator(self->entries, NULL);   /* the key is the entry's own id */
+    zhashx_set_key_destructor(self->entries, NULL);
+    for (int i = 0; i < EXPIRY_BUCKETS; i++) self->expiring[i] = zlistx_new();
     self->purged_s = cc_mono_us() / 1000000 - 1;
     if (metrics) {
         self->m_requests = cc_metrics_counter(metrics, "cc_rpc_requests_total", NULL, "Requests executed");
@@ -141,20 +148,29 @@ cc_rpc_server_destroy(cc_rpc_server_t **self_p)
     *self_p = NULL;
 }
 
-/* Files request id for the purge of the second it expires. */
+/* Files entry e for the purge of the second it expires. */
 static void
-s_expire_at(cc_rpc_server_t *self, const char *request_id, int64_t expires_us)
+s_expire_at(cc_rpc_server_t *self, entry_t *e)
 {
-    char *copy = strdup(request_id);
-    if (!copy) abort();
-    zlistx_add_end(self->expiring[(expires_us / 1000000) % EXPIRY_BUCKETS], copy);
+    zlistx_add_end(self->expiring[(e->expires_us / 1000000) % EXPIRY_BUCKETS], e);
+}
+
+/* Keeps a copy of routing id peer as e's. */
+static void
+s_entry_peer(entry_t *e, const zframe_t *peer)
+{
+    free(e->peer);
+    e->peer_len = zframe_size((zframe_t *) peer);
+    e->peer = malloc(e->peer_len ? e->peer_len : 1);
+    if (!e->peer) abort();
+    memcpy(e->peer, zframe_data((zframe_t *) peer), e->peer_len);
 }
 
 static void
-s_send_reply(cc_rpc_server_t *self, zframe_t *peer, const uint8_t *buf, size_t len)
+s_send_reply(cc_rpc_server_t *self, const uint8_t *peer, size_t peer_len, const uint8_t *buf, size_t len)
 {
     void *raw = zsock_resolve(self->router);
-    if (zmq_send(raw, zframe_data(peer), zframe_size(peer), ZMQ_SNDMORE) < 0
+    if (zmq_send(raw, peer, peer_len, ZMQ_SNDMORE) < 0
         || zmq_send(raw, buf, len, 0) < 0)
         CC_WARN("rpc reply not sent", "error=\"%s\"", zmq_strerror(zmq_errno()));
 }
@@ -169,7 +185,7 @@ s_reply_error(cc_rpc_server_t *self, zframe_t *peer, const char *request_id,
     reply.error = (char *) error;
     size_t len;
     uint8_t *buf = s_pack(&reply.base, &len);
-    s_send_reply(self, peer, buf, len);
+    s_send_reply(self, zframe_data(peer), zframe_size(peer), buf, len);
     free(buf);
 }
 
@@ -184,7 +200,7 @@ cc_rpc_reply(cc_rpc_call_t *call, Cc__Status status, const char *error,
     reply.error = (char *) (error ? error : "");
     reply.payload.data = (uint8_t *) payload;
     reply.payload.len = len;
-    entry_t *e = zhashx_lookup(self->entries, call->request_id);
+    entry_t *e = call->entry;
     assert(e && e->state == ENTRY_RUNNING);
     e->reply = s_pack(&reply.base, &e->reply_len);
     e->state = ENTRY_DONE;
@@ -192,10 +208,10 @@ cc_rpc_reply(cc_rpc_call_t *call, Cc__Status status, const char *error,
     int64_t left = call->req->timeout_us > 0 ? call->req->timeout_us : 0;
     if (left > MAX_KEEP_US) left = MAX_KEEP_US;
     e->expires_us = cc_mono_us() + left + REPLY_GRACE_US;
-    s_send_reply(self, e->peer, e->reply, e->reply_len);
+    s_send_reply(self, e->peer, e->peer_len, e->reply, e->reply_len);
     /* "Unavailable" is not an outcome: a retry may find the dependency back. */
     if (status == CC__STATUS__STATUS_UNAVAILABLE) zhashx_delete(self->entries, call->request_id);
-    else s_expire_at(self, call->request_id, e->expires_us);
+    else s_expire_at(self, e);
     s_call_free(call);
 }
 
@@ -224,12 +240,9 @@ s_purge(cc_rpc_server_t *self)
         int b = (int) (sec % EXPIRY_BUCKETS);
         zlistx_t *due = self->expiring[b];
         self->expiring[b] = zlistx_new();
-        zlistx_set_destructor(self->expiring[b], (zlistx_destructor_fn *) zstr_free);
-        for (const char *k = zlistx_first(due); k; k = zlistx_next(due)) {
-            entry_t *e = zhashx_lookup(self->entries, k);
-            if (!e || e->state != ENTRY_DONE) continue;   /* gone, or running again */
-            if (e->expires_us < now) zhashx_delete(self->entries, k);
-            else s_expire_at(self, k, e->expires_us);
+        for (entry_t *e = zlistx_first(due); e; e = zlistx_next(due)) {
+            if (e->expires_us < now) zhashx_delete(self->entries, e->id);
+            else s_expire_at(self, e);
         }
         zlistx_destroy(&due);
     }
@@ -272,9 +285,9 @@ s_handle_one(cc_rpc_server_t *self)
     if (e) {
         /* A retry: never run twice. */
         if (self->m_dups) cc_metric_add(self->m_dups, 1);
-        if (e->state == ENTRY_DONE) s_send_reply(self, peer, e->reply, e->reply_len);
-        zframe_destroy(&e->peer);
-        e->peer = peer;
+        if (e->state == ENTRY_DONE) s_send_reply(self, zframe_data(peer), zframe_size(peer), e->reply, e->reply_len);
+        s_entry_peer(e, peer);
+        zframe_destroy(&peer);
         cc__request__free_unpacked(req, NULL);
         return true;
     }
@@ -293,14 +306,17 @@ s_handle_one(cc_rpc_server_t *self)
         zframe_destroy(&peer);
         return true;
     }
-    e = calloc(1, sizeof *e);
+    e = calloc(1, sizeof *e + id_len + 1);
     if (!e) abort();
     e->state = ENTRY_RUNNING;
-    e->peer = peer;
-    zhashx_insert(self->entries, req->request_id, e);
+    memcpy(e->id, req->request_id, id_len + 1);
+    s_entry_peer(e, peer);
+    zframe_destroy(&peer);
+    zhashx_insert(self->entries, e->id, e);
     cc_rpc_call_t *call = calloc(1, sizeof *call);
     if (!call) abort();
     call->server = self;
+    call->entry = e;
     call->request_id = strdup(req->request_id);
     call->req = req;
     call->next = self->calls;
