@@ -457,6 +457,45 @@ originate_rings_a_registered_phone(void)
     TEST_PASS(__func__);
 }
 
+/* Agent 1001 ready, its phone (SIPp) answering after ring_ms, and a caller
+ * of queue back (102) offered to it. Returns the phone; *caller_p and
+ * call_id get the caller and its call id. */
+static pid_t
+s_offer_to_slow_phone(const char *tag, const char *ring_ms, pid_t *caller_p, char call_id[64])
+{
+    s_agent_ready();
+    Cc__Envelope *env;
+    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
+    const char *slow[] = { "-d", ring_ms, NULL };
+    char label[64];
+    snprintf(label, sizeof label, "sipp-phone-%s", tag);
+    pid_t phone = s_sipp(label, "uas_agent_slow", "a", s_phone_port, slow);
+    s_listening(s_phone_port);
+    snprintf(label, sizeof label, "sipp-caller-%s", tag);
+    *caller_p = s_sipp(label, "uac_ivr", "102", NULL, NULL);
+    s_event_call("queue.offered", call_id);
+    s_wait_agent("reserved");
+    return phone;
+}
+
+/* The reason in the CDR of call_id's agent leg, once written (up to 5 s;
+ * caller frees), or NULL. */
+static char *
+s_agent_leg_reason(const char *call_id)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT reason FROM telephony.cdr WHERE call_id = '%s' AND leg = 'agent'", call_id);
+    char *reason = NULL;
+    for (int i = 0; i < 50 && !reason; i++) {
+        PGresult *res = NULL;
+        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr query");
+        if (PQntuples(res) == 1) reason = strdup(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        if (!reason) cc_sleep_ms(100);
+    }
+    return reason;
+}
+
 /* Redis loses its data while the agent's phone rings for a caller of the
  * agent's third queue: acd holds the restored agent, the gateway tells it
  * again of the ringing call (acd.reoffer), and the answer puts the agent on
@@ -465,16 +504,10 @@ static void
 ringing_call_survives_a_redis_restart(void)
 {
     TEST_BEGIN(__func__);
-    s_agent_ready();
-    Cc__Envelope *env;
-    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
-    const char *slow[] = { "-d", "7000", NULL };
-    pid_t phone = s_sipp("sipp-phone-restart", "uas_agent_slow", "a", s_phone_port, slow);
-    s_listening(s_phone_port);
-    pid_t caller = s_sipp("sipp-caller-restart", "uac_ivr", "102", NULL, NULL);
+    pid_t caller;
     char call_id[64];
-    s_event_call("queue.offered", call_id);
-    s_wait_agent("reserved");
+    pid_t phone = s_offer_to_slow_phone("restart", "7000", &caller, call_id);
+    Cc__Envelope *env;
 
     cc_harness_restart_redis(s_h);
     cc_redis_destroy(&s_redis);
@@ -537,18 +570,10 @@ offer_given_up_by_acd_stops_the_phone_ringing(void)
     cc_sleep_ms(2000);   /* the caller's scenario has reached its wait for the BYE */
     s_hangup(call_id, "test over");
     CHECK(s_wait(caller, 30000) == 0, "the caller got the BYE");
-    PGresult *res = NULL;
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT sip_cause, reason FROM telephony.cdr WHERE call_id = '%s' AND leg = 'agent'", call_id);
-    for (int i = 0; i < 50; i++) {
-        if (res) PQclear(res);
-        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr query");
-        if (PQntuples(res) == 1) break;
-        cc_sleep_ms(100);
-    }
-    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "acd withdrew the offer") == 0,
-          "the agent leg's CDR says why (%s)", PQntuples(res) ? PQgetvalue(res, 0, 1) : "none");
-    PQclear(res);
+    char *reason = s_agent_leg_reason(call_id);
+    CHECK(reason && strcmp(reason, "acd withdrew the offer") == 0, "the agent leg's CDR says why (%s)",
+          reason ? reason : "none");
+    free(reason);
     TEST_PASS(__func__);
 }
 
@@ -561,32 +586,17 @@ static void
 late_answer_is_refused_and_the_agent_leg_dropped(void)
 {
     TEST_BEGIN(__func__);
-    s_agent_ready();
-    Cc__Envelope *env;
-    while (cc_bus_recv(s_events, &env, 50) == 0) cc__envelope__free_unpacked(env, NULL);
-    const char *slow[] = { "-d", "3000", NULL };
-    pid_t phone = s_sipp("sipp-phone-late", "uas_agent_slow", "a", s_phone_port, slow);
-    s_listening(s_phone_port);
-    pid_t caller = s_sipp("sipp-caller-late", "uac_ivr", "102", NULL, NULL);
+    pid_t caller;
     char call_id[64];
-    s_event_call("queue.offered", call_id);
-    s_wait_agent("reserved");
+    pid_t phone = s_offer_to_slow_phone("late", "3000", &caller, call_id);
     redisReply *x = cc_redis_cmdf(s_redis, "HSET acd:call:%s agent someone-else", call_id);
     CHECK(x && x->type == REDIS_REPLY_INTEGER, "the offer is another agent's now");
     freeReplyObject(x);
     CHECK(s_wait(phone, 15000) == 0, "the phone answered and the gateway hung its leg up");
-    PGresult *res = NULL;
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT reason FROM telephony.cdr WHERE call_id = '%s' AND leg = 'agent'", call_id);
-    for (int i = 0; i < 50; i++) {
-        if (res) PQclear(res);
-        CHECK(cc_pg_run(s_pg, sql, &res) == 0, "cdr query");
-        if (PQntuples(res) == 1) break;
-        cc_sleep_ms(100);
-    }
-    CHECK(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "acd did not accept the answer") == 0,
-          "the agent leg's CDR says why (%s)", PQntuples(res) ? PQgetvalue(res, 0, 0) : "none");
-    PQclear(res);
+    char *reason = s_agent_leg_reason(call_id);
+    CHECK(reason && strcmp(reason, "acd did not accept the answer") == 0, "the agent leg's CDR says why (%s)",
+          reason ? reason : "none");
+    free(reason);
     CHECK(waitpid(caller, NULL, WNOHANG) == 0, "the caller is still on the line");
     char key[96];
     snprintf(key, sizeof key, "acd:call:%s", call_id);
