@@ -779,8 +779,10 @@ s_load_library(const char *name, const char *body)
     redisReply *x;
     if (body) {
         char lua[1024];
-        snprintf(lua, sizeof lua, "#!lua name=%s\nredis.register_function('%s', function(_, args) local n = tonumber(args[1]) return %s end)", name,
-                 name, body);
+        snprintf(lua, sizeof lua,
+                 "#!lua name=%s\n"
+                 "redis.register_function('%s', function(_, args) local n = tonumber(args[1]) return %s end)",
+                 name, name, body);
         const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", lua };
         x = cc_redis_cmd(r, 4, argv);
     } else {
