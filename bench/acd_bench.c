@@ -9,8 +9,9 @@
  * Latency is from sending the enqueue to its reply, when the offer is made.
  * Besides the rates, prints the Redis time inside acd's Lua and the CPU
  * Redis and acd used per decision (these move little when the machine is
- * shared), and how busy Redis was. The bound is the mean of a measurement
- * before and one after the load (both printed). BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
+ * shared), how busy Redis was, and acd's resident memory at the end. The
+ * bound is the mean of a measurement before and one after the load (both
+ * printed). BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
  * the run. Prints "acd.<figure> <value> <unit>" lines. */
 #include "cc_harness.h"
 #include "cc/cc_log.h"
@@ -184,6 +185,20 @@ s_proc_cpu(pid_t pid)
     return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
 }
 
+/* Resident memory of process pid in MB, from /proc (0 when unknown). */
+static double
+s_proc_rss_mb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *f = fopen(path, "r");
+    double mb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) mb = strtod(line + 6, NULL) / 1024.0;
+    if (f) fclose(f);
+    return mb;
+}
+
 /* redis-benchmark's EVALSHA rate for a reservation-shaped script. */
 static double
 s_redis_bound(int port)
@@ -316,8 +331,9 @@ main(void)
     for (int i = 0; i < s_window; i++) s_next(&l, i % instances);
     cc_loop_run(l.loop);
     double secs = (cc_mono_ms() - t0) / 1000.0;
-    double redis_cpu = s_redis_cpu() - redis_cpu0, acd_cpu = -acd_cpu0;
+    double redis_cpu = s_redis_cpu() - redis_cpu0, acd_cpu = -acd_cpu0, acd_rss = 0;
     for (int i = 0; i < instances; i++) acd_cpu += s_proc_cpu(acd_pid[i]);
+    for (int i = 0; i < instances; i++) acd_rss += s_proc_rss_mb(acd_pid[i]);
     double script_us = s_script_us(l.decisions);
     double bound_after = s_redis_bound(redis_port);
     double bound = (bound_before + bound_after) / 2;
@@ -339,6 +355,9 @@ main(void)
     /* How busy Redis was (1 = a whole core): below 1, the routing rate is
      * bound by the round trips of the calls in flight, not by Redis. */
     printf("acd.redis_busy %.2f cores\n", secs > 0 ? redis_cpu / secs : 0);
+    /* acd's memory at the end of the load (mostly the rpc server's kept
+     * replies: every request's, until its deadline and a grace). */
+    printf("acd.acd_rss_mb %.0f MB\n", acd_rss);
     printf("acd.failures %llu requests\n", (unsigned long long) l.failures);
     printf("acd.instances %d processes\n", instances);
     printf("acd.window %d calls\n", s_window);
