@@ -796,9 +796,9 @@ s_load_queues(acd_server_t *self)
     for (int i = 0; i < n; i++) fprintf(list, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
     fclose(list);
     for (int i = 0; i < n; i++) {
-        const char *args[23];
-        for (int c = 0; c < 23; c++) args[c] = PQgetvalue(res, i, c);
-        if (s_run(self, "queue", 23, args) != CC__STATUS__STATUS_OK) {
+        const char *args[24];
+        for (int c = 0; c < 24; c++) args[c] = PQgetvalue(res, i, c);
+        if (s_run(self, "queue", 24, args) != CC__STATUS__STATUS_OK) {
             PQclear(res);
             free(names);
             return -1;
@@ -902,7 +902,8 @@ acd_server_new(cc_service_t *svc)
                     " CASE WHEN join_empty THEN '1' ELSE '0' END, CASE WHEN leave_when_empty THEN '1' ELSE '0' END,"
                     " closed_action, callback_max_attempts, callback_retry_ms, callback_expire_ms,"
                     " CASE WHEN acd.is_open(name, now()) THEN '1' ELSE '0' END,"
-                    " service_level_ms, blacklist_queue, music, announce_ms"
+                    " service_level_ms, blacklist_queue, music, announce_ms,"
+                    " CASE WHEN acd.may_call_back(name, now()) THEN '1' ELSE '0' END"
                     " FROM acd.queues ORDER BY name");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");

@@ -239,7 +239,7 @@ local QUEUE_FIELDS = { 'strategy', 'offer_ms', 'wrap_ms', 'widen', 'max_len', 's
                        'announce_ms' }
 local CONF_SEP = '\31'
 local CONF_PATTERN = nil   -- made at the first call (loading a library may not call string)
-local conf_cache, lite_cache = {}, {}
+local conf_cache, lite_cache, cb_cache = {}, {}, {}
 local conf_gen = nil       -- the acd:conf:gen they belong to
 local conf_n, CONF_MAX = 0, 10000   -- queues read (unknown names too), dropped past CONF_MAX
 local gen_serial = 0
@@ -276,6 +276,17 @@ local function write_conf(q)
   rcall('SET', 'acd:queue:' .. q .. ':conf', table.concat(f, CONF_SEP))
 end
 
+-- Whether queue q's calling hours allow a callback to be offered now (kept
+-- with the settings, and dropped with them).
+local function may_call_back(q)
+  local open = cb_cache[q]
+  if open == nil then
+    open = rcall('HGET', 'acd:queue:' .. q, 'cb_open') ~= '0'
+    cb_cache[q] = open
+  end
+  return open
+end
+
 -- The queue's average handle time (ms, 0 when no call ended yet).
 local function aht(q)
   return tonumber(rcall('HGET', 'acd:queue:' .. q, 'aht_ms') or 0) or 0
@@ -305,7 +316,7 @@ end
 -- Forgets what was read of queue q, which is being changed, and tells
 -- every other call so (a new acd:conf:gen: the time and a counter, unique).
 local function qforget(q)
-  conf_cache[q], lite_cache[q] = nil, nil
+  conf_cache[q], lite_cache[q], cb_cache[q] = nil, nil, nil
   local t = rcall('TIME')
   gen_serial = gen_serial + 1
   conf_gen = t[1] .. '.' .. t[2] .. '.' .. int(gen_serial)
@@ -317,7 +328,7 @@ end
 local function qcheck()
   local gen = rcall('GET', 'acd:conf:gen')
   if not gen or gen ~= conf_gen or conf_n > CONF_MAX then
-    conf_cache, lite_cache, conf_gen, conf_n = {}, {}, gen, 0
+    conf_cache, lite_cache, cb_cache, conf_gen, conf_n = {}, {}, {}, gen, 0
   end
 end
 
@@ -455,6 +466,7 @@ end
 local function pick_agent(call, c, conf, fresh)
   local q = c.queue
   if tonumber(c.hold_until or 0) > now then return nil end   -- a callback waiting to retry
+  if c.kind == 'callback' and not may_call_back(q) then return nil end   -- outside calling hours
   local skills = effective_skills(c, conf, now - tonumber(c.qenq or c.enq))
   if c.last_agent ~= '' and tonumber(c.sticky_until or 0) > now then
     -- Held for the agent who served this customer last, while that agent is
@@ -530,6 +542,7 @@ local function route_agent(agent, a)
         local held = rank == math.huge
                      or (c.last_agent ~= '' and c.last_agent ~= agent and tonumber(c.sticky_until or 0) > now)
                      or tonumber(c.hold_until or 0) > now
+                     or (c.kind == 'callback' and not may_call_back(q))
         if not held and has_skills(agent, a, effective_skills(c, conf, now - tonumber(c.qenq or c.enq))) then
           best, best_rank, best_c = call, rank, c
           done = true
@@ -542,6 +555,18 @@ local function route_agent(agent, a)
   if best then reserve(best, best_c, agent, a, false, timed(best_c, qconf(best_c.queue) or {})) end
 end
 
+-- Offers queue q's waiting calls, best first, to its ready agents, while
+-- any is ready (at most ROUTE_MAX calls looked at): callbacks held outside
+-- the calling hours, when the hours begin. Agents who become ready later
+-- take the rest, as always.
+local ROUTE_MAX = 1000
+local function route_queue(q)
+  local wait, ready = 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready'
+  for _, call in ipairs(rcall('ZRANGE', wait, 0, ROUTE_MAX - 1)) do
+    if rcall('EXISTS', ready) == 0 then break end
+    route_call(call)
+  end
+end
 
 -- Forgets a call. Only a waiting call can be in acd:due (an offer takes it
 -- out; a requeue schedules it again).
@@ -1052,7 +1077,10 @@ end
 -- queue name strategy offer_ms wrap_ms widen max_len sticky_ms skills overflow
 --       overflow_ms max_wait_ms max_wait_action join_empty leave_empty closed_action
 --       cb_attempts cb_retry_ms cb_expire_ms open sl_ms blacklist_queue music announce_ms
--- defines or updates a queue (from the acd.queues table).
+--       cb_open
+-- defines or updates a queue (from the acd.queues table). cb_open: whether
+-- its calling hours allow callbacks now ("0": they keep their place, but
+-- are offered to nobody); "1" or none when they do.
 function ops.queue(...)
   for _, v in ipairs({ ... }) do
     -- The separator of the packed settings cannot be part of one.
@@ -1060,7 +1088,8 @@ function ops.queue(...)
   end
   local q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
         overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
-        cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms = ...
+        cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms, cb_open = ...
+  cb_open = cb_open == '0' and '0' or '1'
   rcall('SADD', 'acd:queues', q)
   local lite = (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or '')
   if rcall('HGET', 'acd:strategies', q) ~= lite then
@@ -1076,9 +1105,16 @@ function ops.queue(...)
              'cb_expire_ms', cb_expire_ms or 14400000, 'open', open == '0' and '0' or '1',
              'sl_ms', sl_ms or 20000, 'blacklist_queue', blacklist_queue or '', 'music', music or '',
              'announce_ms', announce_ms or 0)
+  -- Not part of the packed settings, whose layout older versions running
+  -- beside this one read too; read only for callbacks.
+  local was = rcall('HGET', 'acd:queue:' .. q, 'cb_open')
+  rcall('HSET', 'acd:queue:' .. q, 'cb_open', cb_open)
   write_conf(q)
   qforget(q)
-  return { { 'ok', q } }
+  -- The offers made when the calling hours begin go out with it.
+  if was == '0' and cb_open == '1' then route_queue(q) end
+  emit({ 'ok', q })
+  return out
 end
 
 -- prune names: queues not in the comma-separated list were deleted from

@@ -16,6 +16,7 @@
  * overflow_applies_the_target_queues_admission_rules
  * status_lists_queues_and_agents_with_the_oldest_wait
  * callback_keeps_its_place_and_is_retried
+ * callbacks_wait_for_their_queues_calling_hours
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
  * deleted_queue_is_pruned_on_reload
@@ -70,7 +71,11 @@ static const char *s_sql =
     " ('r16', 'jazz', 1000, 60000, 0), ('r17', 'default', 0, 20000, 0);"
     "UPDATE acd.queues SET blacklist_queue = 'r17' WHERE name = 'r16';"
     "INSERT INTO acd.holidays (queue, day, name) VALUES"
-    " ('r13', (now() AT TIME ZONE 'UTC')::date, 'test day'), ('r14', (now() AT TIME ZONE 'UTC')::date, 'test day');";
+    " ('r13', (now() AT TIME ZONE 'UTC')::date, 'test day'), ('r14', (now() AT TIME ZONE 'UTC')::date, 'test day');"
+    /* r26 calls back on one weekday only, three days from today. */
+    "INSERT INTO acd.queues (name, wrap_up_ms) VALUES ('r26', 0);"
+    "INSERT INTO acd.callback_hours (queue, dow, opens, closes) VALUES"
+    " ('r26', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00');";
 
 static fx_snap_t s_snap;
 
@@ -541,6 +546,66 @@ callback_keeps_its_place_and_is_retried(void)
     TEST_PASS(__func__);
 }
 
+/* Runs sql on PostgreSQL, then has instance i read the queues again. */
+static void
+s_pg_reload(int i, const char *sql)
+{
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    CHECK(cc_pg_connect(pg) == 0 && cc_pg_run(pg, sql, NULL) == 0, "%s", sql);
+    cc_pg_destroy(&pg);
+    char err[256];
+    CHECK(fx_request(&s_fx, i, "acd.reload", NULL, 0, err, sizeof err) == 0, "reload: %s", err);
+}
+
+/* A callback keeps its place outside its queue's calling hours but is
+ * offered to nobody (the calls behind it are served meanwhile, and a
+ * holiday counts as closed); when the hours begin, an agent already ready
+ * takes it at once. */
+static void
+callbacks_wait_for_their_queues_calling_hours(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_enqueue(&s_fx, 0, "t26-c1", "r26", 0, NULL, NULL) == 0, "first caller");
+    Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
+    cb.call_id = "t26-c1";
+    cb.number = "+4930123456";
+    uint8_t buf[128];
+    size_t len = cc__callback_request__pack(&cb, buf);
+    char err[256];
+    CHECK(fx_request(&s_fx, 0, "acd.callback", buf, len, err, sizeof err) == 0, "callback: %s", err);
+    cc__callback_requested__free_unpacked(
+        EVENT("callback.requested", cc__callback_requested, Cc__CallbackRequested, "t26-c1", 2000), NULL);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "the caller hangs up");
+    CHECK(fx_enqueue(&s_fx, 1, "t26-c2", "r26", 0, NULL, NULL) == 0, "a caller behind the callback");
+    CHECK(fx_login(&s_fx, 1, "t26a", "", "r26") == 0, "agent");
+    fx_call_t *c = s_call("t26-c2");
+    CHECK(c && strcmp(c->agent, "t26a") == 0, "the caller behind is served (%s)", c ? c->agent : "gone");
+    c = s_call("t26-c1");
+    CHECK(c && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1, "the callback keeps its place, not offered");
+    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "t26-c2", NULL) == 0, "that call ends");
+    CHECK(strcmp(s_agent("t26a")->state, "ready") == 0 && strcmp(s_call("t26-c1")->state, "waiting") == 0,
+          "the agent is ready, the callback still held");
+
+    /* Calling hours today, but today is a holiday of r26: still held. */
+    s_pg_reload(0, "UPDATE acd.callback_hours SET dow = extract(dow FROM now() AT TIME ZONE 'UTC')::int"
+                   " WHERE queue = 'r26';"
+                   "INSERT INTO acd.holidays (queue, day, name) VALUES ('r26', (now() AT TIME ZONE 'UTC')::date, 'x')");
+    CHECK(strcmp(s_call("t26-c1")->state, "waiting") == 0 && strcmp(s_agent("t26a")->state, "ready") == 0,
+          "no callbacks on a holiday");
+
+    /* The hours begin: the agent already ready takes the callback at once. */
+    s_pg_reload(1, "DELETE FROM acd.holidays WHERE queue = 'r26'");
+    Cc__QueueOffered *o = EVENT("queue.offered", cc__queue_offered, Cc__QueueOffered, "t26-c1", 2000);
+    CHECK(strcmp(o->agent_id, "t26a") == 0 && strcmp(o->queue, "r26") == 0, "offered to %s", o->agent_id);
+    cc__queue_offered__free_unpacked(o, NULL);
+    c = s_call("t26-c1");
+    CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(s_agent("t26a")->state, "reserved") == 0, "offered");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t26-c1", "t26a") == 0
+          && fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "the customer answers, then hangs up");
+    CHECK(fx_state(&s_fx, 0, "t26a", "logged_out", "") == 0, "logout");
+    TEST_PASS(__func__);
+}
+
 static void
 supervisor_force_logout_takes_a_ringing_agent_off(void)
 {
@@ -612,11 +677,7 @@ deleted_queue_is_pruned_on_reload(void)
 {
     TEST_BEGIN(__func__);
     CHECK(fx_enqueue(&s_fx, 0, "t18-c1", "r4", 0, NULL, NULL) == 0, "a call waits in r4");
-    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
-    CHECK(cc_pg_connect(pg) == 0 && cc_pg_run(pg, "DELETE FROM acd.queues WHERE name = 'r4'", NULL) == 0, "delete r4");
-    cc_pg_destroy(&pg);
-    char err[256];
-    CHECK(fx_request(&s_fx, 1, "acd.reload", NULL, 0, err, sizeof err) == 0, "reload: %s", err);
+    s_pg_reload(1, "DELETE FROM acd.queues WHERE name = 'r4'");
     Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t18-c1", 2000);
     CHECK(strcmp(l->reason, "queue_removed") == 0, "reason %s", l->reason);
     cc__queue_left__free_unpacked(l, NULL);
@@ -633,13 +694,8 @@ strategy_edited_while_agents_are_logged_in_applies(void)
     CHECK(fx_login(&s_fx, 0, "t25-low", "support:1", "r25") == 0, "login low");
     cc_sleep_ms(20);
     CHECK(fx_login(&s_fx, 0, "t25-high", "support:5", "r25") == 0, "login high");
-    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
-    CHECK(cc_pg_connect(pg) == 0
-          && cc_pg_run(pg, "UPDATE acd.queues SET strategy = 'best_skill', skills = 'support:1' WHERE name = 'r25'", NULL) == 0,
-          "r25 becomes best_skill");
-    cc_pg_destroy(&pg);
-    char err[256];
-    CHECK(fx_request(&s_fx, 1, "acd.reload", NULL, 0, err, sizeof err) == 0, "reload: %s", err);
+    /* r25 becomes best_skill. */
+    s_pg_reload(1, "UPDATE acd.queues SET strategy = 'best_skill', skills = 'support:1' WHERE name = 'r25'");
     /* Both come back, the less skilled one first (longest idle). */
     CHECK(fx_state(&s_fx, 0, "t25-low", "not_ready", "brief") == 0 && fx_state(&s_fx, 0, "t25-high", "not_ready", "brief") == 0,
           "both not ready");
@@ -934,6 +990,7 @@ main(void)
     overflow_applies_the_target_queues_admission_rules();
     status_lists_queues_and_agents_with_the_oldest_wait();
     callback_keeps_its_place_and_is_retried();
+    callbacks_wait_for_their_queues_calling_hours();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
     deleted_queue_is_pruned_on_reload();
@@ -946,6 +1003,6 @@ main(void)
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 24 passed, 0 failed\n");
+    printf("acd_rules_test: 25 passed, 0 failed\n");
     return 0;
 }
