@@ -86,6 +86,8 @@ s_state(const char *name)
 }
 
 static Cc__Status s_run(acd_server_t *self, const char *op, int argc, const char *const *args);
+static Cc__Status s_run_error(acd_server_t *self, const char *op, int argc, const char *const *args,
+                              const char **error_p);
 
 static void
 s_on_offer_reply(void *arg, const Cc__Reply *reply)
@@ -240,6 +242,47 @@ s_restore_sessions(acd_server_t *self)
     return restored;
 }
 
+/* Puts the kept callbacks back into Redis after it lost its data, each in
+ * its place (after s_restore_sessions, which waited for the writes queued
+ * before). Returns the number put back, or -1 when PostgreSQL could not be
+ * read. */
+static int
+s_restore_callbacks(acd_server_t *self)
+{
+    PGresult *res = NULL;
+    if (cc_pg_exec(cc_service_pg(self->svc), "acd_callbacks", 0, NULL, &res)) {
+        CC_ERROR("callbacks not restored", "error=\"%s\"", cc_pg_error(cc_service_pg(self->svc)));
+        return -1;
+    }
+    int n = PQntuples(res), restored = 0;
+    for (int i = 0; i < n; i++) {
+        const char *args[12];
+        for (int c = 0; c < 12; c++) args[c] = PQgetvalue(res, i, c);
+        const char *err = "";
+        if (s_run_error(self, "restore_callback", 12, args, &err) == CC__STATUS__STATUS_OK) restored++;
+        else CC_WARN("callback not restored", "call_id=%s queue=%s error=\"%s\"", args[0], args[1], err);
+    }
+    PQclear(res);
+    return restored;
+}
+
+/* What acd.callbacks keeps of action v (each write idempotent, so done
+ * again for a retry's replayed actions): a callback requested (callback
+ * call queue number position prio rank enq expires customer caller skills)
+ * is written; one answered (answered ... kind) or gone (left ... kind) is
+ * deleted. */
+static void
+s_callback_kept(acd_server_t *self, int argc, const char *const *v)
+{
+    if (strcmp(v[0], "callback") == 0 && argc >= 12) {
+        const char *row[10] = { v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9], v[10], v[11] };
+        acd_sessions_callback(self->sessions, row);
+    } else if ((strcmp(v[0], "answered") == 0 && argc >= 7 && strcmp(v[6], "callback") == 0)
+               || (strcmp(v[0], "left") == 0 && argc >= 6 && strcmp(v[5], "callback") == 0)) {
+        acd_sessions_callback_done(self->sessions, v[1]);
+    }
+}
+
 /* An enqueue's place (position call position estimated_wait_ms music), for its reply. */
 static void
 s_reply_position(op_ctx_t *ctx, const char *const *v)
@@ -267,6 +310,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         else if (strcmp(kind, "agent") == 0 && argc >= 7) s_session_state(self, v);
         else if (strcmp(kind, "answered") == 0 && argc >= 5) s_session_call(self, v);
         else if (strcmp(kind, "position") == 0 && argc >= 5) s_reply_position(ctx, v);
+        s_callback_kept(self, argc, v);
         return;
     }
     if (strcmp(kind, "offer") == 0 && argc >= 11) {
@@ -299,6 +343,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         cc_bus_publish_msg(self->bus, "queue.answered", v[1], &ev);
         cc_metric_add(self->m_answered, 1);
         s_session_call(self, v);
+        s_callback_kept(self, argc, v);
     } else if (strcmp(kind, "abandoned") == 0 && argc >= 5) {
         Cc__QueueAbandoned ev = CC__QUEUE_ABANDONED__INIT;
         ev.call_id = (char *) v[1];
@@ -340,6 +385,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.reason = (char *) v[4];
         cc_bus_publish_msg(self->bus, "queue.left", v[1], &ev);
         cc_metric_add(self->m_left, 1);
+        s_callback_kept(self, argc, v);
     } else if (strcmp(kind, "callback") == 0 && argc >= 5) {
         Cc__CallbackRequested ev = CC__CALLBACK_REQUESTED__INIT;
         ev.call_id = (char *) v[1];
@@ -348,6 +394,7 @@ s_on_action(void *arg, int argc, const char *const *v)
         ev.position = (uint32_t) atoi(v[4]);
         cc_bus_publish_msg(self->bus, "callback.requested", v[1], &ev);
         cc_metric_add(self->m_callbacks, 1);
+        s_callback_kept(self, argc, v);
     } else if (strcmp(kind, "requeued") == 0 && argc >= 5) {
         Cc__QueueRequeued ev = CC__QUEUE_REQUEUED__INIT;
         ev.call_id = (char *) v[1];
@@ -357,6 +404,8 @@ s_on_action(void *arg, int argc, const char *const *v)
         cc_bus_publish_msg(self->bus, "queue.requeued", v[1], &ev);
         cc_metric_add(self->m_requeued, 1);
         if (strcmp(v[4], "no_answer") == 0 || strcmp(v[4], "forced") == 0) s_withdraw(self, v[1], v[2]);
+        if (strcmp(v[4], "callback_no_answer") == 0 && argc >= 6)
+            acd_sessions_callback_attempt(self->sessions, v[1], v[5]);
     }
 }
 
@@ -366,15 +415,23 @@ s_count_error(acd_server_t *self, Cc__Status st)
     if (st == CC__STATUS__STATUS_UNAVAILABLE || st == CC__STATUS__STATUS_INTERNAL) cc_metric_add(self->m_errors, 1);
 }
 
-/* Runs one of the service's own operations now (tick, queue loading). */
+/* Runs one of the service's own operations now (tick, queue loading);
+ * *error_p (when given) gets the error's text, valid until the next run. */
 static Cc__Status
-s_run(acd_server_t *self, const char *op, int argc, const char *const *args)
+s_run_error(acd_server_t *self, const char *op, int argc, const char *const *args, const char **error_p)
 {
     op_ctx_t ctx = { .server = self };
     const char *err;
     Cc__Status st = acd_router_run(self->router, s_now_ms(), op, argc, args, s_on_action, &ctx, &err);
     s_count_error(self, st);
+    if (error_p) *error_p = err;
     return st;
+}
+
+static Cc__Status
+s_run(acd_server_t *self, const char *op, int argc, const char *const *args)
+{
+    return s_run_error(self, op, argc, args, NULL);
 }
 
 static void
@@ -835,13 +892,14 @@ s_check_epoch(acd_server_t *self)
     if (rep) freeReplyObject(rep);
     if (first) {
         int agents = s_restore_sessions(self);
-        if (agents < 0) {
+        int callbacks = agents < 0 ? -1 : s_restore_callbacks(self);
+        if (agents < 0 || callbacks < 0) {
             /* Not read: the next check (or another instance) tries again. */
             freeReplyObject(cc_redis_cmdf(r, "DEL acd:epoch"));
             return;
         }
-        CC_WARN("Redis state was empty: queues loaded, agents' sessions restored, calls asked to come back",
-                "epoch=%s agents=%d", now, agents);
+        CC_WARN("Redis state was empty: queues loaded, agents' sessions and callbacks restored, calls asked to come back",
+                "epoch=%s agents=%d callbacks=%d", now, agents, callbacks);
         cc_bus_publish(self->bus, "acd.rebuilt", NULL, now, strlen(now));
     }
 }
@@ -905,6 +963,9 @@ acd_server_new(cc_service_t *svc)
                     " service_level_ms, blacklist_queue, music, announce_ms,"
                     " CASE WHEN acd.may_call_back(name, now()) THEN '1' ELSE '0' END"
                     " FROM acd.queues ORDER BY name");
+    cc_pg_statement(cc_service_pg(svc), "acd_callbacks",
+                    "SELECT call_id, queue, number, prio::text, rank::text, enq_ms::text, expires_ms::text,"
+                    " attempts::text, hold_until_ms::text, customer, caller, skills FROM acd.callbacks ORDER BY rank");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
     cc_pg_statement(cc_service_pg(svc), "acd_sessions",

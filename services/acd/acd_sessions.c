@@ -36,7 +36,14 @@ static const struct { const char *name, *sql; } s_statements[] = {
     { "call_ended", "UPDATE acd.sessions SET state = 'ready', reason = '', call_id = '', call_queue = '', since = now()"
                     " WHERE call_id = $1 AND state = 'on_call'" },
     { "end", "DELETE FROM acd.sessions WHERE agent_id = $1" },
+    { "cb_add", "INSERT INTO acd.callbacks (call_id, queue, number, prio, rank, enq_ms, expires_ms, customer, caller, skills)"
+                " VALUES ($1, $2, $3, $4::integer, $5::bigint, $6::bigint, $7::bigint, $8, $9, $10)"
+                " ON CONFLICT (call_id) DO UPDATE SET queue = EXCLUDED.queue, number = EXCLUDED.number,"
+                " expires_ms = EXCLUDED.expires_ms" },
+    { "cb_attempt", "UPDATE acd.callbacks SET attempts = attempts + 1, hold_until_ms = $2::bigint WHERE call_id = $1" },
+    { "cb_done", "DELETE FROM acd.callbacks WHERE call_id = $1" },
 };
+#define MAX_PARAMS 10
 
 /* Runs one queued message: a write ("W", statement, parameters) or a sync
  * ("SYNC", seq: answered once everything before it is done). Returns 0 when
@@ -54,17 +61,17 @@ s_apply(cc_pg_t *pg, zsock_t *in, zmsg_t *msg, bool failing)
     /* While failing, one quiet reconnect first (cc_pg logs every lost call). */
     if (failing && cc_pg_check(pg)) return CC_ECONN;
     char *name = zframe_strdup(zmsg_next(msg));
-    const char *params[8];
-    char *owned[8];
+    const char *params[MAX_PARAMS];
+    char *owned[MAX_PARAMS];
     int n = 0;
-    for (zframe_t *f = zmsg_next(msg); f && n < 8; f = zmsg_next(msg)) {
+    for (zframe_t *f = zmsg_next(msg); f && n < MAX_PARAMS; f = zmsg_next(msg)) {
         owned[n] = zframe_strdup(f);
         params[n] = owned[n];
         n++;
     }
     int rc = cc_pg_exec(pg, name, n, params, NULL);
     if (rc && rc != CC_ECONN)
-        CC_ERROR("agent session not saved: refused", "statement=%s key=%s error=\"%s\"", name, n ? params[0] : "",
+        CC_ERROR("session or callback not saved: refused", "statement=%s key=%s error=\"%s\"", name, n ? params[0] : "",
                  cc_pg_error(pg));
     for (int i = 0; i < n; i++) free(owned[i]);
     free(name);
@@ -222,6 +229,26 @@ acd_sessions_end(acd_sessions_t *self, const char *agent)
 {
     const char *p[] = { agent };
     s_write(self, "end", 1, p);
+}
+
+void
+acd_sessions_callback(acd_sessions_t *self, const char *const fields[10])
+{
+    s_write(self, "cb_add", 10, fields);
+}
+
+void
+acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *hold_until_ms)
+{
+    const char *p[] = { call, hold_until_ms };
+    s_write(self, "cb_attempt", 2, p);
+}
+
+void
+acd_sessions_callback_done(acd_sessions_t *self, const char *call)
+{
+    const char *p[] = { call };
+    s_write(self, "cb_done", 1, p);
 }
 
 int

@@ -1,6 +1,6 @@
-/* acd_sessions: agents' sessions in acd.sessions (PostgreSQL), written by a
- * thread of its own with its own connection, so that the loop never waits
- * on PostgreSQL.
+/* acd_sessions: agents' sessions (acd.sessions) and callbacks
+ * (acd.callbacks) in PostgreSQL, written by a thread of its own with its
+ * own connection, so that the loop never waits on PostgreSQL.
  *
  * The writes are applied one after the other in the order they were given
  * (so in order for each agent). One that fails because PostgreSQL cannot be
@@ -32,6 +32,14 @@ void acd_sessions_call(acd_sessions_t *self, const char *agent, const char *call
 void acd_sessions_call_ended(acd_sessions_t *self, const char *call);
 /* The agent logged out: its session is gone. */
 void acd_sessions_end(acd_sessions_t *self, const char *agent);
+
+/* A callback requested (acd.callbacks): call, queue, number, prio, rank,
+ * enq_ms, expires_ms, customer, caller, skills. */
+void acd_sessions_callback(acd_sessions_t *self, const char *const fields[10]);
+/* The customer did not answer it: tried again from hold_until_ms. */
+void acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *hold_until_ms);
+/* It was answered, or left (failed, expired, cancelled): forgotten. */
+void acd_sessions_callback_done(acd_sessions_t *self, const char *call);
 
 /* Waits until every write given before is done (or dropped). Returns 0, or
  * -1 after timeout_ms (PostgreSQL unreachable: they are still queued). */

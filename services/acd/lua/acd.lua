@@ -49,12 +49,13 @@
 -- publish as events and carry out (ring the agent):
 --   {"entered", call, queue, prio, position}
 --   {"offer", call, agent, queue, wait_ms, ext, customer, caller, flags, kind, number}
---   {"answered", call, agent, queue, wait_ms, within_service_level}
+--   {"answered", call, agent, queue, wait_ms, within_service_level, kind}
 --   {"abandoned", call, queue, wait_ms, position}
---   {"requeued", call, agent, queue, reason}
+--   {"requeued", call, agent, queue, reason, hold_until (callback_no_answer)}
 --   {"overflowed", call, from_queue, to_queue, wait_ms}
---   {"left", call, queue, wait_ms, reason}  (timeout | empty | callback_failed | callback_expired)
---   {"callback", call, queue, number, position}
+--   {"left", call, queue, wait_ms, reason, kind}  (timeout | empty | cancelled | queue_removed
+--                                           | callback_failed | callback_expired)
+--   {"callback", call, queue, number, position, prio, rank, enq, expires, customer, caller, skills}
 --   {"agent", agent, state, previous, ms_in_previous, reason, call}
 --   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed
 --                           | internal: the operation failed in the script)
@@ -603,7 +604,7 @@ local function leave(call, c, reason)
   rcall('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
   rcall('ZREM', 'acd:due', call)
   rcall('DEL', 'acd:call:' .. call)
-  emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), reason })
+  emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), reason, c.kind or 'call' })
 end
 
 -- Why queue q (settings conf) takes no new call now: nil, or an error code
@@ -914,7 +915,7 @@ function ops.answered(call, agent)
     rcall('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
     a.calls = tostring((tonumber(a.calls) or 0) + 1)
     set_state(agent, a, 'on_call', '', call)
-    emit({ 'answered', call, agent, q, '0', '1' })
+    emit({ 'answered', call, agent, q, '0', '1', 'call' })
     return out
   end
   if c.state ~= 'offered' or c.agent ~= agent then
@@ -928,7 +929,7 @@ function ops.answered(call, agent)
   set_state(agent, a, 'on_call', '', call)
   local sl = tonumber((qconf(c.queue) or {}).sl_ms or 20000)
   local waited = now - tonumber(c.enq)
-  emit({ 'answered', call, agent, c.queue, int(waited), waited <= sl and '1' or '0' })
+  emit({ 'answered', call, agent, c.queue, int(waited), waited <= sl and '1' or '0', c.kind or 'call' })
   return out
 end
 
@@ -1206,8 +1207,40 @@ function ops.callback(call, number)
   rcall('HSET', 'acd:call:' .. call, 'kind', 'callback', 'number', number, 'expires', expires)
   c.kind, c.number, c.expires = 'callback', number, tostring(expires)
   local pos = position(call, c)
-  emit({ 'callback', call, c.queue, number, int(pos) })
+  -- With what puts it back in its place should Redis lose its data (acd
+  -- keeps callbacks in PostgreSQL: the caller is gone, nobody else holds
+  -- the request).
+  emit({ 'callback', call, c.queue, number, int(pos), c.prio or '0', c.rank, c.enq, c.expires, c.customer or '',
+         c.caller or '', c.skills or '' })
   schedule(call, c, qconf(c.queue) or {})
+  return out
+end
+
+-- restore_callback call queue number prio rank enq expires attempts
+--                  hold_until customer caller skills
+-- After Redis lost its data: a callback kept in PostgreSQL comes back in
+-- its place (its first rank), waiting, unless it is known (it came back
+-- already) or expired meanwhile.
+function ops.restore_callback(call, q, number, prio, rank, enq, expires, attempts, hold_until, customer, caller,
+                              skills)
+  if not call or call == '' then return fail('bad_request', 'call id missing') end
+  if rcall('EXISTS', 'acd:call:' .. call) == 1 then return { { 'ok', 'known' } } end
+  local conf = qconf(q)
+  if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
+  if not tonumber(rank) or not tonumber(enq) or not tonumber(expires) then return fail('bad_request', 'bad callback') end
+  local c = { queue = q, prio = prio, enq = enq, qenq = enq, rank = rank, state = 'waiting', kind = 'callback',
+              number = number, expires = expires, attempts = attempts, hold_until = hold_until,
+              customer = customer, caller = caller, sticky_until = '0', skills = skills or '' }
+  if tonumber(expires) <= now then
+    emit({ 'left', call, q, int(now - tonumber(enq)), 'callback_expired', 'callback' })
+    return out
+  end
+  rcall('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', enq, 'rank', rank, 'state', 'waiting',
+             'skills', c.skills, 'kind', 'callback', 'number', number, 'expires', expires, 'attempts', attempts,
+             'hold_until', hold_until, 'customer', customer or '', 'caller', caller or '')
+  rcall('ZADD', 'acd:queue:' .. q .. ':wait', rank, call)
+  schedule(call, c, conf)
+  emit({ 'ok', 'restored' })
   return out
 end
 
@@ -1227,14 +1260,14 @@ function ops.callback_failed(call, agent)
   if attempts >= (tonumber(conf.cb_attempts) or 3) then
     rcall('DEL', 'acd:call:' .. call)
     rcall('ZREM', 'acd:due', call)
-    emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), 'callback_failed' })
+    emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), 'callback_failed', 'callback' })
   else
     local hold = now + (tonumber(conf.cb_retry_ms) or 300000)
     rcall('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'attempts', attempts, 'hold_until', hold)
     rcall('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
     c.hold_until = tostring(hold)
     schedule(call, c, qconf(c.queue) or {})
-    emit({ 'requeued', call, agent, c.queue, 'callback_no_answer' })
+    emit({ 'requeued', call, agent, c.queue, 'callback_no_answer', c.hold_until })
   end
   route_agent(agent)
   return out

@@ -17,6 +17,11 @@
  * a_call_ended_before_the_restore_frees_its_agent: the call's end reaches
  *   acd after the loss but before it noticed (acd knows no such call); the
  *   agent comes back ready, not stuck on that call.
+ * callbacks_come_back_in_their_place: two callbacks (their callers hung
+ *   up: nobody else holds them) are kept in acd.callbacks, one of them after
+ *   a try the customer did not answer. After the loss both wait again in
+ *   their places, ahead of a new call, the tried one still held for its
+ *   retry; the free agent takes the other, whose answer removes its row.
  * sessions_written_while_postgres_is_down_are_kept: a login and a move to
  *   not_ready while PostgreSQL is stopped are answered at once and reach
  *   acd.sessions when it is back, in order. */
@@ -29,6 +34,7 @@
 #include "queue.pb-c.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static fx_t s_fx;
@@ -217,6 +223,91 @@ a_call_ended_before_the_restore_frees_its_agent(cc_bus_t *bus)
     TEST_PASS(__func__);
 }
 
+/* Polls (up to 10 s) until sql's first value is want; returns whether. */
+static bool
+s_pg_until(const char *sql, const char *want)
+{
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    bool ok = false;
+    for (int64_t end = cc_mono_ms() + 10000; !ok && cc_mono_ms() < end; cc_sleep_ms(50)) {
+        PGresult *res = NULL;
+        if (cc_pg_connect(pg) == 0 && cc_pg_run(pg, sql, &res) == 0)
+            ok = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), want) == 0;
+        if (res) PQclear(res);
+    }
+    cc_pg_destroy(&pg);
+    return ok;
+}
+
+static char *
+s_call_field(const char *call, const char *field)
+{
+    redisReply *r = cc_redis_cmdf(s_fx.redis, "HGET acd:call:%s %s", call, field);
+    char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+static int
+s_callback(const char *call, const char *number)
+{
+    Cc__CallbackRequest m = CC__CALLBACK_REQUEST__INIT;
+    m.call_id = (char *) call;
+    m.number = (char *) number;
+    uint8_t buf[128];
+    size_t len = cc__callback_request__pack(&m, buf);
+    char error[128];
+    return fx_request(&s_fx, 0, "acd.callback", buf, len, error, sizeof error);
+}
+
+static void
+callbacks_come_back_in_their_place(cc_bus_t *bus)
+{
+    TEST_BEGIN(__func__);
+    const char *ids[] = { "cb-c1", "cb-c2", "cb-c3" };
+    for (int i = 0; i < 3; i++) CHECK(fx_enqueue(&s_fx, 0, ids[i], "b6", 0, NULL, NULL) == 0, "enqueue %s", ids[i]);
+    CHECK(s_callback("cb-c1", "+4930111") == 0 && s_callback("cb-c3", "+4930333") == 0, "two callbacks");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cb-c1", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.ended", "cb-c3", NULL) == 0,
+          "their callers hang up");
+    fx_snapshot(&s_fx, &s_snap);
+    double rank1 = fx_snap_call(&s_snap, "cb-c1")->rank, rank3 = fx_snap_call(&s_snap, "cb-c3")->rank;
+    CHECK(fx_login(&s_fx, 0, "cb-a", "", "b6") == 0, "an agent");
+    CHECK(strcmp(s_agent("cb-a")->call, "cb-c1") == 0, "takes the first callback");
+    CHECK(fx_call_op(&s_fx, 0, "acd.callback_failed", "cb-c1", "cb-a") == 0, "the customer does not answer");
+    CHECK(strcmp(s_agent("cb-a")->call, "cb-c2") == 0, "the agent takes the caller behind (cb-c1 waits for its retry)");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cb-c2", "cb-a") == 0, "and answers");
+    CHECK(s_pg_until("SELECT string_agg(call_id || ':' || number || ':' || attempts || ':' || (hold_until_ms > 0), ','"
+                     " ORDER BY rank) FROM acd.callbacks", "cb-c1:+4930111:1:true,cb-c3:+4930333:0:false"),
+          "both callbacks are in acd.callbacks, the first with its try");
+
+    s_flushall();
+    CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
+    CHECK(fx_enqueue(&s_fx, 0, "cb-c4", "b6", 0, NULL, NULL) == 0, "a new caller");
+    fx_snapshot(&s_fx, &s_snap);
+    fx_call_t *c1 = fx_snap_call(&s_snap, "cb-c1"), *c3 = fx_snap_call(&s_snap, "cb-c3"), *c4 = fx_snap_call(&s_snap, "cb-c4");
+    CHECK(c1 && c3 && c4 && strcmp(c1->state, "waiting") == 0 && strcmp(c3->state, "waiting") == 0
+          && c1->waiting_in == 1 && c3->waiting_in == 1, "both callbacks wait again");
+    CHECK(c1->rank == rank1 && c3->rank == rank3 && c3->rank < c4->rank, "in their places, ahead of the new caller");
+    char *kind = s_call_field("cb-c3", "kind"), *number = s_call_field("cb-c3", "number"),
+         *attempts = s_call_field("cb-c1", "attempts"), *hold = s_call_field("cb-c1", "hold_until");
+    CHECK(strcmp(kind, "callback") == 0 && strcmp(number, "+4930333") == 0, "cb-c3 is a callback to %s", number);
+    CHECK(strcmp(attempts, "1") == 0 && atoll(hold) > (long long) (cc_wall_us() / 1000), "cb-c1 tried once, held (%s)", hold);
+    free(kind);
+    free(number);
+    free(attempts);
+    free(hold);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cb-c2", NULL) == 0, "the agent's call (back from its session) ends");
+    fx_agent_t *a = s_agent("cb-a");
+    CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "cb-c3") == 0,
+          "the free agent takes cb-c3, ahead of cb-c4 (%s %s)", a ? a->state : "absent", a ? a->call : "-");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cb-c3", "cb-a") == 0, "the customer answers");
+    CHECK(s_pg_until("SELECT string_agg(call_id, ',') FROM acd.callbacks", "cb-c1"), "cb-c3's row is gone");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cb-c3", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.cancel", "cb-c1", NULL) == 0,
+          "cb-c3 ends, cb-c1 is cancelled");
+    CHECK(s_pg_until("SELECT count(*) FROM acd.callbacks", "0"), "cb-c1's row is gone");
+    TEST_PASS(__func__);
+}
+
 static PGresult *
 s_session(cc_pg_t *pg, const char *agent)
 {
@@ -263,7 +354,8 @@ main(void)
     cc_bus_opts_t o = { .service = "test", .instance = "rebuild", .sub_endpoint = NULL };
     fx_start(&s_fx, "acd-rebuild", 1,
              "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('b1', 300000, 2000), ('b2', 300000, 0),"
-             " ('b3', 300000, 0), ('b4', 300000, 0), ('b5', 300000, 0)");
+             " ('b3', 300000, 0), ('b4', 300000, 0), ('b5', 300000, 0);"
+             "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms, callback_retry_ms) VALUES ('b6', 300000, 0, 600000)");
     o.sub_endpoint = getenv("CC_BUS_SUB");
     cc_bus_t *bus = cc_bus_new(&o);
     cc_bus_subscribe(bus, "acd.rebuilt");
@@ -271,10 +363,11 @@ main(void)
     agents_come_back_as_they_were(bus);
     ringing_agents_come_back_with_their_offers_outcome(bus);
     a_call_ended_before_the_restore_frees_its_agent(bus);
+    callbacks_come_back_in_their_place(bus);
     sessions_written_while_postgres_is_down_are_kept();
     cc_bus_destroy(&bus);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rebuild_test: 4 passed, 0 failed\n");
+    printf("acd_rebuild_test: 5 passed, 0 failed\n");
     return 0;
 }
