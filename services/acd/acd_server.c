@@ -740,6 +740,8 @@ s_status_action(void *arg, int argc, const char *const *v)
         q->waiting = (uint32_t) atoi(v[2]);
         q->ready = (uint32_t) atoi(v[3]);
         q->longest_wait_ms = atoll(v[4]);
+        q->callbacks = argc >= 7 ? (uint32_t) atoi(v[5]) : 0;
+        q->calling_hours_closed = argc >= 7 && v[6][0] == '1';
         ctx->queues[ctx->nq++] = q;
     } else if (strcmp(v[0], "agent_status") == 0 && argc >= 9) {
         ctx->agents = s_grow(ctx->agents, &ctx->capa, ctx->na, sizeof *ctx->agents);

@@ -23,7 +23,7 @@ s_usage(void)
 {
     fprintf(stderr,
             "usage: acdctl COMMAND [ARGS]\n"
-            "  status                         queues (waiting, longest wait, ready) and agents\n"
+            "  status                         queues (waiting, longest wait, ready, callbacks) and agents\n"
             "  login AGENT [EXT]              log in (skills and queues from acd.agents)\n"
             "  ready AGENT | not-ready AGENT [REASON] | logout AGENT\n"
             "  enqueue CALL QUEUE [PRIORITY]  put a call in a queue\n"
@@ -64,10 +64,12 @@ s_status(cc_rpc_client_t *c)
     cc__reply__free_unpacked(reply, NULL);
     if (!st) { fprintf(stderr, "acdctl: malformed status\n"); return 1; }
     int64_t now = cc_wall_us() / 1000;
-    printf("%-12s %8s %14s %6s\n", "QUEUE", "WAITING", "LONGEST_WAIT_S", "READY");
-    for (size_t i = 0; i < st->n_queues; i++)
-        printf("%-12s %8u %14.1f %6u\n", st->queues[i]->queue, st->queues[i]->waiting,
-               st->queues[i]->longest_wait_ms / 1000.0, st->queues[i]->ready);
+    printf("%-12s %8s %14s %6s %10s\n", "QUEUE", "WAITING", "LONGEST_WAIT_S", "READY", "CALLBACKS");
+    for (size_t i = 0; i < st->n_queues; i++) {
+        const Cc__QueueStatus *q = st->queues[i];
+        printf("%-12s %8u %14.1f %6u %10u%s\n", q->queue, q->waiting, q->longest_wait_ms / 1000.0, q->ready,
+               q->callbacks, q->calling_hours_closed ? " (held: outside calling hours)" : "");
+    }
     printf("\n%-10s %-10s %9s %-12s %-20s %-20s %s\n", "AGENT", "STATE", "SINCE_S", "REASON", "CALL", "QUEUES",
            "SKILLS");
     for (size_t i = 0; i < st->n_agents; i++) {

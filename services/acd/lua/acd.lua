@@ -61,7 +61,7 @@
 --                           | internal: the operation failed in the script)
 --   {"position", call, position, estimated_wait_ms, music}
 --   {"announce", call, queue, position, estimated_wait_ms}   (time to tell the caller)
---   {"queue_status", queue, waiting, ready, longest_wait_ms}  (status)
+--   {"queue_status", queue, waiting, ready, longest_wait_ms, callbacks, calling_hours_closed}  (status)
 --   {"agent_status", agent, state, since, reason, call, queues, ext, skills}  (status)
 --   {"ok", detail...}
 
@@ -1161,15 +1161,18 @@ function ops.status()
   for _, q in ipairs(queues) do
     local wait = 'acd:queue:' .. q .. ':wait'
     local waiting = rcall('ZCARD', wait)
-    local longest = 0
+    local longest, callbacks = 0, 0
     if waiting > 0 then
       for p = 0, 9 do
         local head = rcall('ZRANGEBYSCORE', wait, p * PRIO_SPAN, '(' .. ((p + 1) * PRIO_SPAN), 'WITHSCORES', 'LIMIT', 0, 1)
         if head[2] then longest = math.max(longest, now - (tonumber(head[2]) - p * PRIO_SPAN)) end
       end
+      for _, call in ipairs(rcall('ZRANGE', wait, 0, -1)) do
+        if rcall('HGET', 'acd:call:' .. call, 'kind') == 'callback' then callbacks = callbacks + 1 end
+      end
     end
     emit({ 'queue_status', q, tostring(waiting), tostring(rcall('ZCARD', 'acd:queue:' .. q .. ':ready')),
-           tostring(longest) })
+           tostring(longest), tostring(callbacks), may_call_back(q) and '0' or '1' })
   end
   local agents = rcall('SMEMBERS', 'acd:agents')
   table.sort(agents)

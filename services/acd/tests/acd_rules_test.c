@@ -546,6 +546,29 @@ callback_keeps_its_place_and_is_retried(void)
     TEST_PASS(__func__);
 }
 
+/* Queue q as acd.status (through instance 1) tells it; fails the test if
+ * it is not listed. */
+static Cc__QueueStatus
+s_queue_status(const char *q)
+{
+    Cc__Reply *r = NULL;
+    CHECK(cc_rpc_call_sync(s_fx.client[1], "acd.status", NULL, 0, 3000, &r) == 0 && r->status == 0, "status");
+    Cc__AcdStatus *st = cc__acd_status__unpack(NULL, r->payload.len, r->payload.data);
+    cc__reply__free_unpacked(r, NULL);
+    CHECK(st, "status decodes");
+    Cc__QueueStatus copy = CC__QUEUE_STATUS__INIT;
+    bool found = false;
+    for (size_t i = 0; i < st->n_queues; i++)
+        if (strcmp(st->queues[i]->queue, q) == 0) {
+            copy = *st->queues[i];
+            copy.queue = NULL;   /* freed with st */
+            found = true;
+        }
+    cc__acd_status__free_unpacked(st, NULL);
+    CHECK(found, "queue %s listed", q);
+    return copy;
+}
+
 /* Runs sql on PostgreSQL, then has instance i read the queues again. */
 static void
 s_pg_reload(int i, const char *sql)
@@ -585,6 +608,9 @@ callbacks_wait_for_their_queues_calling_hours(void)
     CHECK(fx_call_op(&s_fx, 1, "acd.ended", "t26-c2", NULL) == 0, "that call ends");
     CHECK(strcmp(s_agent("t26a")->state, "ready") == 0 && strcmp(s_call("t26-c1")->state, "waiting") == 0,
           "the agent is ready, the callback still held");
+    Cc__QueueStatus qs = s_queue_status("r26");
+    CHECK(qs.waiting == 1 && qs.callbacks == 1 && qs.calling_hours_closed && qs.ready == 1,
+          "status: 1 waiting, a callback, held (%u %u %d)", qs.waiting, qs.callbacks, qs.calling_hours_closed);
 
     /* Calling hours today, but today is a holiday of r26: still held. */
     s_pg_reload(0, "UPDATE acd.callback_hours SET dow = extract(dow FROM now() AT TIME ZONE 'UTC')::int"
@@ -600,6 +626,8 @@ callbacks_wait_for_their_queues_calling_hours(void)
     cc__queue_offered__free_unpacked(o, NULL);
     c = s_call("t26-c1");
     CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(s_agent("t26a")->state, "reserved") == 0, "offered");
+    qs = s_queue_status("r26");
+    CHECK(qs.waiting == 0 && qs.callbacks == 0 && !qs.calling_hours_closed, "status: none waiting, hours open");
     CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t26-c1", "t26a") == 0
           && fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "the customer answers, then hangs up");
     CHECK(fx_state(&s_fx, 0, "t26a", "logged_out", "") == 0, "logout");
