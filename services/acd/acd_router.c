@@ -17,7 +17,7 @@
 
 extern const char acd_lua[];   /* acd.lua, embedded by the build */
 
-#define MAX_ARGS 24
+#define MAX_ARGS 32   /* the most an operation takes: queue, 25 */
 
 typedef struct {
     acd_action_fn *fn;

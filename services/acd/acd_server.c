@@ -269,8 +269,8 @@ s_restore_callbacks(acd_server_t *self)
 /* What acd.callbacks keeps of action v (each write idempotent, so done
  * again for a retry's replayed actions): a callback requested (callback
  * call queue number position prio rank enq expires customer caller skills)
- * is written; one answered (answered ... kind) or gone (left ... kind) is
- * deleted. */
+ * is written; one answered (answered ... kind), gone (left ... kind) or
+ * otherwise done (callback_done call) is marked done, for good. */
 static void
 s_callback_kept(acd_server_t *self, int argc, const char *const *v)
 {
@@ -278,7 +278,8 @@ s_callback_kept(acd_server_t *self, int argc, const char *const *v)
         const char *row[10] = { v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9], v[10], v[11] };
         acd_sessions_callback(self->sessions, row);
     } else if ((strcmp(v[0], "answered") == 0 && argc >= 7 && strcmp(v[6], "callback") == 0)
-               || (strcmp(v[0], "left") == 0 && argc >= 6 && strcmp(v[5], "callback") == 0)) {
+               || (strcmp(v[0], "left") == 0 && argc >= 6 && strcmp(v[5], "callback") == 0)
+               || (strcmp(v[0], "callback_done") == 0 && argc >= 2)) {
         acd_sessions_callback_done(self->sessions, v[1]);
     }
 }
@@ -404,8 +405,8 @@ s_on_action(void *arg, int argc, const char *const *v)
         cc_bus_publish_msg(self->bus, "queue.requeued", v[1], &ev);
         cc_metric_add(self->m_requeued, 1);
         if (strcmp(v[4], "no_answer") == 0 || strcmp(v[4], "forced") == 0) s_withdraw(self, v[1], v[2]);
-        if (strcmp(v[4], "callback_no_answer") == 0 && argc >= 6)
-            acd_sessions_callback_attempt(self->sessions, v[1], v[5]);
+        if (strcmp(v[4], "callback_no_answer") == 0 && argc >= 7)
+            acd_sessions_callback_attempt(self->sessions, v[1], v[6], v[5]);
     }
 }
 
@@ -855,15 +856,18 @@ s_load_queues(acd_server_t *self)
     for (int i = 0; i < n; i++) fprintf(list, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
     fclose(list);
     for (int i = 0; i < n; i++) {
-        const char *args[24];
-        for (int c = 0; c < 24; c++) args[c] = PQgetvalue(res, i, c);
-        if (s_run(self, "queue", 24, args) != CC__STATUS__STATUS_OK) {
+        const char *args[25];
+        for (int c = 0; c < 25; c++) args[c] = PQgetvalue(res, i, c);
+        if (s_run(self, "queue", 25, args) != CC__STATUS__STATUS_OK) {
             PQclear(res);
             free(names);
             return -1;
         }
     }
     PQclear(res);
+    /* Callbacks past their expiry, and the markers of those done, go. */
+    if (cc_pg_exec(cc_service_pg(self->svc), "acd_callbacks_expired", 0, NULL, NULL))
+        CC_WARN("expired callbacks not deleted", "error=\"%s\"", cc_pg_error(cc_service_pg(self->svc)));
     const char *prune[] = { names };
     Cc__Status st = s_run(self, "prune", 1, prune);
     free(names);
@@ -963,11 +967,15 @@ acd_server_new(cc_service_t *svc)
                     " closed_action, callback_max_attempts, callback_retry_ms, callback_expire_ms,"
                     " CASE WHEN acd.is_open(name, now()) THEN '1' ELSE '0' END,"
                     " service_level_ms, blacklist_queue, music, announce_ms,"
-                    " CASE WHEN acd.may_call_back(name, now()) THEN '1' ELSE '0' END"
+                    " CASE WHEN acd.may_call_back(name, now()) THEN '1' ELSE '0' END,"
+                    " (extract(epoch FROM now()) * 1000)::bigint::text"
                     " FROM acd.queues ORDER BY name");
+    cc_pg_statement(cc_service_pg(svc), "acd_callbacks_expired",
+                    "DELETE FROM acd.callbacks WHERE expires_ms < (extract(epoch FROM now()) * 1000)::bigint");
     cc_pg_statement(cc_service_pg(svc), "acd_callbacks",
                     "SELECT call_id, queue, number, prio::text, rank::text, enq_ms::text, expires_ms::text,"
-                    " attempts::text, hold_until_ms::text, customer, caller, skills FROM acd.callbacks ORDER BY rank");
+                    " attempts::text, hold_until_ms::text, customer, caller, skills FROM acd.callbacks"
+                    " WHERE NOT done ORDER BY rank, call_id");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");
     cc_pg_statement(cc_service_pg(svc), "acd_sessions",
@@ -978,14 +986,8 @@ acd_server_new(cc_service_t *svc)
     if (!self->sessions) goto err;
     self->router = acd_router_new(cc_service_redis(svc), cc_loop_uv(cc_service_loop(svc)), m);
     self->reload_ms = cc_cfg_int(cfg, "ACD_RELOAD_MS");
-    if (s_load_queues(self) < 0) {
-        CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",
-                 cc_pg_error(cc_service_pg(svc)));
-        goto err;
-    }
-    self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "ACD_RPC"), s_methods, self, m);
-    if (!self->rpc) goto err;
-    cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
+    /* The gateway first: loading the queues may offer calls already (a
+     * queue's calling hours began while no acd ran), whose agents it rings. */
     const char *gw = cc_cfg_str(cfg, "ACD_GATEWAY_RPC");
     if (*gw) {
         cc_rpc_client_opts_t o = { .endpoint = gw, .source = cc_service_instance(svc),
@@ -995,6 +997,14 @@ acd_server_new(cc_service_t *svc)
         if (!self->gateway) goto err;
         cc_rpc_client_attach(self->gateway, cc_service_loop(svc));
     }
+    if (s_load_queues(self) < 0) {
+        CC_ERROR("cannot load queues from acd.queues (migrations applied?)", "error=\"%s\"",
+                 cc_pg_error(cc_service_pg(svc)));
+        goto err;
+    }
+    self->rpc = cc_rpc_server_new(cc_cfg_str(cfg, "ACD_RPC"), s_methods, self, m);
+    if (!self->rpc) goto err;
+    cc_rpc_server_attach(self->rpc, cc_service_loop(svc));
     self->tick = cc_loop_timer(cc_service_loop(svc), s_on_tick, self, (uint64_t) cc_cfg_int(cfg, "ACD_TICK_MS"));
     cc_loop_on_turn_end(cc_service_loop(svc), s_on_turn_end, self);
     self->reload = cc_loop_timer(cc_service_loop(svc), s_on_reload_timer, self,

@@ -36,12 +36,18 @@ static const struct { const char *name, *sql; } s_statements[] = {
     { "call_ended", "UPDATE acd.sessions SET state = 'ready', reason = '', call_id = '', call_queue = '', since = now()"
                     " WHERE call_id = $1 AND state = 'on_call'" },
     { "end", "DELETE FROM acd.sessions WHERE agent_id = $1" },
+    /* A callback done stays as a marker (done, kept a day at least) that a
+     * late or repeated write (another instance's, a retry's) cannot undo. */
     { "cb_add", "INSERT INTO acd.callbacks (call_id, queue, number, prio, rank, enq_ms, expires_ms, customer, caller, skills)"
                 " VALUES ($1, $2, $3, $4::integer, $5::bigint, $6::bigint, $7::bigint, $8, $9, $10)"
                 " ON CONFLICT (call_id) DO UPDATE SET queue = EXCLUDED.queue, number = EXCLUDED.number,"
-                " expires_ms = EXCLUDED.expires_ms" },
-    { "cb_attempt", "UPDATE acd.callbacks SET attempts = attempts + 1, hold_until_ms = $2::bigint WHERE call_id = $1" },
-    { "cb_done", "DELETE FROM acd.callbacks WHERE call_id = $1" },
+                " expires_ms = EXCLUDED.expires_ms WHERE NOT acd.callbacks.done" },
+    { "cb_attempt", "UPDATE acd.callbacks SET attempts = greatest(attempts, $2::integer), hold_until_ms = $3::bigint"
+                    " WHERE call_id = $1 AND NOT done" },
+    { "cb_done", "INSERT INTO acd.callbacks (call_id, queue, number, rank, enq_ms, expires_ms, done)"
+                 " VALUES ($1, '', '', 0, 0, (extract(epoch FROM now()) * 1000)::bigint + 86400000, true)"
+                 " ON CONFLICT (call_id) DO UPDATE SET done = true,"
+                 " expires_ms = greatest(acd.callbacks.expires_ms, EXCLUDED.expires_ms)" },
 };
 #define MAX_PARAMS 10
 
@@ -238,10 +244,10 @@ acd_sessions_callback(acd_sessions_t *self, const char *const fields[10])
 }
 
 void
-acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *hold_until_ms)
+acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *attempts, const char *hold_until_ms)
 {
-    const char *p[] = { call, hold_until_ms };
-    s_write(self, "cb_attempt", 2, p);
+    const char *p[] = { call, attempts, hold_until_ms };
+    s_write(self, "cb_attempt", 3, p);
 }
 
 void

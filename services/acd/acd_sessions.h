@@ -36,9 +36,11 @@ void acd_sessions_end(acd_sessions_t *self, const char *agent);
 /* A callback requested (acd.callbacks): call, queue, number, prio, rank,
  * enq_ms, expires_ms, customer, caller, skills. */
 void acd_sessions_callback(acd_sessions_t *self, const char *const fields[10]);
-/* The customer did not answer it: tried again from hold_until_ms. */
-void acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *hold_until_ms);
-/* It was answered, or left (failed, expired, cancelled): forgotten. */
+/* The customer did not answer it (attempts tries so far): tried again
+ * from hold_until_ms. */
+void acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *attempts,
+                                   const char *hold_until_ms);
+/* It was answered, or left (failed, expired, cancelled): done for good. */
 void acd_sessions_callback_done(acd_sessions_t *self, const char *call);
 
 /* Waits until every write given before is done (or dropped). Returns 0, or

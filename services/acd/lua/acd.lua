@@ -16,6 +16,9 @@
 --                              handle time, for the estimated wait)
 --   acd:queue:<q>:members      set of logged-in agents of the queue
 --   acd:queue:<q>:wait         zset call -> rank (priority first, then arrival)
+--   acd:queue:<q>:held         zset call -> rank: the queue's waiting callbacks while its
+--                              calling hours are closed (offered to nobody; agents becoming
+--                              ready look only at the wait set). Moved back when they begin.
 --   acd:queue:<q>:ready        zset agent -> rank by the queue's strategy
 --   acd:agent:<a>              hash: state, since, reason, call, ext, queues, calls, last_offer,
 --                              after_call, ranks (its queues' strategies), skills (as logged in,
@@ -51,7 +54,8 @@
 --   {"offer", call, agent, queue, wait_ms, ext, customer, caller, flags, kind, number}
 --   {"answered", call, agent, queue, wait_ms, within_service_level, kind}
 --   {"abandoned", call, queue, wait_ms, position}
---   {"requeued", call, agent, queue, reason, hold_until (callback_no_answer)}
+--   {"requeued", call, agent, queue, reason, hold_until, attempts}  (the last two for callback_no_answer)
+--   {"callback_done", call}  (a kept callback is done: its customer's call came back answered)
 --   {"overflowed", call, from_queue, to_queue, wait_ms}
 --   {"left", call, queue, wait_ms, reason, kind}  (timeout | empty | cancelled | queue_removed
 --                                           | callback_failed | callback_expired)
@@ -286,6 +290,13 @@ local function may_call_back(q)
     cb_cache[q] = open
   end
   return open
+end
+
+-- The set a waiting call c belongs in: its queue's wait set, or for a
+-- callback outside the calling hours, its held set.
+local function wait_key(c)
+  if c.kind == 'callback' and not may_call_back(c.queue) then return 'acd:queue:' .. c.queue .. ':held' end
+  return 'acd:queue:' .. c.queue .. ':wait'
 end
 
 -- The queue's average handle time (ms, 0 when no call ended yet).
@@ -556,16 +567,37 @@ local function route_agent(agent, a)
   if best then reserve(best, best_c, agent, a, false, timed(best_c, qconf(best_c.queue) or {})) end
 end
 
--- Offers queue q's waiting calls, best first, to its ready agents, while
--- any is ready (at most ROUTE_MAX calls looked at): callbacks held outside
--- the calling hours, when the hours begin. Agents who become ready later
--- take the rest, as always.
-local ROUTE_MAX = 1000
-local function route_queue(q)
-  local wait, ready = 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready'
-  for _, call in ipairs(rcall('ZRANGE', wait, 0, ROUTE_MAX - 1)) do
+-- Queue q's calling hours begin: its held callbacks go back to the wait
+-- set in their places, and the first of them (ROUTE_MAX at most) are
+-- offered at once to its ready agents, while any is ready. Agents who
+-- become ready later take the rest, as always.
+local ROUTE_MAX, MOVE_MAX = 200, 10000
+local function release_callbacks(q)
+  local held, wait, ready = 'acd:queue:' .. q .. ':held', 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':ready'
+  local entries = rcall('ZRANGE', held, 0, -1, 'WITHSCORES')
+  if #entries == 0 then return end
+  for i = 1, #entries, 1000 do
+    local kv = {}
+    for j = i, math.min(i + 999, #entries), 2 do kv[#kv + 1], kv[#kv + 2] = entries[j + 1], entries[j] end
+    rcall('ZADD', wait, unpack(kv))
+  end
+  rcall('DEL', held)
+  for i = 1, math.min(#entries, 2 * ROUTE_MAX), 2 do
     if rcall('EXISTS', ready) == 0 then break end
-    route_call(call)
+    route_call(entries[i])
+  end
+end
+
+-- Queue q's calling hours end: its waiting callbacks (among the first
+-- MOVE_MAX waiting calls) are held, out of the agents' sight.
+local function hold_callbacks(q)
+  local held, wait = 'acd:queue:' .. q .. ':held', 'acd:queue:' .. q .. ':wait'
+  local entries = rcall('ZRANGE', wait, 0, MOVE_MAX - 1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    if rcall('HGET', 'acd:call:' .. entries[i], 'kind') == 'callback' then
+      rcall('ZREM', wait, entries[i])
+      rcall('ZADD', held, entries[i + 1], entries[i])
+    end
   end
 end
 
@@ -602,6 +634,7 @@ end
 -- failed or expired callback).
 local function leave(call, c, reason)
   rcall('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
+  if c.kind == 'callback' then rcall('ZREM', 'acd:queue:' .. c.queue .. ':held', call) end
   rcall('ZREM', 'acd:due', call)
   rcall('DEL', 'acd:call:' .. call)
   emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), reason, c.kind or 'call' })
@@ -616,7 +649,8 @@ local function refusal(q, conf)
     return 'empty', 'queue ' .. q .. ' has no agent logged in'
   end
   local max_len = tonumber(conf.max_len) or 0
-  if max_len > 0 and rcall('ZCARD', 'acd:queue:' .. q .. ':wait') >= max_len then
+  if max_len > 0 and rcall('ZCARD', 'acd:queue:' .. q .. ':wait') + rcall('ZCARD', 'acd:queue:' .. q .. ':held')
+                     >= max_len then
     return 'full', 'queue ' .. q .. ' is full'
   end
   return nil
@@ -645,7 +679,10 @@ end
 -- the queue's logged-in agents, times the queue's average handle time.
 local function position(call, c)
   local q = c.queue
-  local pos = (rcall('ZRANK', 'acd:queue:' .. q .. ':wait', call) or 0) + 1
+  -- Its rank in its own set, plus the calls ranked ahead in the other.
+  local own, other = wait_key(c), 'acd:queue:' .. q .. ':held'
+  if own == other then other = 'acd:queue:' .. q .. ':wait' end
+  local pos = (rcall('ZRANK', own, call) or 0) + 1 + rcall('ZCOUNT', other, '-inf', '(' .. c.rank)
   local agents = math.max(1, rcall('SCARD', 'acd:queue:' .. q .. ':members'))
   local handle = aht(q)
   if handle <= 0 then handle = 180000 end
@@ -665,7 +702,7 @@ local function withdraw_offer(call, c, reason)
     rcall('HSET', 'acd:call:' .. call, 'sticky_until', 0)
     c.sticky_until = '0'
   end
-  rcall('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
+  rcall('ZADD', wait_key(c), c.rank, call)
   schedule(call, c, qconf(c.queue) or {})
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'not_ready', reason, '') end
   emit({ 'requeued', call, agent, c.queue, reason })
@@ -793,10 +830,13 @@ function ops.set_state(agent, state, reason, force)
       rcall('SREM', 'acd:queue:' .. q .. ':members', agent)
       local conf = qconf(q)
       if conf and conf.leave_empty == '1' and rcall('SCARD', 'acd:queue:' .. q .. ':members') == 0 then
-        -- Nobody left to answer: the callers are told at once, not kept waiting.
+        -- Nobody left to answer: the callers are told at once, not kept
+        -- waiting. Callbacks stay (nobody is on the line; they are called
+        -- back when agents are in again).
         for _, call in ipairs(rcall('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
           local c = hgetall('acd:call:' .. call)
-          if c then leave(call, c, 'empty') else rcall('ZREM', 'acd:queue:' .. q .. ':wait', call) end
+          if not c then rcall('ZREM', 'acd:queue:' .. q .. ':wait', call)
+          elseif c.kind ~= 'callback' then leave(call, c, 'empty') end
         end
       end
     end
@@ -1078,10 +1118,12 @@ end
 -- queue name strategy offer_ms wrap_ms widen max_len sticky_ms skills overflow
 --       overflow_ms max_wait_ms max_wait_action join_empty leave_empty closed_action
 --       cb_attempts cb_retry_ms cb_expire_ms open sl_ms blacklist_queue music announce_ms
---       cb_open
+--       cb_open cb_at
 -- defines or updates a queue (from the acd.queues table). cb_open: whether
 -- its calling hours allow callbacks now ("0": they keep their place, but
--- are offered to nobody); "1" or none when they do.
+-- are offered to nobody); "1" or none when they do; cb_at: when that was
+-- found (ms), so that an instance's older verdict, arriving after a newer
+-- one of another, changes nothing.
 function ops.queue(...)
   for _, v in ipairs({ ... }) do
     -- The separator of the packed settings cannot be part of one.
@@ -1089,8 +1131,10 @@ function ops.queue(...)
   end
   local q, strategy, offer_ms, wrap_ms, widen, max_len, sticky_ms, skills, overflow_q,
         overflow_ms, max_wait_ms, max_wait_action, join_empty, leave_empty, closed_action,
-        cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms, cb_open = ...
+        cb_attempts, cb_retry_ms, cb_expire_ms, open, sl_ms, blacklist_queue, music, announce_ms, cb_open,
+        cb_at = ...
   cb_open = cb_open == '0' and '0' or '1'
+  cb_at = tonumber(cb_at) or 0
   rcall('SADD', 'acd:queues', q)
   local lite = (strategy ~= '' and strategy or 'longest_idle') .. ' ' .. (skills or '')
   if rcall('HGET', 'acd:strategies', q) ~= lite then
@@ -1108,12 +1152,16 @@ function ops.queue(...)
              'announce_ms', announce_ms or 0)
   -- Not part of the packed settings, whose layout older versions running
   -- beside this one read too; read only for callbacks.
-  local was = rcall('HGET', 'acd:queue:' .. q, 'cb_open')
-  rcall('HSET', 'acd:queue:' .. q, 'cb_open', cb_open)
+  local was = rcall('HMGET', 'acd:queue:' .. q, 'cb_open', 'cb_at')
+  local newer = cb_at >= (tonumber(was[2]) or 0)
+  if newer then rcall('HSET', 'acd:queue:' .. q, 'cb_open', cb_open, 'cb_at', string.format('%d', cb_at)) end
   write_conf(q)
   qforget(q)
-  -- The offers made when the calling hours begin go out with it.
-  if was == '0' and cb_open == '1' then route_queue(q) end
+  if newer and was[1] == '0' and cb_open == '1' then
+    release_callbacks(q)   -- the offers made go out with this reply
+  elseif newer and was[1] ~= '0' and cb_open == '0' then
+    hold_callbacks(q)
+  end
   emit({ 'ok', q })
   return out
 end
@@ -1125,16 +1173,18 @@ function ops.prune(names)
   for _, q in ipairs(list(names)) do keep[q] = true end
   for _, q in ipairs(rcall('SMEMBERS', 'acd:queues')) do
     if not keep[q] then
-      for _, call in ipairs(rcall('ZRANGE', 'acd:queue:' .. q .. ':wait', 0, -1)) do
-        local c = hgetall('acd:call:' .. call)
-        if c then leave(call, c, 'queue_removed') end
+      for _, set in ipairs({ ':wait', ':held' }) do
+        for _, call in ipairs(rcall('ZRANGE', 'acd:queue:' .. q .. set, 0, -1)) do
+          local c = hgetall('acd:call:' .. call)
+          if c then leave(call, c, 'queue_removed') end
+        end
       end
       rcall('SREM', 'acd:queues', q)
       rcall('HDEL', 'acd:strategies', q)
       refresh_ranks(q)
       qforget(q)
       rcall('DEL', 'acd:queue:' .. q, 'acd:queue:' .. q .. ':conf', 'acd:queue:' .. q .. ':wait',
-                 'acd:queue:' .. q .. ':ready',
+                 'acd:queue:' .. q .. ':held', 'acd:queue:' .. q .. ':ready',
                  'acd:queue:' .. q .. ':members')
     end
   end
@@ -1159,14 +1209,16 @@ function ops.status()
   local queues = rcall('SMEMBERS', 'acd:queues')
   table.sort(queues)
   for _, q in ipairs(queues) do
-    local wait = 'acd:queue:' .. q .. ':wait'
-    local waiting = rcall('ZCARD', wait)
-    local longest, callbacks = 0, 0
-    if waiting > 0 then
+    local wait, held = 'acd:queue:' .. q .. ':wait', 'acd:queue:' .. q .. ':held'
+    local in_wait, callbacks = rcall('ZCARD', wait), rcall('ZCARD', held)
+    local waiting, longest = in_wait + callbacks, 0
+    for _, set in ipairs(waiting > 0 and { wait, held } or {}) do
       for p = 0, 9 do
-        local head = rcall('ZRANGEBYSCORE', wait, p * PRIO_SPAN, '(' .. ((p + 1) * PRIO_SPAN), 'WITHSCORES', 'LIMIT', 0, 1)
+        local head = rcall('ZRANGEBYSCORE', set, p * PRIO_SPAN, '(' .. ((p + 1) * PRIO_SPAN), 'WITHSCORES', 'LIMIT', 0, 1)
         if head[2] then longest = math.max(longest, now - (tonumber(head[2]) - p * PRIO_SPAN)) end
       end
+    end
+    if in_wait > 0 then
       for _, call in ipairs(rcall('ZRANGE', wait, 0, -1)) do
         if rcall('HGET', 'acd:call:' .. call, 'kind') == 'callback' then callbacks = callbacks + 1 end
       end
@@ -1209,6 +1261,10 @@ function ops.callback(call, number)
   local expires = now + (tonumber((qconf(c.queue) or {}).cb_expire_ms) or 14400000)
   rcall('HSET', 'acd:call:' .. call, 'kind', 'callback', 'number', number, 'expires', expires)
   c.kind, c.number, c.expires = 'callback', number, tostring(expires)
+  if not may_call_back(c.queue) then
+    rcall('ZREM', 'acd:queue:' .. c.queue .. ':wait', call)
+    rcall('ZADD', wait_key(c), c.rank, call)
+  end
   local pos = position(call, c)
   -- With what puts it back in its place should Redis lose its data (acd
   -- keeps callbacks in PostgreSQL: the caller is gone, nobody else holds
@@ -1227,10 +1283,20 @@ end
 function ops.restore_callback(call, q, number, prio, rank, enq, expires, attempts, hold_until, customer, caller,
                               skills)
   if not call or call == '' then return fail('bad_request', 'call id missing') end
-  if rcall('EXISTS', 'acd:call:' .. call) == 1 then return { { 'ok', 'known' } } end
+  local kind = rcall('HGET', 'acd:call:' .. call, 'kind')
+  if kind then
+    -- Back already; or its customer's call came back another way (the
+    -- gateway held it: answered), and the callback is done.
+    if kind ~= 'callback' then emit({ 'callback_done', call }) end
+    emit({ 'ok', 'known' })
+    return out
+  end
   local conf = qconf(q)
-  if not conf then return fail('not_found', 'no queue ' .. tostring(q)) end
-  if not tonumber(rank) or not tonumber(enq) or not tonumber(expires) then return fail('bad_request', 'bad callback') end
+  if not conf or not tonumber(rank) or not tonumber(enq) or not tonumber(expires) then
+    -- Its queue is gone (or the row is unreadable): it leaves, and is forgotten.
+    emit({ 'left', call, q, '0', 'queue_removed', 'callback' })
+    return out
+  end
   local c = { queue = q, prio = prio, enq = enq, qenq = enq, rank = rank, state = 'waiting', kind = 'callback',
               number = number, expires = expires, attempts = attempts, hold_until = hold_until,
               customer = customer, caller = caller, sticky_until = '0', skills = skills or '' }
@@ -1241,8 +1307,9 @@ function ops.restore_callback(call, q, number, prio, rank, enq, expires, attempt
   rcall('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', enq, 'rank', rank, 'state', 'waiting',
              'skills', c.skills, 'kind', 'callback', 'number', number, 'expires', expires, 'attempts', attempts,
              'hold_until', hold_until, 'customer', customer or '', 'caller', caller or '')
-  rcall('ZADD', 'acd:queue:' .. q .. ':wait', rank, call)
+  rcall('ZADD', wait_key(c), rank, call)
   schedule(call, c, conf)
+  route_call(call, c)   -- an agent ready already (logged in meanwhile) takes it
   emit({ 'ok', 'restored' })
   return out
 end
@@ -1267,10 +1334,10 @@ function ops.callback_failed(call, agent)
   else
     local hold = now + (tonumber(conf.cb_retry_ms) or 300000)
     rcall('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'attempts', attempts, 'hold_until', hold)
-    rcall('ZADD', 'acd:queue:' .. c.queue .. ':wait', tonumber(c.rank), call)
-    c.hold_until = tostring(hold)
+    c.hold_until, c.state = string.format('%d', hold), 'waiting'
+    rcall('ZADD', wait_key(c), c.rank, call)
     schedule(call, c, qconf(c.queue) or {})
-    emit({ 'requeued', call, agent, c.queue, 'callback_no_answer', c.hold_until })
+    emit({ 'requeued', call, agent, c.queue, 'callback_no_answer', c.hold_until, int(attempts) })
   end
   route_agent(agent)
   return out

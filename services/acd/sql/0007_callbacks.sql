@@ -1,7 +1,10 @@
 -- acd: callbacks kept durably. A callback's caller has hung up and nobody
 -- but acd holds the request, so it is kept here from its request until it
 -- is answered or leaves (failed, expired, cancelled), and put back in its
--- place (its rank) when Redis loses its data.
+-- place (its rank) when Redis loses its data. A callback done stays as a
+-- marker (done) until it expires (a day at least), so that a late write
+-- (another acd's, a retried request's) cannot bring it back; expired rows
+-- are deleted at each reload of the queues.
 CREATE TABLE acd.callbacks (
     call_id     text PRIMARY KEY,
     queue       text NOT NULL,
@@ -15,5 +18,6 @@ CREATE TABLE acd.callbacks (
     customer    text NOT NULL DEFAULT '',
     caller      text NOT NULL DEFAULT '',
     skills      text NOT NULL DEFAULT '',
+    done        boolean NOT NULL DEFAULT false,
     requested   timestamptz NOT NULL DEFAULT now()
 );

@@ -343,3 +343,27 @@ fx_qualifies(const char *agent_skills, const char *required)
     }
     return true;
 }
+
+void
+fx_pg_text(const char *sql, char *out, size_t cap)
+{
+    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
+    PGresult *res = NULL;
+    snprintf(out, cap, "?");
+    if (cc_pg_connect(pg) == 0 && cc_pg_run(pg, sql, &res) == 0)
+        snprintf(out, cap, "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+    if (res) PQclear(res);
+    cc_pg_destroy(&pg);
+}
+
+bool
+fx_pg_until(const char *sql, const char *want)
+{
+    char got[512];
+    for (int64_t end = cc_mono_ms() + 10000; cc_mono_ms() < end; cc_sleep_ms(50)) {
+        fx_pg_text(sql, got, sizeof got);
+        if (strcmp(got, want) == 0) return true;
+    }
+    fprintf(stderr, "fx_pg_until: %s\n  gave \"%s\", not \"%s\"\n", sql, got, want);
+    return false;
+}

@@ -73,6 +73,12 @@ void fx_snapshot(fx_t *fx, fx_snap_t *s);
 fx_agent_t *fx_snap_agent(fx_snap_t *s, const char *id);
 fx_call_t *fx_snap_call(fx_snap_t *s, const char *id);
 int fx_snap_queue(fx_snap_t *s, const char *q);
+/* The first value of sql's first row on PostgreSQL ("" when none, "?" on
+ * an error). */
+void fx_pg_text(const char *sql, char *out, size_t cap);
+/* Polls sql (up to 10 s) until its first value is want; says what it got
+ * when it never was. */
+bool fx_pg_until(const char *sql, const char *want);
 /* Whether the agent's skills meet "name:level,..." requirements. */
 bool fx_qualifies(const char *agent_skills, const char *required);
 

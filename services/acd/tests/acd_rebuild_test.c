@@ -21,7 +21,9 @@
  *   up: nobody else holds them) are kept in acd.callbacks, one of them after
  *   a try the customer did not answer. After the loss both wait again in
  *   their places, ahead of a new call, the tried one still held for its
- *   retry; the free agent takes the other, whose answer removes its row.
+ *   retry; the free agent takes the other, whose answer marks its row
+ *   done. A row marked done, and one of a queue that is gone, do not come
+ *   back.
  * sessions_written_while_postgres_is_down_are_kept: a login and a move to
  *   not_ready while PostgreSQL is stopped are answered at once and reach
  *   acd.sessions when it is back, in order. */
@@ -223,27 +225,21 @@ a_call_ended_before_the_restore_frees_its_agent(cc_bus_t *bus)
     TEST_PASS(__func__);
 }
 
-/* Polls (up to 10 s) until sql's first value is want; returns whether. */
-static bool
-s_pg_until(const char *sql, const char *want)
-{
-    cc_pg_t *pg = cc_pg_new(getenv("DATABASE_URL"), 5000, NULL);
-    bool ok = false;
-    for (int64_t end = cc_mono_ms() + 10000; !ok && cc_mono_ms() < end; cc_sleep_ms(50)) {
-        PGresult *res = NULL;
-        if (cc_pg_connect(pg) == 0 && cc_pg_run(pg, sql, &res) == 0)
-            ok = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), want) == 0;
-        if (res) PQclear(res);
-    }
-    cc_pg_destroy(&pg);
-    return ok;
-}
-
 static char *
 s_call_field(const char *call, const char *field)
 {
     redisReply *r = cc_redis_cmdf(s_fx.redis, "HGET acd:call:%s %s", call, field);
     char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+/* call's score in b6's wait set (-1 when not in it). */
+static double
+s_wait_score(const char *call)
+{
+    redisReply *r = cc_redis_cmdf(s_fx.redis, "ZSCORE acd:queue:b6:wait %s", call);
+    double v = r && r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : -1;
     if (r) freeReplyObject(r);
     return v;
 }
@@ -276,9 +272,14 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     CHECK(fx_call_op(&s_fx, 0, "acd.callback_failed", "cb-c1", "cb-a") == 0, "the customer does not answer");
     CHECK(strcmp(s_agent("cb-a")->call, "cb-c2") == 0, "the agent takes the caller behind (cb-c1 waits for its retry)");
     CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cb-c2", "cb-a") == 0, "and answers");
-    CHECK(s_pg_until("SELECT string_agg(call_id || ':' || number || ':' || attempts || ':' || (hold_until_ms > 0), ','"
-                     " ORDER BY rank) FROM acd.callbacks", "cb-c1:+4930111:1:true,cb-c3:+4930333:0:false"),
+    CHECK(fx_pg_until("SELECT string_agg(call_id || ':' || number || ':' || attempts || ':' || (hold_until_ms > 0), ','"
+                     " ORDER BY rank, call_id) FROM acd.callbacks", "cb-c1:+4930111:1:true,cb-c3:+4930333:0:false"),
           "both callbacks are in acd.callbacks, the first with its try");
+    /* Two rows that must not come back: one done, one of a queue gone. */
+    CHECK(fx_pg_until("WITH i AS (INSERT INTO acd.callbacks (call_id, queue, number, rank, enq_ms, expires_ms, done) VALUES"
+                     " ('cb-done', 'b6', '+1', 1, 1, 9999999999999, true),"
+                     " ('cb-gone', 'nosuch', '+2', 1, 1, 9999999999999, false) RETURNING 1) SELECT count(*)::text FROM i",
+                     "2"), "rows added");
 
     s_flushall();
     CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
@@ -288,6 +289,9 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     CHECK(c1 && c3 && c4 && strcmp(c1->state, "waiting") == 0 && strcmp(c3->state, "waiting") == 0
           && c1->waiting_in == 1 && c3->waiting_in == 1, "both callbacks wait again");
     CHECK(c1->rank == rank1 && c3->rank == rank3 && c3->rank < c4->rank, "in their places, ahead of the new caller");
+    CHECK(s_wait_score("cb-c1") == rank1 && s_wait_score("cb-c3") == rank3, "ranked so in the wait set");
+    CHECK(!fx_snap_call(&s_snap, "cb-done") && !fx_snap_call(&s_snap, "cb-gone"), "a done callback is not back, nor one of a queue gone");
+    CHECK(fx_pg_until("SELECT done::text FROM acd.callbacks WHERE call_id = 'cb-gone'", "true"), "which is marked done");
     char *kind = s_call_field("cb-c3", "kind"), *number = s_call_field("cb-c3", "number"),
          *attempts = s_call_field("cb-c1", "attempts"), *hold = s_call_field("cb-c1", "hold_until");
     CHECK(strcmp(kind, "callback") == 0 && strcmp(number, "+4930333") == 0, "cb-c3 is a callback to %s", number);
@@ -301,10 +305,11 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "cb-c3") == 0,
           "the free agent takes cb-c3, ahead of cb-c4 (%s %s)", a ? a->state : "absent", a ? a->call : "-");
     CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cb-c3", "cb-a") == 0, "the customer answers");
-    CHECK(s_pg_until("SELECT string_agg(call_id, ',') FROM acd.callbacks", "cb-c1"), "cb-c3's row is gone");
+    CHECK(fx_pg_until("SELECT string_agg(call_id, ',' ORDER BY call_id) FROM acd.callbacks WHERE NOT done", "cb-c1"),
+          "cb-c3 is done");
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cb-c3", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.cancel", "cb-c1", NULL) == 0,
           "cb-c3 ends, cb-c1 is cancelled");
-    CHECK(s_pg_until("SELECT count(*) FROM acd.callbacks", "0"), "cb-c1's row is gone");
+    CHECK(fx_pg_until("SELECT count(*) FROM acd.callbacks WHERE NOT done", "0"), "cb-c1 is done");
     TEST_PASS(__func__);
 }
 

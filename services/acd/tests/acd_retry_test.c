@@ -21,7 +21,11 @@
  * retry_through_another_instance_replies_alike_once: a request retried with
  *   its id through a second instance (directly on Redis) after the first
  *   answered gets the same reply; the call is offered once and its events
- *   are published once. */
+ *   are published once.
+ * retried_callback_request_after_its_answer_stays_done: a callback request
+ *   retried through the second instance after the callback was answered
+ *   (its first run's actions are carried out again) leaves the callback
+ *   done in acd.callbacks: it would come back after a Redis loss else. */
 #define _GNU_SOURCE   /* accept4 */
 #include "acd_fixture.h"
 #include "cc_check.h"
@@ -288,6 +292,32 @@ retry_through_another_instance_replies_alike_once(void)
     TEST_PASS(__func__);
 }
 
+static void
+retried_callback_request_after_its_answer_stays_done(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_state(&s_fx, 1, "xagent", "not_ready", "brief") == 0, "the agent steps away");
+    CHECK(fx_enqueue(&s_fx, 1, "x-cb-1", "l1", 0, NULL, NULL) == 0, "a caller waits");
+    Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
+    cb.call_id = "x-cb-1";
+    cb.number = "+4930555";
+    CHECK(fx_request_as(&s_fx, 0, "x-req-cb", "acd.callback", &cb.base, NULL) == 0, "asks for a callback");
+    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "x-cb-1", NULL) == 0, "and hangs up");
+    CHECK(fx_state(&s_fx, 1, "xagent", "ready", "") == 0, "the agent is back");
+    CHECK(fx_call_op(&s_fx, 1, "acd.answered", "x-cb-1", "xagent") == 0, "the customer answers the callback");
+    CHECK(fx_pg_until("SELECT done::text FROM acd.callbacks WHERE call_id = 'x-cb-1'", "true"), "the callback is done");
+    CHECK(fx_request_as(&s_fx, 1, "x-req-cb", "acd.callback", &cb.base, NULL) == 0,
+          "the request retried through instance 1 gets its first reply");
+    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "x-cb-1", NULL) == 0, "the call ends");
+    /* Instance 1's writes are applied in order: the agent's logout after the retry's. */
+    CHECK(fx_state(&s_fx, 1, "xagent", "logged_out", "") == 0, "the agent leaves");
+    CHECK(fx_pg_until("SELECT count(*)::text FROM acd.sessions WHERE agent_id = 'xagent'", "0"), "its session is gone");
+    char done[16];
+    fx_pg_text("SELECT done::text FROM acd.callbacks WHERE call_id = 'x-cb-1'", done, sizeof done);
+    CHECK(strcmp(done, "true") == 0, "the retry's write left the callback done (%s)", done);
+    TEST_PASS(__func__);
+}
+
 int
 main(void)
 {
@@ -320,9 +350,10 @@ main(void)
     lost_rerun_reply_is_sent_once_more();
     lost_ended_reply_is_not_unknown_call();
     retry_through_another_instance_replies_alike_once();
+    retried_callback_request_after_its_answer_stays_done();
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_retry_test: 4 passed, 0 failed\n");
+    printf("acd_retry_test: 6 passed, 0 failed\n");
     return 0;
 }

@@ -17,6 +17,7 @@
  * status_lists_queues_and_agents_with_the_oldest_wait
  * callback_keeps_its_place_and_is_retried
  * callbacks_wait_for_their_queues_calling_hours
+ * held_callbacks_do_not_hide_the_callers_behind_them
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
  * deleted_queue_is_pruned_on_reload
@@ -74,8 +75,10 @@ static const char *s_sql =
     " ('r13', (now() AT TIME ZONE 'UTC')::date, 'test day'), ('r14', (now() AT TIME ZONE 'UTC')::date, 'test day');"
     /* r26 calls back on one weekday only, three days from today. */
     "INSERT INTO acd.queues (name, wrap_up_ms) VALUES ('r26', 0);"
+    "INSERT INTO acd.queues (name, wrap_up_ms, leave_when_empty) VALUES ('r27', 0, true);"
     "INSERT INTO acd.callback_hours (queue, dow, opens, closes) VALUES"
-    " ('r26', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00');";
+    " ('r26', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00'),"
+    " ('r27', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00');";
 
 static fx_snap_t s_snap;
 
@@ -546,6 +549,16 @@ callback_keeps_its_place_and_is_retried(void)
     TEST_PASS(__func__);
 }
 
+/* The score of member in sorted set key, -1 when it is not there. */
+static double
+s_score(const char *key, const char *member)
+{
+    redisReply *r = cc_redis_cmdf(s_fx.redis, "ZSCORE %s %s", key, member);
+    double v = r && r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : -1;
+    if (r) freeReplyObject(r);
+    return v;
+}
+
 /* Queue q as acd.status (through instance 1) tells it; fails the test if
  * it is not listed. */
 static Cc__QueueStatus
@@ -588,25 +601,26 @@ static void
 callbacks_wait_for_their_queues_calling_hours(void)
 {
     TEST_BEGIN(__func__);
-    CHECK(fx_enqueue(&s_fx, 0, "t26-c1", "r26", 0, NULL, NULL) == 0, "first caller");
+    CHECK(fx_enqueue(&s_fx, 0, "t31-c1", "r26", 0, NULL, NULL) == 0, "first caller");
     Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
-    cb.call_id = "t26-c1";
+    cb.call_id = "t31-c1";
     cb.number = "+4930123456";
     uint8_t buf[128];
     size_t len = cc__callback_request__pack(&cb, buf);
     char err[256];
     CHECK(fx_request(&s_fx, 0, "acd.callback", buf, len, err, sizeof err) == 0, "callback: %s", err);
     cc__callback_requested__free_unpacked(
-        EVENT("callback.requested", cc__callback_requested, Cc__CallbackRequested, "t26-c1", 2000), NULL);
-    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "the caller hangs up");
-    CHECK(fx_enqueue(&s_fx, 1, "t26-c2", "r26", 0, NULL, NULL) == 0, "a caller behind the callback");
-    CHECK(fx_login(&s_fx, 1, "t26a", "", "r26") == 0, "agent");
-    fx_call_t *c = s_call("t26-c2");
-    CHECK(c && strcmp(c->agent, "t26a") == 0, "the caller behind is served (%s)", c ? c->agent : "gone");
-    c = s_call("t26-c1");
-    CHECK(c && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1, "the callback keeps its place, not offered");
-    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "t26-c2", NULL) == 0, "that call ends");
-    CHECK(strcmp(s_agent("t26a")->state, "ready") == 0 && strcmp(s_call("t26-c1")->state, "waiting") == 0,
+        EVENT("callback.requested", cc__callback_requested, Cc__CallbackRequested, "t31-c1", 2000), NULL);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t31-c1", NULL) == 0, "the caller hangs up");
+    CHECK(fx_enqueue(&s_fx, 1, "t31-c2", "r26", 0, NULL, NULL) == 0, "a caller behind the callback");
+    CHECK(fx_login(&s_fx, 1, "t31a", "", "r26") == 0, "agent");
+    fx_call_t *c = s_call("t31-c2");
+    CHECK(c && strcmp(c->agent, "t31a") == 0, "the caller behind is served (%s)", c ? c->agent : "gone");
+    c = s_call("t31-c1");
+    CHECK(c && strcmp(c->state, "waiting") == 0 && c->waiting_in == 0 && s_score("acd:queue:r26:held", "t31-c1") == c->rank,
+          "the callback keeps its place, held, not offered");
+    CHECK(fx_call_op(&s_fx, 1, "acd.ended", "t31-c2", NULL) == 0, "that call ends");
+    CHECK(strcmp(s_agent("t31a")->state, "ready") == 0 && strcmp(s_call("t31-c1")->state, "waiting") == 0,
           "the agent is ready, the callback still held");
     Cc__QueueStatus qs = s_queue_status("r26");
     CHECK(qs.waiting == 1 && qs.callbacks == 1 && qs.calling_hours_closed && qs.ready == 1,
@@ -616,21 +630,64 @@ callbacks_wait_for_their_queues_calling_hours(void)
     s_pg_reload(0, "UPDATE acd.callback_hours SET dow = extract(dow FROM now() AT TIME ZONE 'UTC')::int"
                    " WHERE queue = 'r26';"
                    "INSERT INTO acd.holidays (queue, day, name) VALUES ('r26', (now() AT TIME ZONE 'UTC')::date, 'x')");
-    CHECK(strcmp(s_call("t26-c1")->state, "waiting") == 0 && strcmp(s_agent("t26a")->state, "ready") == 0,
+    CHECK(strcmp(s_call("t31-c1")->state, "waiting") == 0 && strcmp(s_agent("t31a")->state, "ready") == 0,
           "no callbacks on a holiday");
 
     /* The hours begin: the agent already ready takes the callback at once. */
     s_pg_reload(1, "DELETE FROM acd.holidays WHERE queue = 'r26'");
-    Cc__QueueOffered *o = EVENT("queue.offered", cc__queue_offered, Cc__QueueOffered, "t26-c1", 2000);
-    CHECK(strcmp(o->agent_id, "t26a") == 0 && strcmp(o->queue, "r26") == 0, "offered to %s", o->agent_id);
+    Cc__QueueOffered *o = EVENT("queue.offered", cc__queue_offered, Cc__QueueOffered, "t31-c1", 2000);
+    CHECK(strcmp(o->agent_id, "t31a") == 0 && strcmp(o->queue, "r26") == 0, "offered to %s", o->agent_id);
     cc__queue_offered__free_unpacked(o, NULL);
-    c = s_call("t26-c1");
-    CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(s_agent("t26a")->state, "reserved") == 0, "offered");
+    c = s_call("t31-c1");
+    CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(s_agent("t31a")->state, "reserved") == 0
+          && s_score("acd:queue:r26:held", "t31-c1") < 0, "offered, held no more");
     qs = s_queue_status("r26");
     CHECK(qs.waiting == 0 && qs.callbacks == 0 && !qs.calling_hours_closed, "status: none waiting, hours open");
-    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t26-c1", "t26a") == 0
-          && fx_call_op(&s_fx, 0, "acd.ended", "t26-c1", NULL) == 0, "the customer answers, then hangs up");
-    CHECK(fx_state(&s_fx, 0, "t26a", "logged_out", "") == 0, "logout");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "t31-c1", "t31a") == 0
+          && fx_call_op(&s_fx, 0, "acd.ended", "t31-c1", NULL) == 0, "the customer answers, then hangs up");
+    CHECK(fx_state(&s_fx, 0, "t31a", "logged_out", "") == 0, "logout");
+    TEST_PASS(__func__);
+}
+
+/* More callbacks held by the calling hours than an agent becoming ready
+ * looks at (64) do not hide the caller behind them, and count in that
+ * caller's position; the queue emptying (leave_when_empty) sends its
+ * callers away but keeps the callbacks. */
+static void
+held_callbacks_do_not_hide_the_callers_behind_them(void)
+{
+    TEST_BEGIN(__func__);
+    enum { HELD = 70 };
+    for (int i = 0; i < HELD; i++) {
+        char call[32];
+        snprintf(call, sizeof call, "t32-cb%d", i);
+        CHECK(fx_enqueue(&s_fx, i % 2, call, "r27", 0, NULL, NULL) == 0, "enqueue %s", call);
+        Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
+        cb.call_id = call;
+        cb.number = "+4930999";
+        uint8_t buf[128];
+        size_t len = cc__callback_request__pack(&cb, buf);
+        char err[256];
+        CHECK(fx_request(&s_fx, i % 2, "acd.callback", buf, len, err, sizeof err) == 0, "callback %s: %s", call, err);
+        CHECK(fx_call_op(&s_fx, i % 2, "acd.ended", call, NULL) == 0, "hang-up %s", call);
+    }
+    unsigned pos = 0;
+    CHECK(fx_enqueue(&s_fx, 0, "t32-x", "r27", 0, NULL, &pos) == 0 && pos == HELD + 1,
+          "a caller behind them is told position %u (of %d)", pos, HELD + 1);
+    CHECK(fx_login(&s_fx, 1, "t32a", "", "r27") == 0, "an agent becomes ready");
+    fx_call_t *c = s_call("t32-x");
+    CHECK(c && strcmp(c->state, "offered") == 0 && strcmp(c->agent, "t32a") == 0, "and takes the caller behind (%s)",
+          c ? c->state : "gone");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t32-x", NULL) == 0, "that call ends");
+    CHECK(fx_state(&s_fx, 0, "t32a", "not_ready", "meeting") == 0, "the agent steps away");
+    CHECK(fx_enqueue(&s_fx, 0, "t32-y", "r27", 0, NULL, NULL) == 0, "another caller waits");
+    CHECK(fx_state(&s_fx, 1, "t32a", "logged_out", "") == 0, "the last agent leaves");
+    Cc__QueueLeft *l = EVENT("queue.left", cc__queue_left, Cc__QueueLeft, "t32-y", 2000);
+    CHECK(strcmp(l->reason, "empty") == 0, "the caller is sent away: %s", l->reason);
+    cc__queue_left__free_unpacked(l, NULL);
+    Cc__QueueStatus qs = s_queue_status("r27");
+    CHECK(qs.waiting == HELD && qs.callbacks == HELD && qs.calling_hours_closed,
+          "the %d callbacks stay (%u waiting, %u callbacks)", HELD, qs.waiting, qs.callbacks);
     TEST_PASS(__func__);
 }
 
@@ -1019,6 +1076,7 @@ main(void)
     status_lists_queues_and_agents_with_the_oldest_wait();
     callback_keeps_its_place_and_is_retried();
     callbacks_wait_for_their_queues_calling_hours();
+    held_callbacks_do_not_hide_the_callers_behind_them();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
     deleted_queue_is_pruned_on_reload();
@@ -1031,6 +1089,6 @@ main(void)
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 25 passed, 0 failed\n");
+    printf("acd_rules_test: 26 passed, 0 failed\n");
     return 0;
 }
