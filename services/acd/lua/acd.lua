@@ -679,10 +679,11 @@ end
 -- the queue's logged-in agents, times the queue's average handle time.
 local function position(call, c)
   local q = c.queue
-  -- Its rank in its own set, plus the calls ranked ahead in the other.
+  -- Its rank in its own set, plus the calls ranked ahead in the other (a
+  -- tie, arrived in the same ms, counts as ahead).
   local own, other = wait_key(c), 'acd:queue:' .. q .. ':held'
   if own == other then other = 'acd:queue:' .. q .. ':wait' end
-  local pos = (rcall('ZRANK', own, call) or 0) + 1 + rcall('ZCOUNT', other, '-inf', '(' .. c.rank)
+  local pos = (rcall('ZRANK', own, call) or 0) + 1 + rcall('ZCOUNT', other, '-inf', c.rank)
   local agents = math.max(1, rcall('SCARD', 'acd:queue:' .. q .. ':members'))
   local handle = aht(q)
   if handle <= 0 then handle = 180000 end
