@@ -367,3 +367,15 @@ fx_pg_until(const char *sql, const char *want)
     fprintf(stderr, "fx_pg_until: %s\n  gave \"%s\", not \"%s\"\n", sql, got, want);
     return false;
 }
+
+int
+fx_callback(fx_t *fx, int i, const char *call, const char *number, char *error, size_t cap)
+{
+    Cc__CallbackRequest m = CC__CALLBACK_REQUEST__INIT;
+    m.call_id = (char *) call;
+    m.number = (char *) number;
+    uint8_t buf[256];
+    if (cc__callback_request__get_packed_size(&m) > sizeof buf) return -1;
+    size_t len = cc__callback_request__pack(&m, buf);
+    return fx_request(fx, i, "acd.callback", buf, len, error, cap);
+}

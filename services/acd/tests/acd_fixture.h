@@ -39,6 +39,8 @@ int fx_enqueue(fx_t *fx, int i, const char *call, const char *queue, int prio, c
                unsigned *position);
 int fx_call_op(fx_t *fx, int i, const char *method, const char *call, const char *agent);
 int fx_request(fx_t *fx, int i, const char *method, const void *payload, size_t len, char *error, size_t cap);
+/* acd.callback: the waiting caller of call is to be called back at number. */
+int fx_callback(fx_t *fx, int i, const char *call, const char *number, char *error, size_t cap);
 
 /* Sends request_id (as a retry would: the same id, maybe to another
  * instance) with method and message m to instance i, and waits 3 s for the

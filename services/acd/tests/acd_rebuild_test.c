@@ -78,10 +78,11 @@ s_rejected(const char *call, const char *agent, const char *reason)
     return fx_request(&s_fx, 0, "acd.rejected", buf, len, error, sizeof error);
 }
 
+/* Field of the hash acd:<kind>:<id> ("" when none); the caller frees it. */
 static char *
-s_agent_field(const char *agent, const char *field)
+s_field(const char *kind, const char *id, const char *field)
 {
-    redisReply *r = cc_redis_cmdf(s_fx.redis, "HGET acd:agent:%s %s", agent, field);
+    redisReply *r = cc_redis_cmdf(s_fx.redis, "HGET acd:%s:%s %s", kind, id, field);
     char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
     if (r) freeReplyObject(r);
     return v;
@@ -122,7 +123,7 @@ agents_come_back_as_they_were(cc_bus_t *bus)
     a = fx_snap_agent(&s_snap, "rb-lunch");
     CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(a->queues, "b1,b2") == 0, "rb-lunch still away");
     a = fx_snap_agent(&s_snap, "rb-ready");
-    char *held = s_agent_field("rb-ready", "reason");
+    char *held = s_field("agent", "rb-ready", "reason");
     CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(held, "restoring") == 0 && !a->in_ready[fx_snap_queue(&s_snap, "b2")],
           "rb-ready is held (%s %s)", a ? a->state : "absent", held);
     free(held);
@@ -180,7 +181,7 @@ ringing_agents_come_back_with_their_offers_outcome(cc_bus_t *bus)
     CHECK(s_rejected("rg-c1", unanswered, "no_answer") == CC__STATUS__STATUS_NOT_FOUND,
           "acd says it lost rg-c1 (the gateway enqueues the caller again)");
     fx_agent_t *a = s_agent(unanswered);
-    char *reason = s_agent_field(unanswered, "reason");
+    char *reason = s_field("agent", unanswered, "reason");
     CHECK(a && strcmp(a->state, "not_ready") == 0 && strcmp(reason, "no_answer") == 0,
           "%s did not answer: not_ready (%s), not %s", unanswered, reason, a ? a->state : "absent");
     free(reason);
@@ -225,14 +226,6 @@ a_call_ended_before_the_restore_frees_its_agent(cc_bus_t *bus)
     TEST_PASS(__func__);
 }
 
-static char *
-s_call_field(const char *call, const char *field)
-{
-    redisReply *r = cc_redis_cmdf(s_fx.redis, "HGET acd:call:%s %s", call, field);
-    char *v = strdup(r && r->type == REDIS_REPLY_STRING ? r->str : "");
-    if (r) freeReplyObject(r);
-    return v;
-}
 
 /* call's score in b6's wait set (-1 when not in it). */
 static double
@@ -244,17 +237,6 @@ s_wait_score(const char *call)
     return v;
 }
 
-static int
-s_callback(const char *call, const char *number)
-{
-    Cc__CallbackRequest m = CC__CALLBACK_REQUEST__INIT;
-    m.call_id = (char *) call;
-    m.number = (char *) number;
-    uint8_t buf[128];
-    size_t len = cc__callback_request__pack(&m, buf);
-    char error[128];
-    return fx_request(&s_fx, 0, "acd.callback", buf, len, error, sizeof error);
-}
 
 static void
 callbacks_come_back_in_their_place(cc_bus_t *bus)
@@ -262,7 +244,9 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     TEST_BEGIN(__func__);
     const char *ids[] = { "cb-c1", "cb-c2", "cb-c3" };
     for (int i = 0; i < 3; i++) CHECK(fx_enqueue(&s_fx, 0, ids[i], "b6", 0, NULL, NULL) == 0, "enqueue %s", ids[i]);
-    CHECK(s_callback("cb-c1", "+4930111") == 0 && s_callback("cb-c3", "+4930333") == 0, "two callbacks");
+    char err[128];
+    CHECK(fx_callback(&s_fx, 0, "cb-c1", "+4930111", err, sizeof err) == 0
+          && fx_callback(&s_fx, 0, "cb-c3", "+4930333", err, sizeof err) == 0, "two callbacks: %s", err);
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cb-c1", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.ended", "cb-c3", NULL) == 0,
           "their callers hang up");
     fx_snapshot(&s_fx, &s_snap);
@@ -292,8 +276,8 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     CHECK(s_wait_score("cb-c1") == rank1 && s_wait_score("cb-c3") == rank3, "ranked so in the wait set");
     CHECK(!fx_snap_call(&s_snap, "cb-done") && !fx_snap_call(&s_snap, "cb-gone"), "a done callback is not back, nor one of a queue gone");
     CHECK(fx_pg_until("SELECT done::text FROM acd.callbacks WHERE call_id = 'cb-gone'", "true"), "which is marked done");
-    char *kind = s_call_field("cb-c3", "kind"), *number = s_call_field("cb-c3", "number"),
-         *attempts = s_call_field("cb-c1", "attempts"), *hold = s_call_field("cb-c1", "hold_until");
+    char *kind = s_field("call", "cb-c3", "kind"), *number = s_field("call", "cb-c3", "number"),
+         *attempts = s_field("call", "cb-c1", "attempts"), *hold = s_field("call", "cb-c1", "hold_until");
     CHECK(strcmp(kind, "callback") == 0 && strcmp(number, "+4930333") == 0, "cb-c3 is a callback to %s", number);
     CHECK(strcmp(attempts, "1") == 0 && atoll(hold) > (long long) (cc_wall_us() / 1000), "cb-c1 tried once, held (%s)", hold);
     free(kind);

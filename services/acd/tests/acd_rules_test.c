@@ -515,13 +515,8 @@ callback_keeps_its_place_and_is_retried(void)
     unsigned pos = 0;
     CHECK(fx_enqueue(&s_fx, 0, "t15-c1", "r15", 0, NULL, &pos) == 0, "first");
     CHECK(fx_enqueue(&s_fx, 0, "t15-c2", "r15", 0, NULL, NULL) == 0, "second");
-    Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
-    cb.call_id = "t15-c1";
-    cb.number = "+8613800138000";
-    uint8_t buf[128];
-    size_t len = cc__callback_request__pack(&cb, buf);
     char err[256];
-    CHECK(fx_request(&s_fx, 0, "acd.callback", buf, len, err, sizeof err) == 0, "callback: %s", err);
+    CHECK(fx_callback(&s_fx, 0, "t15-c1", "+8613800138000", err, sizeof err) == 0, "callback: %s", err);
     Cc__CallbackRequested *ev = EVENT("callback.requested", cc__callback_requested, Cc__CallbackRequested, "t15-c1", 2000);
     CHECK(strcmp(ev->number, "+8613800138000") == 0 && ev->position == 1, "position %u", ev->position);
     cc__callback_requested__free_unpacked(ev, NULL);
@@ -602,13 +597,8 @@ callbacks_wait_for_their_queues_calling_hours(void)
 {
     TEST_BEGIN(__func__);
     CHECK(fx_enqueue(&s_fx, 0, "t31-c1", "r26", 0, NULL, NULL) == 0, "first caller");
-    Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
-    cb.call_id = "t31-c1";
-    cb.number = "+4930123456";
-    uint8_t buf[128];
-    size_t len = cc__callback_request__pack(&cb, buf);
     char err[256];
-    CHECK(fx_request(&s_fx, 0, "acd.callback", buf, len, err, sizeof err) == 0, "callback: %s", err);
+    CHECK(fx_callback(&s_fx, 0, "t31-c1", "+4930123456", err, sizeof err) == 0, "callback: %s", err);
     cc__callback_requested__free_unpacked(
         EVENT("callback.requested", cc__callback_requested, Cc__CallbackRequested, "t31-c1", 2000), NULL);
     CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t31-c1", NULL) == 0, "the caller hangs up");
@@ -662,13 +652,8 @@ held_callbacks_do_not_hide_the_callers_behind_them(void)
         char call[32];
         snprintf(call, sizeof call, "t32-cb%d", i);
         CHECK(fx_enqueue(&s_fx, i % 2, call, "r27", 0, NULL, NULL) == 0, "enqueue %s", call);
-        Cc__CallbackRequest cb = CC__CALLBACK_REQUEST__INIT;
-        cb.call_id = call;
-        cb.number = "+4930999";
-        uint8_t buf[128];
-        size_t len = cc__callback_request__pack(&cb, buf);
         char err[256];
-        CHECK(fx_request(&s_fx, i % 2, "acd.callback", buf, len, err, sizeof err) == 0, "callback %s: %s", call, err);
+        CHECK(fx_callback(&s_fx, i % 2, call, "+4930999", err, sizeof err) == 0, "callback %s: %s", call, err);
         CHECK(fx_call_op(&s_fx, i % 2, "acd.ended", call, NULL) == 0, "hang-up %s", call);
     }
     unsigned pos = 0;
