@@ -13,6 +13,7 @@
  * bound is the mean of a measurement before and one after the load (both
  * printed). BENCH_SECONDS, BENCH_WINDOW and BENCH_ACD_INSTANCES (1-4) vary
  * the run. Prints "acd.<figure> <value> <unit>" lines. */
+#include "acd_bound.h"
 #include "cc_harness.h"
 #include "cc/cc_log.h"
 #include "cc/cc_pg.h"
@@ -199,48 +200,6 @@ s_proc_rss_mb(pid_t pid)
     return mb;
 }
 
-/* redis-benchmark's EVALSHA rate for a reservation-shaped script. */
-static double
-s_redis_bound(int port)
-{
-    static const char *lua =
-        "local a = redis.call('ZRANGE', KEYS[1], 0, 0)[1] "
-        "redis.call('ZREM', KEYS[1], a) "
-        "local h = redis.call('HGETALL', 'bench:agent:' .. a) "
-        "redis.call('HSET', 'bench:agent:' .. a, 'state', 'reserved', 'call', ARGV[1]) "
-        "redis.call('HSET', 'bench:call:' .. ARGV[1], 'state', 'offered', 'agent', a) "
-        "redis.call('ZADD', KEYS[1], ARGV[2], a) "
-        "return a";
-    cc_redis_t *r = cc_redis_new(getenv("REDIS_URL"), 2000, NULL);
-    if (!r || cc_redis_connect(r)) return 0;
-    for (int i = 0; i < 50; i++) {
-        redisReply *x = cc_redis_cmdf(r, "ZADD bench:ready %d a%d", i, i);
-        freeReplyObject(x);
-        x = cc_redis_cmdf(r, "HSET bench:agent:a%d state ready skills s1:3", i);
-        freeReplyObject(x);
-    }
-    const char *argv[] = { "SCRIPT", "LOAD", lua };
-    redisReply *sha = cc_redis_cmd(r, 3, argv);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "redis-benchmark -p %d -c 50 -n 200000 -P 1 -q EVALSHA %s 1 bench:ready c1 1",
-             port, sha->str);
-    freeReplyObject(sha);
-    cc_redis_destroy(&r);
-    FILE *p = popen(cmd, "r");
-    double rate = 0;
-    char line[1024];
-    while (p && fgets(line, sizeof line, p)) {
-        char *rps = strstr(line, "requests per second");
-        if (!rps) continue;
-        /* "EVALSHA ...: 38000.00 requests per second, p50=..." */
-        char *colon = strrchr(line, ':');
-        for (char *q = rps; q > line; q--) if (*q == ':') { colon = q; break; }
-        rate = strtod(colon + 1, NULL);
-    }
-    if (p) pclose(p);
-    return rate;
-}
-
 int
 main(void)
 {
@@ -323,7 +282,7 @@ main(void)
 
     /* The bound is measured before and after the load: this machine's speed
      * moves (shared hosts), and the two tell how much it moved in the run. */
-    double bound_before = s_redis_bound(redis_port);
+    double bound_before = acd_bound_evalsha_per_s(redis_port);
     l.deadline = cc_mono_ms() + s_seconds * 1000;
     double redis_cpu0 = s_redis_cpu(), acd_cpu0 = 0;
     for (int i = 0; i < instances; i++) acd_cpu0 += s_proc_cpu(acd_pid[i]);
@@ -335,7 +294,7 @@ main(void)
     for (int i = 0; i < instances; i++) acd_cpu += s_proc_cpu(acd_pid[i]);
     for (int i = 0; i < instances; i++) acd_rss += s_proc_rss_mb(acd_pid[i]);
     double script_us = s_script_us(l.decisions);
-    double bound_after = s_redis_bound(redis_port);
+    double bound_after = acd_bound_evalsha_per_s(redis_port);
     double bound = (bound_before + bound_after) / 2;
 
     qsort(l.lat, l.nlat, sizeof *l.lat, s_cmp);
