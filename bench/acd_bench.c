@@ -47,8 +47,7 @@ typedef struct {
     int64_t deadline;
     uint64_t next_call;
     uint64_t decisions, failures;
-    double *lat;
-    size_t nlat, cap;
+    cc_samples_t lat;
     int inflight;
 } load_t;
 
@@ -75,11 +74,7 @@ s_on_enqueued(void *arg, const Cc__Reply *reply)
     load_t *l = c->load;
     if (reply->status == CC__STATUS__STATUS_OK) {
         l->decisions++;
-        if (l->nlat == l->cap) {
-            l->cap = l->cap ? l->cap * 2 : 65536;
-            l->lat = realloc(l->lat, l->cap * sizeof *l->lat);
-        }
-        l->lat[l->nlat++] = (double) (cc_wall_us() - c->sent_us) / 1000.0;
+        cc_samples_add(&l->lat, (double) (cc_wall_us() - c->sent_us) / 1000.0);
     } else {
         l->failures++;
     }
@@ -115,13 +110,6 @@ s_next(load_t *l, int client)
     c->sent_us = cc_wall_us();
     l->inflight++;
     cc_rpc_call(l->client[client], "acd.enqueue", c->call, buf, len, 5000, s_on_enqueued, c);
-}
-
-static int
-s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
 }
 
 /* Redis time spent in acd's functions per decision (INFO commandstats), in
@@ -297,11 +285,10 @@ main(void)
     double bound_after = acd_bound_evalsha_per_s(redis_port);
     double bound = (bound_before + bound_after) / 2;
 
-    qsort(l.lat, l.nlat, sizeof *l.lat, s_cmp);
     double rate = l.decisions / secs;
     printf("acd.decisions_per_s %.0f decisions/s\n", rate);
-    printf("acd.offer_p50_ms %.3f ms\n", l.nlat ? l.lat[l.nlat / 2] : 0);
-    printf("acd.offer_p99_ms %.3f ms\n", l.nlat ? l.lat[(size_t) (l.nlat * 0.99)] : 0);
+    printf("acd.offer_p50_ms %.3f ms\n", cc_samples_quantile(&l.lat, 0.50));
+    printf("acd.offer_p99_ms %.3f ms\n", cc_samples_quantile(&l.lat, 0.99));
     printf("acd.redis_evalsha_per_s %.0f requests/s\n", bound);
     printf("acd.redis_evalsha_before_per_s %.0f requests/s\n", bound_before);
     printf("acd.redis_evalsha_after_per_s %.0f requests/s\n", bound_after);
@@ -322,7 +309,7 @@ main(void)
     printf("acd.window %d calls\n", s_window);
     for (int i = 0; i < instances; i++) cc_rpc_client_destroy(&l.client[i]);
     cc_loop_destroy(&l.loop);
-    free(l.lat);
+    cc_samples_free(&l.lat);
     cc_harness_destroy(&h);
     cc_log_shutdown();
     return 0;

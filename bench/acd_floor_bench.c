@@ -40,7 +40,6 @@
 #define BATCHES 20              /* per step: 320 decisions */
 #define DECISIONS (BATCHES * 16)
 #define BOUND_RUNS 2000         /* bound script runs per step */
-#define MAX_STEPS 200
 
 /* The premise: 20,000 decisions/s where the bound is 38,000/s. */
 #define GOAL_PER_S 20000.0
@@ -80,25 +79,11 @@ s_fcall(cc_redis_t *r, const char *fn, const char *a, const char *b)
     return us;
 }
 
-static int
-s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_median(double *v, int n)
-{
-    qsort(v, (size_t) n, sizeof *v, s_cmp);
-    return n ? v[n / 2] : 0;
-}
-
 int
 main(void)
 {
     int steps = getenv("BENCH_STEPS") ? atoi(getenv("BENCH_STEPS")) : 15;
-    if (steps < 1 || steps > MAX_STEPS) steps = 15;
+    if (steps < 1 || steps > 1000) steps = 15;
     cc_log_init("bench", "bench");
     cc_log_set_level(CC_LOG_WARN);
     cc_harness_t *h = cc_harness_new("acd-floor-bench");
@@ -138,21 +123,26 @@ main(void)
     s_fcall(cmds, "floor_commands", batches, NULL);
     s_fcall(bound, "floor_bound", runs, acd_bound_lua);
     s_fcall(lean, "floor_lean", batches, NULL);
-    double lib_us[MAX_STEPS], cmd_us[MAX_STEPS], lean_us[MAX_STEPS], bound_us[MAX_STEPS], share[MAX_STEPS];
+    cc_samples_t lib_us = { 0 }, cmd_us = { 0 }, lean_us = { 0 }, bound_us = { 0 }, share = { 0 }, lean_share = { 0 };
     for (int i = 0; i < steps; i++) {
-        lib_us[i] = s_fcall(lib, "floor_acd", batches, NULL) / DECISIONS;
-        cmd_us[i] = s_fcall(cmds, "floor_commands", batches, NULL) / DECISIONS;
-        lean_us[i] = s_fcall(lean, "floor_lean", batches, NULL) / DECISIONS;
-        bound_us[i] = s_fcall(bound, "floor_bound", runs, acd_bound_lua) / BOUND_RUNS;
-        share[i] = lib_us[i] > 0 ? cmd_us[i] / lib_us[i] : 0;
+        double l = s_fcall(lib, "floor_acd", batches, NULL) / DECISIONS;
+        double c = s_fcall(cmds, "floor_commands", batches, NULL) / DECISIONS;
+        cc_samples_add(&lib_us, l);
+        cc_samples_add(&cmd_us, c);
+        double n = s_fcall(lean, "floor_lean", batches, NULL) / DECISIONS;
+        cc_samples_add(&lean_us, n);
+        cc_samples_add(&bound_us, s_fcall(bound, "floor_bound", runs, acd_bound_lua) / BOUND_RUNS);
+        cc_samples_add(&share, l > 0 ? c / l : 0);
+        cc_samples_add(&lean_share, l > 0 ? n / l : 0);
     }
     double bound_rate = acd_bound_evalsha_per_s(redis_port);
-    double l = s_median(lib_us, steps), c = s_median(cmd_us, steps), n = s_median(lean_us, steps);
-    double b = s_median(bound_us, steps);
+    double l = cc_samples_quantile(&lib_us, 0.5), c = cc_samples_quantile(&cmd_us, 0.5);
+    double n = cc_samples_quantile(&lean_us, 0.5), b = cc_samples_quantile(&bound_us, 0.5);
     printf("acd_floor.library_us_per_decision %.1f us\n", l);
     printf("acd_floor.commands_us_per_decision %.1f us\n", c);
-    printf("acd_floor.commands_share %.2f ratio\n", s_median(share, steps));
+    printf("acd_floor.commands_share %.2f ratio\n", cc_samples_quantile(&share, 0.5));
     printf("acd_floor.lean_commands_us_per_decision %.1f us\n", n);
+    printf("acd_floor.lean_share %.2f ratio\n", cc_samples_quantile(&lean_share, 0.5));
     printf("acd_floor.bound_script_us %.2f us\n", b);
     printf("acd_floor.redis_evalsha_per_s %.0f requests/s\n", bound_rate);
     /* The most decisions per second Redis could make if it did nothing
@@ -168,6 +158,12 @@ main(void)
     printf("acd_floor.goal_us_per_decision %.1f us\n", 1e6 / GOAL_PER_S);
     printf("acd_floor.goal_ratio_us_per_decision %.1f us\n", bound_rate > 0 ? 1e6 / (GOAL_RATIO * bound_rate) : 0);
     printf("acd_floor.steps %d steps\n", steps);
+    cc_samples_free(&lib_us);
+    cc_samples_free(&cmd_us);
+    cc_samples_free(&lean_us);
+    cc_samples_free(&bound_us);
+    cc_samples_free(&share);
+    cc_samples_free(&lean_share);
     free(body);
     free(acd);
     free(floor);

@@ -121,18 +121,6 @@ s_events_run(bool raw, uint64_t *lost)
 
 /* ---------------------------------------------------------- req/rep */
 
-static int
-s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_pct(double *v, int n, double p)
-{
-    return v[(int) (p * (n - 1))];
-}
 
 static void
 s_echo(void *arg, cc_rpc_call_t *call, const Cc__Request *req)
@@ -196,7 +184,7 @@ s_rr_run(bool raw, double *p50, double *p99)
     pthread_t th;
     pthread_create(&th, NULL, raw ? s_raw_server : s_our_server, &s);
     while (!s.ready) zclock_sleep(1);
-    double *lat = malloc(sizeof(double) * (size_t) s_round_trips);
+    cc_samples_t lat = { 0 };
     char payload[PAYLOAD];
     memset(payload, 'r', sizeof payload);
     double start = 0;
@@ -210,7 +198,7 @@ s_rr_run(bool raw, double *p50, double *p99)
             double t0 = s_now();
             zmq_send(dealer, payload, sizeof payload, 0);
             zmq_recv(dealer, buf, sizeof buf, 0);
-            if (i >= 0) lat[i] = (s_now() - t0) * 1e6;
+            if (i >= 0) cc_samples_add(&lat, (s_now() - t0) * 1e6);
         }
         zmq_send(dealer, "stop", 4, 0);
         zmq_close(dealer);
@@ -224,17 +212,16 @@ s_rr_run(bool raw, double *p50, double *p99)
             Cc__Reply *reply = NULL;
             if (cc_rpc_call_sync(c, "bench.echo", payload, sizeof payload, 2000, &reply) == 0)
                 cc__reply__free_unpacked(reply, NULL);
-            if (i >= 0) lat[i] = (s_now() - t0) * 1e6;
+            if (i >= 0) cc_samples_add(&lat, (s_now() - t0) * 1e6);
         }
         cc_rpc_client_destroy(&c);
         uv_async_send(&s.stop);
     }
     double rate = s_round_trips / (s_now() - start);
     pthread_join(th, NULL);
-    qsort(lat, (size_t) s_round_trips, sizeof *lat, s_cmp);
-    *p50 = s_pct(lat, s_round_trips, 0.50);
-    *p99 = s_pct(lat, s_round_trips, 0.99);
-    free(lat);
+    *p50 = cc_samples_quantile(&lat, 0.50);
+    *p99 = cc_samples_quantile(&lat, 0.99);
+    cc_samples_free(&lat);
     return rate;
 }
 

@@ -1,6 +1,7 @@
 /* order_sync_ingest: webhook ingest load (libcurl multi) and its pgbench bound. */
 #define _GNU_SOURCE
 #include "order_sync_ingest.h"
+#include "cc_harness.h"
 #include "cc/cc_util.h"
 
 #include <curl/curl.h>
@@ -28,8 +29,7 @@ typedef struct {
     const unsigned char *key;
     size_t keylen;
     unsigned long long next;
-    double *lat;
-    size_t nlat, cap;
+    cc_samples_t lat;
 } s_load_t;
 
 static size_t
@@ -95,13 +95,6 @@ s_send(s_load_t *l, s_slot_t *s)
     curl_multi_add_handle(l->multi, s->easy);
 }
 
-static int
-s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
 void
 os_bench_ingest(int port, const char *platform, const unsigned char *key, size_t keylen, int window, int seconds,
                 const char *prefix, os_ingest_result_t *out)
@@ -136,12 +129,7 @@ os_bench_ingest(int port, const char *platform, const unsigned char *key, size_t
             if (measuring) {
                 if (msg->data.result == CURLE_OK && code == 200 && strstr(s->reply, "applied")) {
                     accepted++;
-                    if (l.nlat == l.cap) {
-                        l.cap = l.cap ? l.cap * 2 : 65536;
-                        l.lat = realloc(l.lat, l.cap * sizeof *l.lat);
-                        if (!l.lat) abort();
-                    }
-                    l.lat[l.nlat++] = (double) (cc_wall_us() - s->sent_us) / 1000.0;
+                    cc_samples_add(&l.lat, (double) (cc_wall_us() - s->sent_us) / 1000.0);
                 } else {
                     if (failed < 5) fprintf(stderr, "order-sync bench: %ld %s\n", code, s->reply);
                     failed++;
@@ -155,11 +143,8 @@ os_bench_ingest(int port, const char *platform, const unsigned char *key, size_t
     out->accepted = accepted;
     out->failed = failed;
     out->orders_per_s = took > 0 ? (double) accepted / took : 0;
-    if (l.nlat) {
-        qsort(l.lat, l.nlat, sizeof *l.lat, s_cmp);
-        out->p50_ms = l.lat[l.nlat / 2];
-        out->p99_ms = l.lat[(size_t) ((double) l.nlat * 0.99)];
-    }
+    out->p50_ms = cc_samples_quantile(&l.lat, 0.50);
+    out->p99_ms = cc_samples_quantile(&l.lat, 0.99);
     for (int i = 0; i < window; i++) {
         curl_multi_remove_handle(l.multi, slots[i].easy);
         curl_easy_cleanup(slots[i].easy);
@@ -167,7 +152,7 @@ os_bench_ingest(int port, const char *platform, const unsigned char *key, size_t
         free(slots[i].body);
     }
     free(slots);
-    free(l.lat);
+    cc_samples_free(&l.lat);
     curl_multi_cleanup(l.multi);
     curl_global_cleanup();
 }

@@ -2,6 +2,7 @@
  * with a window of requests in flight on one client loop. Latency is from
  * sending a request to its reply. */
 #include "order_sync_lookups.h"
+#include "cc_harness.h"
 #include "cc/cc_loop.h"
 #include "cc/cc_rpc.h"
 #include "cc/cc_util.h"
@@ -41,8 +42,7 @@ typedef struct {
     char by;                   /* 'n': by number only, 'p': by phone only, else both */
     int64_t deadline;
     uint64_t next, done, failures;
-    double *lat;
-    size_t nlat, cap;
+    cc_samples_t lat;
     int inflight;
 } load_t;
 
@@ -58,12 +58,7 @@ s_on_reply(void *arg, const Cc__Reply *reply)
     l->inflight--;
     if (reply->status == CC__STATUS__STATUS_OK) {
         l->done++;
-        if (l->nlat == l->cap) {
-            l->cap = l->cap ? l->cap * 2 : 65536;
-            l->lat = realloc(l->lat, l->cap * sizeof *l->lat);
-            if (!l->lat) abort();
-        }
-        l->lat[l->nlat++] = (double) (cc_wall_us() - r->sent_us) / 1000.0;
+        cc_samples_add(&l->lat, (double) (cc_wall_us() - r->sent_us) / 1000.0);
     } else {
         l->failures++;
     }
@@ -98,13 +93,6 @@ s_next(load_t *l)
     cc_rpc_call(l->client, "order.lookup", NULL, buf, len, 5000, s_on_reply, r);
 }
 
-static int
-s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
 int
 os_bench_lookups(const char *rpc, int orders, int seconds, int window)
 {
@@ -120,22 +108,21 @@ os_bench_lookups(const char *rpc, int orders, int seconds, int window)
     for (int i = 0; i < window; i++) s_next(&l);
     cc_loop_run(l.loop);
     l.done = l.failures = 0;
-    l.nlat = 0;
+    l.lat.n = 0;
     l.deadline = cc_mono_ms() + seconds * 1000;
     int64_t t0 = cc_mono_ms();
     for (int i = 0; i < window; i++) s_next(&l);
     cc_loop_run(l.loop);
     double secs = (double) (cc_mono_ms() - t0) / 1000.0;
-    qsort(l.lat, l.nlat, sizeof *l.lat, s_cmp);
     printf("order_sync.lookups_per_s %.0f lookups/s\n", (double) l.done / secs);
-    printf("order_sync.lookup_p50_ms %.3f ms\n", l.nlat ? l.lat[l.nlat / 2] : 0);
-    printf("order_sync.lookup_p99_ms %.3f ms\n", l.nlat ? l.lat[(size_t) ((double) l.nlat * 0.99)] : 0);
+    printf("order_sync.lookup_p50_ms %.3f ms\n", cc_samples_quantile(&l.lat, 0.50));
+    printf("order_sync.lookup_p99_ms %.3f ms\n", cc_samples_quantile(&l.lat, 0.99));
     printf("order_sync.lookup_failures %llu requests\n", (unsigned long long) l.failures);
     printf("order_sync.lookup_window %d requests\n", window);
     fflush(stdout);
     int rc = l.done ? 0 : -1;
     cc_rpc_client_destroy(&l.client);
     cc_loop_destroy(&l.loop);
-    free(l.lat);
+    cc_samples_free(&l.lat);
     return rc;
 }

@@ -615,3 +615,41 @@ cc_harness_read_file(const char *path)
 {
     return cc_read_file(path);
 }
+
+void
+cc_samples_add(cc_samples_t *s, double x)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4096;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        if (!s->v) abort();
+    }
+    s->v[s->n++] = x;
+    s->sorted = false;
+}
+
+static int
+s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+double
+cc_samples_quantile(cc_samples_t *s, double p)
+{
+    if (s->n == 0) return 0;
+    if (!s->sorted) {
+        qsort(s->v, s->n, sizeof *s->v, s_cmp_double);
+        s->sorted = true;
+    }
+    size_t i = p <= 0 ? 0 : (size_t) (p * (double) s->n);
+    return s->v[i < s->n ? i : s->n - 1];
+}
+
+void
+cc_samples_free(cc_samples_t *s)
+{
+    free(s->v);
+    *s = (cc_samples_t) { 0 };
+}

@@ -93,4 +93,13 @@ const char *cc_harness_bin(const char *name, char *buf, size_t cap);
 /* Reads a whole file (caller frees), NULL when absent. */
 char *cc_harness_read_file(const char *path);
 
+/* Measured values (latencies, step times) for a benchmark's percentiles:
+ * zero-initialised, grown as values are added. */
+typedef struct { double *v; size_t n, cap; bool sorted; } cc_samples_t;
+void cc_samples_add(cc_samples_t *s, double x);
+/* The p-quantile (0 to 1) of the values: the value ranked p * n, 0 when
+ * there is none (sorts them on first use). */
+double cc_samples_quantile(cc_samples_t *s, double p);
+void cc_samples_free(cc_samples_t *s);
+
 #endif
