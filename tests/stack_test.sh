@@ -44,16 +44,16 @@ psql -h 127.0.0.1 -p "$pg" -U callcenter -d callcenter -tAc \
   || fail "schemas missing"
 
 # The demo floor works: an agent logs in and is offered a call; the gateway
-# has no such call (it was made up by acdctl, not dialled), so acd takes the
-# offer back and sets the agent not ready (gone), the call keeping its place.
+# has no such call (it was made up by acdctl, not dialled) and says so
+# (call_gone): the call leaves as an abandon, the agent stays ready.
 "$root/tools/acd" login 1001 || fail "acd login"
 "$root/tools/acd" enqueue demo-call-1 sales || fail "enqueue"
 for _ in $(seq 1 50); do
-  "$root/tools/acd" status | grep -qE '^1001 +not_ready .*gone' && break
+  "$root/tools/acd" status | grep -q 'demo-call-1' || break
   sleep 0.1
 done
-"$root/tools/acd" status | grep -E '^1001 +not_ready .*gone' || fail "the offer to 1001 did not come back from the gateway"
-"$root/tools/acd" status | grep -E '^sales +1 ' || fail "the call did not keep its place"
+"$root/tools/acd" status | grep -E '^sales +0 +[0-9.]+ +1 ' || fail "the made-up call did not leave sales, 1001 ready"
+"$root/tools/acd" status | grep -E '^1001 +ready ' || fail "1001 is not ready after the gateway refused a call it has not"
 
 # A test call: SIPp with RTP and a digit; what it heard lands in a WAV.
 call=$("$root/tools/call" 300 1) || fail "tools/call: $call"

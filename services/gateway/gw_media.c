@@ -1461,12 +1461,12 @@ s_offer(gw_media_t *m, const mq_req_t *q)
     bool callback = q->callback_number[0] && (!c || !c->cdr.answered_us);
     if (!callback && (!c || c->peer)) {
         CC_WARN("offer for a call that is gone or already ringing", "call_id=%s agent_id=%s", q->call_id, q->agent);
-        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, c ? "busy" : "gone");
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, c ? "call_busy" : "call_gone");
         return;
     }
     if (callback && (c || s_call_find(m, q->call_id, true))) {
         CC_WARN("callback offer for a call still in progress", "call_id=%s agent_id=%s", q->call_id, q->agent);
-        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "busy");
+        s_tell_call(m, GW_MSG_REJECTED, q->call_id, q->agent, "call_busy");
         return;
     }
     if (callback && !m->trunk_out[0]) {

@@ -376,9 +376,11 @@ local function agent_lites(a, qs)
   return qlites(qs)   -- an agent logged in before ranks were kept
 end
 
--- Whether a call's routing options change with time (sticky hold, widen).
+-- Whether a call's routing options change with time (sticky hold, widen, a
+-- hold before it is offered again).
 local function timed(c, conf)
   return tonumber(c.sticky_until or 0) > 0 or (conf.widen or '') ~= '' or c.kind == 'callback'
+      or tonumber(c.hold_until or 0) > 0
       or tonumber(conf.announce_ms or 0) > 0
       or tonumber(conf.overflow_ms or 0) > 0 or tonumber(conf.max_wait_ms or 0) > 0
 end
@@ -477,7 +479,7 @@ end
 -- sticky hold (in c only, for a fresh call not yet written).
 local function pick_agent(call, c, conf, fresh)
   local q = c.queue
-  if tonumber(c.hold_until or 0) > now then return nil end   -- a callback waiting to retry
+  if tonumber(c.hold_until or 0) > now then return nil end   -- a callback waiting to retry, or held (call_busy)
   if c.kind == 'callback' and not may_call_back(q) then return nil end   -- outside calling hours
   local skills = effective_skills(c, conf, now - tonumber(c.qenq or c.enq))
   if c.last_agent ~= '' and tonumber(c.sticky_until or 0) > now then
@@ -959,12 +961,23 @@ function ops.answered(call, agent)
     emit({ 'answered', call, agent, q, '0', '1', 'call' })
     return out
   end
-  if c.state ~= 'offered' or c.agent ~= agent then
+  local a = nil
+  if c.state == 'waiting' and c.kind == 'callback' then
+    -- A callback offered before Redis lost its data, put back waiting from
+    -- PostgreSQL meanwhile, answered by the agent it was offered to (held
+    -- since the restore): done, by that agent.
+    a = restored_ready(agent)
+    if not a then return fail('conflict', 'call ' .. call .. ' is not offered to ' .. tostring(agent)) end
+    rcall('ZREM', wait_key(c), call)
+    rcall('ZREM', 'acd:due', call)
+    rcall('HSET', 'acd:call:' .. call, 'state', 'answered', 'agent', agent, 'offered', now_s, 'answered', now_s)
+  elseif c.state ~= 'offered' or c.agent ~= agent then
     return fail('conflict', 'call ' .. call .. ' is not offered to ' .. tostring(agent))
+  else
+    rcall('ZREM', 'acd:offers', call)
+    rcall('HSET', 'acd:call:' .. call, 'state', 'answered', 'answered', now)
+    a = load_agent(agent)
   end
-  rcall('ZREM', 'acd:offers', call)
-  rcall('HSET', 'acd:call:' .. call, 'state', 'answered', 'answered', now)
-  local a = load_agent(agent)
   rcall('HINCRBY', 'acd:agent:' .. agent, 'calls', 1)
   a.calls = tostring((tonumber(a.calls) or 0) + 1)
   set_state(agent, a, 'on_call', '', call)
@@ -974,20 +987,58 @@ function ops.answered(call, agent)
   return out
 end
 
--- rejected call agent: the agent declined or could not be rung.
+-- Refusals that are the call's doing, not the agent's (the gateway's
+-- reasons): the agent is not made not_ready for them.
+--   call_gone  the gateway has no such call (its caller hung up): it leaves
+--              as an abandon (a callback, never abandoned, is held as for
+--              call_busy);
+--   call_busy  the gateway is busy with the call already (another agent's
+--              phone rings for it, or a callback's earlier try is still
+--              under way, after Redis lost its data): it waits, offered to
+--              nobody for the queue's offer time, for that outcome;
+--   no_trunk   a callback cannot be dialled (no outbound trunk): a failed
+--              try, as when the customer does not answer.
+local CALL_SIDE = { call_gone = true, call_busy = true, no_trunk = true }
+
+-- rejected call agent reason: the agent declined or could not be rung, or
+-- the gateway could not offer the call (CALL_SIDE).
 function ops.rejected(call, agent, reason)
   local c = hgetall('acd:call:' .. call)
   if not c then
     -- Redis lost the call while the phone rang: the agent's outcome still
     -- holds; the gateway enqueues the caller again on not_found.
     local a = restored_ready(agent)
-    if a then set_state(agent, a, 'not_ready', reason ~= '' and reason or 'rejected', '') end
+    if a and not CALL_SIDE[reason] then set_state(agent, a, 'not_ready', reason ~= '' and reason or 'rejected', '') end
     emit({ 'error', 'not_found', 'no call ' .. tostring(call) })
     return out
   end
-  if not c or c.state ~= 'offered' or c.agent ~= agent then return fail('conflict', 'no such offer') end
-  withdraw_offer(call, c, reason ~= '' and reason or 'rejected')
-  route_call(call)
+  if c.state ~= 'offered' or c.agent ~= agent then return fail('conflict', 'no such offer') end
+  if reason == 'no_trunk' and c.kind == 'callback' then return ops.callback_failed(call, agent) end
+  local gone = reason == 'call_gone' and c.kind ~= 'callback'
+  if gone then
+    emit({ 'abandoned', call, c.queue, int(now - tonumber(c.enq)), '0' })
+  elseif not CALL_SIDE[reason] then
+    withdraw_offer(call, c, reason ~= '' and reason or 'rejected')
+    route_call(call)
+    return out
+  end
+  -- The call's doing: the agent is free again at once.
+  local a = load_agent(agent)
+  if gone then
+    finish_call(call, c)
+  else
+    rcall('ZREM', 'acd:offers', call)
+    local hold = now + (tonumber((qconf(c.queue) or {}).offer_ms) or 15000)
+    rcall('HSET', 'acd:call:' .. call, 'state', 'waiting', 'agent', '', 'hold_until', hold)
+    c.state, c.agent, c.hold_until = 'waiting', '', string.format('%d', hold)
+    rcall('ZADD', wait_key(c), c.rank, call)
+    schedule(call, c, qconf(c.queue) or {})
+    emit({ 'requeued', call, agent, c.queue, reason })
+  end
+  if a and a.state == 'reserved' and a.call == call then
+    set_state(agent, a, 'ready', '', '')
+    route_agent(agent, a)
+  end
   return out
 end
 

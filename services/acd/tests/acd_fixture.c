@@ -204,6 +204,16 @@ fx_call_op(fx_t *fx, int i, const char *method, const char *call, const char *ag
     return s_send(fx, i, method, &m.base, NULL);
 }
 
+int
+fx_rejected(fx_t *fx, int i, const char *call, const char *agent, const char *reason)
+{
+    Cc__CallRef m = CC__CALL_REF__INIT;
+    m.call_id = (char *) call;
+    m.agent_id = (char *) agent;
+    m.reason = (char *) reason;
+    return s_send(fx, i, "acd.rejected", &m.base, NULL);
+}
+
 /* ---------------------------------------------------------------- snapshot */
 
 static const char *s_snapshot_lua =

@@ -38,6 +38,8 @@ int fx_state(fx_t *fx, int i, const char *agent, const char *state, const char *
 int fx_enqueue(fx_t *fx, int i, const char *call, const char *queue, int prio, const char *last_agent,
                unsigned *position);
 int fx_call_op(fx_t *fx, int i, const char *method, const char *call, const char *agent);
+/* acd.rejected with the gateway's reason (no_answer, call_busy...). */
+int fx_rejected(fx_t *fx, int i, const char *call, const char *agent, const char *reason);
 int fx_request(fx_t *fx, int i, const char *method, const void *payload, size_t len, char *error, size_t cap);
 /* acd.callback: the waiting caller of call is to be called back at number. */
 int fx_callback(fx_t *fx, int i, const char *call, const char *number, char *error, size_t cap);

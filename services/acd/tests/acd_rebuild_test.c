@@ -26,7 +26,13 @@
  *   back.
  * sessions_written_while_postgres_is_down_are_kept: a login and a move to
  *   not_ready while PostgreSQL is stopped are answered at once and reach
- *   acd.sessions when it is back, in order. */
+ *   acd.sessions when it is back, in order.
+ * a_callback_ringing_at_the_loss_is_answered_once: the loss comes while the
+ *   gateway offers a callback (the agent's phone rings). The callback comes
+ *   back waiting from PostgreSQL; the agent's answer then makes it answered
+ *   by that agent (its row done), so no other agent is offered it and the
+ *   customer is not called twice.
+ */
 #include "acd_fixture.h"
 #include "cc_check.h"
 #include "cc/cc_bus.h"
@@ -35,6 +41,7 @@
 #include "cc/cc_util.h"
 #include "queue.pb-c.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +69,6 @@ s_flushall(void)
     redisReply *r = cc_redis_cmdf(s_fx.redis, "FLUSHALL");
     CHECK(r && r->type == REDIS_REPLY_STATUS, "Redis loses every key");
     freeReplyObject(r);
-}
-
-/* acd.rejected with a reason (what the gateway sends when a phone rang out). */
-static int
-s_rejected(const char *call, const char *agent, const char *reason)
-{
-    Cc__CallRef m = CC__CALL_REF__INIT;
-    m.call_id = (char *) call;
-    m.agent_id = (char *) agent;
-    m.reason = (char *) reason;
-    uint8_t buf[256];
-    size_t len = cc__call_ref__pack(&m, buf);
-    char error[128];
-    return fx_request(&s_fx, 0, "acd.rejected", buf, len, error, sizeof error);
 }
 
 /* Field of the hash acd:<kind>:<id> ("" when none); the caller frees it. */
@@ -178,7 +171,7 @@ ringing_agents_come_back_with_their_offers_outcome(cc_bus_t *bus)
     fx_snapshot(&s_fx, &s_snap);
     fx_call_t *c3 = fx_snap_call(&s_snap, "rg-c3");
     CHECK(c3 && strcmp(c3->state, "waiting") == 0, "waits: no ringing agent is offered it (%s)", c3 ? c3->state : "-");
-    CHECK(s_rejected("rg-c1", unanswered, "no_answer") == CC__STATUS__STATUS_NOT_FOUND,
+    CHECK(fx_rejected(&s_fx, 0, "rg-c1", unanswered, "no_answer") == CC__STATUS__STATUS_NOT_FOUND,
           "acd says it lost rg-c1 (the gateway enqueues the caller again)");
     fx_agent_t *a = s_agent(unanswered);
     char *reason = s_field("agent", unanswered, "reason");
@@ -297,6 +290,49 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     TEST_PASS(__func__);
 }
 
+static void
+a_callback_ringing_at_the_loss_is_answered_once(cc_bus_t *bus)
+{
+    TEST_BEGIN(__func__);
+    /* Restored agents held for a minute: the answer comes before the hold
+     * is over (after it, acd would offer the callback again itself). */
+    setenv("ACD_RESTORE_HOLD_MS", "60000", 1);
+    cc_harness_stop(s_fx.h, s_fx.pid[0], SIGTERM, 10000);
+    fx_start_instance(&s_fx, 0);
+    CHECK(fx_login(&s_fx, 0, "cr-a", "", "b7") == 0 && fx_state(&s_fx, 0, "cr-a", "not_ready", "lunch") == 0,
+          "an agent, away");
+    CHECK(fx_enqueue(&s_fx, 0, "cr-c1", "b7", 0, NULL, NULL) == 0, "a caller waits");
+    char err[128];
+    CHECK(fx_callback(&s_fx, 0, "cr-c1", "+4930999", err, sizeof err) == 0, "asks for a callback: %s", err);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cr-c1", NULL) == 0, "and hangs up");
+    CHECK(fx_state(&s_fx, 0, "cr-a", "ready", "") == 0, "the agent is back");
+    fx_agent_t *a = s_agent("cr-a");
+    CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "cr-c1") == 0, "and is offered the callback");
+    CHECK(fx_pg_until("SELECT count(*) FROM acd.callbacks WHERE call_id = 'cr-c1' AND NOT done", "1"), "kept");
+
+    s_flushall();   /* while the agent's phone rings for it */
+    CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
+    fx_snapshot(&s_fx, &s_snap);
+    fx_call_t *c = fx_snap_call(&s_snap, "cr-c1");
+    CHECK(c && strcmp(c->state, "waiting") == 0, "the callback is back, waiting");
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cr-c1", "cr-a") == 0, "the agent answers the offer made before the loss");
+    fx_snapshot(&s_fx, &s_snap);
+    c = fx_snap_call(&s_snap, "cr-c1");
+    a = fx_snap_agent(&s_snap, "cr-a");
+    CHECK(c && strcmp(c->state, "answered") == 0 && strcmp(c->agent, "cr-a") == 0 && c->waiting_in == 0,
+          "the callback is answered by cr-a, out of the wait set (%s %s)", c ? c->state : "absent", c ? c->agent : "-");
+    CHECK(a && strcmp(a->state, "on_call") == 0 && strcmp(a->call, "cr-c1") == 0, "cr-a is on it");
+    CHECK(fx_pg_until("SELECT done::text FROM acd.callbacks WHERE call_id = 'cr-c1'", "true"), "its row is done");
+    CHECK(fx_login(&s_fx, 0, "cr-b", "", "b7") == 0, "another agent comes");
+    a = s_agent("cr-b");
+    CHECK(a && strcmp(a->state, "ready") == 0, "and is not offered the callback again (%s)", a ? a->state : "absent");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cr-c1", NULL) == 0, "the callback's call ends");
+    a = s_agent("cr-a");
+    CHECK(a && strcmp(a->state, "ready") == 0, "cr-a is ready again");
+    CHECK(fx_state(&s_fx, 0, "cr-a", "logged_out", "") == 0 && fx_state(&s_fx, 0, "cr-b", "logged_out", "") == 0, "out");
+    TEST_PASS(__func__);
+}
+
 static PGresult *
 s_session(cc_pg_t *pg, const char *agent)
 {
@@ -344,7 +380,8 @@ main(void)
     fx_start(&s_fx, "acd-rebuild", 1,
              "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('b1', 300000, 2000), ('b2', 300000, 0),"
              " ('b3', 300000, 0), ('b4', 300000, 0), ('b5', 300000, 0);"
-             "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms, callback_retry_ms) VALUES ('b6', 300000, 0, 600000)");
+             "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms, callback_retry_ms) VALUES ('b6', 300000, 0, 600000),"
+             " ('b7', 300000, 0, 600000)");
     o.sub_endpoint = getenv("CC_BUS_SUB");
     cc_bus_t *bus = cc_bus_new(&o);
     cc_bus_subscribe(bus, "acd.rebuilt");
@@ -354,9 +391,10 @@ main(void)
     a_call_ended_before_the_restore_frees_its_agent(bus);
     callbacks_come_back_in_their_place(bus);
     sessions_written_while_postgres_is_down_are_kept();
+    a_callback_ringing_at_the_loss_is_answered_once(bus);
     cc_bus_destroy(&bus);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rebuild_test: 5 passed, 0 failed\n");
+    printf("acd_rebuild_test: 6 passed, 0 failed\n");
     return 0;
 }

@@ -18,6 +18,7 @@
  * callback_keeps_its_place_and_is_retried
  * callbacks_wait_for_their_queues_calling_hours
  * held_callbacks_do_not_hide_the_callers_behind_them
+ * refusals_for_the_calls_sake_leave_the_agent_ready
  * supervisor_force_logout_takes_a_ringing_agent_off
  * flagged_callers_go_to_their_queue_and_positions_are_announced
  * deleted_queue_is_pruned_on_reload
@@ -78,7 +79,8 @@ static const char *s_sql =
     "INSERT INTO acd.queues (name, wrap_up_ms, leave_when_empty) VALUES ('r27', 0, true);"
     "INSERT INTO acd.callback_hours (queue, dow, opens, closes) VALUES"
     " ('r26', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00'),"
-    " ('r27', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00');";
+    " ('r27', (extract(dow FROM now() AT TIME ZONE 'UTC')::int + 3) % 7, '00:00', '24:00');"
+    "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms, callback_retry_ms) VALUES ('r28', 1000, 0, 300000);";
 
 static fx_snap_t s_snap;
 
@@ -541,6 +543,59 @@ callback_keeps_its_place_and_is_retried(void)
     cc__queue_left__free_unpacked(l, NULL);
     CHECK(strcmp(s_agent("t15a")->state, "ready") == 0, "agent free");
     fx_state(&s_fx, 0, "t15a", "logged_out", "");
+    TEST_PASS(__func__);
+}
+
+/* The gateway refusing an offer for the call's sake (call_gone, call_busy,
+ * no_trunk) leaves the agent ready; any other reason does not. */
+static void
+refusals_for_the_calls_sake_leave_the_agent_ready(void)
+{
+    TEST_BEGIN(__func__);
+    CHECK(fx_login(&s_fx, 0, "t33a", "", "r28") == 0 && fx_state(&s_fx, 0, "t33a", "not_ready", "brief") == 0, "agent");
+    /* no_trunk: a callback that cannot be dialled is a failed try. */
+    CHECK(fx_enqueue(&s_fx, 0, "t33-cb", "r28", 0, NULL, NULL) == 0, "a caller waits");
+    char err[256];
+    CHECK(fx_callback(&s_fx, 0, "t33-cb", "+4930555", err, sizeof err) == 0, "callback: %s", err);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t33-cb", NULL) == 0, "the caller hangs up");
+    CHECK(fx_state(&s_fx, 0, "t33a", "ready", "") == 0 && strcmp(s_agent("t33a")->call, "t33-cb") == 0,
+          "the callback is offered");
+    CHECK(fx_rejected(&s_fx, 0, "t33-cb", "t33a", "no_trunk") == 0, "no trunk to dial it");
+    fx_agent_t *a = s_agent("t33a");
+    CHECK(strcmp(a->state, "ready") == 0, "t33a stays ready (%s)", a->state);
+    fx_call_t *c = s_call("t33-cb");
+    CHECK(c && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1, "the callback keeps its place");
+    CHECK(fx_pg_until("SELECT attempts || ':' || (hold_until_ms > 0) FROM acd.callbacks WHERE call_id = 't33-cb'",
+                      "1:true"), "a try counted, the next held off");
+    /* call_gone: the caller is gone, an abandon. */
+    CHECK(fx_enqueue(&s_fx, 0, "t33-c1", "r28", 0, NULL, NULL) == 0 && strcmp(s_agent("t33a")->call, "t33-c1") == 0,
+          "a caller is offered to t33a (the held callback is not)");
+    CHECK(fx_rejected(&s_fx, 0, "t33-c1", "t33a", "call_gone") == 0, "the gateway has no such call");
+    Cc__QueueAbandoned *ab = EVENT("queue.abandoned", cc__queue_abandoned, Cc__QueueAbandoned, "t33-c1", 2000);
+    cc__queue_abandoned__free_unpacked(ab, NULL);
+    CHECK(!s_call("t33-c1") && strcmp(s_agent("t33a")->state, "ready") == 0, "t33-c1 is gone, t33a ready");
+    /* call_busy: the gateway is busy with the call; it waits, offered to
+     * nobody for the offer time (1 s), then to the next agent. */
+    CHECK(fx_enqueue(&s_fx, 0, "t33-c2", "r28", 0, NULL, NULL) == 0 && strcmp(s_agent("t33a")->call, "t33-c2") == 0,
+          "another caller is offered");
+    CHECK(fx_rejected(&s_fx, 0, "t33-c2", "t33a", "call_busy") == 0, "the gateway is busy with it");
+    Cc__QueueRequeued *rq = EVENT("queue.requeued", cc__queue_requeued, Cc__QueueRequeued, "t33-c2", 2000);
+    CHECK(strcmp(rq->reason, "call_busy") == 0, "requeued: %s", rq->reason);
+    cc__queue_requeued__free_unpacked(rq, NULL);
+    a = s_agent("t33a");
+    c = s_call("t33-c2");
+    CHECK(strcmp(a->state, "ready") == 0 && c && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1,
+          "t33a ready, t33-c2 waiting in its place, not offered again at once (%s, %s)", a->state, c ? c->state : "-");
+    int64_t end = cc_mono_ms() + 5000;
+    while (strcmp(s_agent("t33a")->call, "t33-c2") != 0 && cc_mono_ms() < end) cc_sleep_ms(50);
+    CHECK(strcmp(s_agent("t33a")->state, "reserved") == 0, "after the hold it is offered again");
+    /* Any other reason is the agent's. */
+    CHECK(fx_rejected(&s_fx, 0, "t33-c2", "t33a", "busy") == 0, "the agent's phone is busy");
+    a = s_agent("t33a");
+    CHECK(strcmp(a->state, "not_ready") == 0, "t33a is not ready (%s)", a->state);
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "t33-c2", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.cancel", "t33-cb", NULL) == 0,
+          "end");
+    CHECK(fx_state(&s_fx, 0, "t33a", "logged_out", "") == 0, "logout");
     TEST_PASS(__func__);
 }
 
@@ -1062,6 +1117,7 @@ main(void)
     callback_keeps_its_place_and_is_retried();
     callbacks_wait_for_their_queues_calling_hours();
     held_callbacks_do_not_hide_the_callers_behind_them();
+    refusals_for_the_calls_sake_leave_the_agent_ready();
     supervisor_force_logout_takes_a_ringing_agent_off();
     flagged_callers_go_to_their_queue_and_positions_are_announced();
     deleted_queue_is_pruned_on_reload();
@@ -1074,6 +1130,6 @@ main(void)
     cc_bus_destroy(&s_events);
     fx_stop(&s_fx);
     cc_log_shutdown();
-    printf("acd_rules_test: 26 passed, 0 failed\n");
+    printf("acd_rules_test: 27 passed, 0 failed\n");
     return 0;
 }
