@@ -256,10 +256,10 @@ s_restore_callbacks(acd_server_t *self)
     }
     int n = PQntuples(res), restored = 0;
     for (int i = 0; i < n; i++) {
-        const char *args[12];
-        for (int c = 0; c < 12; c++) args[c] = PQgetvalue(res, i, c);
+        const char *args[13];
+        for (int c = 0; c < 13; c++) args[c] = PQgetvalue(res, i, c);
         const char *err = "";
-        if (s_run_error(self, "restore_callback", 12, args, &err) == CC__STATUS__STATUS_OK) restored++;
+        if (s_run_error(self, "restore_callback", 13, args, &err) == CC__STATUS__STATUS_OK) restored++;
         else CC_WARN("callback not restored", "call_id=%s queue=%s error=\"%s\"", args[0], args[1], err);
     }
     PQclear(res);
@@ -268,14 +268,16 @@ s_restore_callbacks(acd_server_t *self)
 
 /* What acd.callbacks keeps of action v (each write idempotent, so done
  * again for a retry's replayed actions): a callback requested (callback
- * call queue number position prio rank enq expires customer caller skills)
+ * call queue number position prio rank enq expires customer caller skills
+ * qenq)
  * is written; one answered (answered ... kind), gone (left ... kind) or
  * otherwise done (callback_done call) is marked done, for good. */
 static void
 s_callback_kept(acd_server_t *self, int argc, const char *const *v)
 {
     if (strcmp(v[0], "callback") == 0 && argc >= 12) {
-        const char *row[10] = { v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9], v[10], v[11] };
+        /* qenq: none from an older version's action (0: at its arrival). */
+        const char *row[11] = { v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9], v[10], v[11], argc >= 13 ? v[12] : "0" };
         acd_sessions_callback(self->sessions, row);
     } else if ((strcmp(v[0], "answered") == 0 && argc >= 7 && strcmp(v[6], "callback") == 0)
                || (strcmp(v[0], "left") == 0 && argc >= 6 && strcmp(v[5], "callback") == 0)
@@ -974,7 +976,7 @@ acd_server_new(cc_service_t *svc)
                     "DELETE FROM acd.callbacks WHERE expires_ms < (extract(epoch FROM now()) * 1000)::bigint");
     cc_pg_statement(cc_service_pg(svc), "acd_callbacks",
                     "SELECT call_id, queue, number, prio::text, rank::text, enq_ms::text, expires_ms::text,"
-                    " attempts::text, hold_until_ms::text, customer, caller, skills FROM acd.callbacks"
+                    " attempts::text, hold_until_ms::text, customer, caller, skills, qenq_ms::text FROM acd.callbacks"
                     " WHERE NOT done ORDER BY rank, call_id");
     cc_pg_statement(cc_service_pg(svc), "acd_agent",
                     "SELECT extension, skills, queues FROM acd.agents WHERE id = $1");

@@ -38,8 +38,8 @@ static const struct { const char *name, *sql; } s_statements[] = {
     { "end", "DELETE FROM acd.sessions WHERE agent_id = $1" },
     /* A callback done stays as a marker (done, kept a day at least) that a
      * late or repeated write (another instance's, a retry's) cannot undo. */
-    { "cb_add", "INSERT INTO acd.callbacks (call_id, queue, number, prio, rank, enq_ms, expires_ms, customer, caller, skills)"
-                " VALUES ($1, $2, $3, $4::integer, $5::bigint, $6::bigint, $7::bigint, $8, $9, $10)"
+    { "cb_add", "INSERT INTO acd.callbacks (call_id, queue, number, prio, rank, enq_ms, expires_ms, customer, caller, skills,"
+                " qenq_ms) VALUES ($1, $2, $3, $4::integer, $5::bigint, $6::bigint, $7::bigint, $8, $9, $10, $11::bigint)"
                 " ON CONFLICT (call_id) DO UPDATE SET queue = EXCLUDED.queue, number = EXCLUDED.number,"
                 " expires_ms = EXCLUDED.expires_ms WHERE NOT acd.callbacks.done" },
     { "cb_attempt", "UPDATE acd.callbacks SET attempts = greatest(attempts, $2::integer), hold_until_ms = $3::bigint"
@@ -49,7 +49,7 @@ static const struct { const char *name, *sql; } s_statements[] = {
                  " ON CONFLICT (call_id) DO UPDATE SET done = true,"
                  " expires_ms = greatest(acd.callbacks.expires_ms, EXCLUDED.expires_ms)" },
 };
-#define MAX_PARAMS 10
+#define MAX_PARAMS 11
 
 /* Runs one queued message: a write ("W", statement, parameters) or a sync
  * ("SYNC", seq: answered once everything before it is done). Returns 0 when
@@ -238,9 +238,9 @@ acd_sessions_end(acd_sessions_t *self, const char *agent)
 }
 
 void
-acd_sessions_callback(acd_sessions_t *self, const char *const fields[10])
+acd_sessions_callback(acd_sessions_t *self, const char *const fields[11])
 {
-    s_write(self, "cb_add", 10, fields);
+    s_write(self, "cb_add", 11, fields);
 }
 
 void

@@ -34,8 +34,8 @@ void acd_sessions_call_ended(acd_sessions_t *self, const char *call);
 void acd_sessions_end(acd_sessions_t *self, const char *agent);
 
 /* A callback requested (acd.callbacks): call, queue, number, prio, rank,
- * enq_ms, expires_ms, customer, caller, skills. */
-void acd_sessions_callback(acd_sessions_t *self, const char *const fields[10]);
+ * enq_ms, expires_ms, customer, caller, skills, qenq_ms (0: at enq_ms). */
+void acd_sessions_callback(acd_sessions_t *self, const char *const fields[11]);
 /* The customer did not answer it (attempts tries so far): tried again
  * from hold_until_ms. */
 void acd_sessions_callback_attempt(acd_sessions_t *self, const char *call, const char *attempts,

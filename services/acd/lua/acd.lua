@@ -59,7 +59,7 @@
 --   {"overflowed", call, from_queue, to_queue, wait_ms}
 --   {"left", call, queue, wait_ms, reason, kind}  (timeout | empty | cancelled | queue_removed
 --                                           | callback_failed | callback_expired)
---   {"callback", call, queue, number, position, prio, rank, enq, expires, customer, caller, skills}
+--   {"callback", call, queue, number, position, prio, rank, enq, expires, customer, caller, skills, qenq}
 --   {"agent", agent, state, previous, ms_in_previous, reason, call}
 --   {"error", code, text}  (code: bad_request | not_found | conflict | full | empty | closed
 --                           | internal: the operation failed in the script)
@@ -1322,18 +1322,18 @@ function ops.callback(call, number)
   -- keeps callbacks in PostgreSQL: the caller is gone, nobody else holds
   -- the request).
   emit({ 'callback', call, c.queue, number, int(pos), c.prio or '0', c.rank, c.enq, c.expires, c.customer or '',
-         c.caller or '', c.skills or '' })
+         c.caller or '', c.skills or '', c.qenq or c.enq })
   schedule(call, c, qconf(c.queue) or {})
   return out
 end
 
 -- restore_callback call queue number prio rank enq expires attempts
---                  hold_until customer caller skills
+--                  hold_until customer caller skills qenq
 -- After Redis lost its data: a callback kept in PostgreSQL comes back in
 -- its place (its first rank), waiting, unless it is known (it came back
 -- already) or expired meanwhile.
 function ops.restore_callback(call, q, number, prio, rank, enq, expires, attempts, hold_until, customer, caller,
-                              skills)
+                              skills, qenq)
   if not call or call == '' then return fail('bad_request', 'call id missing') end
   local kind = rcall('HGET', 'acd:call:' .. call, 'kind')
   if kind then
@@ -1349,7 +1349,9 @@ function ops.restore_callback(call, q, number, prio, rank, enq, expires, attempt
     emit({ 'left', call, q, '0', 'queue_removed', 'callback' })
     return out
   end
-  local c = { queue = q, prio = prio, enq = enq, qenq = enq, rank = rank, state = 'waiting', kind = 'callback',
+  -- When it entered this queue (an overflow), for the queue's widen rules.
+  if (tonumber(qenq) or 0) <= 0 then qenq = enq end
+  local c = { queue = q, prio = prio, enq = enq, qenq = qenq, rank = rank, state = 'waiting', kind = 'callback',
               number = number, expires = expires, attempts = attempts, hold_until = hold_until,
               customer = customer, caller = caller, sticky_until = '0', skills = skills or '' }
   if tonumber(expires) <= now then
@@ -1358,7 +1360,7 @@ function ops.restore_callback(call, q, number, prio, rank, enq, expires, attempt
   end
   rcall('HSET', 'acd:call:' .. call, 'queue', q, 'prio', prio, 'enq', enq, 'rank', rank, 'state', 'waiting',
              'skills', c.skills, 'kind', 'callback', 'number', number, 'expires', expires, 'attempts', attempts,
-             'hold_until', hold_until, 'customer', customer or '', 'caller', caller or '')
+             'hold_until', hold_until, 'customer', customer or '', 'caller', caller or '', 'qenq', qenq)
   rcall('ZADD', wait_key(c), rank, call)
   schedule(call, c, conf)
   route_call(call, c)   -- an agent ready already (logged in meanwhile) takes it

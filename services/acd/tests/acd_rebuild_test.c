@@ -23,7 +23,8 @@
  *   their places, ahead of a new call, the tried one still held for its
  *   retry; the free agent takes the other, whose answer marks its row
  *   done. A row marked done, and one of a queue that is gone, do not come
- *   back.
+ *   back. A callback asked for after an overflow keeps when it entered its
+ *   queue (its widen rules count from then).
  * sessions_written_while_postgres_is_down_are_kept: a login and a move to
  *   not_ready while PostgreSQL is stopped are answered at once and reach
  *   acd.sessions when it is back, in order.
@@ -252,6 +253,24 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     CHECK(fx_pg_until("SELECT string_agg(call_id || ':' || number || ':' || attempts || ':' || (hold_until_ms > 0), ','"
                      " ORDER BY rank, call_id) FROM acd.callbacks", "cb-c1:+4930111:1:true,cb-c3:+4930333:0:false"),
           "both callbacks are in acd.callbacks, the first with its try");
+    /* A caller moved on to b9 (overflow) asks for a callback there. */
+    CHECK(fx_enqueue(&s_fx, 0, "cb-o1", "b8", 0, NULL, NULL) == 0, "a caller in b8");
+    char *queue = NULL;
+    for (int i = 0; i < 60; i++, cc_sleep_ms(50)) {
+        free(queue);
+        queue = s_field("call", "cb-o1", "queue");
+        if (strcmp(queue, "b9") == 0) break;
+    }
+    CHECK(strcmp(queue, "b9") == 0, "overflows to b9 (%s)", queue);
+    free(queue);
+    char *qenq = s_field("call", "cb-o1", "qenq"), *enq = s_field("call", "cb-o1", "enq");
+    CHECK(atoll(qenq) > atoll(enq), "entered b9 after arriving (%s > %s)", qenq, enq);
+    CHECK(fx_callback(&s_fx, 0, "cb-o1", "+4930444", err, sizeof err) == 0
+          && fx_call_op(&s_fx, 0, "acd.ended", "cb-o1", NULL) == 0, "asks for a callback and hangs up: %s", err);
+    char want[64];
+    snprintf(want, sizeof want, "b9:%s", qenq);
+    CHECK(fx_pg_until("SELECT queue || ':' || qenq_ms FROM acd.callbacks WHERE call_id = 'cb-o1'", want),
+          "kept with when it entered b9");
     /* Two rows that must not come back: one done, one of a queue gone. */
     CHECK(fx_pg_until("WITH i AS (INSERT INTO acd.callbacks (call_id, queue, number, rank, enq_ms, expires_ms, done) VALUES"
                      " ('cb-done', 'b6', '+1', 1, 1, 9999999999999, true),"
@@ -268,6 +287,14 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
     CHECK(c1->rank == rank1 && c3->rank == rank3 && c3->rank < c4->rank, "in their places, ahead of the new caller");
     CHECK(s_wait_score("cb-c1") == rank1 && s_wait_score("cb-c3") == rank3, "ranked so in the wait set");
     CHECK(!fx_snap_call(&s_snap, "cb-done") && !fx_snap_call(&s_snap, "cb-gone"), "a done callback is not back, nor one of a queue gone");
+    char *qenq_back = s_field("call", "cb-o1", "qenq"), *queue_back = s_field("call", "cb-o1", "queue");
+    CHECK(strcmp(queue_back, "b9") == 0 && strcmp(qenq_back, qenq) == 0, "cb-o1 is back in b9, entered at %s (%s)", qenq,
+          qenq_back);
+    free(qenq_back);
+    free(queue_back);
+    free(qenq);
+    free(enq);
+    CHECK(fx_call_op(&s_fx, 0, "acd.cancel", "cb-o1", NULL) == 0, "cb-o1 is cancelled");
     CHECK(fx_pg_until("SELECT done::text FROM acd.callbacks WHERE call_id = 'cb-gone'", "true"), "which is marked done");
     char *kind = s_field("call", "cb-c3", "kind"), *number = s_field("call", "cb-c3", "number"),
          *attempts = s_field("call", "cb-c1", "attempts"), *hold = s_field("call", "cb-c1", "hold_until");
@@ -381,7 +408,9 @@ main(void)
              "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms) VALUES ('b1', 300000, 2000), ('b2', 300000, 0),"
              " ('b3', 300000, 0), ('b4', 300000, 0), ('b5', 300000, 0);"
              "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms, callback_retry_ms) VALUES ('b6', 300000, 0, 600000),"
-             " ('b7', 300000, 0, 600000)");
+             " ('b7', 300000, 0, 600000), ('b9', 300000, 0, 600000);"
+             "INSERT INTO acd.queues (name, offer_timeout_ms, wrap_up_ms, overflow_queue, overflow_after_ms)"
+             " VALUES ('b8', 300000, 0, 'b9', 300)");
     o.sub_endpoint = getenv("CC_BUS_SUB");
     cc_bus_t *bus = cc_bus_new(&o);
     cc_bus_subscribe(bus, "acd.rebuilt");
