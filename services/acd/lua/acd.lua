@@ -1373,7 +1373,10 @@ end
 -- the queue's cb_retry_ms, until cb_attempts tries.
 function ops.callback_failed(call, agent)
   local c = hgetall('acd:call:' .. call)
-  if not c or c.state ~= 'offered' or c.agent ~= agent or c.kind ~= 'callback' then
+  -- Waiting: offered before Redis lost its data (put back from PostgreSQL),
+  -- to an agent held since the restore; the try counts all the same.
+  local restored = c and c.state == 'waiting' and c.kind == 'callback' and restored_ready(agent)
+  if not c or (not restored and (c.state ~= 'offered' or c.agent ~= agent or c.kind ~= 'callback')) then
     return fail('conflict', 'no such callback offer')
   end
   local a = load_agent(agent)
@@ -1382,6 +1385,7 @@ function ops.callback_failed(call, agent)
   if a and a.state == 'reserved' and a.call == call then set_state(agent, a, 'ready', '', '') end
   local conf = qconf(c.queue) or {}
   if attempts >= (tonumber(conf.cb_attempts) or 3) then
+    if restored then rcall('ZREM', wait_key(c), call) end
     rcall('DEL', 'acd:call:' .. call)
     rcall('ZREM', 'acd:due', call)
     emit({ 'left', call, c.queue, int(now - tonumber(c.enq)), 'callback_failed', 'callback' })

@@ -28,11 +28,12 @@
  * sessions_written_while_postgres_is_down_are_kept: a login and a move to
  *   not_ready while PostgreSQL is stopped are answered at once and reach
  *   acd.sessions when it is back, in order.
- * a_callback_ringing_at_the_loss_is_answered_once: the loss comes while the
- *   gateway offers a callback (the agent's phone rings). The callback comes
- *   back waiting from PostgreSQL; the agent's answer then makes it answered
- *   by that agent (its row done), so no other agent is offered it and the
- *   customer is not called twice.
+ * a_callback_ringing_at_the_loss_ends_as_its_try_did: the loss comes while
+ *   the gateway offers two callbacks (the agents' phones ring). They come
+ *   back waiting from PostgreSQL; one agent's answer makes the first
+ *   answered by that agent (its row done), the other's customer not
+ *   answering counts as a try of the second (held for its retry): neither
+ *   is offered to a third agent, no customer is called twice.
  */
 #include "acd_fixture.h"
 #include "cc_check.h"
@@ -318,45 +319,62 @@ callbacks_come_back_in_their_place(cc_bus_t *bus)
 }
 
 static void
-a_callback_ringing_at_the_loss_is_answered_once(cc_bus_t *bus)
+a_callback_ringing_at_the_loss_ends_as_its_try_did(cc_bus_t *bus)
 {
     TEST_BEGIN(__func__);
-    /* Restored agents held for a minute: the answer comes before the hold
-     * is over (after it, acd would offer the callback again itself). */
+    /* Restored agents held for a minute: the outcomes come before the hold
+     * is over (after it, acd would offer the callbacks again itself). */
     setenv("ACD_RESTORE_HOLD_MS", "60000", 1);
     cc_harness_stop(s_fx.h, s_fx.pid[0], SIGTERM, 10000);
     fx_start_instance(&s_fx, 0);
-    CHECK(fx_login(&s_fx, 0, "cr-a", "", "b7") == 0 && fx_state(&s_fx, 0, "cr-a", "not_ready", "lunch") == 0,
-          "an agent, away");
-    CHECK(fx_enqueue(&s_fx, 0, "cr-c1", "b7", 0, NULL, NULL) == 0, "a caller waits");
+    const char *agents[] = { "cr-a", "cr-b" }, *calls[] = { "cr-c1", "cr-c2" };
+    for (int i = 0; i < 2; i++)
+        CHECK(fx_login(&s_fx, 0, agents[i], "", "b7") == 0 && fx_state(&s_fx, 0, agents[i], "not_ready", "lunch") == 0,
+              "%s logs in, away", agents[i]);
     char err[128];
-    CHECK(fx_callback(&s_fx, 0, "cr-c1", "+4930999", err, sizeof err) == 0, "asks for a callback: %s", err);
-    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cr-c1", NULL) == 0, "and hangs up");
-    CHECK(fx_state(&s_fx, 0, "cr-a", "ready", "") == 0, "the agent is back");
-    fx_agent_t *a = s_agent("cr-a");
-    CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, "cr-c1") == 0, "and is offered the callback");
-    CHECK(fx_pg_until("SELECT count(*) FROM acd.callbacks WHERE call_id = 'cr-c1' AND NOT done", "1"), "kept");
+    for (int i = 0; i < 2; i++)
+        CHECK(fx_enqueue(&s_fx, 0, calls[i], "b7", 0, NULL, NULL) == 0
+              && fx_callback(&s_fx, 0, calls[i], "+4930999", err, sizeof err) == 0
+              && fx_call_op(&s_fx, 0, "acd.ended", calls[i], NULL) == 0, "%s asks for a callback and hangs up: %s",
+              calls[i], err);
+    for (int i = 0; i < 2; i++) {
+        CHECK(fx_state(&s_fx, 0, agents[i], "ready", "") == 0, "%s is back", agents[i]);
+        fx_agent_t *a = s_agent(agents[i]);
+        CHECK(a && strcmp(a->state, "reserved") == 0 && strcmp(a->call, calls[i]) == 0, "and is offered %s", calls[i]);
+    }
+    CHECK(fx_pg_until("SELECT count(*) FROM acd.callbacks WHERE call_id LIKE 'cr-%' AND NOT done", "2"), "both kept");
 
-    s_flushall();   /* while the agent's phone rings for it */
+    s_flushall();   /* while the agents' phones ring for them */
     CHECK(s_rebuilt(bus), "acd published acd.rebuilt");
     fx_snapshot(&s_fx, &s_snap);
-    fx_call_t *c = fx_snap_call(&s_snap, "cr-c1");
-    CHECK(c && strcmp(c->state, "waiting") == 0, "the callback is back, waiting");
-    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cr-c1", "cr-a") == 0, "the agent answers the offer made before the loss");
+    for (int i = 0; i < 2; i++) {
+        fx_call_t *c = fx_snap_call(&s_snap, calls[i]);
+        CHECK(c && strcmp(c->state, "waiting") == 0, "%s is back, waiting", calls[i]);
+    }
+    CHECK(fx_call_op(&s_fx, 0, "acd.answered", "cr-c1", "cr-a") == 0, "cr-a answers the offer made before the loss");
+    CHECK(fx_call_op(&s_fx, 0, "acd.callback_failed", "cr-c2", "cr-b") == 0, "cr-c2's customer does not answer");
     fx_snapshot(&s_fx, &s_snap);
-    c = fx_snap_call(&s_snap, "cr-c1");
-    a = fx_snap_agent(&s_snap, "cr-a");
+    fx_call_t *c = fx_snap_call(&s_snap, "cr-c1");
+    fx_agent_t *a = fx_snap_agent(&s_snap, "cr-a");
     CHECK(c && strcmp(c->state, "answered") == 0 && strcmp(c->agent, "cr-a") == 0 && c->waiting_in == 0,
-          "the callback is answered by cr-a, out of the wait set (%s %s)", c ? c->state : "absent", c ? c->agent : "-");
+          "cr-c1 is answered by cr-a, out of the wait set (%s %s)", c ? c->state : "absent", c ? c->agent : "-");
     CHECK(a && strcmp(a->state, "on_call") == 0 && strcmp(a->call, "cr-c1") == 0, "cr-a is on it");
-    CHECK(fx_pg_until("SELECT done::text FROM acd.callbacks WHERE call_id = 'cr-c1'", "true"), "its row is done");
-    CHECK(fx_login(&s_fx, 0, "cr-b", "", "b7") == 0, "another agent comes");
-    a = s_agent("cr-b");
-    CHECK(a && strcmp(a->state, "ready") == 0, "and is not offered the callback again (%s)", a ? a->state : "absent");
-    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cr-c1", NULL) == 0, "the callback's call ends");
+    c = fx_snap_call(&s_snap, "cr-c2");
+    CHECK(c && strcmp(c->state, "waiting") == 0 && c->waiting_in == 1, "cr-c2 keeps its place");
+    CHECK(fx_pg_until("SELECT string_agg(call_id || ':' || done || ':' || attempts || ':' || (hold_until_ms > 0), ','"
+                      " ORDER BY call_id) FROM acd.callbacks WHERE call_id LIKE 'cr-%'",
+                      "cr-c1:true:0:false,cr-c2:false:1:true"),
+          "cr-c1 is done, cr-c2 tried once and held for its retry");
+    CHECK(fx_login(&s_fx, 0, "cr-d", "", "b7") == 0, "another agent comes");
+    a = s_agent("cr-d");
+    CHECK(a && strcmp(a->state, "ready") == 0, "and is offered neither again (%s %s)", a ? a->state : "absent",
+          a ? a->call : "-");
+    CHECK(fx_call_op(&s_fx, 0, "acd.ended", "cr-c1", NULL) == 0 && fx_call_op(&s_fx, 0, "acd.cancel", "cr-c2", NULL) == 0,
+          "cr-c1's call ends, cr-c2 is cancelled");
     a = s_agent("cr-a");
     CHECK(a && strcmp(a->state, "ready") == 0, "cr-a is ready again");
-    CHECK(fx_state(&s_fx, 0, "cr-a", "logged_out", "") == 0 && fx_state(&s_fx, 0, "cr-b", "logged_out", "") == 0, "out");
+    const char *all[] = { "cr-a", "cr-b", "cr-d" };
+    for (int i = 0; i < 3; i++) CHECK(fx_state(&s_fx, 0, all[i], "logged_out", "") == 0, "%s logs out", all[i]);
     TEST_PASS(__func__);
 }
 
@@ -420,7 +438,7 @@ main(void)
     a_call_ended_before_the_restore_frees_its_agent(bus);
     callbacks_come_back_in_their_place(bus);
     sessions_written_while_postgres_is_down_are_kept();
-    a_callback_ringing_at_the_loss_is_answered_once(bus);
+    a_callback_ringing_at_the_loss_ends_as_its_try_did(bus);
     cc_bus_destroy(&bus);
     fx_stop(&s_fx);
     cc_log_shutdown();
