@@ -34,6 +34,12 @@ acd_bound_evalsha_per_s(int port)
     acd_bound_seed(r);
     const char *argv[] = { "SCRIPT", "LOAD", acd_bound_lua };
     redisReply *sha = cc_redis_cmd(r, 3, argv);
+    if (!sha || sha->type != REDIS_REPLY_STRING) {
+        fprintf(stderr, "acd_bound: the bound's script not loaded: %s\n", sha && sha->str ? sha->str : "no reply");
+        if (sha) freeReplyObject(sha);
+        cc_redis_destroy(&r);
+        return 0;
+    }
     char cmd[512];
     snprintf(cmd, sizeof cmd, "redis-benchmark -p %d -c 50 -n 200000 -P 1 -q EVALSHA %s 1 bench:ready c1 1",
              port, sha->str);
